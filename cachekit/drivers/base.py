@@ -1,0 +1,125 @@
+"""The driver contract: bytes in, bytes out.
+
+A driver stores opaque blobs under string keys. It knows nothing about resources, serializers or policies; the
+:class:`~cachekit.Cache` above it does. Every driver in cachekit, and any third-party one, implements
+:class:`Driver` and passes the shared contract suite in ``tests/contract/``.
+
+Rules every driver follows:
+
+* ``get`` returns :data:`~cachekit.MISSING` on a miss (never ``None``: ``None`` is not a blob).
+* ``set(key, blob, ttl)`` stores the blob for ``ttl`` seconds (``None``: no expiry). A driver with native expiry
+  (Redis ``PX``) uses it; others record the deadline and drop the entry when they meet it past its deadline.
+  Independently, the value envelope carries ``expires_at``, so an entry past its deadline is never served.
+* ``clear(prefix)`` removes keys that start with ``prefix`` (all of the driver's keys when ``prefix`` is empty)
+  and nothing else: never other applications' keys that share the server or bucket.
+* ``keys(prefix)`` lists stored keys under ``prefix``, without the driver's own ``key_prefix``.
+* A failure to reach the backend raises :class:`~cachekit.errors.DriverUnavailable`; any other backend failure
+  raises :class:`~cachekit.errors.DriverError` with the original exception as ``__cause__``.
+* Batch operations have ``_many`` names; the defaults here loop, and drivers override them when the backend
+  batches (Redis ``MGET``, S3 ``delete_objects``).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, ClassVar
+
+from .._types import Missing
+
+__all__ = ["Driver"]
+
+
+class Driver(abc.ABC):
+    """Base class of cache drivers. Subclasses implement the abstract methods; the rest have defaults.
+
+    E.g.::
+
+        class DictDriver(Driver):
+            name = "dict"
+            def __init__(self) -> None:
+                self._data: dict[str, bytes] = {}
+            def get(self, key): return self._data.get(key, MISSING)
+            ...
+    """
+
+    #: Registry name ("memory", "redis", ...); also shown in stats.
+    name: ClassVar[str] = "driver"
+    #: True when calls may block on I/O, so async callers run them in a thread (``asyncio.to_thread``).
+    blocking: ClassVar[bool] = True
+    #: True when the driver stores live Python objects instead of blobs (the memory driver's objects mode).
+    stores_objects: bool = False
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes | Missing:
+        """Return the blob stored under ``key``, or :data:`~cachekit.MISSING`."""
+
+    @abc.abstractmethod
+    def set(self, key: str, blob: bytes, ttl: float | None = None) -> None:
+        """Store ``blob`` under ``key`` for ``ttl`` seconds (``None``: no expiry), replacing any old value."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; return whether it was present."""
+
+    @abc.abstractmethod
+    def clear(self, prefix: str = "") -> int:
+        """Remove every key starting with ``prefix`` (all when empty); return how many were removed."""
+
+    @abc.abstractmethod
+    def keys(self, prefix: str = "") -> list[str]:
+        """List stored keys starting with ``prefix``."""
+
+    def get_with_expiry(self, key: str) -> tuple[bytes, float | None] | Missing:
+        """Return ``(blob, expires_at)`` or :data:`~cachekit.MISSING`.
+
+        ``expires_at`` is the entry's deadline as a wall-clock timestamp (the driver's clock), or ``None`` when it
+        has no expiry or the driver cannot tell. Multi-tier promotion uses it to copy a hit into faster tiers with
+        the *remaining* TTL rather than a fresh one.
+        """
+        blob = self.get(key)
+        if isinstance(blob, Missing):
+            return blob
+        return blob, None
+
+    def size(self) -> int:
+        """Number of stored entries."""
+        return len(self.keys())
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | Missing]:
+        """Return one blob or :data:`~cachekit.MISSING` per key, in order."""
+        return [self.get(key) for key in keys]
+
+    def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
+        """Store every ``key -> blob`` of ``items`` with one ``ttl``."""
+        for key, blob in items.items():
+            self.set(key, blob, ttl)
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove the given keys; return how many were present."""
+        return sum(1 for key in keys if self.delete(key))
+
+    def clear_many(self, prefixes: Iterable[str]) -> int:
+        """Remove every key starting with any of ``prefixes``; drivers that scan override this to scan once."""
+        return sum(self.clear(prefix) for prefix in prefixes if prefix)
+
+    def stats(self) -> dict[str, Any]:
+        """Driver-level counters and facts (entries, bytes, evictions ...). Empty by default."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release connections, files and background work. Safe to call twice."""
+
+    def __enter__(self) -> Driver:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
+
+

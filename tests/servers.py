@@ -1,0 +1,144 @@
+"""Real servers for the test suite: moto's S3 HTTP server and redis-server processes, on loopback only.
+
+Locally a missing server skips the tests that need it; with ``CI=true`` or ``CACHEKIT_REQUIRE_SERVERS=1`` it
+fails them, so CI never passes by skipping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+LOOPBACK = "127.0.0.1"
+
+
+def servers_required() -> bool:
+    """True when a missing server must fail the run instead of skipping (CI)."""
+    return os.environ.get("CI", "").lower() == "true" or os.environ.get("CACHEKIT_REQUIRE_SERVERS") == "1"
+
+
+def unavailable(reason: str) -> None:
+    """Skip locally, fail in CI."""
+    if servers_required():
+        pytest.fail(f"{reason} (servers are required because CI=true or CACHEKIT_REQUIRE_SERVERS=1)")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=0.2):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@dataclass
+class MotoServer:
+    """moto's S3 server in a subprocess; boto3 reaches it over a real socket."""
+
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> MotoServer:
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"moto server exited with {self.process.returncode}")
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(self.endpoint_url + "/moto-api/", timeout=0.5).close()
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("moto server did not start within 30 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass
+class RedisServer:
+    """A private redis-server process on a free loopback port (no persistence), for tests that stop it."""
+
+    port: int = field(default_factory=free_port)
+    extra_args: tuple[str, ...] = ()
+    process: subprocess.Popen[bytes] | None = None
+    directory: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="cachekit-redis-"))
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise FileNotFoundError("redis-server is not on PATH")
+        self.process = subprocess.Popen(
+            [
+                binary, "--bind", LOOPBACK, "--port", str(self.port), "--save", "", "--appendonly", "no",
+                "--dir", self.directory, *self.extra_args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if not wait_for_port(self.port):
+            self.stop()
+            raise RuntimeError(f"redis-server did not start on port {self.port}")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_moto() -> Iterator[MotoServer]:
+    server = MotoServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
