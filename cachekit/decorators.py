@@ -1,0 +1,464 @@
+"""``@cached`` and ``@invalidates``: read-through caching and write invalidation for functions and methods.
+
+Both are built on wrapt, so they work on functions, methods, classmethods (put the decorator outermost, above
+``@classmethod``), staticmethods and ``async def``, keep the signature and ``__wrapped__``, and read the
+resource from the bound instance: ``self`` never enters a key.
+
+Every ``@cached`` callable carries ``.cache_key(...)``, ``.uncached(...)``, ``.invalidate(...)`` and
+``.refresh(...)``, with the same arguments as the call, also through an instance (``repo.get.cache_key(1)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import wrapt
+
+from ._types import DEFAULT, MISSING, TTL, normalize_ttl
+from .errors import ConfigurationError, SerializationError, UncacheableValueWarning
+from .keys import Invalidation, format_key, get_key_resolver, register_key_resolver, registered_actions
+from .namespace import Cache
+
+__all__ = ["cached", "invalidates"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+if TYPE_CHECKING:
+    _FunctionWrapper = wrapt.FunctionWrapper[..., Any]
+    _BoundFunctionWrapper = wrapt.BoundFunctionWrapper[..., Any]
+else:  # wrapt's classes are generic only in its stubs
+    _FunctionWrapper = wrapt.FunctionWrapper
+    _BoundFunctionWrapper = wrapt.BoundFunctionWrapper
+
+_EMPTY = inspect.Parameter.empty
+# Argument types whose value and type fully decide the key, so a call made of them can reuse a computed key.
+# bool and float are left out on purpose: True == 1 == 1.0 would share a memo slot but not a canonical key.
+_MEMO_TYPES = frozenset({str, int, type(None)})
+_MEMO_LIMIT = 4096
+
+
+class _Signature:
+    """Maps a call's arguments to ``{name: value}`` without the ones left at their defaults."""
+
+    __slots__ = ("defaults", "keyword_only", "positional", "var_keyword", "var_positional")
+
+    def __init__(self, parameters: Sequence[inspect.Parameter]) -> None:
+        kinds = inspect.Parameter
+        self.positional = [p.name for p in parameters if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
+        self.var_positional = next((p.name for p in parameters if p.kind is kinds.VAR_POSITIONAL), None)
+        self.var_keyword = next((p.name for p in parameters if p.kind is kinds.VAR_KEYWORD), None)
+        self.keyword_only = [p.name for p in parameters if p.kind is kinds.KEYWORD_ONLY]
+        self.defaults = {p.name: p.default for p in parameters if p.default is not _EMPTY}
+
+    def params(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        bound = dict(zip(self.positional, args, strict=False))
+        if len(args) > len(self.positional):
+            bound[self.var_positional or "args"] = list(args[len(self.positional) :])
+        bound.update(kwargs)
+        defaults = self.defaults
+        return {k: v for k, v in bound.items() if k not in defaults or not _same(v, defaults[k])}
+
+
+def _same(value: Any, default: Any) -> bool:
+    if value is default:
+        return True
+    if type(value) is not type(default):
+        return False
+    try:
+        return bool(value == default)
+    except Exception:
+        return False
+
+
+def _signatures(fn: Any) -> tuple[_Signature, _Signature]:
+    """(for calls without an instance, for calls bound to an instance or class: first parameter dropped)."""
+    target = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
+    parameters = list(inspect.signature(target).parameters.values())
+    return _Signature(parameters), _Signature(parameters[1:])
+
+
+def _resource_name(instance: Any, fallback: str) -> str:
+    if instance is None:
+        return fallback
+    name = getattr(instance, "name", None)
+    if type(name) is str and name:
+        return name
+    cls = instance if isinstance(instance, type) else type(instance)
+    return cls.__name__.lower()
+
+
+def _namespace_of(instance: Any, explicit: Cache | None, what: str) -> Cache:
+    if explicit is not None:
+        return explicit
+    found = getattr(instance, "cache", None) if instance is not None else None
+    if type(found) is Cache or isinstance(found, Cache):
+        return found  # type: ignore[return-value]
+    namespace = getattr(found, "namespace_cache", None)  # a resource facade exposes its Cache this way
+    if isinstance(namespace, Cache):
+        return namespace
+    raise ConfigurationError(
+        f"{what} has no cache: pass namespace=Cache(...) to the decorator, or give the class a "
+        "'cache = Cache(...)' attribute"
+    )
+
+
+class _CachedState:
+    """Everything fixed at decoration time; ``__call__``/``acall`` are the wrapt wrappers."""
+
+    def __init__(self, fn: Any, action: str, namespace: Cache | None, resource: str | None, ttl: Any) -> None:
+        self.action = action
+        self.namespace = namespace
+        self.resource = resource
+        self.fallback_name = getattr(fn, "__name__", "function")
+        self.ttl = ttl
+        self.resolver = get_key_resolver(action)
+        self.free, self.bound = _signatures(fn)
+        self.memo: dict[Any, str] = {}
+        self.what = f"@cached {self.fallback_name}()"
+
+    # -- keys ------------------------------------------------------------------------------------------------
+
+    def key(self, ns: Cache, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        """The key of a call; ``None`` (with a warning) when its arguments cannot be keyed.
+
+        Calls whose arguments are all str/int/None reuse the key computed the first time (a bounded memo), so a
+        hit does not hash its arguments again.
+        """
+        name = self.resource or _resource_name(instance, self.fallback_name)
+        memo_key: Any = None
+        if not kwargs:
+            if len(args) == 1:
+                if type(args[0]) in _MEMO_TYPES:
+                    memo_key = (ns, name, args[0])
+            elif not args or all(type(a) in _MEMO_TYPES for a in args):
+                memo_key = (ns, name, *args)
+            if memo_key is not None:
+                found = self.memo.get(memo_key)
+                if found is not None:
+                    return found
+        try:
+            key = self.compute_key(ns, name, instance, args, kwargs)
+        except SerializationError as exc:
+            warnings.warn(f"{self.what}: {exc}; called uncached", UncacheableValueWarning, stacklevel=4)
+            return None
+        if memo_key is not None:
+            if len(self.memo) >= _MEMO_LIMIT:
+                self.memo.clear()
+            self.memo[memo_key] = key
+        return key
+
+    def compute_key(self, ns: Cache, name: str, instance: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+        signature = self.free if instance is None else self.bound
+        spec = self.resolver(name, self.action, signature.params(args, kwargs))
+        return format_key(ns.namespace, spec, case_sensitive=ns.case_sensitive)
+
+    # -- calls -----------------------------------------------------------------------------------------------
+
+    def __call__(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        # The hit path: everything here runs on every call, so the common shape (one str/int argument, a key
+        # already in the memo) is tested first and costs a tuple and two dict lookups.
+        if kwargs and "skip_cache" in kwargs and kwargs.pop("skip_cache"):
+            return wrapped(*args, **kwargs)
+        ns = self.namespace
+        if ns is None:
+            ns = getattr(instance, "cache", None)
+            if type(ns) is not Cache:
+                ns = _namespace_of(instance, None, self.what)
+        if self.action in ns.disabled_actions:
+            return wrapped(*args, **kwargs)
+        key = None
+        if not kwargs and len(args) == 1 and type(args[0]) in _MEMO_TYPES:
+            name = self.resource or getattr(instance, "name", None)
+            if type(name) is not str or not name:
+                name = _resource_name(instance, self.fallback_name)
+            key = self.memo.get((ns, name, args[0]))
+        if key is None:
+            key = self.key(ns, instance, args, kwargs)
+            if key is None:
+                return wrapped(*args, **kwargs)
+        value = ns._read(key)
+        if value is not MISSING:
+            return value
+        return ns._load(key, self.action, functools.partial(wrapped, *args, **kwargs), self.ttl)
+
+    async def acall(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if kwargs and "skip_cache" in kwargs and kwargs.pop("skip_cache"):
+            return await wrapped(*args, **kwargs)
+        ns = self.namespace or _namespace_of(instance, None, self.what)
+        if self.action in ns.disabled_actions:
+            return await wrapped(*args, **kwargs)
+        key = self.key(ns, instance, args, kwargs)
+        if key is None:
+            return await wrapped(*args, **kwargs)
+        # A blocking driver (Redis, S3, disk) must not stall the event loop.
+        value = await asyncio.to_thread(ns._read, key) if ns.driver.blocking else ns._read(key)
+        if value is not MISSING:
+            return value
+        return await ns._aload(key, self.action, functools.partial(wrapped, *args, **kwargs), self.ttl)
+
+    def refresh(self, ns: Cache, key: str, value: Any) -> Any:
+        ttl = self.ttl if self.ttl is not DEFAULT else ns.policy(self.action).ttl
+        ns._write(key, value, ns.ttl if ttl is DEFAULT else ttl, None)
+        return value
+
+
+def _split_instance(instance: Any, binding: str, args: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...], bool]:
+    """Through the class (``Repo.get.cache_key(repo, 1)``) the instance is the first argument."""
+    if instance is None and binding == "function" and args:
+        return args[0], args[1:], True
+    return instance, args, False
+
+
+class _BoundCachedFunction(_BoundFunctionWrapper):
+    """What ``instance.method`` returns for a ``@cached`` method: callable, plus the cache helpers."""
+
+    def _cache_parts(self, args: tuple[Any, ...]) -> tuple[_CachedState, Cache, Any, tuple[Any, ...], bool]:
+        state: _CachedState = self._self_parent._self_state
+        instance, args, unbound = _split_instance(self._self_instance, self._self_binding, args)
+        return state, _namespace_of(instance, state.namespace, state.what), instance, args, unbound
+
+    def cache_key(self, *args: Any, **kwargs: Any) -> str:
+        """The key this call would read and write."""
+        state, ns, instance, args, _ = self._cache_parts(args)
+        name = state.resource or _resource_name(instance, state.fallback_name)
+        return state.compute_key(ns, name, instance, args, kwargs)
+
+    def uncached(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the method itself, neither reading nor writing the cache."""
+        _, _, instance, args, unbound = self._cache_parts(args)
+        return self.__wrapped__(instance, *args, **kwargs) if unbound else self.__wrapped__(*args, **kwargs)
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Remove this call's entry; return whether one was there."""
+        _, ns, _, _, _ = self._cache_parts(args)
+        return ns.delete(self.cache_key(*args, **kwargs))
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the method, store its result whatever the policies say, and return it."""
+        state, ns, _, _, _ = self._cache_parts(args)
+        key = self.cache_key(*args, **kwargs)
+        return state.refresh(ns, key, self.uncached(*args, **kwargs))
+
+
+class _CachedFunction(_FunctionWrapper):
+    """A ``@cached`` function (or a method looked up on its class)."""
+
+    __bound_function_wrapper__ = _BoundCachedFunction
+
+    def __init__(self, wrapped: Any, state: _CachedState, is_async: bool) -> None:
+        super().__init__(wrapped, state.acall if is_async else state)
+        self._self_state = state
+
+    def _free(self) -> tuple[_CachedState, Cache]:
+        state: _CachedState = self._self_state
+        return state, _namespace_of(None, state.namespace, state.what)
+
+    def cache_key(self, *args: Any, **kwargs: Any) -> str:
+        """The key this call would read and write."""
+        state, ns = self._free()
+        return state.compute_key(ns, state.resource or state.fallback_name, None, args, kwargs)
+
+    def uncached(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function itself, neither reading nor writing the cache."""
+        return self.__wrapped__(*args, **kwargs)
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Remove this call's entry; return whether one was there."""
+        return self._free()[1].delete(self.cache_key(*args, **kwargs))
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function, store its result whatever the policies say, and return it."""
+        state, ns = self._free()
+        return state.refresh(ns, self.cache_key(*args, **kwargs), self.uncached(*args, **kwargs))
+
+
+def cached(
+    action: str | None = None,
+    *,
+    namespace: Cache | None = None,
+    resource: str | None = None,
+    ttl: TTL = DEFAULT,
+) -> Callable[[F], F]:
+    """Cache a read: a hit returns the stored value, a miss calls through and stores the result.
+
+    E.g.::
+
+        class UserRepository:
+            name = "users"
+            cache = Cache(driver="memory", ttl=60)
+
+            @cached(action="get")
+            def get(self, id): ...
+
+            @cached(action="query", ttl=30)
+            def query(self, filter, **options): ...
+
+        repo.get("u1")                    # cached
+        repo.get("u1", skip_cache=True)   # read through, not stored
+        repo.get.cache_key("u1")          # 'cachekit/resource=users/action=get/...'
+
+    :param action: the key resolver to use (``"get"``, ``"list"``, ``"count"`` ...); defaults to the function's
+        name. An action without a resolver is registered as one whose every argument counts.
+    :param namespace: the :class:`Cache` to use; by default the instance's (or class's) ``cache`` attribute.
+    :param resource: the resource name in keys; by default the instance's ``name`` or its class name.
+    :param ttl: overrides the namespace's TTL (and its method policy) for this method.
+    """
+    if action is not None and not isinstance(action, str):
+        raise ConfigurationError(
+            f"cached(action=...) takes the action name; got {action!r}. Write @cached() or @cached(action='get')"
+        )
+    if namespace is not None and not isinstance(namespace, Cache):
+        raise ConfigurationError(f"namespace must be a cachekit.Cache; got {namespace!r}")
+    seconds = ttl if ttl is DEFAULT else normalize_ttl(ttl)
+
+    def decorate(fn: F) -> F:
+        name: str = action or getattr(fn, "__name__", "") or "call"
+        if name not in registered_actions():
+            register_key_resolver(name)
+        state = _CachedState(fn, name, namespace, resource, seconds)
+        target = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
+        return cast(F, _CachedFunction(fn, state, inspect.iscoroutinefunction(target)))
+
+    return decorate
+
+
+# -- invalidation -----------------------------------------------------------------------------------------------
+
+_CREATES = frozenset({"insert", "create", "add", "upsert", "set"})
+_CREATES_MANY = frozenset({"insert_many", "create_many", "upsert_many"})
+_CHANGES = frozenset({"update", "patch", "replace", "set_content", "delete_content"})
+_DELETES = frozenset({"delete", "remove"})
+_DELETES_MANY = frozenset({"delete_many", "remove_many"})
+
+
+class _InvalidatesState:
+    def __init__(
+        self,
+        fn: Any,
+        action: str,
+        namespace: Cache | None,
+        resource: str | None,
+        partitions: Mapping[str, Sequence[str]] | None,
+        before: Callable[..., Any] | None,
+    ) -> None:
+        self.action, self.namespace, self.resource = action, namespace, resource
+        self.partitions, self.before = partitions, before
+        self.fallback_name = getattr(fn, "__name__", "function")
+        self.free, self.bound = _signatures(fn)
+        self.what = f"@invalidates {self.fallback_name}()"
+
+    def __call__(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        ns = self.namespace or _namespace_of(instance, None, self.what)
+        old = self._old_records(instance, args, kwargs)
+        result: Any = MISSING
+        try:
+            result = wrapped(*args, **kwargs)
+            return result
+        finally:
+            # Also after a failed write: it may have changed something before failing; clearing is always safe.
+            ns.invalidate(self.invalidation(instance, args, kwargs, old, result))
+
+    async def acall(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        ns = self.namespace or _namespace_of(instance, None, self.what)
+        result: Any = MISSING
+        try:
+            result = await wrapped(*args, **kwargs)
+            return result
+        finally:
+            invalidation = self.invalidation(instance, args, kwargs, None, result)
+            if ns.driver.blocking:
+                await asyncio.to_thread(ns.invalidate, invalidation)
+            else:
+                ns.invalidate(invalidation)
+
+    def _old_records(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any] | None:
+        if self.before is None:
+            return None
+        call_args = (instance, *args) if instance is not None else args
+        try:
+            found = self.before(*call_args, **kwargs)
+        except Exception:
+            return None  # unknown old state: fall back to clearing every partition
+        if found is None:
+            return []
+        return [r for r in (found if isinstance(found, list) else [found]) if isinstance(r, Mapping)]
+
+    def invalidation(
+        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], old: list[Any] | None, result: Any
+    ) -> Invalidation:
+        name = self.resource or _resource_name(instance, self.fallback_name)
+        partitions = self.partitions if self.partitions is not None else getattr(instance, "partitions", None)
+        partitions = partitions if isinstance(partitions, Mapping) else {}
+        values = list((self.free if instance is None else self.bound).params(args, kwargs).values())
+        first = values[0] if values else None
+        second = values[1] if len(values) > 1 else None
+        action = self.action
+        if action in _CREATES or action in _CREATES_MANY:
+            written = first if action in _CREATES_MANY else [first]
+            returned = result if isinstance(result, list) else [result]
+            new = [r for r in [*list(written or []), *returned] if isinstance(r, Mapping)]
+            ids = [r["id"] for r in new if "id" in r]
+            complete = old is not None
+        elif action in _CHANGES:
+            ids = [first]
+            new = [r for r in (second, result) if isinstance(r, Mapping)]
+            complete = old is not None and (isinstance(result, Mapping) or action == "replace")
+        elif action in _DELETES or action in _DELETES_MANY:
+            ids = list(first or []) if action in _DELETES_MANY else [first]
+            new, complete = [], old is not None
+        else:
+            return Invalidation(name, whole=True)
+        ids += [r["id"] for r in old or [] if "id" in r]
+        return Invalidation(
+            name,
+            ids=list(dict.fromkeys(i for i in ids if i is not None)),
+            records=[*(old or []), *new],
+            partitions=partitions,
+            records_complete=complete,
+        )
+
+
+def invalidates(
+    action: str = "update",
+    *,
+    namespace: Cache | None = None,
+    resource: str | None = None,
+    partitions: Mapping[str, Sequence[str]] | None = None,
+    before: Callable[..., Any] | None = None,
+) -> Callable[[F], F]:
+    """Invalidate what a write changes, after it runs (also when it raises).
+
+    The action says how to read the call: ``insert(data)``/``upsert(data)``, ``insert_many(items)``,
+    ``update(id, data)``/``patch``/``replace``, ``delete(id)``, ``delete_many(ids)``; any other action clears the
+    whole resource. The item entries of the ids written are cleared, with every aggregate (lists, counts,
+    pages, queries) outside partitions; partitions are cleared precisely when the old records are known
+    (``before=``) and the new ones are in the call or its result, else every partition of the resource.
+
+    E.g.::
+
+        @invalidates("update", before=lambda self, id, data: self.get.uncached(id))
+        def update(self, id, data): ...
+
+    :param action: the kind of write, see above.
+    :param namespace: the :class:`Cache`; by default the instance's ``cache`` attribute.
+    :param resource: the resource name; by default the instance's ``name`` or its class name.
+    :param partitions: ``{"by_region": ["region"]}``; by default the instance's ``partitions`` attribute.
+    :param before: called with the write's arguments before it runs; returns the old record(s) (or ``None``).
+    """
+    if not isinstance(action, str) or not action:
+        raise ConfigurationError(f"invalidates(action) takes the write's name such as 'update'; got {action!r}")
+    if namespace is not None and not isinstance(namespace, Cache):
+        raise ConfigurationError(f"namespace must be a cachekit.Cache; got {namespace!r}")
+
+    def decorate(fn: F) -> F:
+        state = _InvalidatesState(fn, action, namespace, resource, partitions, before)
+        target = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
+        wrapper = state.acall if inspect.iscoroutinefunction(target) else state
+        return cast(F, wrapt.FunctionWrapper(fn, wrapper))
+
+    return decorate

@@ -1,0 +1,316 @@
+"""The in-process memory driver: LRU or FIFO, bounded by entries and by bytes.
+
+Two storage modes:
+
+* ``store="bytes"`` (default): entries are the codec's blobs. Byte accounting is exact (blob length plus the
+  key's UTF-8 length), so ``max_memory_bytes`` bounds what the cache holds; every reader gets its own copy.
+* ``store="objects"``: entries are the live Python objects, with no serialization at all: the fastest hits.
+  The trade-off: every caller receives *the same object*, so a caller that mutates a result mutates the cached
+  value for everyone; and sizes are unknown, so only ``max_size`` (entries) can bound it.
+
+``max_memory_percent`` is a fraction of the memory this process may use: the lower of the host's RAM (psutil)
+and the container's cgroup limit (v2 ``memory.max`` or v1 ``memory.limit_in_bytes``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .._types import MISSING, Clock, Missing
+from ..errors import ConfigurationError
+from .base import Driver
+
+__all__ = ["MemoryDriver", "available_memory_bytes"]
+
+_POLICIES = ("lru", "fifo")
+_STORES = ("bytes", "objects")
+_CGROUP_LIMIT_FILES = (
+    Path("/sys/fs/cgroup/memory.max"),
+    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+)
+
+
+def _cgroup_limit() -> int | None:
+    for path in _CGROUP_LIMIT_FILES:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        # cgroup v1 reports "no limit" as a huge page-aligned number; treat anything >= 2**60 as unlimited.
+        if text.isdigit() and int(text) < 2**60:
+            return int(text)
+    return None
+
+
+def available_memory_bytes() -> tuple[int, str]:
+    """The memory this process may use and where that figure came from (``"cgroup"`` or ``"host"``)."""
+    import psutil
+
+    host = int(psutil.virtual_memory().total)
+    limit = _cgroup_limit()
+    if limit is not None and limit < host:
+        return limit, "cgroup"
+    return host, "host"
+
+
+class MemoryDriver(Driver):
+    """An in-process LRU/FIFO cache bounded by entries (``max_size``) and bytes.
+
+    E.g.::
+
+        MemoryDriver(max_size=10_000, max_memory_bytes=64 << 20, eviction_policy="lru")
+        MemoryDriver(max_memory_percent=0.1)          # 10 % of host RAM or the cgroup limit, the lower
+        MemoryDriver(store="objects", max_size=1000)  # live objects: fastest, callers share results
+
+    :param max_size: most entries kept (``0`` or ``None``: no count limit). Default 1000.
+    :param eviction_policy: ``"lru"`` (least recently read goes first) or ``"fifo"`` (oldest write goes first).
+    :param max_memory_bytes: most bytes kept (keys + blobs). Not with ``max_memory_percent``.
+    :param max_memory_percent: a fraction in (0, 1] of the memory available to the process.
+    :param store: ``"bytes"`` or ``"objects"`` (see the module docstring).
+    :param key_prefix: prepended to every key.
+    :param clock: wall clock for TTL deadlines (``time.time``).
+    """
+
+    name = "memory"
+    blocking = False
+
+    def __init__(
+        self,
+        *,
+        max_size: int | None = 1000,
+        eviction_policy: str = "lru",
+        max_memory_bytes: int | None = None,
+        max_memory_percent: float | None = None,
+        store: str = "bytes",
+        key_prefix: str = "",
+        enable_stats: bool = True,
+        clock: Clock | None = None,
+    ) -> None:
+        self._max_size = _check_max_size(max_size)
+        self._policy = _check_choice("eviction_policy", eviction_policy, _POLICIES)
+        self._store = _check_choice("store", store, _STORES)
+        self.stores_objects = self._store == "objects"
+        self._max_percent, self._max_bytes, self._memory_source = _memory_limit(
+            max_memory_bytes, max_memory_percent, self.stores_objects
+        )
+        if not isinstance(key_prefix, str):
+            raise ConfigurationError(f"key_prefix must be a str; got {key_prefix!r}")
+        self._prefix = key_prefix
+        self._clock: Clock = clock or time.time
+        self._enable_stats = bool(enable_stats)
+        self._lru = self._policy == "lru"
+        # key -> (value, expires_at or None, accounted bytes)
+        self._data: OrderedDict[str, tuple[Any, float | None, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.evictions = self.evicted_due_to_memory = self.evicted_due_to_size = self.expirations = 0
+
+    # -- reads: lock-free; OrderedDict operations are atomic under the GIL ---------------------------------
+
+    def get(self, key: str) -> Any:
+        """Return the stored blob (or object, in objects mode), or :data:`~cachekit.MISSING`."""
+        if self._prefix:
+            key = self._prefix + key
+        entry = self._data.get(key)
+        if entry is None:
+            return MISSING
+        expires_at = entry[1]
+        if expires_at is not None and expires_at <= self._clock():
+            return self._expire(key, entry)
+        if self._lru:
+            try:
+                self._data.move_to_end(key)
+            except KeyError:  # deleted by another thread between the two calls; the value read is still valid
+                pass
+        return entry[0]
+
+    def get_with_expiry(self, key: str) -> tuple[Any, float | None] | Missing:
+        full = self._prefix + key
+        entry = self._data.get(full)
+        if entry is None or (entry[1] is not None and entry[1] <= self._clock()):
+            return MISSING if entry is None else self._expire(full, entry)
+        return entry[0], entry[1]
+
+    def keys(self, prefix: str = "") -> list[str]:
+        now, start, cut = self._clock(), self._prefix + prefix, len(self._prefix)
+        return [
+            k[cut:]
+            for k, (_, exp, _) in list(self._data.items())
+            if k.startswith(start) and (exp is None or exp > now)
+        ]
+
+    def size(self) -> int:
+        return len(self.keys())
+
+    # -- writes ----------------------------------------------------------------------------------------------
+
+    def set(self, key: str, blob: Any, ttl: float | None = None) -> None:
+        """Store ``blob`` (any object in objects mode) for ``ttl`` seconds; evict as the limits require."""
+        full = self._prefix + key
+        expires_at = None if ttl is None else self._clock() + ttl
+        size = 0 if self.stores_objects else len(blob) + len(full.encode())
+        with self._lock:
+            self._remove(full)
+            if self._max_bytes is not None and size > self._max_bytes:
+                self.evicted_due_to_memory += 1  # larger than the whole cache: refused, and the old value is gone
+                return
+            self._make_room(size)
+            self._data[full] = (blob, expires_at, size)
+            self._bytes += size
+
+    def delete(self, key: str) -> bool:
+        with self._lock:
+            return self._remove(self._prefix + key)
+
+    def clear(self, prefix: str = "") -> int:
+        return self.clear_many([prefix]) if prefix else self._clear_all()
+
+    def clear_many(self, prefixes: Iterable[str]) -> int:
+        starts = tuple(self._prefix + p for p in prefixes if p)
+        if not starts:
+            return 0  # an empty prefix means "everything" only in clear(), never in a batch of scopes
+        with self._lock:
+            doomed = [k for k in self._data if k.startswith(starts)]
+            for k in doomed:
+                self._remove(k)
+        return len(doomed)
+
+    def _clear_all(self) -> int:
+        with self._lock:
+            if self._prefix:
+                doomed = [k for k in self._data if k.startswith(self._prefix)]
+                for k in doomed:
+                    self._remove(k)
+                return len(doomed)
+            count = len(self._data)
+            self._data.clear()
+            self._bytes = 0
+            return count
+
+    # -- internals (call with the lock held, except _expire) ----------------------------------------------
+
+    def _remove(self, full: str) -> bool:
+        entry = self._data.pop(full, None)
+        if entry is None:
+            return False
+        self._bytes -= entry[2]
+        return True
+
+    def _expire(self, full: str, entry: tuple[Any, float | None, int]) -> Missing:
+        with self._lock:
+            if self._data.get(full) is entry:
+                self._remove(full)
+                self.expirations += 1
+        return MISSING
+
+    def _make_room(self, size: int) -> None:
+        data = self._data
+        if self._max_size and len(data) >= self._max_size:
+            self._evict_one()
+            self.evicted_due_to_size += 1
+        if self._max_bytes is not None:
+            while data and self._bytes + size > self._max_bytes:
+                self._evict_one()
+                self.evicted_due_to_memory += 1
+
+    def _evict_one(self) -> None:
+        # Both policies evict from the front: LRU moves hits to the end, FIFO never reorders.
+        _, entry = self._data.popitem(last=False)
+        self._bytes -= entry[2]
+        self.evictions += 1
+
+    # -- introspection ---------------------------------------------------------------------------------------
+
+    @property
+    def memory_usage_bytes(self) -> int:
+        """Bytes held now (keys + blobs; 0 in objects mode)."""
+        return self._bytes
+
+    def get_memory_stats(self) -> dict[str, Any]:
+        """Memory use against the limit, evictions caused by it, and the system memory it was derived from."""
+        total, source = available_memory_bytes()
+        current, limit = self._bytes, self._max_bytes
+        return {
+            "current_memory_bytes": current,
+            "max_memory_bytes": limit,
+            "max_memory_percent": self._max_percent,
+            "memory_usage": {"current": current, "max": limit},
+            "memory_usage_percent": round(100.0 * current / limit, 2) if limit else 0.0,
+            "evicted_due_to_memory": self.evicted_due_to_memory,
+            "system_memory": {
+                "total": total,
+                "source": source,
+                "cache_percent": round(100.0 * current / total, 4) if total else 0.0,
+            },
+        }
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "driver": self.name,
+            "enabled": self._enable_stats,
+            "entries": len(self._data),
+            "max_size": self._max_size,
+            "eviction_policy": self._policy,
+            "store": self._store,
+            "memory_usage_bytes": self._bytes,
+            "max_memory_bytes": self._max_bytes,
+            "evictions": self.evictions,
+            "evicted_due_to_memory": self.evicted_due_to_memory,
+            "evicted_due_to_size": self.evicted_due_to_size,
+            "expirations": self.expirations,
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._bytes = 0
+
+    def __repr__(self) -> str:
+        return f"<MemoryDriver {self._policy} entries={len(self._data)} bytes={self._bytes}>"
+
+
+def _check_max_size(max_size: int | None) -> int:
+    if max_size is None:
+        return 0
+    if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0:
+        raise ConfigurationError(f"max_size must be a whole number of entries >= 0 (0: no limit); got {max_size!r}")
+    return max_size
+
+
+def _check_choice(option: str, value: object, choices: tuple[str, ...]) -> str:
+    normalized = value.strip().lower() if isinstance(value, str) else value
+    if normalized not in choices:
+        raise ConfigurationError(f"{option} must be one of {list(choices)}; got {value!r}")
+    return str(normalized)
+
+
+def _memory_limit(
+    max_bytes: int | None, max_percent: float | None, objects: bool
+) -> tuple[float | None, int | None, str | None]:
+    """Validate the byte limits; return (percent as given, limit in bytes, where the total came from)."""
+    if max_bytes is not None and max_percent is not None:
+        raise ConfigurationError(
+            "give either max_memory_bytes or max_memory_percent, not both: one fixed limit, or a fraction of RAM"
+        )
+    if objects and (max_bytes is not None or max_percent is not None):
+        raise ConfigurationError(
+            "store='objects' keeps live objects whose size is unknown, so it cannot honour a byte limit; "
+            "bound it with max_size, or use store='bytes'"
+        )
+    if max_bytes is not None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+            raise ConfigurationError(f"max_memory_bytes must be a whole number of bytes > 0; got {max_bytes!r}")
+        return None, max_bytes, None
+    if max_percent is not None:
+        if isinstance(max_percent, bool) or not isinstance(max_percent, (int, float)) or not 0 < max_percent <= 1:
+            raise ConfigurationError(
+                f"max_memory_percent is a fraction in (0, 1] (0.1 means 10 % of RAM); got {max_percent!r}"
+            )
+        total, source = available_memory_bytes()
+        return float(max_percent), max(1, int(total * max_percent)), source
+    return None, None, None

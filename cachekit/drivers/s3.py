@@ -1,0 +1,438 @@
+"""The S3 driver: one object per cache entry in a bucket, through boto3.
+
+Entries live at ``{key_prefix}{key}``. A ``key_prefix`` behaves as a folder: a non-empty one that does not
+end with ``/`` gets one appended (``"cache"`` becomes ``"cache/"``), so clearing this driver's keys never
+touches a neighbour's ``"cache-l2/..."`` objects. An empty ``key_prefix`` means the whole bucket is the cache
+(and ``clear()`` empties it): only use that with a bucket of its own.
+
+Expiry: S3 has no per-object TTL, so ``set`` stores the deadline as object metadata
+(``x-amz-meta-cachekit-expires-at``, epoch seconds) and ``get`` deletes an object it meets past its deadline
+and reports a miss. Objects nobody reads again stay until ``clear`` or an S3 lifecycle rule removes them;
+``keys`` and ``size`` come from listings, which carry no metadata, so they count such objects too.
+
+The boto3 client is created at the first operation, not in ``__init__``: an application boots while S3 is
+down, and boto3's credential chain may itself call the network.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from cachekit._types import MISSING, Missing, check_key, normalize_ttl
+from cachekit.drivers.base import Driver
+from cachekit.errors import ConfigurationError, DriverError, DriverUnavailable
+
+__all__ = ["S3Driver"]
+
+#: The metadata name under which the deadline is stored (S3 sends it as ``x-amz-meta-cachekit-expires-at``).
+EXPIRES_AT_METADATA = "cachekit-expires-at"
+#: DeleteObjects accepts at most 1000 keys a call.
+DELETE_BATCH = 1000
+
+_DEFAULT_CONNECT_TIMEOUT = 3.0
+_DEFAULT_READ_TIMEOUT = 10.0
+# A cache read stuck on a dead endpoint delays the real read behind it: retry once, not 5 times.
+_DEFAULT_MAX_ATTEMPTS = 2
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_CLIENT_OPTIONS = (
+    "endpoint_url", "region", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
+    "connect_timeout", "read_timeout", "max_attempts",
+)
+
+
+class S3Driver(Driver):
+    """Cache entries as objects in an S3 bucket (or any S3-compatible store: MinIO, moto, Ceph...).
+
+    Pass a ready boto3 S3 ``client`` (it is used as is and left open by :meth:`close`), or let the driver
+    build one from ``endpoint_url``, ``region`` and credentials (``None``: boto3's usual chain of environment,
+    config files and instance roles), with short timeouts and few retries so that a dead S3 endpoint does not
+    stall reads for long.
+
+    E.g.::
+
+        driver = S3Driver(bucket="my-app-cache", key_prefix="cache/", region="eu-west-1")
+        driver.set("users/1", b"...", ttl=300)
+        driver.get("users/1")            # b"..." (or MISSING once the 300 s have passed)
+        driver.clear("users/")           # list + batched DeleteObjects under cache/users/
+
+        Cache(driver="s3", config={"bucket": "my-app-cache", "endpoint_url": "http://127.0.0.1:9000"})
+    """
+
+    name = "s3"
+    blocking = True
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        key_prefix: str = "cache/",
+        client: Any | None = None,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        aws_session_token: str | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        max_attempts: int | None = None,
+        max_bytes: int | None = None,
+        clock: Callable[[], float] | None = None,
+        **unknown: Any,
+    ) -> None:
+        """Validate the options; no network call happens here (the client is built at first use).
+
+        ``connect_timeout``/``read_timeout`` are seconds (defaults 3 and 10), ``max_attempts`` counts the
+        first try (default 2). ``clock`` returns wall-clock epoch seconds (default :func:`time.time`).
+        """
+        if unknown:
+            raise ConfigurationError(
+                f"unknown S3 driver option(s) {sorted(unknown)}; valid options are bucket, key_prefix, "
+                f"client, {', '.join(_CLIENT_OPTIONS)}, clock"
+            )
+        if max_bytes is not None:
+            raise ConfigurationError(
+                "max_bytes is not supported by the S3 driver: "
+                "use S3 lifecycle rules to bound the bucket's size"
+            )
+        self.bucket = _check_bucket(bucket)
+        self.key_prefix = _normalize_key_prefix(key_prefix)
+        self.endpoint_url = _check_optional_str("endpoint_url", endpoint_url)
+        self.region = _check_optional_str("region", region)
+        if clock is not None and not callable(clock):
+            raise ConfigurationError(f"clock must be a callable returning epoch seconds; got {clock!r}")
+        self._clock: Callable[[], float] = clock or time.time
+        self._client: Any | None = client
+        self._owns_client = client is None
+        self._closed = False
+        self._lock = threading.Lock()
+        if client is not None:
+            _reject_client_options(
+                endpoint_url=endpoint_url, region=region, aws_access_key_id=aws_access_key_id,
+                aws_secret_access_key=aws_secret_access_key, aws_session_token=aws_session_token,
+                connect_timeout=connect_timeout, read_timeout=read_timeout, max_attempts=max_attempts,
+            )
+            self._client_kwargs: dict[str, Any] = {}
+            return
+        self._client_kwargs = _client_kwargs(
+            endpoint_url=self.endpoint_url, region=self.region, aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key, aws_session_token=aws_session_token,
+            connect_timeout=connect_timeout, read_timeout=read_timeout, max_attempts=max_attempts,
+        )
+
+    # -- the client --------------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client (built on first access when none was given)."""
+        if self._closed:
+            raise DriverError("this S3Driver is closed; create a new one")
+        if self._client is None:
+            with self._lock, self._errors("create the S3 client"):
+                if self._client is None:
+                    self._client = boto3.session.Session().client("s3", **self._client_kwargs)
+        return self._client
+
+    def close(self) -> None:
+        """Close the client this driver built (a client given to it stays open). Safe to call twice."""
+        with self._lock:
+            client, self._client, self._closed = self._client, None, True
+        if client is not None and self._owns_client:
+            client.close()
+
+    # -- single entries ----------------------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | Missing:
+        found = self.get_with_expiry(key)
+        return found if isinstance(found, Missing) else found[0]
+
+    def get_with_expiry(self, key: str) -> tuple[bytes, float | None] | Missing:
+        """Return ``(blob, deadline)`` from one GetObject; an object past its deadline is deleted: a miss."""
+        object_key = self._object_key(key)
+        with self._errors("get", key):
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=object_key)
+            except ClientError as exc:
+                if _error_code(exc) in _NOT_FOUND_CODES:
+                    return MISSING
+                raise
+            body = response["Body"]
+            try:
+                deadline = _deadline(response)
+                if self._expired(deadline):
+                    # Closing unread drops the connection instead of downloading a body nobody wants.
+                    self.client.delete_object(Bucket=self.bucket, Key=object_key)
+                    return MISSING
+                blob: bytes = body.read()
+            finally:
+                body.close()
+        return blob, deadline
+
+    def set(self, key: str, blob: bytes, ttl: float | None = None) -> None:
+        object_key = self._object_key(key)
+        if not isinstance(blob, (bytes, bytearray, memoryview)):
+            raise TypeError(f"S3Driver stores bytes; got {type(blob).__name__} for key {key!r}")
+        seconds = normalize_ttl(ttl)
+        metadata = {} if seconds is None else {EXPIRES_AT_METADATA: repr(self._clock() + seconds)}
+        with self._errors("set", key):
+            self.client.put_object(
+                Bucket=self.bucket, Key=object_key, Body=bytes(blob), Metadata=metadata,
+                ContentType="application/octet-stream",
+            )
+
+    def delete(self, key: str) -> bool:
+        """Delete ``key``; S3's DeleteObject does not say whether it existed, so a HeadObject asks first."""
+        object_key = self._object_key(key)
+        with self._errors("delete", key):
+            try:
+                head = self.client.head_object(Bucket=self.bucket, Key=object_key)
+            except ClientError as exc:
+                if _error_code(exc) in _NOT_FOUND_CODES:
+                    return False
+                raise
+            self.client.delete_object(Bucket=self.bucket, Key=object_key)
+        return not self._expired(_deadline(head))
+
+    # -- batches -------------------------------------------------------------------------------------------
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Delete ``keys`` with batched DeleteObjects; HeadObject calls count those that were present."""
+        present = [key for key in dict.fromkeys(keys) if self._exists(key)]
+        with self._errors("delete_many"):
+            self._delete_objects(self._object_key(key) for key in present)
+        return len(present)
+
+    def clear(self, prefix: str = "") -> int:
+        """Delete every object under ``key_prefix + prefix``, 1000 a request; return how many were deleted."""
+        full_prefix = self.key_prefix + _check_prefix(prefix)
+        with self._errors("clear", prefix):
+            return self._delete_objects(self._list(full_prefix))
+
+    def clear_many(self, prefixes: Iterable[str]) -> int:
+        """Clear several prefixes with one listing under their common prefix (one each if none is shared)."""
+        wanted = _outermost({_check_prefix(prefix) for prefix in prefixes if prefix})
+        if len(wanted) <= 1:
+            return sum(self.clear(prefix) for prefix in wanted)
+        common = os.path.commonprefix(wanted)  # noqa: RUF071 - keys are strings, not paths
+        if not common:
+            return sum(self.clear(prefix) for prefix in wanted)
+        full_prefixes = tuple(self.key_prefix + prefix for prefix in wanted)
+        with self._errors("clear_many", common):
+            matching = (key for key in self._list(self.key_prefix + common) if key.startswith(full_prefixes))
+            return self._delete_objects(matching)
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | Missing]:
+        # One GetObject per key: S3 has no multi-get, and a loop keeps errors and ordering simple.
+        return [self.get(key) for key in keys]
+
+    # -- listing -------------------------------------------------------------------------------------------
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Keys under ``prefix``, without ``key_prefix``; expired objects not read since are included."""
+        full_prefix = self.key_prefix + _check_prefix(prefix)
+        cut = len(self.key_prefix)
+        with self._errors("keys", prefix):
+            return [object_key[cut:] for object_key in self._list(full_prefix)]
+
+    def size(self) -> int:
+        with self._errors("size"):
+            return sum(1 for _ in self._list(self.key_prefix))
+
+    def stats(self) -> dict[str, Any]:
+        return {"driver": self.name, "bucket": self.bucket, "key_prefix": self.key_prefix,
+                "endpoint_url": self._endpoint_url()}
+
+    def __repr__(self) -> str:
+        return f"<S3Driver bucket={self.bucket!r} key_prefix={self.key_prefix!r}>"
+
+    # -- helpers -------------------------------------------------------------------------------------------
+
+    def _object_key(self, key: str) -> str:
+        return self.key_prefix + check_key(key)
+
+    def _expired(self, deadline: float | None) -> bool:
+        return deadline is not None and self._clock() >= deadline
+
+    def _exists(self, key: str) -> bool:
+        with self._errors("delete_many", key):
+            try:
+                head = self.client.head_object(Bucket=self.bucket, Key=self._object_key(key))
+            except ClientError as exc:
+                if _error_code(exc) in _NOT_FOUND_CODES:
+                    return False
+                raise
+        return not self._expired(_deadline(head))
+
+    def _list(self, full_prefix: str) -> Iterator[str]:
+        """Object keys under ``full_prefix``; the startswith check guards against odd S3-compatible stores."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
+            for item in page.get("Contents", ()):
+                object_key: str = item["Key"]
+                if object_key.startswith(full_prefix):
+                    yield object_key
+
+    def _delete_objects(self, object_keys: Iterable[str]) -> int:
+        """DeleteObjects in batches of 1000 as keys arrive, so a huge listing is never held in memory."""
+        deleted = 0
+        batch: list[str] = []
+        for object_key in object_keys:
+            batch.append(object_key)
+            if len(batch) == DELETE_BATCH:
+                deleted += self._delete_batch(batch)
+                batch = []
+        if batch:
+            deleted += self._delete_batch(batch)
+        return deleted
+
+    def _delete_batch(self, batch: list[str]) -> int:
+        response = self.client.delete_objects(
+            Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
+        )
+        errors = response.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise DriverError(
+                f"S3 DeleteObjects failed for {len(errors)} of {len(batch)} objects in bucket "
+                f"{self.bucket!r}; first: {first.get('Code')} on {first.get('Key')!r}: {first.get('Message')}"
+            )
+        return len(batch)
+
+    def _endpoint_url(self) -> str | None:
+        if self.endpoint_url is not None or self._client is None:
+            return self.endpoint_url
+        return str(self._client.meta.endpoint_url)
+
+    @contextmanager
+    def _errors(self, operation: str, key: str | None = None) -> Iterator[None]:
+        """Translate botocore errors: transport failures -> DriverUnavailable, the rest -> DriverError."""
+        where = f"S3 {operation}" + (f" {key!r}" if key is not None else "") + f" in bucket {self.bucket!r}"
+        try:
+            yield
+        except (BotoConnectionError, HTTPClientError) as exc:
+            raise DriverUnavailable(
+                f"{where} failed: cannot reach S3 at {self.endpoint_url or 'the AWS endpoint'} ({exc}); "
+                "check that the endpoint is up and reachable"
+            ) from exc
+        except ClientError as exc:
+            code = _error_code(exc)
+            hint = " (create the bucket or fix the bucket option)" if code == "NoSuchBucket" else ""
+            raise DriverError(f"{where} failed with S3 error {code}{hint}: {exc}") from exc
+        except NoCredentialsError as exc:
+            raise DriverError(
+                f"{where} failed: no AWS credentials found; pass aws_access_key_id/aws_secret_access_key, "
+                "a client, or configure boto3's credential chain"
+            ) from exc
+        except BotoCoreError as exc:
+            raise DriverError(f"{where} failed: {exc}") from exc
+
+
+# -- option checks -------------------------------------------------------------------------------------------
+
+
+def _check_bucket(bucket: object) -> str:
+    if not isinstance(bucket, str) or not bucket.strip():
+        raise ConfigurationError(f"bucket must be the name of an existing S3 bucket; got {bucket!r}")
+    if bucket != bucket.strip() or "/" in bucket:
+        raise ConfigurationError(f"bucket must be a bare bucket name (no spaces or '/'); got {bucket!r}")
+    return bucket
+
+
+def _normalize_key_prefix(key_prefix: object) -> str:
+    """A non-empty prefix acts as a folder: ``"cache"`` -> ``"cache/"``, so ``cache-l2/`` is not under it."""
+    if not isinstance(key_prefix, str):
+        raise ConfigurationError(f"key_prefix must be a string such as 'cache/'; got {key_prefix!r}")
+    return key_prefix if not key_prefix or key_prefix.endswith("/") else key_prefix + "/"
+
+
+def _check_prefix(prefix: object) -> str:
+    if not isinstance(prefix, str):
+        raise ConfigurationError(f"prefix must be a string ('' for every key); got {type(prefix).__name__}")
+    return prefix
+
+
+def _check_optional_str(option: str, value: object) -> str | None:
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise ConfigurationError(f"{option} must be a non-empty string or None; got {value!r}")
+
+
+def _check_seconds(option: str, value: object, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ConfigurationError(f"{option} must be a positive number of seconds; got {value!r}")
+    return float(value)
+
+
+def _reject_client_options(**options: Any) -> None:
+    given = sorted(name for name, value in options.items() if value is not None)
+    if given:
+        raise ConfigurationError(
+            f"{given} cannot be combined with client=: configure the boto3 client you pass instead, "
+            "or drop client= and let the driver build one"
+        )
+
+
+def _client_kwargs(
+    *,
+    endpoint_url: str | None,
+    region: str | None,
+    aws_access_key_id: str | None,
+    aws_secret_access_key: str | None,
+    aws_session_token: str | None,
+    connect_timeout: object,
+    read_timeout: object,
+    max_attempts: object,
+) -> dict[str, Any]:
+    """Arguments for ``Session.client("s3", ...)``; ``None`` credentials leave boto3's chain in charge."""
+    if (aws_access_key_id is None) != (aws_secret_access_key is None):
+        raise ConfigurationError("give both aws_access_key_id and aws_secret_access_key, or neither")
+    if aws_session_token is not None and aws_access_key_id is None:
+        raise ConfigurationError("aws_session_token needs aws_access_key_id and aws_secret_access_key")
+    if endpoint_url is not None and not endpoint_url.startswith(("http://", "https://")):
+        raise ConfigurationError(f"endpoint_url must start with http:// or https://; got {endpoint_url!r}")
+    attempts = _DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise ConfigurationError(f"max_attempts must be an int >= 1 (1 = no retry); got {max_attempts!r}")
+    config = Config(
+        connect_timeout=_check_seconds("connect_timeout", connect_timeout, _DEFAULT_CONNECT_TIMEOUT),
+        read_timeout=_check_seconds("read_timeout", read_timeout, _DEFAULT_READ_TIMEOUT),
+        retries={"total_max_attempts": attempts, "mode": "standard"},
+    )
+    kwargs: dict[str, Any] = {"config": config, "endpoint_url": endpoint_url, "region_name": region}
+    if aws_access_key_id is not None:
+        kwargs.update(aws_access_key_id=aws_access_key_id, aws_secret_access_key=aws_secret_access_key,
+                      aws_session_token=aws_session_token)
+    return kwargs
+
+
+def _outermost(prefixes: set[str]) -> list[str]:
+    """Drop prefixes covered by a shorter one (``a/b/`` is inside ``a/``), sorted."""
+    kept: list[str] = []
+    for prefix in sorted(prefixes):
+        if not kept or not prefix.startswith(kept[-1]):
+            kept.append(prefix)
+    return kept
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
+
+
+def _deadline(response: dict[str, Any]) -> float | None:
+    """The stored deadline, or None (no expiry, or metadata written by something else)."""
+    raw = (response.get("Metadata") or {}).get(EXPIRES_AT_METADATA)
+    try:
+        return None if raw is None else float(raw)
+    except ValueError:
+        return None

@@ -1,0 +1,427 @@
+"""The multi-tier driver: ordered drivers (L1 memory -> L2 Redis -> L3 S3...) behind one driver interface.
+
+Each :class:`Tier` is a driver with an optional ``ttl`` that bounds how long that tier keeps an entry: a tier
+stores an entry for ``min(requested ttl, tier ttl)`` (``None`` on either side means no bound from that side).
+
+Reads go through the tiers in order. A hit in a slower tier is copied into the faster ones (with
+``promote_on_hit``, the default) synchronously, before the read returns, with the entry's *remaining* TTL:
+``expires_at - clock()`` from the slower tier's :meth:`~cachekit.drivers.base.Driver.get_with_expiry`, never a
+fresh full TTL. When the slower tier cannot tell the deadline, the bound is that tier's ``ttl`` (the longest
+the entry can have left there), and always the faster tier's own ``ttl``.
+
+Strategies, i.e. what :meth:`TieredDriver.set` writes:
+
+* ``"write-through"`` (default): every tier. Each tier holds what was last written, so evicting an entry
+  from L1 costs one L2 read, not a call to the resource.
+* ``"lazy-promotion"``: the first tier only. Slower tiers are filled by someone else - other processes
+  writing through to a shared Redis or S3, or a warmer - and this driver copies their entries up when it
+  finds them (with ``promote_on_hit``). Use it when the local tier must stay cheap to write and the shared
+  tiers are populated elsewhere; alone, a lazy-promotion driver never writes its slower tiers.
+
+Failures are per tier and fail open: a tier that raises is skipped and counted in its ``errors``; ``get``
+goes on to the next tier, ``set`` to the other tiers. Only when every tier involved fails does the operation
+raise :class:`~cachekit.errors.DriverError`, so the :class:`~cachekit.Cache` above counts it. Invalidations
+(``delete``, ``delete_many``, ``clear``, ``clear_many``) are tried on every tier, and if any tier failed they
+raise :class:`~cachekit.errors.DriverError` afterwards: a stale entry left in one tier must not hide, and the
+layer above retries or logs invalidations.
+
+Tiers exchange blobs, so a driver that stores live objects (``stores_objects``) cannot be a tier. Tiers
+should share one clock (the :class:`~cachekit.Cache` passes its clock to every tier it builds), since
+remaining TTLs are computed from one tier's deadline and this driver's clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from cachekit._types import MISSING, Missing, normalize_ttl
+from cachekit.drivers.base import Driver
+from cachekit.errors import ConfigurationError, DriverError
+
+__all__ = ["STRATEGIES", "Tier", "TieredDriver"]
+
+#: The accepted values of ``strategy``.
+STRATEGIES = ("write-through", "lazy-promotion")
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One level of a :class:`TieredDriver`: a driver, the longest ``ttl`` it keeps entries, and a name.
+
+    ``ttl`` is seconds or a :class:`~datetime.timedelta` (``None``: no bound); ``name`` defaults to
+    ``"L{n}-{driver.name}"`` (``"L1-memory"``, ``"L2-redis"``).
+
+    E.g.::
+
+        Tier(MemoryDriver(max_size=10_000), ttl=60, name="L1-memory")
+    """
+
+    driver: Driver
+    ttl: float | None = None
+    name: str | None = None
+
+
+class _TierState:
+    """A tier as the driver runs it: validated options plus its counters."""
+
+    __slots__ = ("driver", "errors", "hits", "misses", "name", "promotions", "sets", "ttl")
+
+    def __init__(self, driver: Driver, ttl: float | None, name: str) -> None:
+        self.driver = driver
+        self.ttl = ttl
+        self.name = name
+        self.hits = self.misses = self.errors = self.sets = self.promotions = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        lookups = self.hits + self.misses
+        return {
+            "name": self.name,
+            "ttl": self.ttl,
+            "hits": self.hits,
+            "misses": self.misses,
+            "errors": self.errors,
+            "sets": self.sets,
+            "promotions": self.promotions,
+            "hit_rate": self.hits / lookups if lookups else 0.0,
+        }
+
+
+class _Outcome:
+    """Which tiers failed during one operation, and the last failure (for ``__cause__``)."""
+
+    __slots__ = ("failed", "last")
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+        self.last: BaseException | None = None
+
+
+class TieredDriver(Driver):
+    """Several drivers as one, fastest first: reads fall through, hits are promoted, failures are skipped.
+
+    :param tiers: :class:`Tier` objects or bare drivers (a bare driver is a tier without a ``ttl`` bound).
+    :param promote_on_hit: copy a hit in a slower tier into the faster ones, with its remaining TTL.
+    :param strategy: ``"write-through"`` (``set`` writes every tier) or ``"lazy-promotion"`` (``set`` writes
+        the first tier; slower tiers are only read). See the module docstring.
+    :param clock: wall clock used for remaining TTLs, epoch seconds (default :func:`time.time`).
+
+    E.g.::
+
+        driver = TieredDriver(
+            [Tier(MemoryDriver(max_size=10_000), ttl=60), Tier(RedisDriver(url="redis://127.0.0.1"), ttl=3600)],
+            promote_on_hit=True,
+            strategy="write-through",
+        )
+        driver.set("k", b"v", ttl=300)   # memory keeps it 60 s, Redis 300 s
+        driver.get("k")                  # from memory; after 60 s from Redis, copied back for what is left
+        driver.stats()["tiers"][0]["hits"]
+
+        Cache(drivers=[{"driver": "memory", "ttl": 60}, {"driver": "redis", "ttl": 3600, "config": {...}}])
+    """
+
+    name = "tiered"
+
+    def __init__(
+        self,
+        tiers: Sequence[Tier | Driver] | None = None,
+        *,
+        promote_on_hit: bool = True,
+        strategy: str = "write-through",
+        clock: Callable[[], float] | None = None,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            raise ConfigurationError(
+                f"unknown tiered driver option(s) {sorted(unknown)}; "
+                "valid options are tiers, promote_on_hit, strategy, clock"
+            )
+        self._tiers = _build_tiers(tiers)
+        if not isinstance(promote_on_hit, bool):
+            raise ConfigurationError(f"promote_on_hit must be True or False; got {promote_on_hit!r}")
+        self.promote_on_hit = promote_on_hit
+        self.strategy = _check_strategy(strategy)
+        if clock is not None and not callable(clock):
+            raise ConfigurationError(f"clock must be a callable returning epoch seconds; got {clock!r}")
+        self._clock: Callable[[], float] = clock or time.time
+        self._misses = 0
+
+    # A class attribute on other drivers; here it depends on the tiers, hence the property.
+    @property
+    def blocking(self) -> bool:  # type: ignore[override]
+        """True when any tier may block on I/O."""
+        return any(tier.driver.blocking for tier in self._tiers)
+
+    @property
+    def tiers(self) -> tuple[Tier, ...]:
+        """The tiers, fastest first, with their effective ``ttl`` and ``name``."""
+        return tuple(Tier(tier.driver, tier.ttl, tier.name) for tier in self._tiers)
+
+    # -- reads ---------------------------------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | Missing:
+        found = self.get_with_expiry(key)
+        return found if isinstance(found, Missing) else found[0]
+
+    def get_with_expiry(self, key: str) -> tuple[bytes, float | None] | Missing:
+        """The first tier's hit, promoted into the faster tiers; ``MISSING`` when no tier has ``key``."""
+        outcome = _Outcome()
+        for index, tier in enumerate(self._tiers):
+            with self._guard(tier, outcome):
+                found = tier.driver.get_with_expiry(key)
+                if isinstance(found, Missing):
+                    tier.misses += 1
+                    continue
+                tier.hits += 1
+                if index and self.promote_on_hit:
+                    self._promote(key, found[0], found[1], index)
+                return found
+        self._raise_if_all_failed("get", key, outcome, self._tiers)
+        self._misses += 1
+        return MISSING
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | Missing]:
+        """One batch call per tier for the keys still missing; promotion needs each hit's deadline."""
+        results: list[bytes | Missing] = [MISSING] * len(keys)
+        pending = list(range(len(keys)))
+        outcome = _Outcome()
+        for index, tier in enumerate(self._tiers):
+            if not pending:
+                break
+            with self._guard(tier, outcome):
+                if index and self.promote_on_hit:
+                    pending = self._get_and_promote(tier, index, keys, pending, results)
+                else:
+                    blobs = tier.driver.get_many([keys[i] for i in pending])
+                    still = [i for i, blob in zip(pending, blobs, strict=True) if isinstance(blob, Missing)]
+                    tier.hits += len(pending) - len(still)
+                    for i, blob in zip(pending, blobs, strict=True):
+                        results[i] = blob
+                    pending = still
+                tier.misses += len(pending)
+        if pending:
+            self._raise_if_all_failed("get_many", None, outcome, self._tiers)
+            self._misses += len(pending)
+        return results
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """The union of every tier's keys under ``prefix``, sorted."""
+        found: set[str] = set()
+        outcome = _Outcome()
+        for tier in self._tiers:
+            with self._guard(tier, outcome):
+                found.update(tier.driver.keys(prefix))
+        self._raise_if_all_failed("keys", prefix, outcome, self._tiers)
+        return sorted(found)
+
+    def size(self) -> int:
+        """Distinct keys across the tiers (an entry held by two tiers counts once)."""
+        return len(self.keys())
+
+    # -- writes --------------------------------------------------------------------------------------------
+
+    def set(self, key: str, blob: bytes, ttl: float | None = None) -> None:
+        seconds = normalize_ttl(ttl)
+        outcome = _Outcome()
+        targets = self._write_targets()
+        for tier in targets:
+            with self._guard(tier, outcome):
+                tier.driver.set(key, blob, _bound(seconds, tier.ttl))
+                tier.sets += 1
+        self._raise_if_all_failed("set", key, outcome, targets)
+
+    def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
+        seconds = normalize_ttl(ttl)
+        outcome = _Outcome()
+        targets = self._write_targets()
+        for tier in targets:
+            with self._guard(tier, outcome):
+                tier.driver.set_many(items, _bound(seconds, tier.ttl))
+                tier.sets += len(items)
+        self._raise_if_all_failed("set_many", None, outcome, targets)
+
+    # -- invalidations: every tier, and a failure anywhere is reported -------------------------------------
+
+    def delete(self, key: str) -> bool:
+        return bool(self._invalidate("delete", key, lambda driver: int(driver.delete(key))))
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Delete from every tier; return the largest per-tier count (tiers overlap, so counts do not add)."""
+        keys = list(keys)
+        return self._invalidate("delete_many", None, lambda driver: driver.delete_many(keys))
+
+    def clear(self, prefix: str = "") -> int:
+        """Clear every tier; return the largest per-tier count (tiers overlap, so counts do not add)."""
+        return self._invalidate("clear", prefix, lambda driver: driver.clear(prefix))
+
+    def clear_many(self, prefixes: Iterable[str]) -> int:
+        prefixes = list(prefixes)
+        return self._invalidate("clear_many", None, lambda driver: driver.clear_many(prefixes))
+
+    # -- the rest ------------------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Per-tier counters and each tier driver's own stats, plus totals over the tiers."""
+        tiers = []
+        for tier in self._tiers:
+            entry = tier.as_dict()
+            try:
+                entry["driver_stats"] = tier.driver.stats()
+            except Exception as exc:  # a tier that is down still gets its counters reported
+                tier.errors += 1
+                entry["errors"] = tier.errors
+                entry["driver_stats"] = {"error": f"{type(exc).__name__}: {exc}"}
+            tiers.append(entry)
+        hits = sum(tier.hits for tier in self._tiers)
+        lookups = hits + self._misses
+        return {
+            "driver": self.name,
+            "strategy": self.strategy,
+            "promote_on_hit": self.promote_on_hit,
+            "tiers": tiers,
+            "totals": {
+                "hits": hits,
+                "misses": self._misses,
+                "errors": sum(tier.errors for tier in self._tiers),
+                "sets": sum(tier.sets for tier in self._tiers),
+                "promotions": sum(tier.promotions for tier in self._tiers),
+                "hit_rate": hits / lookups if lookups else 0.0,
+            },
+        }
+
+    def close(self) -> None:
+        """Close every tier, even when one fails; then raise :class:`DriverError` naming the failures."""
+        self._invalidate("close", None, _close)
+
+    def __repr__(self) -> str:
+        names = ", ".join(tier.name for tier in self._tiers)
+        return f"<TieredDriver [{names}] strategy={self.strategy!r}>"
+
+    # -- helpers -------------------------------------------------------------------------------------------
+
+    def _write_targets(self) -> list[_TierState]:
+        return self._tiers if self.strategy == "write-through" else self._tiers[:1]
+
+    def _promote(self, key: str, blob: bytes, expires_at: float | None, found_in: int) -> None:
+        """Copy a hit into the tiers before ``found_in``; a failed copy is counted, never raised."""
+        remaining: float | None
+        if expires_at is None:
+            remaining = self._tiers[found_in].ttl
+        else:
+            remaining = expires_at - self._clock()
+            if remaining <= 0:
+                return
+        for tier in self._tiers[:found_in]:
+            try:
+                tier.driver.set(key, blob, _bound(remaining, tier.ttl))
+            except ConfigurationError:
+                raise
+            except Exception:
+                tier.errors += 1
+            else:
+                tier.promotions += 1
+
+    def _get_and_promote(
+        self,
+        tier: _TierState,
+        index: int,
+        keys: Sequence[str],
+        pending: list[int],
+        results: list[bytes | Missing],
+    ) -> list[int]:
+        still = []
+        for position in pending:
+            found = tier.driver.get_with_expiry(keys[position])
+            if isinstance(found, Missing):
+                still.append(position)
+                continue
+            tier.hits += 1
+            results[position] = found[0]
+            self._promote(keys[position], found[0], found[1], index)
+        return still
+
+    def _invalidate(self, operation: str, subject: str | None, call: Callable[[Driver], int]) -> int:
+        outcome = _Outcome()
+        counts = [0]
+        for tier in self._tiers:
+            with self._guard(tier, outcome):
+                counts.append(call(tier.driver))
+        if outcome.failed:
+            what = f" of {subject!r}" if subject else ""
+            raise DriverError(
+                f"tiered {operation}{what} failed on tier(s) {outcome.failed} (done on the others); "
+                "entries there may be stale until their TTL ends: retry the invalidation"
+            ) from outcome.last
+        return max(counts)
+
+    @contextmanager
+    def _guard(self, tier: _TierState, outcome: _Outcome) -> Iterator[None]:
+        """Fail open on one tier: count and record its failure, let the caller go on with the next tier.
+
+        :class:`ConfigurationError` (a bad key or option) is a programming error, not a tier failure.
+        """
+        try:
+            yield
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            tier.errors += 1
+            outcome.failed.append(tier.name)
+            outcome.last = exc
+
+    @staticmethod
+    def _raise_if_all_failed(
+        operation: str, subject: str | None, outcome: _Outcome, involved: Sequence[_TierState]
+    ) -> None:
+        if involved and len(outcome.failed) == len(involved):
+            what = f" of {subject!r}" if subject else ""
+            raise DriverError(
+                f"tiered {operation}{what} failed on every tier ({', '.join(outcome.failed)})"
+            ) from outcome.last
+
+
+def _close(driver: Driver) -> int:
+    driver.close()
+    return 0
+
+
+def _bound(ttl: float | None, limit: float | None) -> float | None:
+    """``min(ttl, limit)`` where ``None`` means unbounded."""
+    if ttl is None:
+        return limit
+    return ttl if limit is None else min(ttl, limit)
+
+
+def _check_strategy(strategy: object) -> str:
+    normalized = strategy.strip().lower() if isinstance(strategy, str) else strategy
+    if normalized not in STRATEGIES:
+        raise ConfigurationError(f"strategy must be one of {list(STRATEGIES)}; got {strategy!r}")
+    return str(normalized)
+
+
+def _build_tiers(tiers: object) -> list[_TierState]:
+    if tiers is None or isinstance(tiers, (str, bytes, Mapping)) or not isinstance(tiers, Sequence):
+        raise ConfigurationError(
+            "the tiered driver needs a list of tiers, fastest first: "
+            f"TieredDriver([Tier(MemoryDriver(), ttl=60), Tier(FilesystemDriver(directory=...))]); got {tiers!r}"
+        )
+    if not tiers:
+        raise ConfigurationError("the tiered driver needs at least one tier; got an empty list")
+    built = []
+    for index, given in enumerate(tiers):
+        tier = Tier(given) if isinstance(given, Driver) else given
+        if not isinstance(tier, Tier) or not isinstance(tier.driver, Driver):
+            raise ConfigurationError(f"tiers[{index}] must be a Tier or a Driver; got {tier!r}")
+        if tier.driver.stores_objects:
+            raise ConfigurationError(
+                f"tiers[{index}] ({tier.driver!r}) stores live objects, but tiers exchange blobs: "
+                "configure it to store bytes (e.g. MemoryDriver without store='objects')"
+            )
+        if tier.name is not None and (not isinstance(tier.name, str) or not tier.name):
+            raise ConfigurationError(f"tiers[{index}].name must be a non-empty string or None; got {tier.name!r}")
+        ttl = normalize_ttl(tier.ttl, what=f"tiers[{index}].ttl")
+        built.append(_TierState(tier.driver, ttl, tier.name or f"L{index + 1}-{tier.driver.name}"))
+    return built

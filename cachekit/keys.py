@@ -1,0 +1,311 @@
+"""Cache keys: :class:`KeySpec`, stable parameter hashing, the key-resolver registry and invalidation scopes.
+
+Keys read as paths::
+
+    {namespace}/resource={name}[/partition={p}/{field}={value}...]/action={action}/{params_hash}
+
+Item actions (``get``, ``exists``, ...) hash the item id on its own and any other argument separately
+(``.../action=get/{id_hash}[/{extra_hash}]``), so a write to one id clears exactly that item's entries.
+Every key ends with a hash segment, so every invalidation scope is a prefix ending in ``/``: ``users`` never
+clears ``users_archive``, and ``action=list`` never clears ``action=list_ids``.
+
+Hashes are blake2b (8 bytes, 16 hex characters) of a canonical msgpack encoding, stable across processes,
+machines and Python versions (never ``hash()``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import msgpack
+
+from .errors import ConfigurationError, KeyResolverError, SerializationError
+
+__all__ = [
+    "AGGREGATE_ACTIONS",
+    "ITEM_ACTIONS",
+    "Invalidation",
+    "KeyResolver",
+    "KeySpec",
+    "format_key",
+    "get_key_resolver",
+    "invalidation_prefixes",
+    "item_actions",
+    "register_key_resolver",
+    "registered_actions",
+    "resource_prefix",
+    "stable_hash",
+]
+
+PARTITION_PARAMS = ("partition", "partition_values")
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    """Everything that identifies one cached read.
+
+    :param resource: the resource name (``"users"``).
+    :param action: the read action (``"get"``, ``"count"`` ...).
+    :param params: the arguments that can change the result (hashed into the key).
+    :param partition: partition name, when the read is scoped to one partition.
+    :param partition_values: that partition's field values (``{"region": "eu"}``).
+    :param item_id: for item actions, the id; hashed on its own so writes can clear it precisely.
+    """
+
+    resource: str
+    action: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    partition: str | None = None
+    partition_values: Mapping[str, Any] | None = None
+    item_id: Any = None
+    has_item: bool = False
+
+
+#: ``resolver(resource, action, params) -> KeySpec``; ``params`` are the call's non-default arguments by name.
+KeyResolver = Callable[[str, str, Mapping[str, Any]], KeySpec]
+
+
+# -- canonical hashing ------------------------------------------------------------------------------------------
+
+
+def _canonical(value: Any, fold: bool) -> Any:
+    """A msgpack-able, order-independent form of ``value``; types are tagged where two could collide."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return value.lower() if fold else value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else ["int", str(value)]
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, Mapping):
+        items = [(_canonical(k, fold), _canonical(v, fold)) for k, v in value.items()]
+        return ["map", sorted(items, key=_sort_key)]
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v, fold) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return ["set", sorted((_canonical(v, fold) for v in value), key=_sort_key)]
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return [type(value).__name__, value.isoformat()]
+    if isinstance(value, (Decimal, uuid.UUID)):
+        return [type(value).__name__, str(value)]
+    custom = getattr(value, "__cache_key__", None)
+    if callable(custom):
+        return ["custom", type(value).__qualname__, _canonical(custom(), fold)]
+    raise SerializationError(
+        f"cannot build a cache key from a {type(value).__qualname__}; pass plain data, give the class a "
+        "__cache_key__() method returning plain data, or register a key resolver for this action"
+    )
+
+
+def _sort_key(item: Any) -> bytes:
+    return bytes(msgpack.packb(item, use_bin_type=True))
+
+
+def stable_hash(params: Any, *, case_sensitive: bool = True) -> str:
+    """16 hex characters identifying ``params``, equal for equal data in any process or Python version.
+
+    >>> stable_hash({"b": 1, "a": [1, 2]}) == stable_hash({"a": [1, 2], "b": 1.0})
+    True
+    """
+    encoded = msgpack.packb(_canonical(params, not case_sensitive), use_bin_type=True)
+    return hashlib.blake2b(encoded, digest_size=8).hexdigest()
+
+
+# -- key formatting ---------------------------------------------------------------------------------------------
+
+_SAFE = "=-_.~:@+,"
+
+
+def _segment(value: Any, fold: bool) -> str:
+    text = value if isinstance(value, str) else str(value)
+    return quote(text.lower() if fold else text, safe=_SAFE)
+
+
+def resource_prefix(namespace: str, resource: str, *, case_sensitive: bool = True) -> str:
+    """``{namespace}/resource={name}/``: the prefix of every key of one resource."""
+    return f"{namespace}/resource={_segment(resource, not case_sensitive)}/"
+
+
+def _partition_path(partition: str, values: Mapping[str, Any], fold: bool) -> str:
+    fields = "/".join(f"{_segment(k, fold)}={_segment(values[k], fold)}" for k in sorted(values))
+    return f"partition={_segment(partition, fold)}/{fields}"
+
+
+def format_key(namespace: str, spec: KeySpec, *, case_sensitive: bool = True) -> str:
+    """The key string of ``spec`` under ``namespace``; see the module docstring for the layout."""
+    fold = not case_sensitive
+    parts = [resource_prefix(namespace, spec.resource, case_sensitive=case_sensitive)]
+    if spec.partition and spec.partition_values:
+        parts.append(_partition_path(spec.partition, spec.partition_values, fold) + "/")
+    parts.append(f"action={_segment(spec.action, fold)}/")
+    if spec.has_item:
+        parts.append(stable_hash(spec.item_id, case_sensitive=case_sensitive))
+        if spec.params:
+            parts.append("/" + stable_hash(spec.params, case_sensitive=case_sensitive))
+    else:
+        parts.append(stable_hash(spec.params, case_sensitive=case_sensitive))
+    return "".join(parts)
+
+
+# -- resolvers --------------------------------------------------------------------------------------------------
+
+
+def _split_partition(params: Mapping[str, Any]) -> tuple[dict[str, Any], str | None, Mapping[str, Any] | None]:
+    rest = {k: v for k, v in params.items() if k not in PARTITION_PARAMS}
+    partition = params.get("partition")
+    values = params.get("partition_values")
+    if partition is not None and not isinstance(partition, str):
+        raise ConfigurationError(f"partition must be a partition name (str); got {partition!r}")
+    if values is not None and not isinstance(values, Mapping):
+        raise ConfigurationError(f"partition_values must be a mapping of field -> value; got {values!r}")
+    return rest, partition, values
+
+
+def aggregate_resolver(resource: str, action: str, params: Mapping[str, Any]) -> KeySpec:
+    """Resolver for reads over many items (``list``, ``count``, ``page``, ``query`` ...): every argument counts."""
+    rest, partition, values = _split_partition(params)
+    return KeySpec(resource, action, rest, partition, values)
+
+
+def item_resolver(resource: str, action: str, params: Mapping[str, Any]) -> KeySpec:
+    """Resolver for one-item reads (``get``, ``exists``): the id is ``params["id"]`` or the first argument."""
+    if not params:
+        raise KeyResolverError(f"{action}() of {resource!r} was called without an id to build its key from")
+    rest, partition, values = _split_partition(params)
+    id_name = "id" if "id" in rest else next(iter(rest), None)
+    if id_name is None:
+        raise KeyResolverError(f"{action}() of {resource!r} was called without an id to build its key from")
+    item_id = rest.pop(id_name)
+    return KeySpec(resource, action, rest, partition, values, item_id=item_id, has_item=True)
+
+
+_RESOLVERS: dict[str, KeyResolver] = {}
+_ITEM_ACTIONS: set[str] = set()
+
+#: Built-in one-item actions: a write to an id clears their entries for that id.
+ITEM_ACTIONS = ("exists", "get", "get_from_partition")
+#: Built-in actions over many items: every write to the resource clears them (in the partitions it touches).
+AGGREGATE_ACTIONS = ("count", "get_all", "get_many", "list", "list_ids", "page", "query")
+
+
+def register_key_resolver(action: str, resolver: KeyResolver | None = None, *, item: bool = False) -> None:
+    """Register ``resolver`` for ``action`` (replacing a previous one); ``None`` uses the built-in style.
+
+    ``item=True`` marks a one-item action, whose entries a write clears by id; otherwise every write to the
+    resource clears the action's entries (within the partitions it touches).
+
+    E.g.::
+
+        register_key_resolver("search")                      # every argument counts
+        register_key_resolver("profile", item=True)          # keyed by the id (first argument)
+    """
+    if not isinstance(action, str) or not action.strip() or "/" in action:
+        raise ConfigurationError(f"action must be a non-empty string without '/'; got {action!r}")
+    if resolver is not None and not callable(resolver):
+        raise ConfigurationError(f"resolver must be callable(resource, action, params) -> KeySpec; got {resolver!r}")
+    _RESOLVERS[action] = resolver or (item_resolver if item else aggregate_resolver)
+    if item:
+        _ITEM_ACTIONS.add(action)
+    else:
+        _ITEM_ACTIONS.discard(action)
+
+
+def get_key_resolver(action: str) -> KeyResolver:
+    """The resolver registered for ``action``.
+
+    :raises KeyResolverError: nothing is registered; the message lists the known actions.
+    """
+    try:
+        return _RESOLVERS[action]
+    except KeyError:
+        raise KeyResolverError(
+            f"no key resolver for action {action!r}; known actions: {registered_actions()}. "
+            "Register one with cachekit.register_key_resolver()"
+        ) from None
+
+
+def registered_actions() -> list[str]:
+    """Every action with a resolver, sorted."""
+    return sorted(_RESOLVERS)
+
+
+def item_actions() -> frozenset[str]:
+    """The actions registered as one-item reads."""
+    return frozenset(_ITEM_ACTIONS)
+
+
+for _action in ITEM_ACTIONS:
+    register_key_resolver(_action, item=True)
+for _action in AGGREGATE_ACTIONS:
+    register_key_resolver(_action)
+
+
+# -- invalidation -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Invalidation:
+    """What one write changed, from which :func:`invalidation_prefixes` derives the keys to clear.
+
+    :param resource: the resource written to.
+    :param ids: ids of the items written (their item entries are cleared).
+    :param records: the old and new records, as far as known; their partition values pick the partitions to
+        clear. Only partitions whose fields all appear in ``records`` can be cleared precisely.
+    :param partitions: the resource's partitions, ``{"by_region": ["region"]}``.
+    :param records_complete: ``True`` when ``records`` hold both the before and after state of every written item,
+        so partitions can be cleared precisely; otherwise every partition's entries are cleared.
+    :param whole: clear everything of the resource (``delete_all``, an unknown write).
+    """
+
+    resource: str
+    ids: Sequence[Any] = ()
+    records: Sequence[Mapping[str, Any]] = ()
+    partitions: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    records_complete: bool = False
+    whole: bool = False
+
+
+def _partition_scopes(inv: Invalidation, fold: bool) -> list[str]:
+    scopes: list[str] = []
+    for name, fields in inv.partitions.items():
+        precise = inv.records_complete and fields and all(all(f in r for f in fields) for r in inv.records)
+        if not precise:
+            scopes.append(f"partition={_segment(name, fold)}/")
+            continue
+        scopes.extend(_partition_path(name, {f: r[f] for f in fields}, fold) + "/" for r in inv.records)
+    return scopes
+
+
+def invalidation_prefixes(
+    namespace: str, inv: Invalidation, *, case_sensitive: bool = True, actions: Iterable[str] | None = None
+) -> list[str]:
+    """The key prefixes a write must clear: its items, the resource's aggregates, and the touched partitions.
+
+    Entries of other partitions and other resources are left alone.
+    """
+    fold = not case_sensitive
+    base = resource_prefix(namespace, inv.resource, case_sensitive=case_sensitive)
+    if inv.whole:
+        return [base]
+    known = registered_actions() if actions is None else sorted(set(actions))
+    items = item_actions()
+    prefixes = [f"{base}action={_segment(a, fold)}/" for a in known if a not in items]
+    for item_id in inv.ids:
+        id_hash = stable_hash(item_id, case_sensitive=case_sensitive)
+        prefixes.extend(f"{base}action={_segment(a, fold)}/{id_hash}" for a in known if a in items)
+    if inv.partitions:
+        prefixes.extend(base + scope for scope in dict.fromkeys(_partition_scopes(inv, fold)))
+    else:
+        # A resource that declares no partitions may still be read with partition arguments: clear them all.
+        prefixes.append(f"{base}partition=")
+    return prefixes
