@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ __all__ = [
     "get_key_resolver",
     "invalidation_prefixes",
     "item_actions",
+    "partition_prefix",
     "register_key_resolver",
     "registered_actions",
     "resource_prefix",
@@ -136,9 +138,41 @@ def resource_prefix(namespace: str, resource: str, *, case_sensitive: bool = Tru
     return f"{namespace}/resource={_segment(resource, not case_sensitive)}/"
 
 
+def _value_segment(value: Any, fold: bool) -> str:
+    # Non-strings are written as compact JSON, so 2024 and "2024", True and "true" name one partition, as
+    # they do in cachekit.s3db's index: a write filed under one spelling clears reads made with the other.
+    if isinstance(value, str):
+        return _segment(value, fold)
+    try:
+        text = json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    except ValueError:
+        text = str(value)
+    return _segment(text, fold)
+
+
 def _partition_path(partition: str, values: Mapping[str, Any], fold: bool) -> str:
-    fields = "/".join(f"{_segment(k, fold)}={_segment(values[k], fold)}" for k in sorted(values))
+    fields = "/".join(f"{_segment(k, fold)}={_value_segment(values[k], fold)}" for k in sorted(values))
     return f"partition={_segment(partition, fold)}/{fields}"
+
+
+def partition_prefix(
+    namespace: str,
+    resource: str,
+    partition: str,
+    partition_values: Mapping[str, Any] | None = None,
+    *,
+    case_sensitive: bool = True,
+) -> str:
+    """The prefix of a partition's entries (of one value combination, or of all when ``partition_values`` is None).
+
+    E.g. ``partition_prefix("ns", "users", "by_region", {"region": "eu"})`` is
+    ``"ns/resource=users/partition=by_region/region=eu/"``.
+    """
+    fold = not case_sensitive
+    base = resource_prefix(namespace, resource, case_sensitive=case_sensitive)
+    if not partition_values:
+        return f"{base}partition={_segment(partition, fold)}/"
+    return f"{base}{_partition_path(partition, partition_values, fold)}/"
 
 
 def format_key(namespace: str, spec: KeySpec, *, case_sensitive: bool = True) -> str:

@@ -11,6 +11,8 @@ import pytest
 
 from tests.servers import MotoServer, unavailable
 
+pytest_plugins = ["tests.cluster_fixtures"]
+
 REDIS_URL = os.environ.get("CACHEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

@@ -142,3 +142,84 @@ def running_moto() -> Iterator[MotoServer]:
         yield server
     finally:
         server.stop()
+
+
+def _redis_cli(port: int, *args: str, timeout: float = 10.0) -> str:
+    """Run ``redis-cli -p PORT ARGS...`` against a loopback node; return its stdout."""
+    binary = shutil.which("redis-cli")
+    if binary is None:
+        raise FileNotFoundError("redis-cli is not on PATH")
+    result = subprocess.run(
+        [binary, "-h", LOOPBACK, "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"redis-cli {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+@dataclass
+class RedisCluster:
+    """A Redis Cluster of ``masters`` primaries (no replicas) built from redis-server binaries on loopback.
+
+    Each node gets a free client port and an explicit free cluster-bus port (``--cluster-port``), so no node
+    depends on ``port + 10000`` being free. E.g.::
+
+        cluster = RedisCluster().start()
+        RedisDriver(url=cluster.url)        # redis+cluster://127.0.0.1:PORT
+        cluster.cleanup()
+    """
+
+    masters: int = 3
+    nodes: list[RedisServer] = field(default_factory=list)
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        """A cachekit cluster URL naming the first node; the client discovers the others."""
+        return f"redis+cluster://{LOOPBACK}:{self.ports[0]}"
+
+    def start(self, timeout: float = 30.0) -> RedisCluster:
+        try:
+            for _ in range(self.masters):
+                node = RedisServer(extra_args=(
+                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                    "--cluster-port", str(free_port()), "--cluster-node-timeout", "2000",
+                ))
+                self.nodes.append(node)
+                node.start()
+            _redis_cli(
+                self.ports[0], "--cluster", "create", *(f"{LOOPBACK}:{port}" for port in self.ports),
+                "--cluster-replicas", "0", "--cluster-yes", timeout=timeout,
+            )
+            self._wait_until_ok(timeout)
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def _wait_until_ok(self, timeout: float) -> None:
+        # `--cluster create` returns once the nodes agree on the slots; every node must also report
+        # cluster_state:ok and know all its peers before a client that starts from any node sees a whole cluster.
+        deadline = time.monotonic() + timeout
+        wanted = ("cluster_state:ok", f"cluster_known_nodes:{self.masters}")
+        while time.monotonic() < deadline:
+            infos = [_redis_cli(port, "cluster", "info") for port in self.ports]
+            if all(all(line in info for line in wanted) for info in infos):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"Redis Cluster on ports {self.ports} did not reach cluster_state:ok in {timeout} s")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def cleanup(self) -> None:
+        for node in self.nodes:
+            node.cleanup()

@@ -47,7 +47,7 @@ class Driver(abc.ABC):
     #: Registry name ("memory", "redis", ...); also shown in stats.
     name: ClassVar[str] = "driver"
     #: True when calls may block on I/O, so async callers run them in a thread (``asyncio.to_thread``).
-    blocking: ClassVar[bool] = True
+    blocking: bool = True
     #: True when the driver stores live Python objects instead of blobs (the memory driver's objects mode).
     stores_objects: bool = False
 

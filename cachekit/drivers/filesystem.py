@@ -15,10 +15,11 @@ returns, so a multi-tier promotion copies entries with their *remaining* TTL.
 **Expired entries are also removed on a write cadence** (``enable_cleanup=True``): every
 :data:`CLEANUP_EVERY_WRITES` writes, the writing call deletes up to :data:`CLEANUP_BATCH` entries whose
 deadline has passed, found by a range scan of the tag index. The cost lands on writers, which take SQLite's
-write lock anyway; reads never wait for it. A background thread was rejected: it would hold the write lock at
-moments nobody chose, needs a lifetime tied to :meth:`~FilesystemDriver.close`, and keeps running in idle
-processes (where nothing grows). :meth:`FilesystemDriver.remove_expired` removes every expired entry at once,
-for a cron job.
+write lock anyway; reads never run it, and since a batch is short, the most a read can wait is one batch (only
+with ``"lru"``, where diskcache updates the access time on every hit; ``"fifo"`` hits take no lock at all).
+A background thread was rejected: it would hold the write lock at moments nobody chose, needs a lifetime tied
+to :meth:`~FilesystemDriver.close`, and keeps running in idle processes (where nothing grows).
+:meth:`FilesystemDriver.remove_expired` removes every expired entry at once, for a cron job.
 
 **``clear(prefix)`` is an index range scan, not a read of every entry.** diskcache's ``Cache`` table has a
 unique index on ``(key, raw)``; keys are stored as SQLite TEXT, which compares as UTF-8 bytes, i.e. in the
@@ -167,7 +168,8 @@ class FilesystemDriver(Driver):
     :param enable_cleanup: remove expired entries on a write cadence (see the module docstring).
     :param key_prefix: prepended to every key, so several drivers can share a directory.
     :param clock: wall clock for deadlines, epoch seconds (default :func:`time.time`).
-    :param timeout: seconds to wait for SQLite's lock before failing with a :class:`DriverError` (default 60).
+    :param timeout: seconds to wait for SQLite's lock before failing with a :class:`DriverError` (default 10,
+        not diskcache's 60: a cache read that waits a minute is worse than a miss).
 
     E.g.::
 
@@ -192,7 +194,7 @@ class FilesystemDriver(Driver):
         enable_cleanup: bool = True,
         key_prefix: str = "",
         clock: Callable[[], float] | None = None,
-        timeout: float = 60.0,
+        timeout: float = 10.0,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -443,7 +445,10 @@ class PartitionAwareFilesystemCache(FilesystemDriver):
 
     #: The folder holding keys that do not look like cachekit keys (``@`` never appears in encoded segments).
     DEFAULT_FOLDER = "@default"
+    # Folder names stay well inside NAME_MAX (255) and the whole folder inside PATH_MAX; keys that would not
+    # fit go to the default folder rather than failing on every write.
     _MAX_SEGMENT = 200
+    _MAX_FOLDER = 1000
     _MAX_DEPTH = 16
 
     def __init__(
@@ -456,7 +461,7 @@ class PartitionAwareFilesystemCache(FilesystemDriver):
         enable_cleanup: bool = True,
         key_prefix: str = "",
         clock: Callable[[], float] | None = None,
-        timeout: float = 60.0,
+        timeout: float = 10.0,
         max_open_folders: int = 64,
         **unknown: Any,
     ) -> None:
@@ -565,7 +570,8 @@ class PartitionAwareFilesystemCache(FilesystemDriver):
             if fields > end + 1:
                 end = fields
         folder = tuple(segments[:end])
-        if not all(segment and len(_encode(segment)) <= self._MAX_SEGMENT for segment in folder):
+        lengths = [len(_encode(segment)) for segment in folder]
+        if min(lengths) == 0 or max(lengths) > self._MAX_SEGMENT or sum(lengths) > self._MAX_FOLDER:
             return None
         return folder
 

@@ -72,8 +72,8 @@ class RedisDriver(Driver):
     as is and left open by :meth:`close`.
 
     ``connect_timeout`` and ``command_timeout`` are seconds. ``retries`` is how many times a command is
-    retried after a connection error (a server restart leaves stale pooled connections); timeouts are
-    retried only with ``retry_on_timeout=True``, so a hung server costs one ``command_timeout`` per call.
+    retried after a connection error (a connection dropped mid-command); timeouts are retried only with
+    ``retry_on_timeout=True``, so a hung server costs one ``command_timeout`` per call.
     ``health_check_interval`` (seconds, 0 = off) pings a connection idle for longer before reusing it.
 
     Redis bounds its own memory: ``max_bytes`` is rejected, use the server's ``maxmemory`` and
@@ -422,7 +422,7 @@ def _connection_options(
         "socket_timeout": _check_seconds(command_timeout, "command_timeout"),
         "health_check_interval": interval,
         # redis-py's default retries 10 times with backoff, i.e. seconds per call while the server is down,
-        # where a cache should fail fast. One quick retry still heals pooled connections a restart broke.
+        # where a cache should fail fast. One quick retry still rides out a connection dropped mid-command.
         "retry": Retry(ExponentialBackoff(cap=0.05, base=0.005), retries, supported_errors=errors),
     }
     if username is not None:

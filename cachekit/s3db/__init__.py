@@ -28,10 +28,12 @@ from __future__ import annotations
 
 from .database import Database, Plugin, ResourceCallback, S3Url
 from .errors import AlreadyExists, NotFound, PartitionError, S3dbError, ValidationError
-from .resource import Document, PartitionValues, Resource, encode_partition_value
+from .resource import Change, ChangeListener, Document, PartitionValues, Resource, encode_partition_value
 
 __all__ = [
     "AlreadyExists",
+    "Change",
+    "ChangeListener",
     "Database",
     "Document",
     "NotFound",

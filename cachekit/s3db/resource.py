@@ -31,6 +31,7 @@ import re
 import threading
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import quote, unquote
@@ -45,12 +46,31 @@ from .errors import AlreadyExists, NotFound, PartitionError, S3dbError, Validati
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["Document", "PartitionValues", "Resource", "check_name", "encode_partition_value"]
+__all__ = ["Change", "ChangeListener", "Document", "PartitionValues", "Resource", "check_name", "encode_partition_value"]
 
 Document: TypeAlias = dict[str, Any]
 PartitionValues: TypeAlias = dict[str, dict[str, str]]
 # Aliases so that annotations inside ``Resource`` do not resolve ``list`` to the method of that name.
 _Documents: TypeAlias = "list[Document]"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One stored change, as seen by :meth:`Resource.on_change` listeners.
+
+    :param resource: the resource name.
+    :param old: the document before the write (``None`` for an insert).
+    :param new: the document after it (``None`` for a delete).
+    :param everything: ``True`` for :meth:`Resource.delete_all`: every document may have changed.
+    """
+
+    resource: str
+    old: Document | None
+    new: Document | None
+    everything: bool = False
+
+
+ChangeListener: TypeAlias = "Callable[[Change], object]"
 _Ids: TypeAlias = "list[str]"
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -201,6 +221,7 @@ class Resource:
         self._root = f"{database.key_prefix}resource={self._name}/"
         self._data_prefix = f"{self._root}data/"
         self._locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
+        self._listeners: list[ChangeListener] = []
 
     def _check_partitions(self, partitions: object) -> dict[str, tuple[str, ...]]:
         if not isinstance(partitions, Mapping):
@@ -390,6 +411,35 @@ class Resource:
         """Every document, ordered by id."""
         return self._fetch(self._scope_ids(None, None))
 
+    # -- change listeners ------------------------------------------------------------------------------------
+
+    def on_change(self, listener: ChangeListener) -> ChangeListener:
+        """Call ``listener(Change)`` after every stored change, from every write method.
+
+        Listeners run in the writing thread once the document itself is written (also when a later step of the
+        write, such as an index move, fails), so a cache in front of this resource can invalidate exactly what
+        changed. A listener's exception propagates to the writer.
+
+        E.g.::
+
+            users.on_change(lambda change: print(change.old, "->", change.new))
+        """
+        if not callable(listener):
+            raise ValidationError(f"on_change needs a callable(Change); got {listener!r}")
+        self._listeners.append(listener)
+        return listener
+
+    def remove_change_listener(self, listener: ChangeListener) -> None:
+        """Stop calling ``listener``; unknown listeners are ignored."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _notify(self, old: Document | None, new: Document | None, everything: bool = False) -> None:
+        if self._listeners:
+            change = Change(self._name, old, new, everything)
+            for listener in list(self._listeners):
+                listener(change)
+
     # -- writes ----------------------------------------------------------------------------------------------
 
     def insert(self, data: Mapping[str, Any]) -> Document:
@@ -477,7 +527,10 @@ class Resource:
         Not synchronised with concurrent writes to this resource. Returns the number of documents deleted.
         """
         keys = list(self._scan(self._root))
-        self._delete_keys(keys)
+        try:
+            self._delete_keys(keys)
+        finally:
+            self._notify(None, None, everything=True)
         return sum(1 for key in keys if key.startswith(self._data_prefix))
 
     # -- keys ------------------------------------------------------------------------------------------------
@@ -675,10 +728,13 @@ class Resource:
                     f"replace or upsert to change it, or insert without an id to get a new one"
                 ) from exc
             raise
-        old_keys = self._index_keys(old) if old is not None else set()
-        for key in sorted(new_keys - old_keys):
-            client.put_object(Bucket=bucket, Key=key, Body=b"")
-        self._delete_keys(sorted(old_keys - new_keys))
+        try:
+            old_keys = self._index_keys(old) if old is not None else set()
+            for key in sorted(new_keys - old_keys):
+                client.put_object(Bucket=bucket, Key=key, Body=b"")
+            self._delete_keys(sorted(old_keys - new_keys))
+        finally:
+            self._notify(old, document)
         return document
 
     def _remove(self, id: str) -> bool:
@@ -686,5 +742,8 @@ class Resource:
             old = self._load_or_none(id)
             if old is None:
                 return False
-            self._delete_keys([*sorted(self._index_keys(old)), self._data_key(id)])
+            try:
+                self._delete_keys([*sorted(self._index_keys(old)), self._data_key(id)])
+            finally:
+                self._notify(old, None)
             return True

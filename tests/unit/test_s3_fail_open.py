@@ -1,0 +1,122 @@
+"""Reads fail open for real: a private moto S3 server is stopped mid-loop, then restarted on its port."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.servers import MotoServer, unavailable
+
+pytestmark = [pytest.mark.s3, pytest.mark.slow]
+
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+@pytest.fixture
+def private_moto() -> Iterator[MotoServer]:
+    """A moto server of this test's own (the session one must stay up for the other tests)."""
+    try:
+        import boto3  # noqa: F401
+        import moto.server  # noqa: F401
+    except ImportError:
+        unavailable("boto3 / moto[server] are not installed (pip install 'cachekit-orm[test]')")
+    try:
+        server = MotoServer().start()
+    except Exception as exc:
+        unavailable(f"could not start moto's S3 server: {exc}")
+    yield server
+    server.stop()
+
+
+def create_bucket(endpoint_url: str, bucket: str) -> None:
+    """Create ``bucket`` (moto keeps everything in memory, so a restarted server starts empty)."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint_url, region_name="us-east-1", **CREDENTIALS)
+    try:
+        client.create_bucket(Bucket=bucket)
+    finally:
+        client.close()
+
+
+def object_keys(endpoint_url: str, bucket: str) -> list[str]:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint_url, region_name="us-east-1", **CREDENTIALS)
+    try:
+        return [item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", ())]
+    finally:
+        client.close()
+
+
+def test_reads_fail_open_while_s3_is_down_and_recover(private_moto: MotoServer) -> None:
+    from cachekit import Cache, cached
+
+    bucket = f"cachekit-fail-open-{uuid.uuid4().hex[:8]}"
+    create_bucket(private_moto.endpoint_url, bucket)
+    cache = Cache(
+        driver="s3",
+        namespace="fail-open",
+        ttl=300,
+        config={
+            "bucket": bucket,
+            "endpoint_url": private_moto.endpoint_url,
+            "region": "us-east-1",
+            **CREDENTIALS,
+            # A dead endpoint must cost little per read: one attempt, short timeouts.
+            "connect_timeout": 0.5,
+            "read_timeout": 1.0,
+            "max_attempts": 1,
+        },
+    )
+    source = {"version": 1}
+    calls: list[int] = []
+
+    @cached(action="get", namespace=cache)
+    def load_user(user_id: int) -> dict[str, Any]:
+        calls.append(user_id)
+        return {"id": user_id, **source}
+
+    try:
+        # S3 up: the first read misses and stores, the rest hit.
+        for _ in range(3):
+            assert load_user(7) == {"id": 7, "version": 1}
+        assert calls == [7]
+        up = cache.stats()
+        assert (up.hits, up.misses, up.errors) == (2, 1, 0)
+        assert len(object_keys(private_moto.endpoint_url, bucket)) == 1
+
+        # S3 goes down in the middle of the loop: every read returns the source's fresh value, fast.
+        source["version"] = 2
+        for i in range(6):
+            if i == 2:
+                private_moto.stop()
+            started = time.monotonic()
+            expected = 1 if i < 2 else 2
+            assert load_user(7) == {"id": 7, "version": expected}
+            assert time.monotonic() - started < 3
+        assert calls == [7] * 5
+        down = cache.stats()
+        assert down.hits == up.hits + 2
+        assert down.errors >= 4  # at least each failed read; failed stores may count too
+        errors_while_down = down.errors
+
+        # A new (empty) server on the same port: reads go back through the cache and hits resume.
+        restarted = MotoServer(port=private_moto.port).start()
+        try:
+            create_bucket(restarted.endpoint_url, bucket)
+            for _ in range(4):
+                assert load_user(7) == {"id": 7, "version": 2}
+            assert calls == [7] * 6
+            back = cache.stats()
+            assert back.errors == errors_while_down
+            assert back.hits == down.hits + 3
+            assert len(object_keys(restarted.endpoint_url, bucket)) == 1
+        finally:
+            restarted.stop()
+    finally:
+        cache.close()
