@@ -76,7 +76,14 @@ def _same(value: Any, default: Any) -> bool:
 
 
 def _signatures(fn: Any) -> tuple[_Signature, _Signature]:
-    """(for calls without an instance, for calls bound to an instance or class: first parameter dropped)."""
+    """(for calls without an instance, for calls bound to an instance or class: first parameter dropped).
+
+    An already-bound method (the plugin wraps ``resource.get``) gets its ``__self__`` as the instance from wrapt,
+    while its signature has no ``self`` left to drop: both cases use that signature as it is.
+    """
+    if inspect.ismethod(fn):
+        parameters = list(inspect.signature(fn).parameters.values())
+        return _Signature(parameters), _Signature(parameters)
     target = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
     parameters = list(inspect.signature(target).parameters.values())
     return _Signature(parameters), _Signature(parameters[1:])
@@ -163,7 +170,7 @@ class _CachedState:
         # The hit path: everything here runs on every call, so the common shape (one str/int argument, a key
         # already in the memo) is tested first and costs a tuple and two dict lookups.
         if kwargs and "skip_cache" in kwargs and kwargs.pop("skip_cache"):
-            return wrapped(*args, **kwargs)
+            return wrapped(*args, **_skip_inner(wrapped, kwargs))
         ns = self.namespace
         if ns is None:
             ns = getattr(instance, "cache", None)
@@ -188,7 +195,7 @@ class _CachedState:
 
     async def acall(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if kwargs and "skip_cache" in kwargs and kwargs.pop("skip_cache"):
-            return await wrapped(*args, **kwargs)
+            return await wrapped(*args, **_skip_inner(wrapped, kwargs))
         ns = self.namespace or _namespace_of(instance, None, self.what)
         if self.action in ns.disabled_actions:
             return await wrapped(*args, **kwargs)
@@ -205,6 +212,13 @@ class _CachedState:
         ttl = self.ttl if self.ttl is not DEFAULT else ns.policy(self.action).ttl
         ns._write(key, value, ns.ttl if ttl is DEFAULT else ttl, None)
         return value
+
+
+def _skip_inner(wrapped: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pass ``skip_cache`` on when the wrapped callable is itself cached (stacked plugin instances)."""
+    if isinstance(wrapped, (_CachedFunction, _BoundCachedFunction)):
+        kwargs["skip_cache"] = True
+    return kwargs
 
 
 def _split_instance(instance: Any, binding: str, args: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...], bool]:
