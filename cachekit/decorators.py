@@ -103,8 +103,8 @@ def _namespace_of(instance: Any, explicit: Cache | None, what: str) -> Cache:
     if explicit is not None:
         return explicit
     found = getattr(instance, "cache", None) if instance is not None else None
-    if type(found) is Cache or isinstance(found, Cache):
-        return found  # type: ignore[return-value]
+    if isinstance(found, Cache):
+        return found
     namespace = getattr(found, "namespace_cache", None)  # a resource facade exposes its Cache this way
     if isinstance(namespace, Cache):
         return namespace

@@ -304,7 +304,7 @@ class Cache:
             self.misses += 1
             return MISSING
         try:
-            raw = self._driver_get(key)
+            raw: Any = self._driver_get(key)
         except Exception as exc:
             self._read_failed(key, exc)
             return MISSING

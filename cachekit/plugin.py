@@ -210,7 +210,8 @@ class CachePlugin:
         """``{"driver": class name, "size": entries, "keys": [...], "stats": {...}}`` for this instance."""
         cache = self._installed()
         keys = sorted(cache.keys())
-        return {"driver": type(cache.driver).__name__, "size": len(keys), "keys": keys, "stats": cache.stats().as_dict()}
+        stats = cache.stats().as_dict()
+        return {"driver": type(cache.driver).__name__, "size": len(keys), "keys": keys, "stats": stats}
 
     def clear_all_cache(self) -> int:
         """Clear this instance's entries of every resource."""
@@ -221,7 +222,9 @@ class CachePlugin:
         try:
             return self._facades[name]
         except KeyError:
-            raise LookupError(f"{self.slug} does not cache a resource named {name!r}; it caches {sorted(self._facades)}")
+            cached_names = sorted(self._facades)
+            message = f"{self.slug} does not cache a resource named {name!r}; it caches {cached_names}"
+            raise LookupError(message) from None
 
     def _installed(self) -> Cache:
         if self.cache is None:
@@ -416,9 +419,8 @@ class ResourceCache:
         (``partition_values=None``). Returns how many combinations were warmed."""
         fields = self.resource.partitions.get(partition)
         if fields is None:
-            raise ConfigurationError(
-                f"resource {self.resource.name!r} has no partition {partition!r}; it has {sorted(self.resource.partitions)}"
-            )
+            known = sorted(self.resource.partitions)
+            raise ConfigurationError(f"resource {self.resource.name!r} has no partition {partition!r}; it has {known}")
         combos = [dict(partition_values)] if partition_values is not None else self._partition_combos(partition)
         for values in combos:
             for action in ("count", "list"):
@@ -528,11 +530,11 @@ def _install_accessors(resource: Resource, instances: dict[str, ResourceCache]) 
 
 def _unwrap(resource: Resource, action: str, wrapper: Any) -> None:
     """Take ``wrapper`` out of the chain of wrappers on ``resource.<action>``, wherever it sits."""
-    current = getattr(resource, action, None)
+    current: Any = getattr(resource, action, None)
     if current is wrapper:
         setattr(resource, action, wrapper.__wrapped__)
         return
-    while current is not None and hasattr(current, "__wrapped__"):
+    while hasattr(current, "__wrapped__"):
         inner = current.__wrapped__
         if inner is wrapper:
             current.__wrapped__ = wrapper.__wrapped__

@@ -40,6 +40,56 @@ def _region(i: int, regions: int) -> str:
     return f"r{i % regions}"
 
 
+class _Run:
+    """One workload run: the resource, a model of what it holds, and a seeded random source."""
+
+    def __init__(self, resource: Any, rng: random.Random, regions: int) -> None:
+        self.resource, self.rng, self.regions = resource, rng, regions
+        self.model: dict[str, dict[str, Any]] = {}
+        self.next_id = 0
+
+    def in_region(self, region: str) -> list[str]:
+        return sorted(i for i, doc in self.model.items() if doc["region"] == region)
+
+    def read(self, region: str) -> str | None:
+        """One random read; a description of the mismatch when it disagrees with the model."""
+        resource, model = self.resource, self.model
+        kind = self.rng.choice(["get", "get", "get", "count_region", "ids_region", "ids_region", "count", "page"])
+        scope = {"partition": PARTITION, "partition_values": {"region": region}}
+        got: Any
+        want: Any
+        if kind == "get" and model:
+            doc_id = self.rng.choice(sorted(model))
+            got, want = resource.get(doc_id), model[doc_id]
+        elif kind == "count_region":
+            got, want = resource.count(**scope), len(self.in_region(region))
+        elif kind == "ids_region":
+            got, want = resource.list_ids(**scope), self.in_region(region)
+        elif kind == "count":
+            got, want = resource.count(), len(model)
+        else:
+            got, want = [d["id"] for d in resource.page(page=1, size=10)["items"]], sorted(model)[:10]
+        return None if got == want else f"{kind}: got {got!r}, want {want!r}"
+
+    def write(self, region: str) -> None:
+        """One random write: a partition move, a plain patch, an insert or a delete."""
+        resource, model, choice = self.resource, self.model, self.rng.random()
+        if choice < 0.5 and model:
+            doc_id = self.rng.choice(sorted(model))
+            model[doc_id] = resource.update(doc_id, {"region": region, "n": model[doc_id]["n"] + 1})
+        elif choice < 0.7 and model:
+            doc_id = self.rng.choice(sorted(model))
+            model[doc_id] = resource.patch(doc_id, {"n": model[doc_id]["n"] + 1})
+        elif choice < 0.85 or not model:
+            document = resource.insert({"id": f"d{self.next_id:04d}", "region": region, "n": 0})
+            model[document["id"]] = document
+            self.next_id += 1
+        else:
+            doc_id = self.rng.choice(sorted(model))
+            resource.delete(doc_id)
+            del model[doc_id]
+
+
 def run_mixed_workload(
     resource: Any,
     stats: Callable[[], Any],
@@ -58,57 +108,23 @@ def run_mixed_workload(
         cached by a plugin.
     :param stats: returns the cache's :class:`~cachekit.CacheStats` (``resource.cache.stats``).
     """
-    rng = random.Random(seed)
-    model: dict[str, dict[str, Any]] = {}
+    run = _Run(resource, random.Random(seed), regions)
     seeded = [{"id": f"d{i:04d}", "region": _region(i, regions), "n": 0} for i in range(records)]
     resource.insert_many(seeded)
-    model.update({doc["id"]: dict(doc) for doc in seeded})
-    next_id = records
-    before = stats()
-    result = WorkloadResult()
-    started = time.perf_counter()
-
-    def in_region(region: str) -> list[str]:
-        return sorted(i for i, doc in model.items() if doc["region"] == region)
-
+    run.model.update({str(doc["id"]): dict(doc) for doc in seeded})
+    run.next_id = records
+    before, result, started = stats(), WorkloadResult(), time.perf_counter()
     for step in range(operations):
-        region = _region(rng.randrange(regions), regions)
-        if rng.random() < read_ratio:
+        region = _region(run.rng.randrange(regions), regions)
+        if run.rng.random() < read_ratio:
             result.reads += 1
-            kind = rng.choice(["get", "get", "get", "count_region", "ids_region", "ids_region", "count", "page"])
-            scope = {"partition": PARTITION, "partition_values": {"region": region}}
-            if kind == "get" and model:
-                doc_id = rng.choice(sorted(model))
-                got, want = resource.get(doc_id), model[doc_id]
-            elif kind == "count_region":
-                got, want = resource.count(**scope), len(in_region(region))
-            elif kind == "ids_region":
-                got, want = resource.list_ids(**scope), in_region(region)
-            elif kind == "count":
-                got, want = resource.count(), len(model)
-            else:
-                got, want = [d["id"] for d in resource.page(page=1, size=10)["items"]], sorted(model)[:10]
-            if got != want:
-                result.stale_reads.append(f"step {step} {kind}: got {got!r}, want {want!r}")
+            mismatch = run.read(region)
+            if mismatch:
+                result.stale_reads.append(f"step {step} {mismatch}")
         else:
             result.writes += 1
-            choice = rng.random()
-            if choice < 0.5 and model:
-                doc_id = rng.choice(sorted(model))
-                model[doc_id] = resource.update(doc_id, {"region": region, "n": model[doc_id]["n"] + 1})
-            elif choice < 0.7 and model:
-                doc_id = rng.choice(sorted(model))
-                model[doc_id] = resource.patch(doc_id, {"n": model[doc_id]["n"] + 1})
-            elif choice < 0.85 or not model:
-                doc = resource.insert({"id": f"d{next_id:04d}", "region": region, "n": 0})
-                model[doc["id"]] = doc
-                next_id += 1
-            else:
-                doc_id = rng.choice(sorted(model))
-                resource.delete(doc_id)
-                del model[doc_id]
+            run.write(region)
         result.operations += 1
-
     result.seconds = time.perf_counter() - started
     after = stats()
     result.hits, result.misses = after.hits - before.hits, after.misses - before.misses

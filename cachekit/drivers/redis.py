@@ -26,7 +26,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, cast
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import redis
@@ -41,7 +41,7 @@ from cachekit.errors import ConfigurationError, DriverError, DriverUnavailable
 
 __all__ = ["RedisDriver"]
 
-Client: TypeAlias = "redis.Redis[bytes] | RedisCluster[bytes]"
+Client: TypeAlias = "redis.Redis | RedisCluster"
 
 #: URL scheme -> whether it means Redis Cluster.
 _SCHEMES: Final = {
@@ -185,7 +185,7 @@ class RedisDriver(Driver):
             blob = client.get(self._prefix + key)
         except _FAILURES as exc:
             raise self._failure(exc, "GET") from exc
-        return MISSING if blob is None else blob
+        return MISSING if blob is None else cast(bytes, blob)  # no decode_responses: always bytes
 
     def get_with_expiry(self, key: str) -> tuple[bytes, float | None] | Missing:
         """GET and PTTL in one round trip; the deadline is ``clock() + pttl``, or ``None`` without expiry."""
@@ -445,7 +445,7 @@ def _parse_url(url: object, *, cluster: object) -> tuple[bool, str]:
     is_cluster = _check_bool(cluster, "cluster") or _SCHEMES[scheme]
     plain = scheme.removesuffix("+cluster") + url[len(scheme) :]
     try:
-        parsed = redis.connection.parse_url(plain)
+        parsed = redis.connection.parse_url(plain)  # type: ignore[no-untyped-call]
     except ValueError as exc:
         raise ConfigurationError(f"invalid Redis URL {_redact_url(url)!r}: {exc}") from exc
     if is_cluster and (scheme == "unix" or parsed.get("db", 0) != 0):
@@ -499,7 +499,7 @@ def _check_client(client: object) -> bool:
 def _describe_client(client: Client) -> str:
     """Where a ready client points, for stats and messages (never its password)."""
     if isinstance(client, RedisCluster):
-        node = client.get_default_node()
+        node = client.get_default_node()  # type: ignore[no-untyped-call]
         return f"redis+cluster://{node.host}:{node.port}" if node is not None else "redis+cluster://"
     kwargs = client.connection_pool.connection_kwargs
     if "path" in kwargs:
@@ -548,8 +548,8 @@ def _px(ttl: float | None) -> int | None:
 def _mget(client: Client, keys: list[str]) -> list[bytes | None]:
     if isinstance(client, RedisCluster):
         # The keys spread over hash slots: one MGET per slot, pipelined per node.
-        return client.mget_nonatomic(keys)  # type: ignore[no-any-return,no-untyped-call]  # untyped in types-redis
-    return client.mget(keys)
+        return cast("list[bytes | None]", client.mget_nonatomic(keys))
+    return cast("list[bytes | None]", client.mget(keys))
 
 
 def _batches(items: Iterator[Any]) -> Iterator[list[Any]]:

@@ -31,8 +31,8 @@ import re
 import threading
 import uuid
 from collections import Counter
-from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import quote, unquote
 
@@ -46,7 +46,15 @@ from .errors import AlreadyExists, NotFound, PartitionError, S3dbError, Validati
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["Change", "ChangeListener", "Document", "PartitionValues", "Resource", "check_name", "encode_partition_value"]
+__all__ = [
+    "Change",
+    "ChangeListener",
+    "Document",
+    "PartitionValues",
+    "Resource",
+    "check_name",
+    "encode_partition_value",
+]
 
 Document: TypeAlias = dict[str, Any]
 PartitionValues: TypeAlias = dict[str, dict[str, str]]

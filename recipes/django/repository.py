@@ -50,8 +50,7 @@ def get_cache() -> Cache:
     """The process's :class:`~cachekit.Cache`, built from ``settings.CACHEKIT`` on first use.
 
     Built lazily, not at import: settings may not be final when this module is imported, tests override
-    them, and a server that forks workers after loading the app (``gunicorn --preload``) must not share one
-    Redis connection between processes.
+    them, and ``manage.py migrate`` or ``check`` should not need a working cache configuration.
     """
     global _cache
     cache = _cache

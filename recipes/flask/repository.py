@@ -72,8 +72,7 @@ class ItemRepository:
     @cached(action="get")
     def get(self, id: int) -> Row | None:
         """The item with this id, or ``None`` (cached too: a missing id is not queried again until written)."""
-        found = _rows(self.db.execute(f"SELECT {_COLUMNS} FROM items WHERE id = ?", (id,)))
-        return found[0] if found else None
+        return self._select(id)
 
     @cached(action="list")
     def list(self, limit: int | None = None, offset: int = 0) -> Rows:
@@ -100,7 +99,10 @@ class ItemRepository:
                 f"INSERT INTO items ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
                 tuple(fields.values()),
             )
-        return {"id": cursor.lastrowid, **fields}
+        row = self._select(int(cursor.lastrowid or 0))
+        if row is None:  # another connection deleted it in between: report it rather than return a guess
+            raise LookupError(f"item {cursor.lastrowid} was deleted right after it was inserted")
+        return row
 
     @invalidates("update")
     def update(self, id: int, data: Mapping[str, Any]) -> Row | None:
@@ -110,14 +112,17 @@ class ItemRepository:
             assignments = ", ".join(f"{name} = ?" for name in fields)
             with self.db:
                 self.db.execute(f"UPDATE items SET {assignments} WHERE id = ?", (*fields.values(), id))
-        row: Row | None = self.get.uncached(id)
-        return row
+        return self._select(id)
 
     @invalidates("delete")
     def delete(self, id: int) -> bool:
         """Remove an item; returns whether there was one."""
         with self.db:
             return self.db.execute("DELETE FROM items WHERE id = ?", (id,)).rowcount > 0
+
+    def _select(self, id: int) -> Row | None:
+        found = _rows(self.db.execute(f"SELECT {_COLUMNS} FROM items WHERE id = ?", (id,)))
+        return found[0] if found else None
 
 
 def _rows(cursor: sqlite3.Cursor) -> Rows:
