@@ -69,7 +69,8 @@ _VERSION = 1
 
 _NO_COMPRESSION, _GZIP, _ZLIB, _ZSTD = 0, 1, 2, 3
 _COMPRESSION_MASK = 0x0F
-_EXTENDED = 0x10  # the payload uses serializer extensions (msgpack ext types): decode with the full hook
+# The serializer's full decoding path is needed: msgpack ext types, or text from a serializer function.
+_EXTENDED = 0x10
 _COMPRESSIONS = {"gzip": _GZIP, "zlib": _ZLIB, "zstd": _ZSTD}
 
 
@@ -235,7 +236,21 @@ class _CallablePair:
             return bytes(out)
         raise TypeError(f"the serializer must return bytes or str, not {type(out).__name__}")
 
+    def dumps_flagged(self, value: Any) -> tuple[bytes, bool]:
+        """``(payload, was_text)``: a ``str`` result is stored as UTF-8 and given back as ``str``."""
+        out = self._dumps(value)
+        if isinstance(out, str):
+            return out.encode(), True
+        if isinstance(out, (bytes, bytearray, memoryview)):
+            return bytes(out), False
+        raise TypeError(f"the serializer must return bytes or str, not {type(out).__name__}")
+
     def loads(self, data: bytes) -> Any:
+        """Decode a payload the serializer returned as ``str`` (the envelope's flag says so)."""
+        return self._loads(bytes(data).decode())
+
+    def loads_plain(self, data: bytes) -> Any:
+        """Decode a payload the serializer returned as ``bytes``."""
         return self._loads(data)
 
 
@@ -260,6 +275,8 @@ def make_serializer(serializer: object = None, deserializer: object = None) -> S
         return _CallablePair(serializer, deserializer)
     if deserializer is not None:
         raise ConfigurationError("deserializer is only used with a serializer function; pass both as functions")
+    if isinstance(serializer, type):
+        raise ConfigurationError(f"serializer must be an instance, not the class: pass {serializer.__name__}()")
     if serializer is None:
         return MsgpackSerializer()
     if isinstance(serializer, str):

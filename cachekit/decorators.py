@@ -21,7 +21,14 @@ import wrapt
 
 from ._types import DEFAULT, MISSING, TTL, normalize_ttl
 from .errors import ConfigurationError, SerializationError, UncacheableValueWarning
-from .keys import Invalidation, format_key, get_key_resolver, register_key_resolver, registered_actions
+from .keys import (
+    Invalidation,
+    format_key,
+    get_key_resolver,
+    register_key_resolver,
+    registered_actions,
+    stable_hash,
+)
 from .namespace import Cache
 
 __all__ = ["cached", "invalidates"]
@@ -55,13 +62,22 @@ class _Signature:
         self.keyword_only = [p.name for p in parameters if p.kind is kinds.KEYWORD_ONLY]
         self.defaults = {p.name: p.default for p in parameters if p.default is not _EMPTY}
 
-    def params(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    def bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Every argument given, by name, in the signature's order (not the caller's keyword order)."""
         bound = dict(zip(self.positional, args, strict=False))
         if len(args) > len(self.positional):
             bound[self.var_positional or "args"] = list(args[len(self.positional) :])
-        bound.update(kwargs)
+        for name in (*self.positional[len(args) :], *self.keyword_only):
+            if name in kwargs:
+                bound[name] = kwargs[name]
+        for name in sorted(set(kwargs) - set(bound)):
+            bound[name] = kwargs[name]
+        return bound
+
+    def params(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """:meth:`bind` without the arguments left at their defaults: ``f()`` and ``f(limit=None)`` are one key."""
         defaults = self.defaults
-        return {k: v for k, v in bound.items() if k not in defaults or not _same(v, defaults[k])}
+        return {k: v for k, v in self.bind(args, kwargs).items() if k not in defaults or not _same(v, defaults[k])}
 
 
 def _same(value: Any, default: Any) -> bool:
@@ -125,7 +141,6 @@ class _CachedState:
         self.ttl = ttl
         self.resolver = get_key_resolver(action)
         self.free, self.bound = _signatures(fn)
-        self.memo: dict[Any, str] = {}
         self.what = f"@cached {self.fallback_name}()"
 
     # -- keys ------------------------------------------------------------------------------------------------
@@ -138,14 +153,15 @@ class _CachedState:
         """
         name = self.resource or _resource_name(instance, self.fallback_name)
         memo_key: Any = None
+        memo = ns._key_memo
         if not kwargs:
             if len(args) == 1:
                 if type(args[0]) in _MEMO_TYPES:
-                    memo_key = (ns, name, args[0])
+                    memo_key = (self, name, args[0])
             elif not args or all(type(a) in _MEMO_TYPES for a in args):
-                memo_key = (ns, name, *args)
+                memo_key = (self, name, *args)
             if memo_key is not None:
-                found = self.memo.get(memo_key)
+                found = memo.get(memo_key)
                 if found is not None:
                     return found
         try:
@@ -154,9 +170,9 @@ class _CachedState:
             warnings.warn(f"{self.what}: {exc}; called uncached", UncacheableValueWarning, stacklevel=4)
             return None
         if memo_key is not None:
-            if len(self.memo) >= _MEMO_LIMIT:
-                self.memo.clear()
-            self.memo[memo_key] = key
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+            memo[memo_key] = key
         return key
 
     def compute_key(self, ns: Cache, name: str, instance: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
@@ -183,7 +199,7 @@ class _CachedState:
             name = self.resource or getattr(instance, "name", None)
             if type(name) is not str or not name:
                 name = _resource_name(instance, self.fallback_name)
-            key = self.memo.get((ns, name, args[0]))
+            key = ns._key_memo.get((self, name, args[0]))
         if key is None:
             key = self.key(ns, instance, args, kwargs)
             if key is None:
@@ -233,7 +249,12 @@ class _BoundCachedFunction(_BoundFunctionWrapper):
 
     def _cache_parts(self, args: tuple[Any, ...]) -> tuple[_CachedState, Cache, Any, tuple[Any, ...], bool]:
         state: _CachedState = self._self_parent._self_state
-        instance, args, unbound = _split_instance(self._self_instance, self._self_binding, args)
+        binding, instance = self._self_binding, self._self_instance
+        if binding == "staticmethod":
+            instance = None  # wrapt reports the instance it was looked up on; a staticmethod has no self
+        elif binding == "classmethod" and instance is None:
+            instance = self._self_owner  # looked up on the class: wrapt binds the class only at call time
+        instance, args, unbound = _split_instance(instance, binding, args)
         return state, _namespace_of(instance, state.namespace, state.what), instance, args, unbound
 
     def cache_key(self, *args: Any, **kwargs: Any) -> str:
@@ -245,7 +266,11 @@ class _BoundCachedFunction(_BoundFunctionWrapper):
     def uncached(self, *args: Any, **kwargs: Any) -> Any:
         """Call the method itself, neither reading nor writing the cache."""
         _, _, instance, args, unbound = self._cache_parts(args)
-        return self.__wrapped__(instance, *args, **kwargs) if unbound else self.__wrapped__(*args, **kwargs)
+        if unbound:
+            return self.__wrapped__(instance, *args, **kwargs)
+        if self._self_binding == "classmethod" and self._self_instance is None:
+            return self._self_parent.__wrapped__.__get__(None, instance)(*args, **kwargs)
+        return self.__wrapped__(*args, **kwargs)
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
         """Remove this call's entry; return whether one was there."""
@@ -375,7 +400,20 @@ class _InvalidatesState:
             return result
         finally:
             # Also after a failed write: it may have changed something before failing; clearing is always safe.
-            ns.invalidate(self.invalidation(instance, args, kwargs, old, result))
+            ns.invalidate(self.safe_invalidation(instance, args, kwargs, old, result))
+
+    def safe_invalidation(
+        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], old: list[Any] | None, result: Any
+    ) -> Invalidation:
+        """:meth:`invalidation`, or the whole resource when the write's arguments cannot be read or hashed."""
+        try:
+            invalidation = self.invalidation(instance, args, kwargs, old, result)
+            for item_id in invalidation.ids:
+                stable_hash(item_id)
+        except Exception:
+            name = self.resource or _resource_name(instance, self.fallback_name)
+            return Invalidation(name, whole=True)
+        return invalidation
 
     async def acall(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         ns = self.namespace or _namespace_of(instance, None, self.what)
@@ -384,7 +422,7 @@ class _InvalidatesState:
             result = await wrapped(*args, **kwargs)
             return result
         finally:
-            invalidation = self.invalidation(instance, args, kwargs, None, result)
+            invalidation = self.safe_invalidation(instance, args, kwargs, None, result)
             if ns.driver.blocking:
                 await asyncio.to_thread(ns.invalidate, invalidation)
             else:
@@ -408,7 +446,7 @@ class _InvalidatesState:
         name = self.resource or _resource_name(instance, self.fallback_name)
         partitions = self.partitions if self.partitions is not None else getattr(instance, "partitions", None)
         partitions = partitions if isinstance(partitions, Mapping) else {}
-        values = list((self.free if instance is None else self.bound).params(args, kwargs).values())
+        values = list((self.free if instance is None else self.bound).bind(args, kwargs).values())
         first = values[0] if values else None
         second = values[1] if len(values) > 1 else None
         action = self.action
@@ -417,11 +455,14 @@ class _InvalidatesState:
             returned = result if isinstance(result, list) else [result]
             new = [r for r in [*list(written or []), *returned] if isinstance(r, Mapping)]
             ids = [r["id"] for r in new if "id" in r]
-            complete = old is not None
+            ids += [r for r in returned if isinstance(r, (str, int)) and not isinstance(r, bool)]  # a returned new id
+            # A plain insert has no old state; an upsert may have replaced a row, which only before= can tell.
+            complete = old is not None or not action.startswith("upsert")
         elif action in _CHANGES:
             ids = [first]
-            new = [r for r in (second, result) if isinstance(r, Mapping)]
-            complete = old is not None and (isinstance(result, Mapping) or action == "replace")
+            new = [_after_change(action, old, second, result)]
+            new = [r for r in new if isinstance(r, Mapping)]
+            complete = old is not None and bool(new)
         elif action in _DELETES or action in _DELETES_MANY:
             ids = list(first or []) if action in _DELETES_MANY else [first]
             new, complete = [], old is not None
@@ -435,6 +476,17 @@ class _InvalidatesState:
             partitions=partitions,
             records_complete=complete,
         )
+
+
+def _after_change(action: str, old: list[Any] | None, data: Any, result: Any) -> Any:
+    """The record after an update: the write's result when it returns one, else the old record merged with data."""
+    if isinstance(result, Mapping):
+        return result
+    if not isinstance(data, Mapping):
+        return None
+    if action == "replace" or not old:
+        return data if action == "replace" else None
+    return {**old[0], **data}
 
 
 def invalidates(

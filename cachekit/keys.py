@@ -77,32 +77,40 @@ KeyResolver = Callable[[str, str, Mapping[str, Any]], KeySpec]
 # -- canonical hashing ------------------------------------------------------------------------------------------
 
 
+_TAG_MAP, _TAG_SET, _TAG_BIG_INT, _TAG_TEMPORAL, _TAG_SCALAR, _TAG_CUSTOM = range(1, 7)
+
+
+def _tagged(tag: int, payload: Any) -> Any:
+    # msgpack extension types cannot be spelled by plain data, so a tagged value never equals a list or string.
+    return msgpack.ExtType(tag, _sort_key(payload))
+
+
 def _canonical(value: Any, fold: bool) -> Any:
-    """A msgpack-able, order-independent form of ``value``; types are tagged where two could collide."""
+    """A msgpack-able, order-independent form of ``value``; types that could collide are tagged."""
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
         return value.lower() if fold else value
     if isinstance(value, int):
-        return value if -(2**63) <= value < 2**64 else ["int", str(value)]
+        return value if -(2**63) <= value < 2**64 else _tagged(_TAG_BIG_INT, str(value))
     if isinstance(value, float):
         return int(value) if value.is_integer() and abs(value) < 2**53 else value
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, Mapping):
         items = [(_canonical(k, fold), _canonical(v, fold)) for k, v in value.items()]
-        return ["map", sorted(items, key=_sort_key)]
+        return _tagged(_TAG_MAP, sorted(items, key=_sort_key))
     if isinstance(value, (list, tuple)):
         return [_canonical(v, fold) for v in value]
     if isinstance(value, (set, frozenset)):
-        return ["set", sorted((_canonical(v, fold) for v in value), key=_sort_key)]
+        return _tagged(_TAG_SET, sorted((_canonical(v, fold) for v in value), key=_sort_key))
     if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
-        return [type(value).__name__, value.isoformat()]
+        return _tagged(_TAG_TEMPORAL, [type(value).__name__, value.isoformat()])
     if isinstance(value, (Decimal, uuid.UUID)):
-        return [type(value).__name__, str(value)]
+        return _tagged(_TAG_SCALAR, [type(value).__name__, str(value)])
     custom = getattr(value, "__cache_key__", None)
     if callable(custom):
-        return ["custom", type(value).__qualname__, _canonical(custom(), fold)]
+        return _tagged(_TAG_CUSTOM, [type(value).__qualname__, _canonical(custom(), fold)])
     raise SerializationError(
         f"cannot build a cache key from a {type(value).__qualname__}; pass plain data, give the class a "
         "__cache_key__() method returning plain data, or register a key resolver for this action"

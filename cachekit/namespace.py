@@ -112,9 +112,9 @@ class Cache:
         self.prefix = self.namespace + "/"
         self.ttl = normalize_ttl(ttl)
         self._clock: Clock = clock or time.time
-        options = dict(config or {})
         if not isinstance(config, (Mapping, type(None))):
             raise ConfigurationError(f"config must be a dict of options; got {config!r}")
+        options = dict(config or {})
         namespace_options = {k: options.pop(k) for k in _NAMESPACE_OPTIONS if k in options}
         self.driver = _build_driver(driver, drivers, options, promote_on_hit, strategy, self._clock)
         self.codec = None if self.driver.stores_objects else _build_codec(namespace_options, self._clock)
@@ -136,6 +136,9 @@ class Cache:
         self._logged_causes: set[tuple[str, str]] = set()
         self._pending_invalidations: list[str] = []
         self._generation = 0
+        # Keys already computed by decorated reads, per (read, resource, argument): kept on the namespace so a
+        # discarded Cache takes its memo with it. Bounded by the decorators.
+        self._key_memo: dict[Any, str] = {}
         self.hits = self.misses = self.sets = self.deletes = self.errors = 0
 
     # -- keys ------------------------------------------------------------------------------------------------
@@ -166,9 +169,9 @@ class Cache:
 
     def _full_key(self, key: str) -> str:
         key = check_key(key)
-        if not self.case_sensitive:
-            key = key.lower()
-        return key if key.startswith(self.prefix) else self.prefix + key
+        if key.startswith(self.prefix):
+            return key  # from key_for: already folded where case_sensitive=False
+        return self.prefix + (key if self.case_sensitive else key.lower())
 
     # -- the key/value API -----------------------------------------------------------------------------------
 
@@ -215,6 +218,9 @@ class Cache:
         """The values found for ``keys`` (misses left out), in one driver batch where the driver supports it."""
         wanted = list(keys)
         full = [self._full_key(k) for k in wanted]
+        if self._pending_invalidations and not self._flush_pending():
+            self.misses += len(wanted)
+            return {}
         try:
             blobs = self.driver.get_many(full)
         except Exception as exc:
@@ -285,13 +291,6 @@ class Cache:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def __getattr__(self, name: str) -> Any:
-        # Driver-specific helpers stay reachable: cache.get_memory_stats(), cache.clear_partition(...).
-        driver = self.__dict__.get("driver")
-        if driver is None or name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(driver, name)
 
     def __repr__(self) -> str:
         return f"<Cache namespace={self.namespace!r} driver={self.driver!r}>"
@@ -439,6 +438,8 @@ class Cache:
         return True
 
     def _quiet_read(self, key: str) -> Any:
+        if self._pending_invalidations and not self._flush_pending():
+            return MISSING
         try:
             return self._decoded(key, self._driver_get(key))
         except Exception:
@@ -511,9 +512,12 @@ Namespace = Cache
 def _check_namespace(namespace: str | None) -> str:
     if namespace is None:
         return _DEFAULT_NAMESPACE
-    if not isinstance(namespace, str) or not namespace.strip("/ "):
-        raise ConfigurationError(f"namespace must be a non-empty string such as 'users'; got {namespace!r}")
-    return namespace.strip("/ ")
+    if not isinstance(namespace, str) or not namespace.strip() or "/" in namespace:
+        raise ConfigurationError(
+            f"namespace must be a non-empty string without '/' such as 'users' (a '/' would let one namespace "
+            f"contain another); got {namespace!r}"
+        )
+    return namespace.strip()
 
 
 def _check_retries(attempts: int, delay: float) -> int:
@@ -563,7 +567,7 @@ def _build_driver(
             )
         return driver
     if driver is None:
-        driver = "memory"
+        raise ConfigurationError("driver is None: name one such as 'memory', or 'null' to turn caching off")
     if not isinstance(driver, str):
         raise ConfigurationError(f"driver must be a name such as 'memory' or a Driver instance; got {driver!r}")
     return _create(driver, options, clock)
