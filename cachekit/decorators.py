@@ -25,6 +25,7 @@ from .keys import (
     Invalidation,
     format_key,
     get_key_resolver,
+    mark_in_use,
     register_key_resolver,
     registered_actions,
     stable_hash,
@@ -359,6 +360,7 @@ def cached(
         name: str = action or getattr(fn, "__name__", "") or "call"
         if name not in registered_actions():
             register_key_resolver(name)
+        mark_in_use(name)
         state = _CachedState(fn, name, namespace, resource, seconds)
         target = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
         return cast(F, _CachedFunction(fn, state, inspect.iscoroutinefunction(target)))
@@ -417,18 +419,25 @@ class _InvalidatesState:
 
     async def acall(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         ns = self.namespace or _namespace_of(instance, None, self.what)
+        old = self._old_records(instance, args, kwargs)
+        if inspect.isawaitable(old):  # an async before= hook
+            try:
+                old = _old_state(await old)
+            except Exception:
+                old = None
         result: Any = MISSING
         try:
             result = await wrapped(*args, **kwargs)
             return result
         finally:
-            invalidation = self.safe_invalidation(instance, args, kwargs, None, result)
+            invalidation = self.safe_invalidation(instance, args, kwargs, old, result)
             if ns.driver.blocking:
                 await asyncio.to_thread(ns.invalidate, invalidation)
             else:
                 ns.invalidate(invalidation)
 
-    def _old_records(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any] | None:
+    def _old_records(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The old record(s) from ``before=``: a list, ``None`` when unknown, or an awaitable of them."""
         if self.before is None:
             return None
         call_args = (instance, *args) if instance is not None else args
@@ -436,9 +445,7 @@ class _InvalidatesState:
             found = self.before(*call_args, **kwargs)
         except Exception:
             return None  # unknown old state: fall back to clearing every partition
-        if found is None:
-            return []
-        return [r for r in (found if isinstance(found, list) else [found]) if isinstance(r, Mapping)]
+        return found if inspect.isawaitable(found) else _old_state(found)
 
     def invalidation(
         self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], old: list[Any] | None, result: Any
@@ -457,7 +464,7 @@ class _InvalidatesState:
             ids = [r["id"] for r in new if "id" in r]
             ids += [r for r in returned if isinstance(r, (str, int)) and not isinstance(r, bool)]  # a returned new id
             # A plain insert has no old state; an upsert may have replaced a row, which only before= can tell.
-            complete = old is not None or not action.startswith("upsert")
+            complete = bool(new) and (old is not None or not action.startswith("upsert"))
         elif action in _CHANGES:
             ids = [first]
             new = [_after_change(action, old, second, result)]
@@ -476,6 +483,14 @@ class _InvalidatesState:
             partitions=partitions,
             records_complete=complete,
         )
+
+
+def _old_state(found: Any) -> list[Any] | None:
+    """What ``before=`` returned as a list of records; ``None`` (unknown) unless it is ``None`` or mappings."""
+    if found is None:
+        return []
+    records = found if isinstance(found, list) else [found]
+    return records if all(isinstance(r, Mapping) for r in records) else None
 
 
 def _after_change(action: str, old: list[Any] | None, data: Any, result: Any) -> Any:

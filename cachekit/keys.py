@@ -203,13 +203,12 @@ def format_key(namespace: str, spec: KeySpec, *, case_sensitive: bool = True) ->
 
 
 def _split_partition(params: Mapping[str, Any]) -> tuple[dict[str, Any], str | None, Mapping[str, Any] | None]:
-    rest = {k: v for k, v in params.items() if k not in PARTITION_PARAMS}
+    """Move a complete partition scope (a name and its values) out of ``params``; anything less stays hashed."""
     partition = params.get("partition")
     values = params.get("partition_values")
-    if partition is not None and not isinstance(partition, str):
-        raise ConfigurationError(f"partition must be a partition name (str); got {partition!r}")
-    if values is not None and not isinstance(values, Mapping):
-        raise ConfigurationError(f"partition_values must be a mapping of field -> value; got {values!r}")
+    if not (isinstance(partition, str) and partition and isinstance(values, Mapping) and values):
+        return dict(params), None, None
+    rest = {k: v for k, v in params.items() if k not in PARTITION_PARAMS}
     return rest, partition, values
 
 
@@ -221,18 +220,16 @@ def aggregate_resolver(resource: str, action: str, params: Mapping[str, Any]) ->
 
 def item_resolver(resource: str, action: str, params: Mapping[str, Any]) -> KeySpec:
     """Resolver for one-item reads (``get``, ``exists``): the id is ``params["id"]`` or the first argument."""
-    if not params:
-        raise KeyResolverError(f"{action}() of {resource!r} was called without an id to build its key from")
     rest, partition, values = _split_partition(params)
     id_name = "id" if "id" in rest else next(iter(rest), None)
-    if id_name is None:
-        raise KeyResolverError(f"{action}() of {resource!r} was called without an id to build its key from")
-    item_id = rest.pop(id_name)
+    # No id at all (``get()``, or ``get(None)`` where None is the default) is the id None.
+    item_id = rest.pop(id_name) if id_name is not None else None
     return KeySpec(resource, action, rest, partition, values, item_id=item_id, has_item=True)
 
 
 _RESOLVERS: dict[str, KeyResolver] = {}
 _ITEM_ACTIONS: set[str] = set()
+_IN_USE: set[str] = set()
 
 #: Built-in one-item actions: a write to an id clears their entries for that id.
 ITEM_ACTIONS = ("exists", "get", "get_from_partition")
@@ -255,11 +252,21 @@ def register_key_resolver(action: str, resolver: KeyResolver | None = None, *, i
         raise ConfigurationError(f"action must be a non-empty string without '/'; got {action!r}")
     if resolver is not None and not callable(resolver):
         raise ConfigurationError(f"resolver must be callable(resource, action, params) -> KeySpec; got {resolver!r}")
+    if action in _IN_USE:
+        raise ConfigurationError(
+            f"action {action!r} is already used by a @cached read; register key resolvers before decorating, "
+            "so reads and the invalidation of writes agree on its keys"
+        )
     _RESOLVERS[action] = resolver or (item_resolver if item else aggregate_resolver)
     if item:
         _ITEM_ACTIONS.add(action)
     else:
         _ITEM_ACTIONS.discard(action)
+
+
+def mark_in_use(action: str) -> None:
+    """Record that a decorated read uses ``action``; its resolver can no longer be replaced."""
+    _IN_USE.add(action)
 
 
 def get_key_resolver(action: str) -> KeyResolver:

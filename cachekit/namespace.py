@@ -26,7 +26,14 @@ from typing import Any
 from ._types import DEFAULT, MISSING, TTL, Clock, check_key, normalize_ttl
 from .codecs import HEADER_SIZE, Codec
 from .drivers import Driver, create_driver, resolve_driver_class
-from .errors import CodecError, ConfigurationError, CorruptEntryError, SerializationError, UncacheableValueWarning
+from .errors import (
+    CacheWarning,
+    CodecError,
+    ConfigurationError,
+    CorruptEntryError,
+    SerializationError,
+    UncacheableValueWarning,
+)
 from .keys import Invalidation, KeySpec, format_key, get_key_resolver, invalidation_prefixes
 from .policies import MethodPolicy, parse_method_policies
 from .stats import CacheStats
@@ -131,7 +138,7 @@ class Cache:
         self._decode = self.codec.decode if self.codec is not None else None
         self._flights: dict[str, _Flight] = {}
         self._flights_lock = threading.Lock()
-        self._async_flights: dict[tuple[int, str], asyncio.Future[Any]] = {}
+        self._async_flights: dict[tuple[int, str], asyncio.Task[Any]] = {}
         self._miss_counts: OrderedDict[str, int] = OrderedDict()
         self._logged_causes: set[tuple[str, str]] = set()
         self._pending_invalidations: list[str] = []
@@ -202,13 +209,16 @@ class Cache:
 
     def clear(self, prefix: str = "") -> int:
         """Remove this namespace's keys (those under ``prefix`` within it); other namespaces are untouched."""
-        full = self.prefix + prefix if not prefix.startswith(self.prefix) else prefix
-        return self._clear_prefixes([full])
+        return self._clear_prefixes([self._full_prefix(prefix)])
 
     def keys(self, prefix: str = "") -> list[str]:
         """This namespace's stored keys (under ``prefix`` within it)."""
-        full = self.prefix + prefix if not prefix.startswith(self.prefix) else prefix
-        return self.driver.keys(full)
+        return self.driver.keys(self._full_prefix(prefix))
+
+    def _full_prefix(self, prefix: str) -> str:
+        if prefix.startswith(self.prefix):
+            return prefix
+        return self.prefix + (prefix if self.case_sensitive else prefix.lower())
 
     def size(self) -> int:
         """Number of entries in this namespace."""
@@ -231,8 +241,9 @@ class Cache:
             value = self._decoded(full_key, blob)
             if value is not MISSING:
                 found[key] = value
-        self.hits += len(found)
-        self.misses += len(wanted) - len(found)
+        hits = sum(1 for key in wanted if key in found)
+        self.hits += hits
+        self.misses += len(wanted) - hits
         return found
 
     def set_many(self, items: Mapping[str, Any], ttl: TTL = DEFAULT) -> int:
@@ -369,29 +380,32 @@ class Cache:
     async def _aload(
         self, key: str, action: str, loader: Callable[[], Awaitable[Any]], ttl: Any = DEFAULT
     ) -> Any:
-        """The async twin of :meth:`_load`; blocking drivers run in a worker thread."""
-        flight_key = (id(asyncio.get_running_loop()), key)
-        existing = self._async_flights.get(flight_key) if self._single_flight else None
-        if existing is not None:
-            return await asyncio.shield(existing)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if self._single_flight:
-            self._async_flights[flight_key] = future
-        try:
-            generation = self._generation
-            value = await loader()
-            if self.driver.blocking:
-                await asyncio.to_thread(self._after_load, key, action, value, generation, ttl)
-            else:
-                self._after_load(key, action, value, generation, ttl)
-            future.set_result(value)
-            return value
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: nobody may be waiting
-            raise
-        finally:
-            self._async_flights.pop(flight_key, None)
+        """The async twin of :meth:`_load`; blocking drivers run in a worker thread.
+
+        The load runs in its own task that every caller awaits through :func:`asyncio.shield`, so cancelling one
+        caller (a client that went away) cancels neither the load nor the other callers waiting for it.
+        """
+        loop = asyncio.get_running_loop()
+        flight_key = (id(loop), key)
+        task = self._async_flights.get(flight_key) if self._single_flight else None
+        if task is None:
+            task = loop.create_task(self._aload_and_store(key, action, loader, ttl))
+            task.add_done_callback(_retrieve_exception)
+            if self._single_flight:
+                self._async_flights[flight_key] = task
+                task.add_done_callback(lambda _: self._async_flights.pop(flight_key, None))
+        return await asyncio.shield(task)
+
+    async def _aload_and_store(
+        self, key: str, action: str, loader: Callable[[], Awaitable[Any]], ttl: Any
+    ) -> Any:
+        generation = self._generation
+        value = await loader()
+        if self.driver.blocking:
+            await asyncio.to_thread(self._after_load, key, action, value, generation, ttl)
+        else:
+            self._after_load(key, action, value, generation, ttl)
+        return value
 
     def _after_load(self, key: str, action: str, value: Any, generation: int, ttl: Any = DEFAULT) -> None:
         """Store a loaded value unless a write ran meanwhile or the policy says not yet."""
@@ -470,11 +484,13 @@ class Cache:
 
     def _clear_prefixes(self, prefixes: list[str]) -> int:
         self._generation += 1
-        for attempt in range(self._retry_attempts):
+        # While an earlier invalidation is still pending the backend is known to be failing: try once, queue.
+        attempts = 1 if self._pending_invalidations else self._retry_attempts
+        for attempt in range(attempts):
             try:
                 removed = self.driver.clear_many(prefixes)
             except Exception as exc:
-                if attempt + 1 < self._retry_attempts:
+                if attempt + 1 < attempts:
                     time.sleep(self._retry_delay * 2**attempt)
                     continue
                 self._invalidation_failed(prefixes, exc)
@@ -506,6 +522,12 @@ class Cache:
 Namespace = Cache
 
 
+def _retrieve_exception(task: asyncio.Task[Any]) -> None:
+    # Every caller may have been cancelled; mark a failed load's exception as seen so asyncio does not warn.
+    if not task.cancelled():
+        task.exception()
+
+
 # -- construction helpers ---------------------------------------------------------------------------------------
 
 
@@ -532,6 +554,10 @@ def _build_codec(options: Mapping[str, Any], clock: Clock) -> Codec:
     compress = options.get("enable_compression", False)
     if not isinstance(compress, bool):
         raise ConfigurationError(f"enable_compression must be True or False; got {compress!r}")
+    if not compress and ("compression_threshold" in options or "compression" in options):
+        warnings.warn(
+            "compression options have no effect without enable_compression=True", CacheWarning, stacklevel=4
+        )
     return Codec(
         options.get("serializer"),
         deserializer=options.get("deserializer"),

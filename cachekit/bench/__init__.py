@@ -1,0 +1,133 @@
+"""``cachekit bench``: cachekit's speed against its peers and the raw libraries, measured in the same run.
+
+Speed is checked here, never in timed test asserts. Three sections (``--only`` picks some):
+
+* ``memory``: a ``@cached`` method hit on the memory driver (msgpack and objects mode) against cachetools,
+  cachebox and a plain call. Targets: objects mode ≤ 2.5x cachetools ``@cached``, msgpack mode ≤ 6x.
+* ``drivers``: hit, miss and set through ``Cache`` against diskcache, redis-py and boto3 (moto) doing the same
+  job, plus ``get_many`` against MGET. Targets: filesystem hit ≤ 1.3x, Redis hit ≤ 1.15x, get_many ≤ 1.3x.
+* ``plugin``: a cached ``count()``/``get()`` of an s3db resource against the uncached call, and the mixed
+  workload's hit rate with precise invalidation against clearing the whole resource on each write.
+
+Every ratio compares rows measured in one interleaved group (see ``tests/bench/README.md`` for the method).
+The machine's Redis (``--redis-url``) gets keys under a unique prefix, deleted at exit; moto is started on a
+free loopback port. A row whose library or server is missing is skipped with a note.
+
+E.g.::
+
+    cachekit bench --quick --only memory
+    cachekit bench --json bench.json
+    python -m cachekit.bench --only drivers,plugin
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._core import Section, Settings
+from ._report import load_average, machine_info, print_section, write_json
+from ._services import Services
+
+__all__ = ["SECTIONS", "main", "run"]
+
+#: Section names in the order they run.
+SECTIONS = ("memory", "drivers", "plugin")
+_DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+_SCHEMA = 1
+
+
+def _parse(args: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="cachekit bench",
+        description="Time cachekit against cachetools, cachebox, diskcache, redis-py and boto3 in one run.",
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer operations and rounds (under a minute)")
+    parser.add_argument("--only", metavar="SECTION[,SECTION]", default=",".join(SECTIONS),
+                        help=f"sections to run, comma-separated: {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-': stdout)")
+    parser.add_argument("--redis-url", default=_DEFAULT_REDIS_URL,
+                        help=f"the Redis for the driver rows (default {_DEFAULT_REDIS_URL})")
+    options = parser.parse_args(list(args))
+    chosen = [name.strip() for name in options.only.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown or not chosen:
+        parser.error(f"--only takes {', '.join(SECTIONS)} (comma-separated); got {options.only!r}")
+    options.sections = [name for name in SECTIONS if name in chosen]
+    return options
+
+
+def _runner(name: str) -> Callable[[Settings, Services], Section]:
+    if name == "memory":
+        from ._memory import run_memory
+
+        return lambda settings, _services: run_memory(settings)
+    if name == "drivers":
+        from ._drivers import run_drivers
+
+        return run_drivers
+    from ._plugin import run_plugin
+
+    return run_plugin
+
+
+def run(
+    sections: Sequence[str] = SECTIONS,
+    *,
+    quick: bool = False,
+    redis_url: str = _DEFAULT_REDIS_URL,
+    progress: Callable[[Section], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``sections`` and return the report (what ``--json`` writes); ``progress`` sees each finished section.
+
+    E.g.::
+
+        report = run(["memory"], quick=True)
+        report["sections"]["memory"]["rows"][0]["median_ns"]
+    """
+    settings = Settings.quick() if quick else Settings()
+    started, clock = _dt.datetime.now(_dt.timezone.utc), time.perf_counter()
+    machine = machine_info()
+    done: dict[str, Any] = {}
+    with Services(redis_url=redis_url) as services:
+        for name in sections:
+            began = time.perf_counter()
+            section = _runner(name)(settings, services)
+            section.seconds = round(time.perf_counter() - began, 2)
+            done[name] = section.as_dict()
+            if progress is not None:
+                progress(section)
+    machine["load_average_end"] = load_average()
+    return {
+        "schema": _SCHEMA, "tool": "cachekit bench", "mode": settings.mode, "started_at": started.isoformat(),
+        "seconds": round(time.perf_counter() - clock, 2), "machine": machine,
+        "method": {
+            "figure": "median over rounds of (batch time / operations), ns per operation",
+            "ratio": "median over rounds of (row / reference) within the round; both rows in one interleaved group",
+            "percentiles": "per-operation samples pooled over rounds (per-operation rows only)",
+            "settings": vars(settings),
+        },
+        "sections": done,
+    }
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """The ``cachekit bench`` command; returns the exit status (0 also when a target is missed).
+
+    E.g.::
+
+        main(["--quick", "--only", "memory", "--json", "bench.json"])
+    """
+    options = _parse(sys.argv[1:] if args is None else args)
+    print(f"cachekit bench ({'quick' if options.quick else 'full'}): {', '.join(options.sections)}", file=sys.stderr)
+    # With --json - the JSON owns stdout, so the tables go to stderr.
+    stream = sys.stderr if options.json == "-" else sys.stdout
+    report = run(options.sections, quick=options.quick, redis_url=options.redis_url,
+                 progress=lambda section: print_section(section, stream))
+    if options.json:
+        write_json(options.json, report)
+    return 0

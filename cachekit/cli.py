@@ -1,0 +1,372 @@
+"""The ``cachekit`` command line.
+
+::
+
+    cachekit demo [--quick] [--driver NAME] [--config JSON_OR_FILE] [--endpoint URL]
+    cachekit bench [--json FILE] [--quick] ...
+    cachekit stats --driver NAME --config JSON_OR_FILE [--prefix P] [--namespace NS] [--json]
+    cachekit keys  --driver NAME --config JSON_OR_FILE [--prefix P] [--namespace NS]
+    cachekit clear --driver NAME --config JSON_OR_FILE [--prefix P] [--namespace NS] [--yes]
+
+``--config`` is inline JSON (``'{"url": "redis://127.0.0.1:6379/0"}'``) or the path of a ``.json`` or ``.toml``
+file holding the driver's options; a ``driver`` key in it stands in for ``--driver``. ``stats``, ``keys`` and
+``clear`` let an operator look inside a Redis, S3 or filesystem cache that an application filled.
+
+A usage or configuration error prints one line (``cachekit: error: ...``) on stderr and exits with status 2; a
+backend that cannot be reached, or another failure, exits with status 1. Never a traceback (set
+``CACHEKIT_DEBUG=1`` to get one). ``rich`` (``pip install 'cachekit-orm[cli]'``) draws the tables and progress
+bars; it is imported only by the commands that need it, so ``import cachekit`` never needs it.
+
+E.g.::
+
+    cachekit keys --driver redis --config '{"url": "redis://127.0.0.1:6379/0", "key_prefix": "app:"}' \\
+        --namespace cache --prefix resource=users/
+    cachekit clear --driver filesystem --config cache.toml --prefix cache/ --yes
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+from .drivers import Driver, available_drivers, create_driver, resolve_driver_class
+from .errors import ConfigurationError, DriverError
+
+__all__ = [
+    "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "ArgumentParser", "UsageError", "build_parser", "load_config", "main",
+]
+
+PROG = "cachekit"
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+_COMMANDS = ("demo", "bench", "stats", "keys", "clear")
+
+
+class UsageError(Exception):
+    """A usage or configuration mistake on the command line: reported in one line, exit status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argument parser whose errors raise :class:`UsageError` (one line, exit 2 from :func:`main`).
+
+    argparse would print the usage text and call ``sys.exit``. ``cachekit bench`` builds its parser from this
+    class too, so every command reports a usage error the same way.
+
+    E.g.::
+
+        parser = ArgumentParser(prog="cachekit bench")
+        parser.parse_args(["--bogus"])      # raises UsageError("unrecognized arguments: --bogus (...)")
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# -- entry point --------------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status.
+
+    E.g.::
+
+        main(["keys", "--driver", "filesystem", "--config", '{"directory": "/var/cache/app"}'])
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(arguments)
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_FAILURE)
+    except (UsageError, ConfigurationError) as exc:  # DriverNotFound is a ConfigurationError
+        return _fail(str(exc), EXIT_USAGE)
+    except DriverError as exc:  # DriverUnavailable included
+        return _fail(str(exc), EXIT_FAILURE)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except BrokenPipeError:
+        _silence_stdout()  # `cachekit keys | head`: the reader left; do not complain at exit either
+        return EXIT_FAILURE
+    except Exception as exc:
+        if os.environ.get("CACHEKIT_DEBUG"):
+            raise
+        return _fail(f"{type(exc).__name__}: {exc} (set CACHEKIT_DEBUG=1 for a traceback)", EXIT_FAILURE)
+
+
+def _dispatch(arguments: list[str]) -> int:
+    # bench parses its own options, so everything after the word goes to it untouched.
+    if arguments[:1] == ["bench"]:
+        return _run_bench(arguments[1:])
+    args = build_parser().parse_args(arguments)
+    if args.command is None:
+        raise UsageError(f"choose a command: {', '.join(_COMMANDS)} (see '{PROG} --help')")
+    handler = {"demo": _run_demo, "stats": _run_stats, "keys": _run_keys, "clear": _run_clear}[args.command]
+    return handler(args)
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+    return status
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured in tests)
+        pass
+
+
+# -- the parser -----------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command but ``bench`` (which parses its own options)."""
+    parser = ArgumentParser(
+        prog=PROG, description="A cache in front of ORM-style resources: a demo, benchmarks, and tools to look "
+                               "inside a cache."
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    _add_demo_options(commands.add_parser("demo", help="time cold and cached reads of an S3-backed resource"))
+    commands.add_parser("bench", add_help=False, help="benchmarks; see 'cachekit bench --help'")
+    summaries = {"stats": "show a cache's driver stats and size", "keys": "list stored keys, one a line",
+                 "clear": "remove stored keys"}
+    for name, summary in summaries.items():
+        _add_driver_options(commands.add_parser(name, help=summary, description=summary), name)
+    return parser
+
+
+def _add_demo_options(demo: argparse.ArgumentParser) -> None:
+    demo.add_argument("--quick", action="store_true", help="a smaller run (a few seconds)")
+    demo.add_argument("--driver", metavar="NAME", help="cache driver (default: memory)")
+    demo.add_argument("--config", metavar="JSON_OR_FILE", help="driver options: inline JSON or a .json/.toml file")
+    demo.add_argument("--endpoint", metavar="URL", help="an S3 endpoint to use instead of starting moto")
+    demo.add_argument("--bucket", default="cachekit-demo", help="bucket for the demo data (default: %(default)s)")
+
+
+def _add_driver_options(parser: argparse.ArgumentParser, command: str) -> None:
+    drivers = ", ".join(available_drivers())
+    parser.add_argument("--driver", metavar="NAME", help=f"driver name ({drivers}) or 'module:Class'")
+    parser.add_argument("--config", metavar="JSON_OR_FILE",
+                        help="driver options: inline JSON, or a .json or .toml file (may name the driver)")
+    parser.add_argument("--prefix", default="", metavar="P", help="only keys starting with this (after --namespace)")
+    parser.add_argument("--namespace", metavar="NS", help="only keys of this cache namespace (e.g. 'cache')")
+    if command == "stats":
+        parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    if command == "clear":
+        parser.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+
+# -- configuration --------------------------------------------------------------------------------------------------
+
+
+def load_config(text: str | None) -> dict[str, Any]:
+    """Driver options from inline JSON or from a ``.json``/``.toml`` file; ``{}`` for ``None``.
+
+    :raises UsageError: for JSON or TOML that does not parse, a missing file, or a value that is not an object.
+    """
+    if text is None:
+        return {}
+    if text.lstrip()[:1] in ("{", "["):  # inline JSON; a list is parsed only to say it must be an object
+        return _as_options(_parse_json(text, "--config"), "--config")
+    path = Path(text).expanduser()
+    if not path.is_file():
+        looks_like_path = path.suffix.lower() in (".json", ".toml") or os.sep in text
+        reason = f"file not found: {text}" if looks_like_path else f"is neither a JSON object nor a file: {text!r}"
+        raise UsageError(f"--config {reason}; give inline JSON ('{{\"directory\": \"/tmp/c\"}}') or a .json/.toml file")
+    try:
+        content = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read --config file {text}: {exc}") from exc
+    data = _parse_toml(content, text) if path.suffix.lower() == ".toml" else _parse_json(content, text)
+    return _as_options(data, text)
+
+
+def _parse_json(content: str, where: str) -> object:
+    try:
+        return json.loads(content)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{where} is not valid JSON: {exc}") from exc
+
+
+def _parse_toml(content: str, where: str) -> object:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        return tomllib.loads(content)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{where} is not valid TOML: {exc}") from exc
+
+
+def _as_options(data: object, where: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise UsageError(f"{where} must hold an object of driver options, not {type(data).__name__}")
+    return data
+
+
+# -- drivers --------------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _opened_driver(args: argparse.Namespace) -> Iterator[Driver]:
+    """The driver named by ``--driver`` (or the config's ``driver`` key) with the ``--config`` options."""
+    options = load_config(args.config)
+    named = options.pop("driver", None)
+    name = args.driver or named
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"--driver is required (one of {', '.join(available_drivers())}), or a 'driver' key in "
+                         "the --config file")
+    driver = _create(name, options)
+    try:
+        yield driver
+    finally:
+        driver.close()
+
+
+def _create(name: str, options: dict[str, Any]) -> Driver:
+    accepted = inspect.signature(resolve_driver_class(name)).parameters
+    # Looking inside a cache must not create an empty one where a path was mistyped.
+    if "create_directory" in accepted:
+        options.setdefault("create_directory", False)
+        _check_existing_disk_cache(options.get("directory"))
+    try:
+        return create_driver(name, **options)
+    except TypeError as exc:  # drivers without **unknown reject an option with a TypeError
+        names = [p for p in accepted if p not in ("self", "clock")]
+        raise ConfigurationError(f"bad option for the {name!r} driver ({exc}); it accepts {names}") from exc
+
+
+def _check_existing_disk_cache(directory: object) -> None:
+    # The filesystem drivers keep diskcache's SQLite file in their directory (the partition-aware one in a
+    # folder below it); opening a driver on a directory without one would write a new, empty cache there.
+    if not isinstance(directory, (str, os.PathLike)):
+        return  # the driver reports a bad or missing option itself
+    root = Path(directory).expanduser()
+    if root.is_dir() and not any(root.glob("cache.db")) and not any(root.glob("*/cache.db")):
+        raise UsageError(f"{root} holds no filesystem cache (no cache.db in it); check the 'directory' option")
+
+
+def _prefix(args: argparse.Namespace) -> str:
+    namespace = (args.namespace or "").strip("/")
+    return f"{namespace}/{args.prefix}" if namespace else str(args.prefix)
+
+
+# -- commands -------------------------------------------------------------------------------------------------------
+
+
+def _run_keys(args: argparse.Namespace) -> int:
+    with _opened_driver(args) as driver:
+        keys = sorted(driver.keys(_prefix(args)))
+    for key in keys:
+        sys.stdout.write(key + "\n")
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def _run_stats(args: argparse.Namespace) -> int:
+    prefix = _prefix(args)
+    with _opened_driver(args) as driver:
+        info: dict[str, Any] = {"driver": driver.name, **driver.stats()}
+        info["size"] = driver.size()
+        if prefix:
+            info["prefix"] = prefix
+            info["keys_under_prefix"] = len(driver.keys(prefix))
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True, default=str))
+    else:
+        _print_mapping(f"{info['driver']} cache", info)
+    return EXIT_OK
+
+
+def _run_clear(args: argparse.Namespace) -> int:
+    prefix = _prefix(args)
+    with _opened_driver(args) as driver:
+        where = f"under {prefix!r}" if prefix else "(every key of this driver)"
+        if not args.yes:
+            count = len(driver.keys(prefix))
+            if not sys.stdin.isatty():
+                raise UsageError(f"clear would remove {_n_keys(count)} {where}; pass --yes to confirm "
+                                 "(stdin is not a terminal, so cachekit cannot ask)")
+            if not _confirm(f"Remove {_n_keys(count)} {where} from {driver!r}? [y/N] "):
+                print("Nothing removed.")
+                return EXIT_FAILURE
+        removed = driver.clear(prefix)
+    print(f"Removed {_n_keys(removed)} {where}.")
+    return EXIT_OK
+
+
+def _n_keys(count: int) -> str:
+    return f"{count} key" if count == 1 else f"{count} keys"
+
+
+def _confirm(question: str) -> bool:
+    try:
+        answer = input(question)
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _print_mapping(title: str, info: Mapping[str, Any]) -> None:
+    def text(value: Any) -> str:
+        return json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
+
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # the table is a nicety; the facts print without rich
+        width = max(map(len, info), default=0)
+        for key, value in info.items():
+            print(f"{key:<{width}}  {text(value)}")
+        return
+    table = Table(title=title)
+    table.add_column("stat")
+    table.add_column("value", overflow="fold")
+    for key, value in info.items():
+        table.add_row(key, text(value))
+    Console().print(table)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    needed = ("rich", "boto3") if args.endpoint else ("rich", "boto3", "moto")
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"cachekit demo needs {', '.join(missing)}: pip install 'cachekit-orm[demo]'")
+    from rich.console import Console
+
+    from .demo import DemoOptions, run
+
+    config = load_config(args.config)
+    driver = args.driver or config.pop("driver", None) or "memory"
+    resolve_driver_class(driver)  # an unknown driver fails now, not after S3 has been seeded
+    options = DemoOptions(quick=args.quick, driver=driver, config=config, endpoint=args.endpoint, bucket=args.bucket)
+    return run(options, Console())
+
+
+def _run_bench(arguments: list[str]) -> int:
+    try:
+        # Imported by name: the bench command lives in its own module, written and typed separately.
+        bench = importlib.import_module("cachekit.bench")
+    except ImportError as exc:
+        if exc.name == "cachekit.bench":
+            raise UsageError("this cachekit has no bench command (the cachekit.bench module is missing)") from exc
+        raise UsageError(f"cachekit bench needs {exc.name!r}: pip install 'cachekit-orm[bench]'") from exc
+    run = getattr(bench, "main", None)
+    if not callable(run):
+        raise UsageError("this cachekit has no bench command (cachekit.bench has no main(argv))")
+    return int(run(arguments))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

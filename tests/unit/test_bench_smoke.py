@@ -1,0 +1,103 @@
+"""Smoke test of ``cachekit bench``: it runs, prints its table and writes well-formed JSON.
+
+No timing is asserted here (speed lives in the benchmark itself); only the shape of the report and that every
+measured figure and ratio is a positive number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from cachekit.bench import SECTIONS, main
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    """One quick run of the memory section (about a second): (the JSON report, the printed tables)."""
+    path = tmp_path_factory.mktemp("bench") / "bench.json"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["--quick", "--only", "memory", "--json", str(path)]) == 0
+    return json.loads(path.read_text(encoding="utf-8")), printed.getvalue()
+
+
+@pytest.fixture
+def report(run: tuple[dict[str, Any], str]) -> dict[str, Any]:
+    return run[0]
+
+
+def test_report_has_machine_info_and_only_the_chosen_section(report: dict[str, Any]) -> None:
+    assert report["mode"] == "quick"
+    assert list(report["sections"]) == ["memory"]
+    machine = report["machine"]
+    assert machine["cpu_count"] >= 1
+    assert machine["python_version"].count(".") == 2
+    assert machine["platform"]
+    assert machine["cpu_model"]
+    assert set(machine) >= {"load_average_start", "load_average_end", "packages"}
+    assert report["method"]["settings"]["mode"] == "quick"
+
+
+def test_memory_rows_have_positive_figures_and_ratios(report: dict[str, Any]) -> None:
+    rows = {row["id"]: row for row in report["sections"]["memory"]["rows"]}
+    assert {"plain", "cachekit_objects", "cachekit_msgpack"} <= set(rows)
+    for row in rows.values():
+        assert _positive(row["median_ns"]), row
+        assert _positive(row["ops_per_s"]), row
+        assert row["rounds"] >= 3
+        assert row["reference"] in rows
+        assert _positive(row["ratio"]), row
+        assert all(_positive(ratio) for ratio in row["ratios"].values()), row
+        assert row["timing"] == "batch"
+        assert row["p50_ns"] is None  # batch-timed rows report no per-call percentiles
+
+
+def test_memory_targets_name_their_reference_and_get_a_verdict(report: dict[str, Any]) -> None:
+    rows = {row["id"]: row for row in report["sections"]["memory"]["rows"]}
+    if "cachetools_cached" not in rows:
+        pytest.skip("cachetools is not installed: the memory targets are not checked")
+    assert rows["cachekit_objects"]["target"] == {"max_ratio": 2.5, "vs": "cachetools_cached"}
+    assert rows["cachekit_msgpack"]["target"] == {"max_ratio": 6.0, "vs": "cachetools_cached"}
+    for row_id in ("cachekit_objects", "cachekit_msgpack"):
+        row = rows[row_id]
+        assert row["status"] == ("PASS" if row["ratio"] <= row["target"]["max_ratio"] else "MISS")
+        if "cachebox_cached" in rows:
+            assert _positive(row["ratios"]["cachebox_cached"])
+
+
+def test_table_is_printed_with_a_verdict_per_target(run: tuple[dict[str, Any], str]) -> None:
+    report, printed = run
+    assert "Memory decorator hit" in printed
+    assert "cachekit @cached" in printed
+    if "cachetools_cached" in {row["id"] for row in report["sections"]["memory"]["rows"]}:
+        assert printed.count("PASS") + printed.count("MISS") >= 2
+
+
+def test_unknown_section_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--only", "memory,disk"])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert "'memory,disk'" in message
+    assert all(name in message for name in SECTIONS)
+
+
+def test_runs_as_a_module() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "cachekit.bench", "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--only" in result.stdout
+    assert "--quick" in result.stdout
