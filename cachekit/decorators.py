@@ -267,6 +267,7 @@ class _BoundCachedFunction(_BoundFunctionWrapper):
     def uncached(self, *args: Any, **kwargs: Any) -> Any:
         """Call the method itself, neither reading nor writing the cache."""
         _, _, instance, args, unbound = self._cache_parts(args)
+        kwargs = _skip_inner(self.__wrapped__, kwargs)
         if unbound:
             return self.__wrapped__(instance, *args, **kwargs)
         if self._self_binding == "classmethod" and self._self_instance is None:
@@ -304,8 +305,8 @@ class _CachedFunction(_FunctionWrapper):
         return state.compute_key(ns, state.resource or state.fallback_name, None, args, kwargs)
 
     def uncached(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the function itself, neither reading nor writing the cache."""
-        return self.__wrapped__(*args, **kwargs)
+        """Call the function itself, neither reading nor writing the cache (nor a cached function it wraps)."""
+        return self.__wrapped__(*args, **_skip_inner(self.__wrapped__, kwargs))
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
         """Remove this call's entry; return whether one was there."""

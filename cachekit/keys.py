@@ -187,15 +187,21 @@ def format_key(namespace: str, spec: KeySpec, *, case_sensitive: bool = True) ->
     """The key string of ``spec`` under ``namespace``; see the module docstring for the layout."""
     fold = not case_sensitive
     parts = [resource_prefix(namespace, spec.resource, case_sensitive=case_sensitive)]
+    if spec.has_item:
+        # An item entry lives under its id, wherever the item sits: a write to another item of the same
+        # partition leaves it alone, and a write to this id clears it in every partition.
+        parts.append(f"action={_segment(spec.action, fold)}/")
+        parts.append(stable_hash(spec.item_id, case_sensitive=case_sensitive))
+        extra = dict(spec.params)
+        if spec.partition and spec.partition_values:
+            extra.update(partition=spec.partition, partition_values=dict(spec.partition_values))
+        if extra:
+            parts.append("/" + stable_hash(extra, case_sensitive=case_sensitive))
+        return "".join(parts)
     if spec.partition and spec.partition_values:
         parts.append(_partition_path(spec.partition, spec.partition_values, fold) + "/")
     parts.append(f"action={_segment(spec.action, fold)}/")
-    if spec.has_item:
-        parts.append(stable_hash(spec.item_id, case_sensitive=case_sensitive))
-        if spec.params:
-            parts.append("/" + stable_hash(spec.params, case_sensitive=case_sensitive))
-    else:
-        parts.append(stable_hash(spec.params, case_sensitive=case_sensitive))
+    parts.append(stable_hash(spec.params, case_sensitive=case_sensitive))
     return "".join(parts)
 
 

@@ -48,6 +48,8 @@ _DEFAULT_NAMESPACE = "cachekit"
 _CODEC_OPTIONS = ("enable_compression", "compression", "compression_threshold", "compression_level",
                   "serializer", "deserializer")
 _NAMESPACE_OPTIONS = (*_CODEC_OPTIONS, "case_sensitive", "enable_stats")
+#: Options in ``config`` that belong to the namespace (codec, keys, stats), not to the driver.
+NAMESPACE_OPTIONS = frozenset(_NAMESPACE_OPTIONS)
 _MISS_COUNTER_LIMIT = 10_000
 _LOGGED_CAUSES_LIMIT = 256
 
@@ -114,7 +116,12 @@ class Cache:
         retry_attempts: int = 3,
         retry_delay: float = 0.05,
         clock: Clock | None = None,
+        **unknown_options: Any,
     ) -> None:
+        if unknown_options:
+            raise ConfigurationError(
+                f"Cache got unknown options {sorted(unknown_options)}; driver options go in config={{...}}"
+            )
         self.namespace = _check_namespace(namespace)
         self.prefix = self.namespace + "/"
         self.ttl = normalize_ttl(ttl)
@@ -619,6 +626,12 @@ def _build_tier(index: int, tier: Mapping[str, Any] | Driver, clock: Clock, tier
     unknown = sorted(set(tier) - {"driver", "ttl", "config", "name"})
     if unknown:
         raise ConfigurationError(f"drivers[{index}] has unknown keys {unknown}; use driver, ttl, config, name")
+    misplaced = sorted(set(tier.get("config") or {}) & NAMESPACE_OPTIONS)
+    if misplaced:
+        raise ConfigurationError(
+            f"drivers[{index}] config has {misplaced}, which apply to the whole cache (every tier stores the same "
+            "blobs): move them to the top-level config=, e.g. CachePlugin(drivers=[...], config={...})"
+        )
     inner = tier["driver"]
     built = inner if isinstance(inner, Driver) else _create(str(inner), dict(tier.get("config") or {}), clock)
     return tier_cls(built, ttl=normalize_ttl(tier.get("ttl"), what=f"drivers[{index}]['ttl']"), name=tier.get("name"))

@@ -14,6 +14,7 @@ installed instance owns ``resource.cache``; every instance is reachable by its s
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from .decorators import cached
 from .drivers import Driver, resolve_driver_class
 from .errors import ConfigurationError, KeyResolverError
 from .keys import Invalidation, partition_prefix
-from .namespace import DEFAULT_TTL, Cache
+from .namespace import DEFAULT_TTL, NAMESPACE_OPTIONS, Cache, _check_retries
 from .policies import parse_method_policies
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ __all__ = ["READ_ACTIONS", "CachePlugin", "ResourceCache", "slugify"]
 READ_ACTIONS = ("get", "get_many", "exists", "list", "list_ids", "count", "page", "query", "get_from_partition",
                 "get_all")
 _BASE_SLUG = "cache"
+_ABSENT = object()
 _STRATEGIES = ("write-through", "lazy-promotion")
 
 
@@ -97,15 +99,22 @@ class CachePlugin:
         retry_attempts: int = 3,
         retry_delay: float = 0.05,
         clock: Clock | None = None,
+        **unknown_options: Any,
     ) -> None:
+        if unknown_options:
+            raise ConfigurationError(
+                f"CachePlugin got unknown options {sorted(unknown_options)}; see help(CachePlugin) for the options"
+            )
         self.ttl = normalize_ttl(ttl)
         self.driver_option = _check_driver(driver, drivers, partition_aware)
         self.drivers_option = list(drivers) if drivers is not None else None
         self.config = _check_config(config, max_size, self.driver_option, drivers)
+        _check_driver_options(self.driver_option, self.config)
         self.include = _names("include", include) if include is not None else None
         self.exclude = _names("exclude", exclude or ())
+        parse_method_policies(method_policies)  # validate now, not at install
         self.method_policies = dict(method_policies or {})
-        parse_method_policies(self.method_policies)  # validate now, not at install
+        _check_retries(retry_attempts, retry_delay)
         unknown = sorted(set(self.method_policies) - set(READ_ACTIONS))
         if unknown:
             raise ConfigurationError(f"method_policies names unknown read methods {unknown}; use {list(READ_ACTIONS)}")
@@ -120,6 +129,7 @@ class CachePlugin:
         self.namespace = _check_plugin_namespace(namespace)
         self.database: Database | None = None
         self.cache: Cache | None = None
+        self.stopped = False
         self._facades: dict[str, ResourceCache] = {}
 
     # -- identity --------------------------------------------------------------------------------------------
@@ -146,7 +156,11 @@ class CachePlugin:
             raise ConfigurationError(f"{self!r} is already installed; create another CachePlugin for another database")
         if name is not None and not self._explicit_namespace and slugify(name) not in ("", _BASE_SLUG):
             self.namespace = _check_plugin_namespace(name)
-        taken = [p for p in getattr(database, "plugins", []) if isinstance(p, CachePlugin) and p.slug == self.slug]
+        taken = [
+            p
+            for p in getattr(database, "plugins", [])
+            if isinstance(p, CachePlugin) and p is not self and not p.stopped and p.slug == self.slug
+        ]
         if taken:
             raise ConfigurationError(
                 f"a CachePlugin with slug {self.slug!r} is already installed on this database; give this one a "
@@ -163,8 +177,9 @@ class CachePlugin:
         for facade in list(self._facades.values()):
             facade._uninstall()
         self._facades.clear()
-        if self.cache is not None:
+        if self.cache is not None and not self.stopped:
             self.cache.close()
+        self.stopped = True  # resources created from now on are left alone; stop() twice is a no-op
 
     def _build_cache(self, database: Database) -> Cache:
         config = dict(self.config)
@@ -195,7 +210,9 @@ class CachePlugin:
         return not name.startswith("plg_")
 
     def _install_on(self, resource: Resource) -> None:
-        if self.cache is None or not self._should_cache(resource.name) or resource.name in self._facades:
+        if self.cache is None or self.stopped or resource.name in self._facades:
+            return
+        if not self._should_cache(resource.name):
             return
         self._facades[resource.name] = ResourceCache(self, resource, self.cache)
 
@@ -306,8 +323,10 @@ class ResourceCache:
 
     def _own_key(self, key: str) -> str:
         # Keys from key_for are used as they are; other keys live under this resource, so clear() removes them.
-        prefix = self._resource_prefix()
-        return key if key.startswith(self.namespace_cache.prefix) else f"{prefix}custom/{key}"
+        cache = self.namespace_cache
+        if key.startswith(cache.prefix):
+            return key
+        return f"{self._resource_prefix()}custom/{key if cache.case_sensitive else key.lower()}"
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value under ``key`` (from :meth:`key_for`, or your own key, kept under this resource)."""
@@ -348,11 +367,17 @@ class ResourceCache:
         if id is not None:
             return cache.invalidate(Invalidation(self.resource.name, ids=[id], partitions=self.resource.partitions))
         if partition is not None:
-            if partition not in self.resource.partitions:
+            fields = self.resource.partitions.get(partition)
+            if fields is None:
                 raise ConfigurationError(
                     f"resource {self.resource.name!r} has no partition {partition!r}; "
                     f"it has {sorted(self.resource.partitions)}"
                 )
+            unknown = sorted(set(partition_values or {}) - set(fields))
+            if unknown:
+                raise ConfigurationError(f"partition {partition!r} has the fields {list(fields)}, not {unknown}")
+            if partition_values is not None and set(partition_values) != set(fields):
+                partition_values = None  # some values only: clear every value combination of the partition
             prefix = partition_prefix(
                 cache.namespace, self.resource.name, partition, partition_values, case_sensitive=cache.case_sensitive
             )
@@ -378,8 +403,11 @@ class ResourceCache:
     # -- warming ---------------------------------------------------------------------------------------------
 
     def _warm(self, action: str, force_refresh: bool, return_data: bool, **arguments: Any) -> Any:
+        """Make sure the entry a read with these arguments uses is stored (whatever min_hits_before_store says)."""
         method = self._method(action)
-        result = method.refresh(**arguments) if force_refresh else method(**arguments)
+        result = _ABSENT if force_refresh else self.namespace_cache.get(method.cache_key(**arguments), _ABSENT)
+        if result is _ABSENT:
+            result = method.refresh(**arguments)
         return result if return_data else None
 
     def warm_item(self, id: Any, *, force_refresh: bool = False, return_data: bool = False) -> Any:
@@ -545,7 +573,23 @@ def _unwrap(resource: Resource, action: str, wrapper: Any) -> None:
 # -- option checks ----------------------------------------------------------------------------------------------
 
 
+def _check_driver_options(driver: Any, config: Mapping[str, Any]) -> None:
+    """Check driver options now rather than at install: names always, values where building is free of effects."""
+    if not isinstance(driver, str):
+        return
+    options = {k: v for k, v in config.items() if k not in NAMESPACE_OPTIONS}
+    cls = resolve_driver_class(driver)
+    try:
+        inspect.signature(cls).bind_partial(**options)
+    except TypeError as exc:
+        raise ConfigurationError(f"bad option for the {driver!r} driver: {exc}") from exc
+    if driver in ("memory", "null"):
+        cls(**options).close()  # in-process and side-effect free: validates every value too
+
+
 def _check_driver(driver: object, drivers: object, partition_aware: bool) -> Any:
+    if partition_aware and (drivers is not None or driver != "filesystem"):
+        raise ConfigurationError("partition_aware=True applies to driver='filesystem' only")
     if drivers is not None:
         if not isinstance(drivers, Sequence) or isinstance(drivers, (str, bytes)) or not drivers:
             raise ConfigurationError("drivers must be a non-empty list of tiers such as [{'driver': 'memory'}, ...]")

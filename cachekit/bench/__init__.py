@@ -42,7 +42,10 @@ _SCHEMA = 1
 
 
 def _parse(args: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    """The options; a usage mistake raises ``cachekit.cli.UsageError``, as in every ``cachekit`` command."""
+    from cachekit.cli import ArgumentParser
+
+    parser = ArgumentParser(
         prog="cachekit bench",
         description="Time cachekit against cachetools, cachebox, diskcache, redis-py and boto3 in one run.",
     )
@@ -106,7 +109,8 @@ def run(
         "schema": _SCHEMA, "tool": "cachekit bench", "mode": settings.mode, "started_at": started.isoformat(),
         "seconds": round(time.perf_counter() - clock, 2), "machine": machine,
         "method": {
-            "figure": "median over rounds of (batch time / operations), ns per operation",
+            "figure": "ns per operation: median over rounds of the round's figure, which is batch time / operations "
+                      "(batch-timed rows) or the batch's median operation (per-op rows)",
             "ratio": "median over rounds of (row / reference) within the round; both rows in one interleaved group",
             "percentiles": "per-operation samples pooled over rounds (per-operation rows only)",
             "settings": vars(settings),
@@ -116,13 +120,20 @@ def run(
 
 
 def main(args: Sequence[str] | None = None) -> int:
-    """The ``cachekit bench`` command; returns the exit status (0 also when a target is missed).
+    """The ``cachekit bench`` command; returns the exit status: 0 (also when a target is missed), 2 for a usage
+    mistake (one line on stderr).
 
     E.g.::
 
         main(["--quick", "--only", "memory", "--json", "bench.json"])
     """
-    options = _parse(sys.argv[1:] if args is None else args)
+    from cachekit.cli import EXIT_USAGE, UsageError
+
+    try:
+        options = _parse(sys.argv[1:] if args is None else args)
+    except UsageError as exc:
+        print(f"cachekit bench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(f"cachekit bench ({'quick' if options.quick else 'full'}): {', '.join(options.sections)}", file=sys.stderr)
     # With --json - the JSON owns stdout, so the tables go to stderr.
     stream = sys.stderr if options.json == "-" else sys.stdout

@@ -36,7 +36,8 @@ __all__ = [
 class Settings:
     """Batch sizes (operations per timed batch) and rounds for one run; :meth:`quick` is the short mode."""
 
-    rounds_fast: int = 51
+    rounds_fast: int = 201
+    batch_ns: int = 2_000_000
     ops_memory: int = 10_000
     rounds_io: int = 11
     ops_disk: int = 2_000
@@ -54,8 +55,8 @@ class Settings:
     def quick(cls) -> Settings:
         """About a tenth of the full run: enough to see the shape, too few rounds for tight figures."""
         return cls(
-            rounds_fast=9, ops_memory=3_000, rounds_io=5, ops_disk=300, ops_disk_set=100, ops_redis=200,
-            ops_redis_many=20, rounds_s3=3, ops_s3=12, ops_plugin_cached=1_000, ops_plugin_uncached=6,
+            rounds_fast=51, rounds_io=5, ops_disk=300, ops_disk_set=100, ops_redis=200,
+            ops_redis_many=20, rounds_s3=3, ops_s3=12, ops_plugin_uncached=6,
             workload_operations=500, mode="quick",
         )
 
@@ -70,6 +71,7 @@ class Batch:
 
 
 BatchRunner = Callable[[int], Batch]
+_MIN_BATCH = 50
 
 
 def batch_timer(stmt: str, namespace: Mapping[str, Any], setup: str = "pass") -> BatchRunner:
@@ -113,7 +115,11 @@ def per_op_timer(op: Callable[[], object]) -> BatchRunner:
 class Case:
     """A row to measure: ``run(ops)`` performs and times ``ops`` operations.
 
+    :param ops: operations per batch (the most, with ``batch_ns``).
     :param per: how many units one operation covers (``get_many`` of 100 keys reports per key: ``per=100``).
+    :param batch_ns: size the batch from the warm-up so that it lasts about this long. Short batches keep a
+        batch-timed figure clean on a shared machine: another process's time slice then spoils few batches,
+        and the median over the rounds discards those.
     """
 
     id: str
@@ -122,6 +128,7 @@ class Case:
     ops: int
     per: int = 1
     note: str = ""
+    batch_ns: int | None = None
 
 
 @dataclass
@@ -154,10 +161,15 @@ class Measurement:
 def measure(cases: Sequence[Case], rounds: int) -> dict[str, Measurement]:
     """Warm every case up (a tenth of a batch), then run ``rounds`` rounds of one batch per case.
 
-    The order rotates each round, so no case always runs first (right after another case's work).
+    The order rotates each round, so no case always runs first (right after another case's work). A case with
+    ``batch_ns`` gets its batch size from its warm-up (see :class:`Case`).
     """
     for case in cases:
-        case.run(max(1, case.ops // 10))
+        warmup = max(1, case.ops // 10)
+        spent = case.run(warmup).total_ns
+        if case.batch_ns is not None:
+            fitting = int(case.batch_ns * warmup / max(spent, 1))
+            case.ops = min(case.ops, max(_MIN_BATCH, fitting))
     found = {case.id: Measurement(case) for case in cases}
     for number in range(rounds):
         shift = number % len(cases)

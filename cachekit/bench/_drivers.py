@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,17 +246,11 @@ def _s3(section: Section, settings: Settings, services: Services) -> None:
     section.notes.append("s3: a moto server started for this run on loopback (a floor, not real S3 latency)")
 
 
-@contextlib.contextmanager
-def _scratch() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="cachekit-bench-") as directory:
-        yield Path(directory)
-
-
 def run_drivers(settings: Settings, services: Services) -> Section:
     """Filesystem, Redis and S3 rows; a driver whose library or server is missing is skipped with a note."""
     section = Section("drivers", "Drivers: cachekit (Cache + codec) against the raw library, same run")
-    with _scratch() as root:
-        _filesystem(section, settings, root)
+    with tempfile.TemporaryDirectory(prefix="cachekit-bench-") as directory:
+        _filesystem(section, settings, Path(directory))
     _redis(section, settings, services)
     _s3(section, settings, services)
     section.notes.append(

@@ -39,11 +39,13 @@ def _speedup(section: Section, settings: Settings, client: Any) -> None:
         uncached_count, uncached_get = items.count.uncached, items.get
         cases = [
             Case("plugin_count_cached", f"resource.count() cached ({_DOCUMENTS} documents, memory driver)",
-                 batch_timer("items.count()", {"ITEMS": items}, "items = ITEMS"), settings.ops_plugin_cached),
+                 batch_timer("items.count()", {"ITEMS": items}, "items = ITEMS"), settings.ops_plugin_cached,
+                 batch_ns=settings.batch_ns),
             Case("plugin_count_uncached", "resource.count.uncached() (lists the bucket)",
                  per_op_timer(uncached_count), settings.ops_plugin_uncached),
             Case("plugin_get_cached", "resource.get(id) cached",
-                 batch_timer("items.get('d0001')", {"ITEMS": items}, "items = ITEMS"), settings.ops_plugin_cached),
+                 batch_timer("items.get('d0001')", {"ITEMS": items}, "items = ITEMS"), settings.ops_plugin_cached,
+                 batch_ns=settings.batch_ns),
             Case("plugin_get_uncached", "resource.get(id, skip_cache=True) (GetObject)",
                  per_op_timer(lambda: uncached_get("d0001", skip_cache=True)), settings.ops_plugin_uncached),
         ]

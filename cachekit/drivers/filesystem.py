@@ -64,6 +64,9 @@ __all__ = [
     "PartitionAwareFilesystemCache",
 ]
 
+# What a diskcache operation may raise that means the backend failed (translated by FilesystemDriver._failure).
+_FAILURES = (diskcache.Timeout, OSError, sqlite3.Error)
+
 #: cachekit's eviction policy names and the diskcache policies they map onto.
 EVICTION_POLICIES: Mapping[str, str] = {
     "lru": "least-recently-used",
@@ -227,12 +230,13 @@ class FilesystemDriver(Driver):
 
     def get(self, key: str) -> bytes | Missing:
         found = self.get_with_expiry(key)
-        return found if isinstance(found, Missing) else found[0]
+        return found if found is MISSING else found[0]  # type: ignore[index]
 
     def get_with_expiry(self, key: str) -> tuple[bytes, float | None] | Missing:
         """Return ``(blob, deadline)``; an entry met past its deadline is deleted and reported as a miss."""
         full_key = self.key_prefix + check_key(key)
-        with self._errors("get", key):
+        # The hit path: a plain try/except, since a context manager here costs more than the rest of the call.
+        try:
             store = self._store_for(key)
             found = store.get(full_key)
             if found is None:
@@ -243,6 +247,8 @@ class FilesystemDriver(Driver):
                 if now >= deadline:
                     store.drop_if_expired(full_key, now)
                     return MISSING
+        except _FAILURES as exc:
+            raise self._failure(exc, "get", key) from exc
         return found
 
     def set(self, key: str, blob: bytes, ttl: float | None = None) -> None:
@@ -394,22 +400,23 @@ class FilesystemDriver(Driver):
     @contextmanager
     def _errors(self, operation: str, key: str | None = None) -> Iterator[None]:
         """Translate diskcache, SQLite and OS failures into cachekit's errors (original as ``__cause__``)."""
-        where = f" of {key!r}" if key else ""
         try:
             yield
-        except diskcache.Timeout as exc:
-            raise DriverError(
+        except _FAILURES as exc:
+            raise self._failure(exc, operation, key) from exc
+
+    def _failure(self, exc: BaseException, operation: str, key: str | None = None) -> DriverError:
+        where = f" of {key!r}" if key else ""
+        if isinstance(exc, diskcache.Timeout):
+            return DriverError(
                 f"filesystem cache {operation}{where} timed out after {self.timeout} s waiting for "
                 f"SQLite's lock in {self.directory}; raise timeout= or reduce concurrent writers"
-            ) from exc
-        except (OSError, sqlite3.OperationalError) as exc:
-            raise DriverUnavailable(
+            )
+        if isinstance(exc, (OSError, sqlite3.OperationalError)):
+            return DriverUnavailable(
                 f"filesystem cache {operation}{where} failed: {self.directory} cannot be used ({exc})"
-            ) from exc
-        except sqlite3.Error as exc:
-            raise DriverError(
-                f"filesystem cache {operation}{where} failed in {self.directory}: {exc}"
-            ) from exc
+            )
+        return DriverError(f"filesystem cache {operation}{where} failed in {self.directory}: {exc}")
 
 
 class PartitionAwareFilesystemCache(FilesystemDriver):
