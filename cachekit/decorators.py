@@ -53,13 +53,12 @@ _MEMO_LIMIT = 4096
 class _Signature:
     """Maps a call's arguments to ``{name: value}`` without the ones left at their defaults."""
 
-    __slots__ = ("defaults", "keyword_only", "positional", "var_keyword", "var_positional")
+    __slots__ = ("defaults", "keyword_only", "positional", "var_positional")
 
     def __init__(self, parameters: Sequence[inspect.Parameter]) -> None:
         kinds = inspect.Parameter
         self.positional = [p.name for p in parameters if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
         self.var_positional = next((p.name for p in parameters if p.kind is kinds.VAR_POSITIONAL), None)
-        self.var_keyword = next((p.name for p in parameters if p.kind is kinds.VAR_KEYWORD), None)
         self.keyword_only = [p.name for p in parameters if p.kind is kinds.KEYWORD_ONLY]
         self.defaults = {p.name: p.default for p in parameters if p.default is not _EMPTY}
 

@@ -51,6 +51,7 @@ _NAMESPACE_OPTIONS = (*_CODEC_OPTIONS, "case_sensitive", "enable_stats")
 #: Options in ``config`` that belong to the namespace (codec, keys, stats), not to the driver.
 NAMESPACE_OPTIONS = frozenset(_NAMESPACE_OPTIONS)
 _MISS_COUNTER_LIMIT = 10_000
+_FLUSH_INTERVAL = 1.0  # seconds between retries of a failed invalidation
 _LOGGED_CAUSES_LIMIT = 256
 
 
@@ -149,6 +150,7 @@ class Cache:
         self._miss_counts: OrderedDict[str, int] = OrderedDict()
         self._logged_causes: set[tuple[str, str]] = set()
         self._pending_invalidations: list[str] = []
+        self._next_flush_at = 0.0
         self._generation = 0
         # Keys already computed by decorated reads, per (read, resource, argument): kept on the namespace so a
         # discarded Cache takes its memo with it. Bounded by the decorators.
@@ -516,11 +518,19 @@ class Cache:
         )
 
     def _flush_pending(self) -> bool:
-        """Retry invalidations that failed earlier; True when none is left."""
+        """Retry invalidations that failed earlier; True when none is left.
+
+        At most one retry per ``_FLUSH_INTERVAL`` seconds: in between, reads and writes bypass the cache without
+        touching a backend that is known to be failing, so an outage does not cost every read a timeout.
+        """
+        now = self._clock()
+        if now < self._next_flush_at:
+            return False
         pending = list(self._pending_invalidations)
         try:
             self.driver.clear_many(pending)
         except Exception:
+            self._next_flush_at = now + _FLUSH_INTERVAL
             return False
         self._pending_invalidations = [p for p in self._pending_invalidations if p not in pending]
         return not self._pending_invalidations

@@ -95,7 +95,7 @@ class MemoryDriver(Driver):
         self._policy = _check_choice("eviction_policy", eviction_policy, _POLICIES)
         self._store = _check_choice("store", store, _STORES)
         self.stores_objects = self._store == "objects"
-        self._max_percent, self._max_bytes, self._memory_source = _memory_limit(
+        self._max_percent, self._max_bytes = _memory_limit(
             max_memory_bytes, max_memory_percent, self.stores_objects
         )
         if not isinstance(key_prefix, str):
@@ -291,8 +291,8 @@ def _check_choice(option: str, value: object, choices: tuple[str, ...]) -> str:
 
 def _memory_limit(
     max_bytes: int | None, max_percent: float | None, objects: bool
-) -> tuple[float | None, int | None, str | None]:
-    """Validate the byte limits; return (percent as given, limit in bytes, where the total came from)."""
+) -> tuple[float | None, int | None]:
+    """Validate the byte limits; return (the percent as given, the limit in bytes)."""
     if max_bytes is not None and max_percent is not None:
         raise ConfigurationError(
             "give either max_memory_bytes or max_memory_percent, not both: one fixed limit, or a fraction of RAM"
@@ -305,12 +305,12 @@ def _memory_limit(
     if max_bytes is not None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
             raise ConfigurationError(f"max_memory_bytes must be a whole number of bytes > 0; got {max_bytes!r}")
-        return None, max_bytes, None
+        return None, max_bytes
     if max_percent is not None:
         if isinstance(max_percent, bool) or not isinstance(max_percent, (int, float)) or not 0 < max_percent <= 1:
             raise ConfigurationError(
                 f"max_memory_percent is a fraction in (0, 1] (0.1 means 10 % of RAM); got {max_percent!r}"
             )
-        total, source = available_memory_bytes()
-        return float(max_percent), max(1, int(total * max_percent)), source
-    return None, None, None
+        total, _ = available_memory_bytes()
+        return float(max_percent), max(1, int(total * max_percent))
+    return None, None

@@ -440,7 +440,13 @@ def test_a_failed_invalidation_bypasses_the_cache_until_it_succeeds(
     assert repo.get("u1") == 2
 
     driver.failing = set()  # the backend comes back with the stale entry still in it
+    assert repo.get("u1") == 2  # within the retry interval: the cache is bypassed, never stale
+    clears = driver.calls["clear"]
     assert repo.get("u1") == 2
+    assert driver.calls["clear"] == clears, "a failing backend is retried at most once a second, not on every read"
+    clock.advance(1.1)
+    assert repo.get("u1") == 2  # the pending invalidation goes through now
+    assert driver.calls["clear"] == clears + 1
     assert repo.get("u1") == 2
     loads = repo.loads
     assert repo.get("u1") == 2
