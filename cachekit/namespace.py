@@ -97,6 +97,10 @@ class Cache:
     :param method_policies: per action: ``True``/``False`` or ``{"enabled", "ttl", "max_payload_bytes",
         "min_hits_before_store", "none_ttl"}``.
     :param single_flight: let concurrent misses of one key call the loader once (default ``True``).
+    :param distributed_lock: also across processes: a miss takes a lock in the backend (Redis) so that one
+        process loads while the others wait up to ``lock_timeout`` seconds for its result (default ``False``).
+        Sync reads only for now; ``async def`` reads single-flight within their process.
+    :param lock_timeout: how long a distributed lock is held at most, and how long others wait for it (10 s).
     :param retry_attempts: tries for each invalidation before giving up (default 3).
     :param retry_delay: seconds before the first retry; doubled each time (default 0.05).
     :param clock: wall clock for TTLs (``time.time``); tests pass a fake one.
@@ -114,6 +118,8 @@ class Cache:
         strategy: str = "write-through",
         method_policies: Mapping[str, object] | None = None,
         single_flight: bool = True,
+        distributed_lock: bool = False,
+        lock_timeout: float = 10.0,
         retry_attempts: int = 3,
         retry_delay: float = 0.05,
         clock: Clock | None = None,
@@ -139,6 +145,7 @@ class Cache:
         self._default_policy = MethodPolicy()
         self.disabled_actions = frozenset(a for a, p in self._policies.items() if not p.enabled)
         self._single_flight = bool(single_flight)
+        self._lock_timeout = _check_lock(distributed_lock, lock_timeout, self.driver)
         self._retry_attempts = _check_retries(retry_attempts, retry_delay)
         self._retry_delay = float(retry_delay)
         # Bound once: the hit path should not look these up per call.
@@ -369,7 +376,10 @@ class Cache:
             # Another leader may have stored the value between our miss and our taking the lead.
             value = self._quiet_read(key)
             if value is MISSING:
-                value = self._load_and_store(key, action, loader, ttl)
+                if self._lock_timeout is None:
+                    value = self._load_and_store(key, action, loader, ttl)
+                else:
+                    value = self._load_across_processes(key, action, loader, ttl)
             flight.value = value
             return value
         except BaseException as exc:
@@ -379,6 +389,42 @@ class Cache:
             with self._flights_lock:
                 del self._flights[key]
             flight.event.set()
+
+    def _load_across_processes(self, key: str, action: str, loader: Callable[[], Any], ttl: Any) -> Any:
+        """Load under the backend's lock; without it, wait for the holder's result (or the lock) a while."""
+        timeout = self._lock_timeout or 0.0
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            token = self._try_lock(key, timeout)
+            if token is not None:
+                try:
+                    value = self._quiet_read(key)  # the previous holder may have stored it just now
+                    return value if value is not MISSING else self._load_and_store(key, action, loader, ttl)
+                finally:
+                    self._unlock(key, token)
+            if time.monotonic() >= deadline:
+                return self._load_and_store(key, action, loader, ttl)  # the holder is too slow: load anyway
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            value = self._quiet_read(key)
+            if value is not MISSING:
+                return value
+
+    def _try_lock(self, key: str, timeout: float) -> str | None:
+        """A lock token, ``None`` when another process holds the lock, ``""`` when locking failed (go ahead)."""
+        try:
+            return self.driver.acquire_lock(key, timeout)
+        except Exception as exc:
+            self._read_failed(key, exc)
+            return ""
+
+    def _unlock(self, key: str, token: str) -> None:
+        if token:
+            try:
+                self.driver.release_lock(key, token)
+            except Exception as exc:  # the lock expires by itself
+                logger.debug("cachekit: could not release the lock of %r: %s", key, exc)
 
     def _load_and_store(self, key: str, action: str, loader: Callable[[], Any], ttl: Any) -> Any:
         generation = self._generation
@@ -551,12 +597,28 @@ def _retrieve_exception(task: asyncio.Task[Any]) -> None:
 def _check_namespace(namespace: str | None) -> str:
     if namespace is None:
         return _DEFAULT_NAMESPACE
-    if not isinstance(namespace, str) or not namespace.strip() or "/" in namespace:
+    if not isinstance(namespace, str) or not namespace.strip() or "/" in namespace or namespace.startswith("~"):
         raise ConfigurationError(
-            f"namespace must be a non-empty string without '/' such as 'users' (a '/' would let one namespace "
-            f"contain another); got {namespace!r}"
+            f"namespace must be a non-empty string without '/' and not starting with '~' (reserved), such as "
+            f"'users' (a '/' would let one namespace contain another); got {namespace!r}"
         )
     return namespace.strip()
+
+
+def _check_lock(enabled: object, timeout: object, driver: Driver) -> float | None:
+    if not isinstance(enabled, bool):
+        raise ConfigurationError(f"distributed_lock must be True or False; got {enabled!r}")
+    if not enabled:
+        return None
+    if not driver.supports_locks:
+        raise ConfigurationError(
+            f"distributed_lock=True needs a driver with cross-process locks (redis, or tiers including redis); "
+            f"{driver.name!r} has none"
+        )
+    seconds = normalize_ttl(timeout, what="lock_timeout")
+    if not seconds:
+        raise ConfigurationError(f"lock_timeout must be > 0 seconds; got {timeout!r}")
+    return seconds
 
 
 def _check_retries(attempts: int, delay: float) -> int:

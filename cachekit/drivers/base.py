@@ -50,6 +50,8 @@ class Driver(abc.ABC):
     blocking: bool = True
     #: True when the driver stores live Python objects instead of blobs (the memory driver's objects mode).
     stores_objects: bool = False
+    #: True when :meth:`acquire_lock`/:meth:`release_lock` give a lock shared by every process using the backend.
+    supports_locks: bool = False
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes | Missing:
@@ -103,6 +105,18 @@ class Driver(abc.ABC):
     def clear_many(self, prefixes: Iterable[str]) -> int:
         """Remove every key starting with any of ``prefixes``; drivers that scan override this to scan once."""
         return sum(self.clear(prefix) for prefix in prefixes if prefix)
+
+    def acquire_lock(self, name: str, ttl: float) -> str | None:
+        """Try to take the cross-process lock ``name`` for at most ``ttl`` seconds, without waiting.
+
+        Returns a token for :meth:`release_lock`, or ``None`` when another holder has it. Lock entries are not
+        listed by :meth:`keys`. Only drivers with ``supports_locks`` implement it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no cross-process locks")
+
+    def release_lock(self, name: str, token: str) -> None:
+        """Release ``name`` if ``token`` still holds it (an expired lock taken over by another is left alone)."""
+        raise NotImplementedError(f"{type(self).__name__} has no cross-process locks")
 
     def stats(self) -> dict[str, Any]:
         """Driver-level counters and facts (entries, bytes, evictions ...). Empty by default."""

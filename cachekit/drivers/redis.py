@@ -41,6 +41,15 @@ from cachekit.errors import ConfigurationError, DriverError, DriverUnavailable
 
 __all__ = ["RedisDriver"]
 
+#: Lock entries live under ``{key_prefix}~lock/`` (cachekit keys never start with ``~``) and expire on their own.
+_LOCK_SEGMENT = "~lock/"
+_RELEASE_SCRIPT = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
 Client: TypeAlias = "redis.Redis | RedisCluster"
 
 #: URL scheme -> whether it means Redis Cluster.
@@ -88,6 +97,7 @@ class RedisDriver(Driver):
     """
 
     name = "redis"
+    supports_locks = True
     blocking = True
     _factory: Callable[[], Client]
 
@@ -222,12 +232,13 @@ class RedisDriver(Driver):
             found = [raw.decode("utf-8", "replace")[start:] for raw in self._scan(prefix)]
         except _FAILURES as exc:
             raise self._failure(exc, "SCAN") from exc
-        return sorted(found)
+        return sorted(key for key in found if not key.startswith(_LOCK_SEGMENT))
 
     def size(self) -> int:
         """Number of keys under ``key_prefix`` (a full SCAN: O(keys in the database))."""
+        lock_prefix = (self._prefix + _LOCK_SEGMENT).encode()
         try:
-            return sum(1 for _ in self._scan(""))
+            return sum(1 for raw in self._scan("") if not raw.startswith(lock_prefix))
         except _FAILURES as exc:
             raise self._failure(exc, "SCAN") from exc
 
@@ -299,6 +310,24 @@ class RedisDriver(Driver):
             return self._unlink(raw for raw in self._scan(common) if raw.startswith(heads))
         except _FAILURES as exc:
             raise self._failure(exc, "SCAN+UNLINK") from exc
+
+    # -- cross-process locks (single-flight between processes) ---------------------------------------------
+
+    def acquire_lock(self, name: str, ttl: float) -> str | None:
+        """``SET {key_prefix}~lock/{name} token NX PX ttl``: a token, or ``None`` when another process holds it."""
+        token = os.urandom(12).hex()
+        try:
+            taken = self._conn().set(self._prefix + _LOCK_SEGMENT + name, token, nx=True, px=max(1, round(ttl * 1000)))
+        except _FAILURES as exc:
+            raise self._failure(exc, "SET NX") from exc
+        return token if taken else None
+
+    def release_lock(self, name: str, token: str) -> None:
+        """Delete the lock only if ``token`` still holds it (compare-and-delete in one Lua call)."""
+        try:
+            self._conn().eval(_RELEASE_SCRIPT, 1, self._prefix + _LOCK_SEGMENT + name, token)
+        except _FAILURES as exc:
+            raise self._failure(exc, "EVAL (lock release)") from exc
 
     @property
     def client(self) -> Client:

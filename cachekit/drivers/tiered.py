@@ -151,6 +151,23 @@ class TieredDriver(Driver):
 
     # A class attribute on other drivers; here it depends on the tiers, hence the property.
     @property
+    def supports_locks(self) -> bool:  # type: ignore[override]
+        """True when some tier has cross-process locks (the first such tier provides them)."""
+        return any(tier.driver.supports_locks for tier in self._tiers)
+
+    def acquire_lock(self, name: str, ttl: float) -> str | None:
+        return self._lock_tier().acquire_lock(name, ttl)
+
+    def release_lock(self, name: str, token: str) -> None:
+        self._lock_tier().release_lock(name, token)
+
+    def _lock_tier(self) -> Driver:
+        for tier in self._tiers:
+            if tier.driver.supports_locks:
+                return tier.driver
+        raise NotImplementedError("no tier has cross-process locks")
+
+    @property
     def blocking(self) -> bool:  # type: ignore[override]
         """True when any tier may block on I/O."""
         return any(tier.driver.blocking for tier in self._tiers)
