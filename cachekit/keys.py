@@ -106,6 +106,8 @@ def _canonical(value: Any, fold: bool) -> Any:
         return _tagged(_TAG_SET, sorted((_canonical(v, fold) for v in value), key=_sort_key))
     if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
         return _tagged(_TAG_TEMPORAL, [type(value).__name__, value.isoformat()])
+    if isinstance(value, _dt.timedelta):
+        return _tagged(_TAG_TEMPORAL, ["timedelta", value.days, value.seconds, value.microseconds])
     if isinstance(value, (Decimal, uuid.UUID)):
         return _tagged(_TAG_SCALAR, [type(value).__name__, str(value)])
     custom = getattr(value, "__cache_key__", None)
