@@ -1,4 +1,4 @@
-"""cachekit.s3db against moto's S3 server over a real socket (never mock_aws)."""
+"""cachekit.s3db against moto's S3 server over a real socket (no in-process S3 fakes)."""
 
 from __future__ import annotations
 
