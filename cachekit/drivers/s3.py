@@ -28,6 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from cachekit._s3 import delete_in_batches, error_code, is_not_found
 from cachekit._types import MISSING, Missing, check_key, normalize_ttl
 from cachekit.drivers.base import Driver
 from cachekit.errors import ConfigurationError, DriverError, DriverUnavailable
@@ -36,14 +37,11 @@ __all__ = ["S3Driver"]
 
 #: The metadata name under which the deadline is stored (S3 sends it as ``x-amz-meta-cachekit-expires-at``).
 EXPIRES_AT_METADATA = "cachekit-expires-at"
-#: DeleteObjects accepts at most 1000 keys a call.
-DELETE_BATCH = 1000
 
 _DEFAULT_CONNECT_TIMEOUT = 3.0
 _DEFAULT_READ_TIMEOUT = 10.0
 # A cache read stuck on a dead endpoint delays the real read behind it: retry once, not 5 times.
 _DEFAULT_MAX_ATTEMPTS = 2
-_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _CLIENT_OPTIONS = (
     "endpoint_url", "region", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
     "connect_timeout", "read_timeout", "max_attempts",
@@ -162,7 +160,7 @@ class S3Driver(Driver):
             try:
                 response = self.client.get_object(Bucket=self.bucket, Key=object_key)
             except ClientError as exc:
-                if _error_code(exc) in _NOT_FOUND_CODES:
+                if is_not_found(exc):
                     return MISSING
                 raise
             body = response["Body"]
@@ -196,7 +194,7 @@ class S3Driver(Driver):
             try:
                 head = self.client.head_object(Bucket=self.bucket, Key=object_key)
             except ClientError as exc:
-                if _error_code(exc) in _NOT_FOUND_CODES:
+                if is_not_found(exc):
                     return False
                 raise
             self.client.delete_object(Bucket=self.bucket, Key=object_key)
@@ -267,7 +265,7 @@ class S3Driver(Driver):
             try:
                 head = self.client.head_object(Bucket=self.bucket, Key=self._object_key(key))
             except ClientError as exc:
-                if _error_code(exc) in _NOT_FOUND_CODES:
+                if is_not_found(exc):
                     return False
                 raise
         return not self._expired(_deadline(head))
@@ -282,30 +280,15 @@ class S3Driver(Driver):
                     yield object_key
 
     def _delete_objects(self, object_keys: Iterable[str]) -> int:
-        """DeleteObjects in batches of 1000 as keys arrive, so a huge listing is never held in memory."""
-        deleted = 0
-        batch: list[str] = []
-        for object_key in object_keys:
-            batch.append(object_key)
-            if len(batch) == DELETE_BATCH:
-                deleted += self._delete_batch(batch)
-                batch = []
-        if batch:
-            deleted += self._delete_batch(batch)
-        return deleted
+        """DeleteObjects in batches of 1000 as keys arrive; return how many were deleted."""
+        return delete_in_batches(self.client, self.bucket, object_keys, self._delete_failure)
 
-    def _delete_batch(self, batch: list[str]) -> int:
-        response = self.client.delete_objects(
-            Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
+    def _delete_failure(self, errors: list[dict[str, Any]], batch_size: int) -> DriverError:
+        first = errors[0]
+        return DriverError(
+            f"S3 DeleteObjects failed for {len(errors)} of {batch_size} objects in bucket "
+            f"{self.bucket!r}; first: {first.get('Code')} on {first.get('Key')!r}: {first.get('Message')}"
         )
-        errors = response.get("Errors") or []
-        if errors:
-            first = errors[0]
-            raise DriverError(
-                f"S3 DeleteObjects failed for {len(errors)} of {len(batch)} objects in bucket "
-                f"{self.bucket!r}; first: {first.get('Code')} on {first.get('Key')!r}: {first.get('Message')}"
-            )
-        return len(batch)
 
     def _endpoint_url(self) -> str | None:
         if self.endpoint_url is not None or self._client is None:
@@ -324,7 +307,7 @@ class S3Driver(Driver):
                 "check that the endpoint is up and reachable"
             ) from exc
         except ClientError as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
             hint = " (create the bucket or fix the bucket option)" if code == "NoSuchBucket" else ""
             raise DriverError(f"{where} failed with S3 error {code}{hint}: {exc}") from exc
         except NoCredentialsError as exc:
@@ -423,10 +406,6 @@ def _outermost(prefixes: set[str]) -> list[str]:
         if not kept or not prefix.startswith(kept[-1]):
             kept.append(prefix)
     return kept
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
 
 
 def _deadline(response: dict[str, Any]) -> float | None:

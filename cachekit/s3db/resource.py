@@ -41,6 +41,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("cachekit.s3db needs boto3: pip install 'cachekit-orm[s3]'") from exc
 
+from .._s3 import delete_in_batches, error_code, is_not_found
 from .errors import AlreadyExists, NotFound, PartitionError, S3dbError, ValidationError
 
 if TYPE_CHECKING:
@@ -83,8 +84,6 @@ _Ids: TypeAlias = "list[str]"
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _LOCK_STRIPES = 32
-_DELETE_BATCH = 1000  # the most keys one DeleteObjects call accepts
-_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
 def check_name(kind: str, name: object) -> str:
@@ -129,10 +128,6 @@ def encode_partition_value(value: Any) -> str:
 
 def _quote(text: str) -> str:
     return quote(text, safe="")
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _check_id(id: object) -> str:
@@ -616,7 +611,7 @@ class Resource:
         try:
             self._database.client.head_object(Bucket=self._database.bucket, Key=key)
         except ClientError as exc:
-            if _error_code(exc) in _NOT_FOUND_CODES:
+            if is_not_found(exc):
                 return False
             raise
         return True
@@ -626,7 +621,7 @@ class Resource:
         try:
             response = self._database.client.get_object(Bucket=self._database.bucket, Key=key)
         except ClientError as exc:
-            if _error_code(exc) in _NOT_FOUND_CODES:
+            if is_not_found(exc):
                 return None
             raise
         body = response["Body"]
@@ -667,18 +662,14 @@ class Resource:
             ) from exc
 
     def _delete_keys(self, keys: Sequence[str]) -> None:
-        for start in range(0, len(keys), _DELETE_BATCH):
-            batch = [{"Key": key} for key in keys[start : start + _DELETE_BATCH]]
-            response = self._database.client.delete_objects(
-                Bucket=self._database.bucket, Delete={"Objects": batch, "Quiet": True}
-            )
-            errors = response.get("Errors") or []
-            if errors:
-                first = errors[0]
-                raise S3dbError(
-                    f"could not delete {len(errors)} object(s) of resource {self._name!r}, first "
-                    f"{first.get('Key')!r}: {first.get('Code')} {first.get('Message')}; retry the call"
-                )
+        delete_in_batches(self._database.client, self._database.bucket, keys, self._delete_failure)
+
+    def _delete_failure(self, errors: Sequence[Mapping[str, Any]], batch_size: int) -> S3dbError:
+        first = errors[0]
+        return S3dbError(
+            f"could not delete {len(errors)} of {batch_size} object(s) of resource {self._name!r}, first "
+            f"{first.get('Key')!r}: {first.get('Code')} {first.get('Message')}; retry the call"
+        )
 
     # -- write helpers ---------------------------------------------------------------------------------------
 
@@ -730,7 +721,7 @@ class Resource:
                 **options,
             )
         except ClientError as exc:
-            if old is None and _error_code(exc) in ("PreconditionFailed", "412"):
+            if old is None and error_code(exc) in ("PreconditionFailed", "412"):
                 raise AlreadyExists(
                     f"resource {self._name!r} already has a document with id {document['id']!r}; use update, "
                     f"replace or upsert to change it, or insert without an id to get a new one"

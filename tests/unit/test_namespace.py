@@ -665,3 +665,38 @@ def test_close_and_context_manager() -> None:
         assert cache.get("k") == 1
     assert cache.driver.size() == 0  # the memory driver drops its entries on close
     assert "ctx" in repr(cache)
+
+
+class _LongLivedRepo:
+    """A class whose decorated method outlives the caches of its instances (as in apps that build a Cache per
+    test or per settings change)."""
+
+    name = "users"
+
+    def __init__(self) -> None:
+        self.cache = Cache(driver="memory", namespace="gone")
+
+    @cached(action="get")
+    def get(self, id: str) -> str:
+        return id
+
+
+def test_a_discarded_cache_is_freed_even_after_decorated_reads() -> None:
+    # The key memo lives on the Cache, not on the long-lived decorated method, so reads keep no cache alive.
+    import gc
+    import weakref
+
+    def use_one() -> weakref.ref[Cache]:
+        repo = _LongLivedRepo()
+        repo.get("u1")
+        repo.get("u1")
+        return weakref.ref(repo.cache)
+
+    ref = use_one()
+    gc.collect()
+    assert ref() is None
+
+
+def test_driver_none_is_refused_not_silently_memory() -> None:
+    with pytest.raises(ConfigurationError, match="'null' to turn caching off"):
+        Cache(driver=None)
