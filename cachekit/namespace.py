@@ -46,7 +46,7 @@ from .generations import store_for
 from .generations.view import GenerationView, KeyTemplate
 from .keys import KeySpec, format_key, get_key_resolver
 from .policies import MethodPolicy, parse_method_policies
-from .scopes import NAMESPACE_SCOPE, Invalidation, invalidation_scopes, partition_scopes, read_scopes
+from .scopes import NAMESPACE_SCOPE, Invalidation, invalidation_scopes, key_scopes, partition_scopes, read_scopes
 from .stats import CacheStats
 
 __all__ = ["DEFAULT_TTL", "NAMESPACE_OPTIONS", "Cache", "Namespace"]
@@ -255,9 +255,22 @@ class Cache(LoadingMixin):
         self.deletes += removed
         return removed
 
-    def keys(self, prefix: str = "") -> list[str]:
-        """This namespace's stored keys (under ``prefix`` within it), current and orphaned alike."""
-        return self.driver.keys(self._full_prefix(prefix))
+    def keys(self, prefix: str = "", *, orphans: bool = False) -> list[str]:
+        """This namespace's stored keys (under ``prefix`` within it) that reads can still reach.
+
+        ``orphans=True`` lists every stored key, also those that writes left under old generations (they are
+        not deleted: TTLs and eviction remove them).
+        """
+        stored = self.driver.keys(self._full_prefix(prefix))
+        return stored if orphans else [key for key in stored if self.is_current(key)]
+
+    def is_current(self, key: str) -> bool:
+        """Whether a read could still reach ``key``: its generations are the ones in force now."""
+        scopes = key_scopes(key, self.namespace, self._partitions)
+        if scopes is None:
+            return True  # a key of your own (Cache.set): no generations
+        suffix = key.rpartition("@")[2]
+        return self._gens.render(self._gens.template("", scopes))[0] == "@" + suffix
 
     def _full_prefix(self, prefix: str) -> str:
         if prefix.startswith(self.prefix):

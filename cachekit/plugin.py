@@ -354,8 +354,8 @@ class ResourceCache:
         return self.namespace_cache.invalidate_resource(self.resource.name)
 
     def keys(self) -> list[str]:
-        """This resource's stored keys."""
-        return self.namespace_cache.driver.keys(self._resource_prefix())
+        """This resource's keys that reads can still reach (see :meth:`cachekit.Cache.keys`)."""
+        return self.namespace_cache.keys(self._resource_prefix())
 
     def stats(self) -> Any:
         """The namespace's :class:`~cachekit.CacheStats` (hits, misses, hit_rate ...)."""

@@ -72,9 +72,9 @@ class RedisGenerations(GenerationStore):
     ordered = True
 
     def __init__(self, driver: Any, *, generation_ttl: float = DEFAULT_GENERATION_TTL) -> None:
-        super().__init__()
-        self._driver = driver
         prefix: str = getattr(driver, "key_prefix", None) or driver._prefix
+        super().__init__(identity=("redis", getattr(driver, "_where", id(driver)), prefix))
+        self._driver = driver
         self._key_base = prefix + "~gen/"
         self.channel = prefix + "~gen"
         self._ttl_ms = str(int(generation_ttl * 1000))

@@ -178,6 +178,7 @@ class GenerationView:
                         time.sleep(delay * 2**attempt)
                         continue
                     self._failed("bump generations", exc)
+                    self._retry_at = self._clock() + self._retry_interval
                     self._go_private(scopes)
                     return False
                 self.changed(list(zip(scopes, values, strict=True)))

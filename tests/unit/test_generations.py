@@ -252,3 +252,22 @@ def test_invalidate_returns_the_scopes_it_bumped() -> None:
                        records_complete=True)
     assert cache.invalidate(inv) == 4  # aggregates, two items, one partition value
     assert cache.stats().details["invalidations"] == 4
+
+
+def test_a_pending_bump_is_retried_at_most_once_a_second(clock: Any) -> None:
+    driver = FlakyStoreDriver()
+    cache = Cache(driver, namespace="flaky", retry_delay=0, clock=clock)
+    users = Users(cache)
+    users.get("u1")
+    driver.store.failing = True
+    users.update("u1", {"v": 1})
+    driver.store.failing = False
+    bumps = driver.store.bumps
+    users.update("u2", {"v": 1})  # within the retry interval: the pending bump waits, this one goes through
+    assert driver.store.bumps == bumps + 1
+    assert cache.pending_invalidations
+    clock.advance(1.1)
+    users.update("u3", {"v": 1})
+    assert not cache.pending_invalidations  # retried first, then this write's own bump
+    assert driver.store.bumps == bumps + 3
+    assert [users.get(f"u{i}")["v"] for i in (1, 2, 3)] == [1, 1, 1]

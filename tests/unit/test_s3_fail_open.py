@@ -76,7 +76,7 @@ def test_reads_fail_open_while_s3_is_down_and_recover(private_moto: MotoServer) 
     source = {"version": 1}
     calls: list[int] = []
 
-    @cached(action="get", namespace=cache)
+    @cached(action="get", namespace=cache, id_param="user_id")
     def load_user(user_id: int) -> dict[str, Any]:
         calls.append(user_id)
         return {"id": user_id, **source}
