@@ -66,7 +66,7 @@ class Scale:
 
 
 #: ``--quick``: a few seconds of work on a small machine.
-QUICK = Scale(records=120, get_ids=30, rounds=3, warm_repeats=5, mixed_operations=300, mixed_records=40)
+QUICK = Scale(records=40, get_ids=15, rounds=2, warm_repeats=5, mixed_operations=100, mixed_records=20)
 #: The full run: more documents and samples, so p99 means something.
 FULL = Scale(records=600, get_ids=100, rounds=8, warm_repeats=10, mixed_operations=1500, mixed_records=60)
 
