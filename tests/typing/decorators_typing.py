@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from cachekit import Cache, cached, invalidates
+from cachekit import Cache, CachePlugin, cached, invalidates
 
 if TYPE_CHECKING:
     from typing_extensions import assert_type  # typing.assert_type is 3.11+; the package supports 3.10
@@ -120,3 +120,9 @@ async def async_helpers(repo: UserRepository) -> None:
     assert_type(await count_users.uncached("eu"), int)
     assert_type(repo.query.cache_key({"age": 3}, limit=1), str)
     assert_type(await repo.query({}, skip_cache=True), list[dict[str, Any]])
+
+
+def lazily_loaded_names() -> None:
+    # cached, invalidates and CachePlugin load on first use at run time; type checkers still see the real ones.
+    plugin = CachePlugin(driver="memory", ttl=30)
+    assert_type(plugin.slug, str)
