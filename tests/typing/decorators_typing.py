@@ -1,3 +1,4 @@
+# pyright: strict
 """Checked by ``mypy --strict`` and ``pyright`` (both run by ``.ci/test``), never run by pytest; no ignores.
 
 Decorated functions and methods keep their signatures and return types for type checkers, and ``@cached`` ones

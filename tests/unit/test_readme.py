@@ -174,3 +174,17 @@ def test_two_commands_are_the_ones_ci_runs() -> None:
     assert "bash .ci/test" in text
     assert "bash .ci/test" in (README.parent / ".ci" / "run").read_text()
     assert ".venv/bin/cachekit demo" in text
+
+
+def test_the_readmes_command_lines_parse() -> None:
+    # The `cachekit ...` lines of the README's shell blocks use options that exist (bench parses its own).
+    import shlex
+
+    from cachekit.cli import build_parser
+
+    lines = [line.strip() for line in README.read_text().splitlines() if line.strip().startswith("cachekit ")]
+    commands = [shlex.split(line) for line in lines if not line.startswith(("cachekit bench", "cachekit demo ["))]
+    assert len(commands) >= 3
+    for words in commands:
+        build_parser().parse_args(words[1:])
+    assert any("--database" in words and "--resource" in words for words in commands)
