@@ -22,7 +22,7 @@ import inspect
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +55,7 @@ class CacheView:
     cache: Cache | None = None  # None: the raw driver view
     resource: str | None = None
     prefix: str = ""
-    closers: list[Any] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def where(self) -> str:
@@ -250,7 +250,8 @@ def stats_of(view: CacheView) -> dict[str, Any]:
     return info
 
 
-def run_stats(view: CacheView, as_json: bool, print_mapping: Any) -> int:
+def run_stats(view: CacheView, as_json: bool, print_mapping: Callable[[str, Mapping[str, Any]], None]) -> int:
+    """Print the facts of :func:`stats_of` as JSON or through ``print_mapping(title, info)``."""
     info = stats_of(view)
     if as_json:
         print(json.dumps(info, indent=2, sort_keys=True, default=str))
@@ -259,7 +260,7 @@ def run_stats(view: CacheView, as_json: bool, print_mapping: Any) -> int:
     return 0
 
 
-def run_clear(view: CacheView, yes: bool, confirm: Any) -> int:
+def run_clear(view: CacheView, yes: bool, confirm: Callable[[str], bool]) -> int:
     """Remove the entries looked at, after a confirmation unless ``yes``; 1 when the user says no."""
     where = view.where
     if not yes:
