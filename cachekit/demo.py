@@ -65,9 +65,9 @@ class Scale:
     mixed_records: int
 
 
-#: ``--quick``: a few seconds of work on a small machine.
-QUICK = Scale(records=120, get_ids=30, rounds=3, warm_repeats=5, mixed_operations=300, mixed_records=40)
-#: The full run: more documents and samples, so p99 means something.
+#: ``--quick``: 6-8 s on a busy 2-core machine (measured with ``time cachekit demo --quick``); keep it under 10 s.
+QUICK = Scale(records=40, get_ids=15, rounds=2, warm_repeats=5, mixed_operations=100, mixed_records=20)
+#: The full run: more documents and samples, so p99 means something; 1-2 min on the same machine.
 FULL = Scale(records=600, get_ids=100, rounds=8, warm_repeats=10, mixed_operations=1500, mixed_records=60)
 
 

@@ -52,13 +52,18 @@ class CachePlugin:
 
     E.g.::
 
-        db = Database.connect("s3://KEY:SECRET@bucket/app?endpoint=http://127.0.0.1:5055")
+        from cachekit import CachePlugin
+        from cachekit.s3db import Database
+
+        db = Database.connect("s3://KEY:SECRET@my-bucket/app?endpoint=http://127.0.0.1:5055", create_bucket=True)
         users = db.create_resource("users", partitions={"by_region": ["region"]})
         plugin = CachePlugin(driver="memory", ttl=300,
                              method_policies={"get": {"ttl": 30}, "get_all": False})
         db.use_plugin(plugin)
+        users.insert({"id": "u1", "name": "Ada", "region": "eu"})
         users.count()           # from S3, then from the cache
         users.cache.stats()
+        db.close()
 
     :param driver: ``"memory"``, ``"filesystem"``, ``"redis"``, ``"s3"``, ``"null"``, a ``"module:Class"`` path
         or a driver instance. The S3 driver defaults to the database's client and bucket.

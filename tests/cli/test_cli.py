@@ -94,7 +94,7 @@ def test_keys_lists_a_filesystem_cache_one_key_a_line(fs_config: str) -> None:
 
 def test_clear_removes_only_keys_under_the_prefix(fs_directory: Path, fs_config: str) -> None:
     result = cachekit("clear", "--driver", "filesystem", "--config", fs_config, "--namespace", "users", "--yes")
-    assert lines_of(result) == ["Removed 3 keys under 'users/'."]
+    assert lines_of(result) == ["Removed 3 keys of namespace 'users'."]
     assert lines_of(cachekit("keys", "--driver", "filesystem", "--config", fs_config)) == ORDERS
     with Cache(driver="filesystem", namespace="orders", config={"directory": str(fs_directory)}) as orders:
         assert orders.get("o1") == {"total": 12.5}  # the other namespace is intact and readable
@@ -275,7 +275,7 @@ def test_clear_asks_on_a_terminal(
     monkeypatch.setattr(sys, "stdin", _Terminal(answer))
     assert main(["clear", "--driver", "filesystem", "--config", fs_config, "--namespace", "users"]) == status
     out = capsys.readouterr().out
-    assert "Remove 3 keys under 'users/'" in out
+    assert "Remove 3 keys of namespace 'users'" in out
     assert main(["keys", "--driver", "filesystem", "--config", fs_config]) == 0
     assert capsys.readouterr().out.splitlines() == left
 

@@ -230,7 +230,8 @@ def test_private_generations_differ_from_every_shared_one() -> None:
     store.failing = True
     view.bump(["users/agg"])
     private_key = view.render(template)[0]
-    assert private_key != shared_key and "-" in private_key.split("@")[1]
+    assert private_key != shared_key
+    assert "-" in private_key.split("@")[1]
 
 
 @pytest.mark.parametrize("ttl", [None])
@@ -242,7 +243,8 @@ def test_ttl_none_is_refused_where_nothing_would_remove_orphans(ttl: Any, redis_
     with pytest.raises(ConfigurationError, match="ttl=None"):
         Cache("redis", method_policies={"get": {"ttl": None}}, config={"url": redis_url, "key_prefix": redis_prefix})
     Cache("memory", ttl=None).close()  # bounded by max_size: fine
-    tiers = [{"driver": "memory"}, {"driver": "redis", "ttl": 60, "config": {"url": redis_url, "key_prefix": redis_prefix}}]
+    redis_tier = {"driver": "redis", "ttl": 60, "config": {"url": redis_url, "key_prefix": redis_prefix}}
+    tiers = [{"driver": "memory"}, redis_tier]
     Cache(drivers=tiers, ttl=None).close()  # the Redis tier's own ttl bounds it
 
 
