@@ -71,6 +71,7 @@ def test_reads_fail_open_while_s3_is_down_and_recover(private_moto: MotoServer) 
             "connect_timeout": 0.5,
             "read_timeout": 1.0,
             "max_attempts": 1,
+            "breaker_cooldown": 0.2,
         },
     )
     source = {"version": 1}
@@ -109,6 +110,7 @@ def test_reads_fail_open_while_s3_is_down_and_recover(private_moto: MotoServer) 
         restarted = MotoServer(port=private_moto.port).start()
         try:
             create_bucket(restarted.endpoint_url, bucket)
+            time.sleep(0.25)  # past the circuit breaker's cool-down: the next read probes S3
             for _ in range(4):
                 assert load_user(7) == {"id": 7, "version": 2}
             assert calls == [7] * 6
