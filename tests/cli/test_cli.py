@@ -302,3 +302,11 @@ def test_demo_quick_runs_on_a_bare_machine() -> None:
 def test_demo_rejects_a_bad_config_before_starting() -> None:
     assert_error(cachekit("demo", "--quick", "--config", "{oops"), 2, "not valid JSON")
     assert_error(cachekit("demo", "--quick", "--driver", "nope"), 2, "unknown cache driver")
+
+
+def test_demo_against_an_unreachable_cache_backend_is_one_line_and_fails() -> None:
+    dead = f"redis://:hunter2@127.0.0.1:{free_port()}/0"  # nothing listens there
+    config = json.dumps({"url": dead, "connect_timeout": 0.5})
+    line = assert_error(cachekit("demo", "--quick", "--driver", "redis", "--config", config), 1,
+                        "cannot be reached", "127.0.0.1")
+    assert "hunter2" not in line
