@@ -63,8 +63,15 @@ class TierState:
         """Run ``operation(driver)`` through the tier's breaker (raises CircuitOpenError while it is open)."""
         if not self._wraps:
             return operation(self.driver)
-        with self.breaker.guard(_verdict):
-            return operation(self.driver)
+        breaker = self.breaker
+        probe = breaker.enter()  # enter/exit rather than guard(): this is every L1 hit's path
+        try:
+            result = operation(self.driver)
+        except BaseException as exc:
+            breaker.exit(probe, exc, _verdict(exc) if isinstance(exc, Exception) else "ok")
+            raise
+        breaker.exit(probe)
+        return result
 
     def usable(self) -> bool:
         """True when the tier may be read and written now: no missed invalidation is left to replay.
