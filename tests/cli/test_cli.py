@@ -208,7 +208,8 @@ def test_unknown_driver_and_bad_option(fs_directory: Path) -> None:
     assert_error(cachekit("keys", "--driver", "nope", "--config", "{}"), 2, "unknown cache driver 'nope'")
     bad = json.dumps({"directory": str(fs_directory), "bogus": 1})
     assert_error(cachekit("stats", "--driver", "filesystem", "--config", bad), 2, "unknown", "bogus")
-    assert_error(cachekit("keys", "--driver", "memory", "--config", '{"bogus": 1}'), 2, "bad option", "max_size")
+    assert_error(cachekit("keys", "--driver", "memory", "--config", '{"max_szie": 1}'), 2,
+                 "unknown memory driver option 'max_szie' (did you mean 'max_size'?)")
 
 
 def test_a_missing_directory_is_an_error_and_is_not_created(tmp_path: Path) -> None:
