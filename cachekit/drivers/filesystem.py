@@ -51,6 +51,7 @@ from urllib.parse import quote, unquote
 
 import diskcache
 
+from cachekit._options import reject_unknown_options
 from cachekit._types import MISSING, Missing, check_key, normalize_ttl
 from cachekit.drivers.base import Driver
 from cachekit.errors import ConfigurationError, DriverError, DriverUnavailable
@@ -200,11 +201,7 @@ class FilesystemDriver(Driver):
         timeout: float = 10.0,
         **unknown: Any,
     ) -> None:
-        if unknown:
-            raise ConfigurationError(
-                f"unknown {type(self).__name__} option(s) {sorted(unknown)}; "
-                f"valid options are {', '.join(self._options())}"
-            )
+        reject_unknown_options(f"{type(self).__name__} driver", unknown, self._options())
         self.directory = _check_directory(directory, create_directory)
         self.max_bytes = _check_max_bytes(max_bytes)
         self.eviction_policy = _check_policy(eviction_policy)

@@ -208,7 +208,8 @@ def test_unknown_driver_and_bad_option(fs_directory: Path) -> None:
     assert_error(cachekit("keys", "--driver", "nope", "--config", "{}"), 2, "unknown cache driver 'nope'")
     bad = json.dumps({"directory": str(fs_directory), "bogus": 1})
     assert_error(cachekit("stats", "--driver", "filesystem", "--config", bad), 2, "unknown", "bogus")
-    assert_error(cachekit("keys", "--driver", "memory", "--config", '{"bogus": 1}'), 2, "bad option", "max_size")
+    assert_error(cachekit("keys", "--driver", "memory", "--config", '{"max_szie": 1}'), 2,
+                 "unknown memory driver option 'max_szie' (did you mean 'max_size'?)")
 
 
 def test_a_missing_directory_is_an_error_and_is_not_created(tmp_path: Path) -> None:
@@ -302,3 +303,11 @@ def test_demo_quick_runs_on_a_bare_machine() -> None:
 def test_demo_rejects_a_bad_config_before_starting() -> None:
     assert_error(cachekit("demo", "--quick", "--config", "{oops"), 2, "not valid JSON")
     assert_error(cachekit("demo", "--quick", "--driver", "nope"), 2, "unknown cache driver")
+
+
+def test_demo_against_an_unreachable_cache_backend_is_one_line_and_fails() -> None:
+    dead = f"redis://:hunter2@127.0.0.1:{free_port()}/0"  # nothing listens there
+    config = json.dumps({"url": dead, "connect_timeout": 0.5})
+    line = assert_error(cachekit("demo", "--quick", "--driver", "redis", "--config", config), 1,
+                        "cannot be reached", "127.0.0.1")
+    assert "hunter2" not in line

@@ -334,7 +334,8 @@ def test_max_bytes_bounds_the_volume(tmp_path: Path) -> None:
         ({"directory": "{tmp}", "key_prefix": None}, "key_prefix"),
         ({"directory": "{tmp}", "clock": 5}, "clock"),
         ({"directory": "{tmp}", "timeout": 0}, "timeout"),
-        ({"directory": "{tmp}", "ttl": 5, "bogus": 1}, r"\['bogus', 'ttl'\]"),
+        ({"directory": "{tmp}", "ttl": 5, "bogus": 1}, r"options 'bogus', 'ttl'; accepted options: "),
+        ({"directory": "{tmp}", "max_byte": 5}, r"'max_byte' \(did you mean 'max_bytes'\?\)"),
     ],
 )
 def test_bad_options_are_configuration_errors(

@@ -552,8 +552,10 @@ def test_unknown_driver_names_the_choices() -> None:
 
 
 def test_unknown_driver_option_names_the_accepted_ones() -> None:
-    with pytest.raises(ConfigurationError, match=r"bogus.*accepts.*'max_size'.*'eviction_policy'"):
+    with pytest.raises(ConfigurationError, match=r"bogus.*accepted options: .*eviction_policy.*max_size"):
         Cache(config={"bogus": 1})
+    with pytest.raises(ConfigurationError, match=r"'max_szie' \(did you mean 'max_size'\?\)"):
+        Cache(config={"max_szie": 1})
 
 
 def test_a_driver_instance_takes_no_driver_options(clock: FakeClock) -> None:
