@@ -7,10 +7,14 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._options import reject_unknown_options
+from ._redact import redact
 from ._types import Clock, normalize_ttl
 from .codecs import Codec
 from .drivers import Driver, create_driver, resolve_driver_class
 from .errors import CacheWarning, ConfigurationError
+
+_TIER_KEYS = frozenset({"driver", "ttl", "config", "name"})
 
 _DEFAULT_NAMESPACE = "cachekit"
 #: The TTL used when none is given: five minutes, for every driver.
@@ -122,10 +126,10 @@ def _build_tier(index: int, tier: Mapping[str, Any] | Driver, clock: Clock, tier
     if isinstance(tier, Driver):
         return tier_cls(tier)
     if not isinstance(tier, Mapping) or "driver" not in tier:
-        raise ConfigurationError(f"drivers[{index}] must be a Driver or a dict with a 'driver' key; got {tier!r}")
-    unknown = sorted(set(tier) - {"driver", "ttl", "config", "name"})
-    if unknown:
-        raise ConfigurationError(f"drivers[{index}] has unknown keys {unknown}; use driver, ttl, config, name")
+        raise ConfigurationError(
+            f"drivers[{index}] must be a Driver or a dict with a 'driver' key; got {redact(repr(tier))}"
+        )
+    reject_unknown_options(f"drivers[{index}]", set(tier) - _TIER_KEYS, sorted(_TIER_KEYS))
     misplaced = sorted(set(tier.get("config") or {}) & NAMESPACE_OPTIONS)
     if misplaced:
         raise ConfigurationError(

@@ -152,7 +152,7 @@ def invalidation_failed(namespace: str, driver: str, attempts: int, exc: BaseExc
     return LIMITER.log(
         logging.ERROR,
         ("invalidation", namespace, driver, type(exc).__name__),
-        "cachekit: invalidation on %s failed after %d attempt(s) (%s); namespace %r bypasses the cache until "
-        "it succeeds, so no stale entry is served",
+        "cachekit: invalidation on %s failed after %d attempt(s) (%s); namespace %r keeps it pending and reads "
+        "what it touched under private generations until it goes through, so this process serves nothing stale",
         driver, attempts, exc, namespace,
     )
