@@ -7,6 +7,7 @@ import enum
 import json
 import struct
 import uuid
+import zlib
 from collections import OrderedDict, namedtuple
 from dataclasses import dataclass
 from decimal import Decimal
@@ -269,12 +270,13 @@ def test_a_serializer_object_is_used_as_given() -> None:
 
     codec = Codec(Upper())
     assert round_trip("abc", codec) == "ABC"
-    assert codec.encode("x", None)[2] == 9  # the serializer id travels in the envelope
+    assert codec.encode("x", None)[SID_BYTE] == 9  # the serializer id travels in the envelope
 
 
 # -- compression -----------------------------------------------------------------------------------------------------
 
-FLAG_BYTE = 3
+SID_BYTE = 6  # magic, format, crc32 (4 bytes), serializer id, flags
+FLAG_BYTE = 7
 COMPRESSION_BITS = 0x0F
 
 
@@ -328,9 +330,10 @@ def test_bad_compression_options(options: dict[str, Any], message: str) -> None:
 def test_envelope_header_records_format_serializer_and_times(clock: FakeClock) -> None:
     codec = Codec(clock=clock)
     blob = codec.encode({"a": 1}, 60)
-    magic, version, sid, _flags, stored_at, expires_at = struct.unpack_from("<BBBBdd", blob)
-    assert (magic, version, sid) == (0xCE, 1, 1)
-    assert HEADER_SIZE == 20
+    magic, version, crc, sid, _flags, stored_at, expires_at = struct.unpack_from("<BBIBBdd", blob)
+    assert (magic, version, sid) == (0xCE, 2, 1)
+    assert crc == zlib.crc32(blob[6:])
+    assert HEADER_SIZE == 24
     assert stored_at == clock.now
     assert expires_at == clock.now + 60
     assert Codec.expires_at(blob) == clock.now + 60
@@ -358,6 +361,11 @@ def test_a_cached_none_is_not_missing() -> None:
     assert out is not MISSING
 
 
+def reseal(blob: bytes) -> bytes:
+    """``blob`` with its checksum recomputed: what the payload decoder sees when only the payload is bad."""
+    return blob[:2] + struct.pack("<I", zlib.crc32(blob[6:])) + blob[6:]
+
+
 def good_blob() -> bytes:
     return Codec().encode({"a": [1, 2, 3], "b": "x" * 50}, None)
 
@@ -369,11 +377,11 @@ def good_blob() -> bytes:
         b"\xce\x01",  # a truncated header
         good_blob()[:HEADER_SIZE + 5],  # a truncated payload
         b"plain garbage that is no cachekit envelope at all",
-        bytes([0xCE, 2]) + good_blob()[2:],  # a future format version
-        good_blob()[:HEADER_SIZE] + b"\xc1\xc1\xc1",  # msgpack's never-used byte
-        Codec(compression="gzip", compression_threshold=1).encode("x" * 500, None)[:-10],  # truncated gzip
+        bytes([0xCE, 9]) + good_blob()[2:],  # a future format version
+        reseal(good_blob()[:HEADER_SIZE] + b"\xc1\xc1\xc1"),  # msgpack's never-used byte
+        reseal(Codec(compression="gzip", compression_threshold=1).encode("x" * 500, None)[:-10]),  # truncated gzip
     ],
-    ids=["empty", "short-header", "short-payload", "garbage", "version-2", "bad-msgpack", "short-gzip"],
+    ids=["empty", "short-header", "short-payload", "garbage", "version-9", "bad-msgpack", "short-gzip"],
 )
 def test_undecodable_blobs_are_corrupt_entry_errors(blob: bytes) -> None:
     with pytest.raises(CorruptEntryError) as info:
