@@ -90,13 +90,14 @@ class _Corpus:
 
     @staticmethod
     def reseal(blob: bytes) -> bytes:
-        """A checked envelope with its CRC recomputed over whatever the rest now holds."""
-        return blob[:2] + struct.pack("<I", zlib.crc32(blob[6:])) + blob[6:]
+        """A checked envelope with its CRC trailer recomputed over whatever the rest now holds."""
+        body = blob[:-4]
+        return body + struct.pack("<I", zlib.crc32(body))
 
     @staticmethod
     def envelope(payload: bytes, flags: int, sid: int = 1) -> bytes:
-        rest = struct.pack("<BBdd", sid, flags, 1_000_000.0, 0.0) + payload
-        return struct.pack("<BBI", 0xCE, 2, zlib.crc32(rest)) + rest
+        body = struct.pack("<BBBBdd", 0xCE, 2, sid, flags, 1_000_000.0, 0.0) + payload
+        return body + struct.pack("<I", zlib.crc32(body))
 
 
 def _flip(rng: random.Random, blob: bytes, bits: int, start: int = 0) -> bytes:
@@ -115,8 +116,8 @@ def _case(rng: random.Random, corpus: _Corpus, kind: str) -> tuple[Any, bytes]:
     if kind == "bitflip":
         return codec, _flip(rng, blob, rng.randint(1, 3))
     if kind == "resealed":
-        # Mutate after the checksum (serializer id, flags, times, payload), then make the checksum agree.
-        return codec, corpus.reseal(_flip(rng, blob, rng.randint(1, 8), start=6))
+        # Mutate the serializer id, flags, times or payload, then make the checksum agree.
+        return codec, corpus.reseal(_flip(rng, blob, rng.randint(1, 8), start=2))
     if kind == "unknown-ext":
         # Raw ext8 bytes (msgpack.ExtType refuses the reserved negative codes, e.g. -1, the timestamp).
         code = rng.choice([0, 10, 42, 127, -1, -128, *range(1, 10)])

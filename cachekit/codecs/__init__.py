@@ -1,17 +1,15 @@
 """Serializers, compression and the versioned envelope that every stored blob carries.
 
-A blob is a fixed header followed by the (maybe compressed) payload. The default, checked envelope (24 bytes
-of header, :data:`HEADER_SIZE`)::
+A blob is a fixed 20-byte header (:data:`HEADER_SIZE`), the (maybe compressed) payload, and a trailer::
 
-    magic 0xCE | format 2 | crc32: uint32 | serializer id | flags | stored_at: float64 | expires_at: float64
+    magic 0xCE | format | serializer id | flags | stored_at: float64 | expires_at: float64 (0 = none)
+    payload
+    CRC-32 of all the above, 4 bytes little-endian       (format 2, the default)
+    or BLAKE2b-128 MAC of all the above, keyed, 16 bytes  (format 3, with ``signing_key=``)
 
-and, with ``signing_key=``, the signed one (36 bytes, :data:`SIGNED_HEADER_SIZE`)::
-
-    magic 0xCE | format 3 | MAC: 16 bytes | serializer id | flags | stored_at: float64 | expires_at: float64
-
-The CRC-32, or the keyed BLAKE2b-128 MAC, covers every byte after it (the rest of the header and the payload).
 Flags: the low 4 bits name the compression, 0x10 marks a payload that needs the serializer's extensions; any
-other bit makes the blob corrupt.
+other bit makes the blob corrupt. The trailer goes last so that a hit verifies the CRC in one pass over the
+blob as stored (the CRC of data followed by its CRC is a constant), with no copy.
 
 Because the deadline travels with the value, every driver enforces TTL the same way, and a blob written by
 another serializer or format is recognised as foreign (a miss, dropped) rather than mis-decoded. Stored bytes
@@ -44,7 +42,7 @@ read, so it is opt-in and warns: never use it on a cache that others can write t
 
 from __future__ import annotations
 
-from ._codec import DEFAULT_MAX_VALUE_BYTES, HEADER_SIZE, SIGNED_HEADER_SIZE, Codec
+from ._codec import CHECKSUM_SIZE, DEFAULT_MAX_VALUE_BYTES, HEADER_SIZE, MAC_SIZE, Codec
 from ._serializers import (
     MAX_DEPTH,
     JsonSerializer,
@@ -55,10 +53,11 @@ from ._serializers import (
 )
 
 __all__ = [
+    "CHECKSUM_SIZE",
     "DEFAULT_MAX_VALUE_BYTES",
     "HEADER_SIZE",
+    "MAC_SIZE",
     "MAX_DEPTH",
-    "SIGNED_HEADER_SIZE",
     "Codec",
     "JsonSerializer",
     "MsgpackSerializer",

@@ -15,19 +15,22 @@ from ..errors import ConfigurationError, CorruptEntryError, SerializationError
 from ._compression import NONE, PayloadTooLarge, compressor, decompress
 from ._serializers import make_serializer
 
-__all__ = ["DEFAULT_MAX_VALUE_BYTES", "HEADER_SIZE", "SIGNED_HEADER_SIZE", "Codec"]
+__all__ = ["CHECKSUM_SIZE", "DEFAULT_MAX_VALUE_BYTES", "HEADER_SIZE", "MAC_SIZE", "Codec"]
 
 _MAGIC = 0xCE
-_CHECKED, _SIGNED = 2, 3  # the format byte: crc32-checked, or signed with keyed BLAKE2b
-_CHECKED_HEADER = struct.Struct("<BBIBBdd")  # magic, format, crc32 of the rest, serializer, flags, stored, expires
-_SIGNED_HEADER = struct.Struct("<BB16sBBdd")  # magic, format, MAC of the rest, serializer, flags, stored, expires
-_REST = struct.Struct("<BBdd")  # what the checksum or MAC covers, followed by the payload
-_CHECKED_FROM = _CHECKED_HEADER.size - _REST.size
-_SIGNED_FROM = _SIGNED_HEADER.size - _REST.size
-#: Bytes before the payload in a checked envelope (the default).
-HEADER_SIZE: Final = _CHECKED_HEADER.size
-#: Bytes before the payload in a signed envelope (``signing_key=``).
-SIGNED_HEADER_SIZE: Final = _SIGNED_HEADER.size
+_CHECKED, _SIGNED = 2, 3  # the format byte: a CRC-32 trailer, or a keyed BLAKE2b trailer
+_HEADER = struct.Struct("<BBBBdd")  # magic, format, serializer, flags, stored_at, expires_at
+_CRC = struct.Struct("<I")
+#: Bytes before the payload.
+HEADER_SIZE: Final = _HEADER.size
+#: Bytes after the payload of a checked envelope (the default): its CRC-32, little-endian.
+CHECKSUM_SIZE: Final = _CRC.size
+#: Bytes after the payload of a signed envelope (``signing_key=``): a BLAKE2b-128 MAC.
+MAC_SIZE: Final = 16
+# The CRC-32 of any data followed by its own CRC-32 (little-endian) is this constant, so a checked envelope is
+# verified with one pass over the blob as stored, without slicing the trailer off first.
+_CRC_RESIDUE = 0x2144DF1C
+_crc32 = zlib.crc32
 #: The default cap on a value's serialized (decompressed) size: 64 MiB.
 DEFAULT_MAX_VALUE_BYTES: Final = 64 << 20
 
@@ -35,14 +38,12 @@ _COMPRESSION_MASK = 0x0F
 _EXTENDED = 0x10  # the serializer's full decoding path is needed (msgpack ext types, text from a function)
 _KNOWN_FLAGS = _COMPRESSION_MASK | _EXTENDED
 _MAC_PERSON = b"cachekit-env-v3"  # BLAKE2b personalisation: these MACs mean nothing outside cachekit envelopes
-_MAC_SIZE = 16
-_COPY_FREE_CRC = 4096  # from this size the checksum reads a memoryview instead of copying the blob
 
 
 class Codec:
     """Encodes values into enveloped blobs and back; compresses payloads above ``compression_threshold`` bytes.
 
-    Every envelope carries a CRC-32 of everything after it, so a flipped bit is a
+    Every envelope ends with a CRC-32 of everything before it, so a flipped bit is a
     :class:`~cachekit.errors.CorruptEntryError` (a miss, and the entry is dropped) rather than a different
     value. With ``signing_key`` the CRC is replaced by a keyed BLAKE2b MAC: only writers that hold the key can
     produce an entry this codec accepts, which is what a cache shared across trust boundaries needs (another
@@ -69,6 +70,13 @@ class Codec:
         only envelopes signed with it or with one of ``verify_keys``.
     :param verify_keys: older keys still accepted on read, for key rotation (see the README).
     """
+
+    # Slots: the hit path reads eight attributes per decode, and slot reads stay specialised however the
+    # instance is used (an instance dict can fall back to a hashed lookup per attribute).
+    __slots__ = (
+        "_clock", "_compress", "_compression_id", "_dumps_flagged", "_format", "_loads", "_loads_plain", "_macs",
+        "_payload", "_sid", "_threshold", "compression", "max_value_bytes", "overhead", "serializer", "signed",
+    )
 
     def __init__(
         self,
@@ -98,9 +106,10 @@ class Codec:
         self._macs = _mac_bases(signing_key, verify_keys)
         self.signed = bool(self._macs)
         self._format = _SIGNED if self.signed else _CHECKED
-        self._header = _SIGNED_HEADER if self.signed else _CHECKED_HEADER
-        #: Bytes before the payload in the envelopes this codec writes.
-        self.header_size = self._header.size
+        trailer = MAC_SIZE if self.signed else CHECKSUM_SIZE
+        self._payload = slice(HEADER_SIZE, -trailer)  # built once: a hit slices with it
+        #: Bytes of an envelope that are not payload (header and trailer).
+        self.overhead = HEADER_SIZE + trailer
 
     def __repr__(self) -> str:
         signed = ", signed" if self.signed else ""  # never the keys
@@ -129,10 +138,10 @@ class Codec:
             compression, payload = self._compression_id, self._compress(payload)
         now = self._clock()
         flags = compression | (_EXTENDED if extended else 0)
-        rest = _REST.pack(self._sid, flags, now, 0.0 if ttl is None else now + ttl) + payload
+        body = _HEADER.pack(_MAGIC, self._format, self._sid, flags, now, 0.0 if ttl is None else now + ttl) + payload
         if self.signed:
-            return bytes((_MAGIC, _SIGNED)) + _mac(self._macs[0], rest) + rest
-        return struct.pack("<BBI", _MAGIC, _CHECKED, zlib.crc32(rest)) + rest
+            return body + _mac(self._macs[0], body)
+        return body + _CRC.pack(zlib.crc32(body))
 
     def decode(self, blob: bytes) -> Any:
         """Return the value in ``blob``, or :data:`~cachekit.MISSING` when it has expired.
@@ -141,19 +150,18 @@ class Codec:
             corrupt, unsigned or signed with an unknown key, too large once decompressed).
         """
         try:
-            magic, form, check, sid, flags, _stored, expires_at = self._header.unpack_from(blob)
+            magic, form, sid, flags, _stored, expires_at = _HEADER.unpack_from(blob)
         except (struct.error, TypeError) as exc:
-            raise self._unreadable(blob) from exc
+            raise CorruptEntryError(f"not a cachekit envelope ({_size(blob)})") from exc
         if magic != _MAGIC or form != self._format or sid != self._sid:
-            raise self._foreign(blob)
+            raise self._foreign(magic, form, sid)
         if self.signed:
-            self._authenticate(blob, check)
-        elif check != zlib.crc32(blob[_CHECKED_FROM:] if len(blob) < _COPY_FREE_CRC
-                                 else memoryview(blob)[_CHECKED_FROM:]):
+            self._authenticate(blob)
+        elif _crc32(blob) != _CRC_RESIDUE:
             raise CorruptEntryError("the envelope's checksum does not match: the stored bytes were altered")
         if expires_at and expires_at <= self._clock():
             return MISSING
-        payload = blob[self.header_size :]
+        payload = blob[self._payload]
         if flags & ~_EXTENDED:  # compressed, or flags this version does not know
             payload = self._inflate(flags, payload)
         try:
@@ -170,9 +178,8 @@ class Codec:
     def expires_at(blob: bytes) -> float | None:
         """The deadline recorded in ``blob`` (``None`` for no expiry), without decoding the payload."""
         try:
-            header = _SIGNED_HEADER if blob[1] == _SIGNED else _CHECKED_HEADER
-            expires_at = header.unpack_from(blob)[-1]
-        except (struct.error, IndexError, TypeError) as exc:
+            expires_at = _HEADER.unpack_from(blob)[-1]
+        except (struct.error, TypeError) as exc:
             raise CorruptEntryError("not a cachekit envelope") from exc
         return float(expires_at) or None
 
@@ -186,27 +193,18 @@ class Codec:
         except Exception as exc:
             raise CorruptEntryError(f"stored payload does not decompress: {_brief(exc)}") from exc
 
-    def _unreadable(self, blob: object) -> CorruptEntryError:
-        """The error for a blob too short for this codec's header (maybe the other format's, which is shorter)."""
-        if isinstance(blob, bytes) and len(blob) >= _CHECKED_HEADER.size and blob[0] == _MAGIC:
-            return self._foreign(blob)
-        return CorruptEntryError(f"not a cachekit envelope ({_size(blob)})")
-
-    def _authenticate(self, blob: bytes, tag: bytes) -> None:
-        rest = memoryview(blob)[_SIGNED_FROM:]
+    def _authenticate(self, blob: bytes) -> None:
+        signed, tag = memoryview(blob)[:-MAC_SIZE], blob[-MAC_SIZE:]
         for base in self._macs:
-            if hmac.compare_digest(_mac(base, rest), tag):
+            if len(signed) >= HEADER_SIZE and hmac.compare_digest(_mac(base, signed), tag):
                 return
         raise CorruptEntryError(
             "the envelope's signature matches neither signing_key nor verify_keys: it was altered, planted, or "
             "signed with a retired key"
         )
 
-    def _foreign(self, blob: bytes) -> CorruptEntryError:
-        magic, form = blob[0], blob[1]
-        offset = {_CHECKED: _CHECKED_FROM, _SIGNED: _SIGNED_FROM}.get(form)
-        sid = blob[offset] if offset is not None and len(blob) > offset else None
-        if magic == _MAGIC and sid == self._sid and form != self._format:
+    def _foreign(self, magic: int, form: int, sid: int) -> CorruptEntryError:
+        if magic == _MAGIC and sid == self._sid and form in (_CHECKED, _SIGNED):
             if self.signed:
                 return CorruptEntryError("an unsigned envelope, but this codec has a signing_key: refused")
             return CorruptEntryError("a signed envelope, but this codec has no signing_key to verify it: refused")
@@ -232,7 +230,7 @@ def _mac_bases(signing_key: object, verify_keys: object) -> list[Any]:
             raise ConfigurationError("verify_keys needs a signing_key: pass the current key as signing_key")
         return []
     keys = [_check_key(signing_key, "signing_key"), *(_check_key(key, "verify_keys item") for key in retired)]
-    return [hashlib.blake2b(key=key, digest_size=_MAC_SIZE, person=_MAC_PERSON) for key in keys]
+    return [hashlib.blake2b(key=key, digest_size=MAC_SIZE, person=_MAC_PERSON) for key in keys]
 
 
 def _check_key(key: object, what: str) -> bytes:

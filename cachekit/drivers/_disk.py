@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import diskcache
-from diskcache.core import MODE_RAW, UNKNOWN
+from diskcache.core import MODE_BINARY, MODE_NONE, MODE_PICKLE, MODE_RAW, MODE_TEXT, UNKNOWN
 
 __all__ = ["REVALIDATE_EVERY", "RawBytesDisk", "RefusedRow", "Store"]
 
@@ -41,7 +41,9 @@ __all__ = ["REVALIDATE_EVERY", "RawBytesDisk", "RefusedRow", "Store"]
 REVALIDATE_EVERY: Final = 0.25
 _DBNAME = "cache.db"
 _VALUE_FILE = re.compile(r"[0-9a-f]{2}[/\\][0-9a-f]{2}[/\\][0-9a-f]{28}\.val")
-_MODES = {MODE_RAW: "raw", 1: "binary file", 2: "text file", 3: "pickle"}
+_MODES = {
+    MODE_NONE: "mode-none", MODE_RAW: "raw", MODE_BINARY: "binary file", MODE_TEXT: "text file", MODE_PICKLE: "pickle",
+}
 _TOUCH_LRU = "UPDATE Cache SET access_time = ? WHERE rowid = ?"
 _TOUCH_LFU = "UPDATE Cache SET access_count = access_count + 1 WHERE rowid = ?"
 

@@ -13,7 +13,7 @@ import pytest
 
 from cachekit import MISSING, Cache, cached
 from cachekit._types import normalize_ttl
-from cachekit.codecs import HEADER_SIZE, MAX_DEPTH, SIGNED_HEADER_SIZE, Codec
+from cachekit.codecs import CHECKSUM_SIZE, HEADER_SIZE, MAC_SIZE, MAX_DEPTH, Codec
 from cachekit.errors import ConfigurationError, CorruptEntryError, SerializationError, UncacheableValueWarning
 
 KEY = b"current-signing-key-0123456789"
@@ -28,12 +28,13 @@ def nested_tuples(depth: int) -> Any:
 
 
 def reseal(blob: bytes) -> bytes:
-    return blob[:2] + struct.pack("<I", zlib.crc32(blob[6:])) + blob[6:]
+    body = blob[:-4]
+    return body + struct.pack("<I", zlib.crc32(body))
 
 
 def envelope(payload: bytes, flags: int) -> bytes:
-    rest = struct.pack("<BBdd", 1, flags, 1.0, 0.0) + payload
-    return struct.pack("<BBI", 0xCE, 2, zlib.crc32(rest)) + rest
+    body = struct.pack("<BBBBdd", 0xCE, 2, 1, flags, 1.0, 0.0) + payload
+    return body + struct.pack("<I", zlib.crc32(body))
 
 
 # -- depth ------------------------------------------------------------------------------------------------------
@@ -152,7 +153,7 @@ def test_a_compressed_blob_is_read_per_its_flags_by_a_reader_without_compression
 @pytest.mark.parametrize("flags", [0x20, 0x40, 0x80, 0x04, 0x0F, 0x31])
 def test_unknown_flags_are_corrupt(flags: int) -> None:
     blob = bytearray(Codec().encode({"a": 1}, None))
-    blob[7] = flags
+    blob[3] = flags
     with pytest.raises(CorruptEntryError):
         Codec().decode(reseal(bytes(blob)))
 
@@ -160,7 +161,7 @@ def test_unknown_flags_are_corrupt(flags: int) -> None:
 def test_trailing_bytes_after_a_gzip_stream_are_corrupt() -> None:
     blob = Codec(compression="gzip", compression_threshold=1).encode("x" * 100, None)
     with pytest.raises(CorruptEntryError, match="follow the compressed stream"):
-        Codec().decode(reseal(blob + b"junk"))
+        Codec().decode(reseal(blob[:-4] + b"junk" + bytes(4)))
 
 
 # -- integrity ------------------------------------------------------------------------------------------------
@@ -185,7 +186,8 @@ def test_a_format_1_envelope_is_foreign() -> None:
 def test_signed_envelopes_round_trip_and_carry_a_mac() -> None:
     codec = Codec(signing_key=KEY)
     blob = codec.encode({"a": (1, 2)}, None)
-    assert codec.header_size == SIGNED_HEADER_SIZE == HEADER_SIZE + 12
+    assert codec.overhead == HEADER_SIZE + MAC_SIZE
+    assert Codec().overhead == HEADER_SIZE + CHECKSUM_SIZE
     assert blob[1] == 3
     assert codec.decode(blob) == {"a": (1, 2)}
     assert Codec(signing_key=KEY.decode()).decode(blob) == {"a": (1, 2)}  # a str key is its UTF-8 bytes
