@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ._types import DEFAULT, MISSING, TTL, Clock, check_key, normalize_ttl
-from .codecs import HEADER_SIZE, Codec
+from .codecs import DEFAULT_MAX_VALUE_BYTES, HEADER_SIZE, Codec
 from .drivers import Driver, create_driver, resolve_driver_class
 from .errors import (
     CacheWarning,
@@ -46,7 +46,7 @@ logger = logging.getLogger("cachekit")
 DEFAULT_TTL = 300.0
 _DEFAULT_NAMESPACE = "cachekit"
 _CODEC_OPTIONS = ("enable_compression", "compression", "compression_threshold", "compression_level",
-                  "serializer", "deserializer")
+                  "serializer", "deserializer", "max_value_bytes", "signing_key", "verify_keys")
 _NAMESPACE_OPTIONS = (*_CODEC_OPTIONS, "case_sensitive", "enable_stats")
 #: Options in ``config`` that belong to the namespace (codec, keys, stats), not to the driver.
 NAMESPACE_OPTIONS = frozenset(_NAMESPACE_OPTIONS)
@@ -644,6 +644,9 @@ def _build_codec(options: Mapping[str, Any], clock: Clock) -> Codec:
         compression_threshold=options.get("compression_threshold", 1024) if compress else None,
         compression_level=options.get("compression_level", 1),
         clock=clock,
+        max_value_bytes=options.get("max_value_bytes", DEFAULT_MAX_VALUE_BYTES),
+        signing_key=options.get("signing_key"),
+        verify_keys=options.get("verify_keys", ()),
     )
 
 
