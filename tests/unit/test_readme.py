@@ -28,3 +28,9 @@ def test_two_commands_are_the_ones_ci_runs() -> None:
     assert "bash .ci/test" in text
     assert "bash .ci/test" in (README.parent / ".ci" / "run").read_text()
     assert ".venv/bin/cachekit demo" in text
+
+
+def test_signing_and_rotation_snippet_runs() -> None:
+    (snippet,) = _python_blocks_after("### Shared caches: untrusted bytes, signing and key rotation")
+    result = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
