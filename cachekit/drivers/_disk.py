@@ -27,6 +27,7 @@ import os
 import re
 import sqlite3
 import stat
+import threading
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -182,7 +183,7 @@ class Store:
         if con is not None and con.in_transaction:
             with suppress(sqlite3.Error):
                 con.rollback()
-        if self.cache._txn_id is not None:
+        if self.cache._txn_id == threading.get_ident():  # another thread's transaction is its own business
             self.cache._txn_id = None
 
     def close(self) -> None:
