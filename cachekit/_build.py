@@ -10,7 +10,7 @@ from typing import Any
 from ._options import reject_unknown_options
 from ._redact import redact
 from ._types import Clock, normalize_ttl
-from .codecs import Codec
+from .codecs import DEFAULT_MAX_VALUE_BYTES, Codec
 from .drivers import Driver, create_driver, resolve_driver_class
 from .errors import CacheWarning, ConfigurationError
 
@@ -20,7 +20,7 @@ _DEFAULT_NAMESPACE = "cachekit"
 #: The TTL used when none is given: five minutes, for every driver.
 DEFAULT_NAMESPACE_TTL = 300.0
 _CODEC_OPTIONS = ("enable_compression", "compression", "compression_threshold", "compression_level",
-                  "serializer", "deserializer")
+                  "serializer", "deserializer", "max_value_bytes", "signing_key", "verify_keys")
 NAMESPACE_OPTION_NAMES = (*_CODEC_OPTIONS, "case_sensitive", "enable_stats")
 #: Options in ``config`` that belong to the namespace (codec, keys, stats), not to the driver.
 NAMESPACE_OPTIONS = frozenset(NAMESPACE_OPTION_NAMES)
@@ -76,6 +76,9 @@ def build_codec(options: Mapping[str, Any], clock: Clock) -> Codec:
         compression_threshold=options.get("compression_threshold", 1024) if compress else None,
         compression_level=options.get("compression_level", 1),
         clock=clock,
+        max_value_bytes=options.get("max_value_bytes", DEFAULT_MAX_VALUE_BYTES),
+        signing_key=options.get("signing_key"),
+        verify_keys=options.get("verify_keys", ()),
     )
 
 

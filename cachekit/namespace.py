@@ -43,7 +43,6 @@ from ._loading import LoadingMixin, _Flight
 from ._options import unknown_options_message
 from ._redact import redact
 from ._types import DEFAULT, MISSING, TTL, Clock, check_key, normalize_ttl
-from .codecs import HEADER_SIZE
 from .drivers import Driver
 from .errors import CodecError, ConfigurationError, SerializationError, UncacheableValueWarning
 from .generations import store_for
@@ -442,7 +441,7 @@ class Cache(LoadingMixin):
             except SerializationError as exc:
                 warnings.warn(f"{exc}; returned uncached (key {key!r})", UncacheableValueWarning, stacklevel=4)
                 return False
-            if max_payload is not None and len(blob) - HEADER_SIZE > max_payload:
+            if max_payload is not None and len(blob) - self.codec.overhead > max_payload:
                 return False
         try:
             self.driver.set(key, blob, ttl)
