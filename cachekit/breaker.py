@@ -100,6 +100,11 @@ class CircuitBreaker:
             return HALF_OPEN
         return self._state
 
+    @property
+    def closed(self) -> bool:
+        """True while the breaker is closed (the common case: a cheap check for hot paths)."""
+        return self._state == CLOSED
+
     def allows_calls(self) -> bool:
         """True when a call now would reach the backend (closed, or a probe is due); does not take the probe."""
         state = self.state

@@ -73,6 +73,10 @@ class TierState:
         breaker.exit(probe)
         return result
 
+    def idle(self) -> bool:
+        """True when nothing is queued for the tier and its breaker is closed: calls may go straight through."""
+        return not self._pending_prefixes and not self._pending_keys and self.breaker.closed
+
     def usable(self) -> bool:
         """True when the tier may be read and written now: no missed invalidation is left to replay.
 

@@ -151,13 +151,33 @@ class TieredDriver(Driver):
     # -- reads ---------------------------------------------------------------------------------------------
 
     def get(self, key: str) -> bytes | Missing:
-        found = self.get_with_expiry(key)
+        # The L1 hit is the hot path: straight to the first tier while it is healthy (nothing to replay, breaker
+        # closed). A failure, or anything unusual, takes the full path, which counts it and moves on.
+        first = self._tiers[0]
+        start = 0
+        if first.idle():
+            try:
+                blob = first.driver.get(key)
+            except Exception:
+                blob = None
+            if blob is not None:
+                if not isinstance(blob, Missing):
+                    first.hits += 1
+                    return blob
+                first.misses += 1
+                start = 1
+        found = self.get_with_expiry(key, start=start)
         return found if isinstance(found, Missing) else found[0]
 
-    def get_with_expiry(self, key: str) -> tuple[bytes, float | None] | Missing:
-        """The first tier's hit, promoted into the faster tiers; ``MISSING`` when no tier has ``key``."""
+    def get_with_expiry(self, key: str, *, start: int = 0) -> tuple[bytes, float | None] | Missing:
+        """The first tier's hit, promoted into the faster tiers; ``MISSING`` when no tier has ``key``.
+
+        ``start`` skips the tiers already asked (the fast path of :meth:`get`).
+        """
         outcome = Outcome()
         for index, tier in enumerate(self._tiers):
+            if index < start:
+                continue
             if not self._in_service(tier, outcome):
                 continue
             with TierGuard(tier, outcome):
