@@ -19,9 +19,8 @@ import django
 from django.conf import settings
 
 from recipes.django.settings_snippet import cachekit_settings
-from tests.servers import unavailable
+from tests.recipes.postgres import POSTGRES_URL
 
-POSTGRES_URL = os.environ.get("CACHEKIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 APP = "recipes.django.demoapp"
 
 
@@ -74,18 +73,6 @@ class UseDatabase:
 
     def allow_migrate(self, db: str, app_label: str, **hints: Any) -> bool:
         return db == self.alias
-
-
-def postgres_reachable() -> None:
-    """Skip locally, fail in CI, when the PostgreSQL of ``CACHEKIT_TEST_POSTGRES_URL`` does not answer."""
-    try:
-        import psycopg
-    except ImportError:
-        unavailable("psycopg is not installed (pip install 'cachekit-orm[postgres]')")
-    try:
-        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
-    except Exception as exc:
-        unavailable(f"no PostgreSQL at {POSTGRES_URL} (bash .ci/ensure-postgres starts one): {exc}")
 
 
 @contextlib.contextmanager

@@ -25,7 +25,8 @@ from tests.recipes.django_cases import (
     TransactionCases,
     ViewCases,
 )
-from tests.recipes.django_env import django_module, postgres_reachable
+from tests.recipes.django_env import django_module
+from tests.recipes.postgres import postgres_reachable
 
 ALIAS = "postgres"
 

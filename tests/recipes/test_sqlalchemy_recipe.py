@@ -1,24 +1,37 @@
-"""The SQLAlchemy recipe against SQLite: hits are proved by counting the SELECTs the engine runs.
+"""The SQLAlchemy recipe on SQLite (a file) and PostgreSQL (psycopg 3, a schema of each test's own): hits are
+proved by counting the SELECTs the engine runs; invalidation at commit by session events, bulk statements,
+rollbacks, and a writer against four concurrent readers.
 
-``recipes/sqlalchemy/repository.py`` and ``models.py`` are the files the recipe's README tells users to copy.
+``recipes/sqlalchemy/`` holds the files the recipe's README tells users to copy, unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from cachekit import Cache
-from recipes.sqlalchemy.models import Base
+from recipes.sqlalchemy.models import Base, Product
 from recipes.sqlalchemy.repository import ProductRepository
+from tests.recipes.postgres import own_schema, sqlalchemy_url
 
 KITCHEN = {"partition": "by_category", "partition_values": {"category": "kitchen"}}
 GARDEN = {"partition": "by_category", "partition_values": {"category": "garden"}}
 TOYS = {"partition": "by_category", "partition_values": {"category": "toys"}}
+MISSING = object()
+
+
+def cached(repo: ProductRepository, read: Any, *args: Any, **kwargs: Any) -> Any:
+    """The entry ``read(*args, **kwargs)`` would return from the cache, or :data:`MISSING`."""
+    return repo.cache.get(read.cache_key(*args, **kwargs), MISSING)
 
 
 class SelectCounter:
@@ -39,12 +52,26 @@ class SelectCounter:
         return result, self.count - before
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            # A file, not ":memory:": an in-memory database is one connection per thread, which the repository's
+            # own sessions would share with the caller's transaction.
+            engine = sa.create_engine(f"sqlite:///{tmp_path / 'shop.sqlite3'}")
+        else:
+            _, connect_args = stack.enter_context(own_schema())
+            engine = sa.create_engine(sqlalchemy_url(), connect_args=connect_args)
+        stack.callback(engine.dispose)
+        Base.metadata.create_all(engine)
+        with engine.connect():  # the dialect's first-connect queries, before anything counts SELECTs
+            pass
+        yield engine
+
+
 @pytest.fixture
-def engine() -> Iterator[sa.Engine]:
-    engine = sa.create_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
+def sessions(engine: sa.Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine)
 
 
 @pytest.fixture
@@ -53,9 +80,9 @@ def selects(engine: sa.Engine) -> SelectCounter:
 
 
 @pytest.fixture
-def repo(engine: sa.Engine) -> Iterator[ProductRepository]:
+def repo(sessions: sessionmaker[Session]) -> Iterator[ProductRepository]:
     with Cache(driver="memory", ttl=60, namespace="shop") as cache:
-        yield ProductRepository(sessionmaker(engine), cache)
+        yield ProductRepository(sessions, cache)
 
 
 @pytest.fixture
@@ -193,12 +220,12 @@ def test_add_clears_its_category_only(
     assert "Hoe" in {p["name"] for p in repo.list(**GARDEN)}
 
 
-def test_a_failed_write_still_invalidates(repo: ProductRepository, catalogue: dict[str, Any]) -> None:
+def test_a_refused_write_clears_nothing(repo: ProductRepository, catalogue: dict[str, Any]) -> None:
     kettle = catalogue["kettle"]
     assert repo.get(kettle["id"]) == kettle
     with pytest.raises(ValueError, match="unknown fields"):
         repo.update(kettle["id"], {"colour": "red"})
-    assert repo.cache.get(repo.get.cache_key(kettle["id"]), "gone") == "gone"
+    assert cached(repo, repo.get, kettle["id"]) == kettle
 
 
 def test_bad_partition_is_refused(repo: ProductRepository) -> None:
@@ -206,3 +233,246 @@ def test_bad_partition_is_refused(repo: ProductRepository) -> None:
         repo.count(partition="by_price", partition_values={"price_cents": 1})
     with pytest.raises(ValueError, match="needs partition_values"):
         repo.count(partition="by_category", partition_values={"name": "x"})
+
+
+# -- writes through the application's own sessions: cleared at commit by the session events -------------------
+
+
+def test_a_unit_of_work_clears_at_commit_not_before(
+    repo: ProductRepository, sessions: sessionmaker[Session], selects: SelectCounter, catalogue: dict[str, Any]
+) -> None:
+    kettle = catalogue["kettle"]
+    repo.get(kettle["id"])
+    warm(repo, KITCHEN, GARDEN)
+    with sessions.begin() as session:
+        session.get(Product, kettle["id"]).price_cents = 1
+        session.flush()
+        # Flushed, not committed: other sessions still read the committed row, so the entries stay.
+        assert cached(repo, repo.get, kettle["id"]) == kettle
+    assert cached(repo, repo.get, kettle["id"]) is MISSING
+    assert repo.get(kettle["id"])["price_cents"] == 1
+    assert selects.run(repo.count, **GARDEN) == (1, 0)
+    assert selects.run(repo.count, **KITCHEN)[1] == 1
+
+
+def test_a_move_in_a_unit_of_work_clears_both_categories_only(
+    repo: ProductRepository, sessions: sessionmaker[Session], selects: SelectCounter, catalogue: dict[str, Any]
+) -> None:
+    warm(repo, KITCHEN, GARDEN, TOYS)
+    with sessions.begin() as session:
+        session.get(Product, catalogue["toaster"]["id"]).category = "garden"
+    assert selects.run(repo.count, **KITCHEN) == (1, 1)
+    assert selects.run(repo.count, **GARDEN) == (2, 1)
+    assert selects.run(repo.count, **TOYS) == (1, 0)
+
+
+def test_an_unknown_old_category_clears_every_category(
+    repo: ProductRepository, sessions: sessionmaker[Session], selects: SelectCounter, catalogue: dict[str, Any]
+) -> None:
+    warm(repo, KITCHEN, TOYS)
+    with sessions.begin() as session:
+        product = session.get(Product, catalogue["kettle"]["id"])
+        session.expire(product, ["category"])
+        product.category = "garden"  # set without its old value loaded: the category it left is unknown
+    assert selects.run(repo.count, **TOYS) == (1, 1)
+    assert selects.run(repo.count, **KITCHEN) == (1, 1)
+
+
+def test_a_rolled_back_unit_of_work_clears_nothing(
+    repo: ProductRepository, sessions: sessionmaker[Session], selects: SelectCounter, catalogue: dict[str, Any]
+) -> None:
+    kettle = catalogue["kettle"]
+    repo.get(kettle["id"])
+    warm(repo, KITCHEN)
+    with sessions() as session:
+        session.get(Product, kettle["id"]).category = "toys"
+        session.add(Product(name="Ghost", category="kitchen", price_cents=1))
+        session.flush()
+        session.rollback()
+        session.commit()  # nothing left to commit: the noted clears went with the rollback
+    assert selects.run(repo.get, kettle["id"]) == (kettle, 0)
+    assert selects.run(repo.count, **KITCHEN) == (2, 0)
+
+
+def test_a_read_in_a_transaction_that_rolls_back_is_not_cached(
+    repo: ProductRepository, sessions: sessionmaker[Session], catalogue: dict[str, Any]
+) -> None:
+    kettle = catalogue["kettle"]
+    with sessions() as session:
+        mine = repo.bound(session)
+        session.get(Product, kettle["id"]).price_cents = 5
+        assert mine.in_transaction()
+        # The session's own, uncommitted write, past the cache; and nothing stored.
+        assert mine.get(kettle["id"])["price_cents"] == 5
+        assert mine.count(**KITCHEN) == 2
+        session.rollback()
+    assert cached(repo, repo.get, kettle["id"]) is MISSING
+    assert cached(repo, repo.count, **KITCHEN) is MISSING
+    assert repo.get(kettle["id"]) == kettle
+
+
+def test_bound_reads_of_a_clean_session_are_cached(
+    repo: ProductRepository, sessions: sessionmaker[Session], selects: SelectCounter, catalogue: dict[str, Any]
+) -> None:
+    kettle = catalogue["kettle"]
+    with sessions() as session:
+        mine = repo.bound(session)
+        assert not mine.in_transaction()
+        assert selects.run(mine.get, kettle["id"]) == (kettle, 1)
+        assert selects.run(mine.get, kettle["id"]) == (kettle, 0)
+    assert selects.run(repo.get, kettle["id"]) == (kettle, 0)  # the same entry
+
+
+def test_bound_writes_join_the_callers_transaction(
+    repo: ProductRepository, sessions: sessionmaker[Session], catalogue: dict[str, Any]
+) -> None:
+    kettle = catalogue["kettle"]
+    repo.get(kettle["id"])
+    with sessions.begin() as session:
+        repo.bound(session).update(kettle["id"], {"name": "Steel kettle"})
+        assert cached(repo, repo.get, kettle["id"]) == kettle
+    assert repo.get(kettle["id"])["name"] == "Steel kettle"
+
+
+# pysqlite's own transaction handling breaks SAVEPOINT without extra engine events: PostgreSQL only.
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_a_savepoint_rollback_keeps_the_outer_transactions_clears(
+    repo: ProductRepository, sessions: sessionmaker[Session], catalogue: dict[str, Any]
+) -> None:
+    kettle, rake = catalogue["kettle"], catalogue["rake"]
+    repo.get(kettle["id"])
+    repo.get(rake["id"])
+    with sessions.begin() as session:
+        session.get(Product, kettle["id"]).price_cents = 7
+        session.flush()
+        nested = session.begin_nested()
+        session.get(Product, rake["id"]).price_cents = 8
+        session.flush()
+        nested.rollback()
+    assert repo.get(kettle["id"])["price_cents"] == 7
+    assert repo.get(rake["id"]) == rake
+
+
+# -- bulk statements: session.execute(update(...)), delete(...), insert(...) ---------------------------------------
+
+
+def test_a_bulk_update_clears_the_model_at_commit(
+    repo: ProductRepository, sessions: sessionmaker[Session], selects: SelectCounter, catalogue: dict[str, Any]
+) -> None:
+    rake = catalogue["rake"]
+    repo.get(rake["id"])
+    warm(repo, KITCHEN)
+    with sessions.begin() as session:
+        session.execute(sa.update(Product).where(Product.category == "kitchen").values(price_cents=100))
+        assert cached(repo, repo.count, **KITCHEN) == 2  # not committed yet
+    assert [p["price_cents"] for p in repo.list(**KITCHEN)] == [100, 100]
+    # The rows a bulk statement touched are not known: every entry of the model is cleared.
+    assert selects.run(repo.get, rake["id"]) == (rake, 1)
+
+
+def test_a_rolled_back_bulk_update_clears_nothing(
+    repo: ProductRepository, sessions: sessionmaker[Session], selects: SelectCounter, catalogue: dict[str, Any]
+) -> None:
+    warm(repo, KITCHEN)
+    with sessions() as session:
+        session.execute(sa.update(Product).values(price_cents=0))
+        session.rollback()
+    assert selects.run(repo.count, **KITCHEN) == (2, 0)
+
+
+def test_bulk_delete_and_insert_statements_clear_the_model(
+    repo: ProductRepository, sessions: sessionmaker[Session], catalogue: dict[str, Any]
+) -> None:
+    warm(repo, GARDEN)
+    with sessions.begin() as session:
+        session.execute(sa.delete(Product).where(Product.category == "garden"))
+    assert repo.count(**GARDEN) == 0
+    with sessions.begin() as session:
+        session.execute(sa.insert(Product), [{"name": "Hoe", "category": "garden", "price_cents": 1299}])
+    assert repo.count(**GARDEN) == 1
+    assert repo.count() == 4
+
+
+def test_a_core_update_of_the_table_clears_the_model(
+    repo: ProductRepository, sessions: sessionmaker[Session], catalogue: dict[str, Any]
+) -> None:
+    kettle = catalogue["kettle"]
+    repo.get(kettle["id"])
+    table = Product.__table__
+    with sessions.begin() as session:
+        session.execute(sa.update(table).where(table.c.id == kettle["id"]).values(name="Core kettle"))
+    assert repo.get(kettle["id"])["name"] == "Core kettle"
+
+
+def test_sql_around_the_session_events_is_not_seen(
+    repo: ProductRepository, sessions: sessionmaker[Session], catalogue: dict[str, Any]
+) -> None:
+    # The control: what the events do not see stays cached until invalidated by hand.
+    kettle = catalogue["kettle"]
+    repo.get(kettle["id"])
+    with sessions.begin() as session:
+        session.connection().execute(sa.text("UPDATE products SET name = 'Raw' WHERE id = :id"), {"id": kettle["id"]})
+    assert repo.get(kettle["id"]) == kettle
+    assert repo.cache.invalidate_resource(repo.name) > 0
+    assert repo.get(kettle["id"])["name"] == "Raw"
+
+
+# -- concurrency ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_no_stale_read_after_commit(
+    repo: ProductRepository, sessions: sessionmaker[Session], catalogue: dict[str, Any]
+) -> None:
+    """A writer committing in one connection, four readers in others, 10 s: no read returns a version older than
+    the last commit that returned before the read began."""
+    pk = catalogue["kettle"]["id"]
+    committed = [catalogue["kettle"]["price_cents"]]
+    stop = threading.Event()
+    stale: list[tuple[str, int, int]] = []
+    errors: list[BaseException] = []
+    reads = [0] * 4
+
+    def read(index: int) -> None:
+        try:
+            while not stop.is_set():
+                floor = committed[0]
+                version = repo.get(pk)["price_cents"]
+                if version < floor:
+                    stale.append(("get", floor, version))
+                floor = committed[0]
+                version = next(p["price_cents"] for p in repo.list(**KITCHEN) if p["id"] == pk)
+                if version < floor:
+                    stale.append(("list", floor, version))
+                reads[index] += 2
+                time.sleep(0.0005)  # let the writer run: the GIL would starve it
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read, args=(i,), daemon=True) for i in range(len(reads))]
+    for thread in threads:
+        thread.start()
+    version, deadline = committed[0], time.monotonic() + 10.0
+    writes = 0
+    try:
+        while time.monotonic() < deadline and writes < 100_000 and not errors:
+            version += 1
+            with sessions.begin() as session:
+                if version % 2:
+                    session.get(Product, pk).price_cents = version
+                else:
+                    session.execute(sa.update(Product).where(Product.id == pk).values(price_cents=version))
+            committed[0] = version
+            writes += 1
+            time.sleep(0.002)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert not errors, errors
+    assert not any(thread.is_alive() for thread in threads)
+    assert stale == [], f"{len(stale)} stale reads of {sum(reads)}; first: {stale[:5]}"
+    assert writes > 20
+    assert min(reads) > 0
+    assert repo.cache.stats().hits > 0
