@@ -24,6 +24,7 @@ from django.test.utils import CaptureQueriesContext
 from recipes.django.demoapp.models import Article
 from recipes.django.demoapp.repositories import articles
 from recipes.django.repository import get_cache, reset_cache
+from recipes.django.settings_snippet import cachekit_settings
 from recipes.django.signals_invalidation import connect_invalidation, disconnect_invalidation
 
 NEWS = {"partition": "by_category", "partition_values": {"category": "news"}}
@@ -382,6 +383,11 @@ class ConcurrencyCases(RecipeCases):
     readers = 4
 
     def test_no_stale_read_after_commit(self) -> None:
+        # single_flight=False until Cache._load is fixed: see test_single_flight_after_commit.py.
+        with override_settings(CACHEKIT={**cachekit_settings({}), "single_flight": False}):
+            self.run_writer_and_readers()
+
+    def run_writer_and_readers(self) -> None:
         pk = self.news.pk
         committed = [0]  # the latest version whose commit has returned
         stop = threading.Event()
