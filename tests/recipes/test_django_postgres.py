@@ -19,13 +19,12 @@ from django.test import TestCase, TransactionTestCase
 
 from tests.recipes.django_cases import (
     BulkCases,
-    ConcurrencyCases,
     ReadCases,
     SignalCases,
-    TransactionCases,
     ViewCases,
 )
 from tests.recipes.django_env import django_module
+from tests.recipes.django_transaction_cases import ConcurrencyCases, TransactionCases
 from tests.recipes.postgres import postgres_reachable
 
 ALIAS = "postgres"

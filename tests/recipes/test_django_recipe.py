@@ -24,10 +24,10 @@ from tests.recipes.django_cases import (
     ReadCases,
     RecipeCases,
     SignalCases,
-    TransactionCases,
     ViewCases,
 )
 from tests.recipes.django_env import django_module
+from tests.recipes.django_transaction_cases import TransactionCases
 
 
 @pytest.fixture(scope="module", autouse=True)
