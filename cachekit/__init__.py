@@ -9,9 +9,10 @@ from __future__ import annotations
 from ._types import DEFAULT, MISSING
 from .decorators import cached, invalidates
 from .drivers import Driver, register_driver
-from .keys import Invalidation, KeySpec, register_key_resolver, stable_hash
+from .keys import KeySpec, register_key_resolver, stable_hash
 from .namespace import DEFAULT_TTL, Cache, Namespace
 from .policies import MethodPolicy
+from .scopes import Invalidation
 from .stats import CacheStats
 
 __version__ = "0.1.0"

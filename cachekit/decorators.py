@@ -10,7 +10,6 @@ Every ``@cached`` callable carries ``.cache_key(...)``, ``.uncached(...)``, ``.i
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import warnings
@@ -21,16 +20,10 @@ import wrapt
 
 from ._types import DEFAULT, MISSING, TTL, normalize_ttl
 from .errors import ConfigurationError, SerializationError, UncacheableValueWarning
-from .keys import (
-    Invalidation,
-    format_key,
-    get_key_resolver,
-    mark_in_use,
-    register_key_resolver,
-    registered_actions,
-    stable_hash,
-)
+from .generations.view import KeyTemplate
+from .keys import get_key_resolver, item_actions, mark_in_use, register_key_resolver, registered_actions, stable_hash
 from .namespace import Cache
+from .scopes import Invalidation
 
 __all__ = ["cached", "invalidates"]
 
@@ -48,6 +41,45 @@ _EMPTY = inspect.Parameter.empty
 # bool and float are left out on purpose: True == 1 == 1.0 would share a memo slot but not a canonical key.
 _MEMO_TYPES = frozenset({str, int, type(None)})
 _MEMO_LIMIT = 4096
+_FREEZE_LIMIT = 64  # values in one call's arguments past which its key is computed afresh instead of memoized
+
+
+class _Unfreezable(Exception):
+    pass
+
+
+def _freeze(value: Any, budget: list[int]) -> Any:
+    """A hashable stand-in for ``value`` that is equal only for the same types and contents (memo keys).
+
+    A dict or list the caller mutates later freezes differently, so a changed argument never hits an old key.
+    """
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _Unfreezable
+    kind = type(value)
+    if kind in _MEMO_TYPES:
+        return value
+    if kind is bool or kind is float:
+        return (kind, value)
+    if kind is dict:
+        return (dict, tuple((_freeze(k, budget), _freeze(v, budget)) for k, v in value.items()))
+    if kind is list or kind is tuple:
+        return (kind, tuple(_freeze(v, budget) for v in value))
+    raise _Unfreezable
+
+
+def _memo_key(state: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The memo slot of a call, or None when its arguments are not plain data (their key is computed)."""
+    if not kwargs:
+        if len(args) == 1:
+            return (state, name, args[0]) if type(args[0]) in _MEMO_TYPES else None
+        if all(type(a) in _MEMO_TYPES for a in args):
+            return (state, name, *args)
+    try:
+        budget = [_FREEZE_LIMIT]
+        return (state, name, _freeze(args, budget), _freeze(kwargs, budget))
+    except _Unfreezable:
+        return None
 
 
 class _Signature:
@@ -133,7 +165,9 @@ def _namespace_of(instance: Any, explicit: Cache | None, what: str) -> Cache:
 class _CachedState:
     """Everything fixed at decoration time; ``__call__``/``acall`` are the wrapt wrappers."""
 
-    def __init__(self, fn: Any, action: str, namespace: Cache | None, resource: str | None, ttl: Any) -> None:
+    def __init__(
+        self, fn: Any, action: str, namespace: Cache | None, resource: str | None, ttl: Any, id_param: str
+    ) -> None:
         self.action = action
         self.namespace = namespace
         self.resource = resource
@@ -142,49 +176,60 @@ class _CachedState:
         self.resolver = get_key_resolver(action)
         self.free, self.bound = _signatures(fn)
         self.what = f"@cached {self.fallback_name}()"
+        self.id_param = id_param
 
     # -- keys ------------------------------------------------------------------------------------------------
 
     def key(self, ns: Cache, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
         """The key of a call; ``None`` (with a warning) when its arguments cannot be keyed.
 
-        Calls whose arguments are all str/int/None reuse the key computed the first time (a bounded memo), so a
-        hit does not hash its arguments again.
+        Calls made of plain data reuse the key rendered the first time (a bounded memo) for as long as the
+        generations of its resource stay as they were, so a hit neither hashes its arguments nor looks up
+        generations.
         """
         name = self.resource or _resource_name(instance, self.fallback_name)
-        memo_key: Any = None
         memo = ns._key_memo
-        if not kwargs:
-            if len(args) == 1:
-                if type(args[0]) in _MEMO_TYPES:
-                    memo_key = (self, name, args[0])
-            elif not args or all(type(a) in _MEMO_TYPES for a in args):
-                memo_key = (self, name, *args)
-            if memo_key is not None:
-                found = memo.get(memo_key)
-                if found is not None:
-                    return found
-        try:
-            key = self.compute_key(ns, name, instance, args, kwargs)
-        except SerializationError as exc:
-            warnings.warn(f"{self.what}: {exc}; called uncached", UncacheableValueWarning, stacklevel=4)
-            return None
+        memo_key = _memo_key(self, name, args, kwargs)
+        entry = memo.get(memo_key) if memo_key is not None else None
+        if entry is not None:
+            if entry[1] == entry[2].epoch:
+                return entry[0]
+            template = entry[3]
+        else:
+            try:
+                template = self.template(ns, name, instance, args, kwargs)
+            except (SerializationError, RecursionError) as exc:
+                warnings.warn(f"{self.what}: {exc}; called uncached", UncacheableValueWarning, stacklevel=4)
+                return None
+        key, epoch = ns._gens.render(template)
         if memo_key is not None:
             if len(memo) >= _MEMO_LIMIT:
                 memo.clear()
-            memo[memo_key] = key
+            memo[memo_key] = (key, epoch, template.cell, template)
         return key
 
-    def compute_key(self, ns: Cache, name: str, instance: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+    def template(
+        self, ns: Cache, name: str, instance: Any, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> KeyTemplate:
+        """The generation-free key of a call, with the scopes it depends on."""
         signature = self.free if instance is None else self.bound
-        spec = self.resolver(name, self.action, signature.params(args, kwargs))
-        return format_key(ns.namespace, spec, case_sensitive=ns.case_sensitive)
+        params = signature.params(args, kwargs)
+        if self.id_param != "id" and self.id_param in params:
+            params["id"] = params.pop(self.id_param)
+        spec = self.resolver(name, self.action, params)
+        partitions = getattr(instance, "partitions", None) if instance is not None else None
+        if isinstance(partitions, Mapping):
+            ns.declare_partitions(name, partitions)
+        return ns.key_template(spec)
+
+    def compute_key(self, ns: Cache, name: str, instance: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+        return ns._gens.render(self.template(ns, name, instance, args, kwargs))[0]
 
     # -- calls -----------------------------------------------------------------------------------------------
 
     def __call__(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         # The hit path: everything here runs on every call, so the common shape (one str/int argument, a key
-        # already in the memo) is tested first and costs a tuple and two dict lookups.
+        # already in the memo and still current) is tested first and costs a tuple and a few lookups.
         if kwargs and "skip_cache" in kwargs and kwargs.pop("skip_cache"):
             return wrapped(*args, **_skip_inner(wrapped, kwargs))
         ns = self.namespace
@@ -199,7 +244,9 @@ class _CachedState:
             name = self.resource or getattr(instance, "name", None)
             if type(name) is not str or not name:
                 name = _resource_name(instance, self.fallback_name)
-            key = ns._key_memo.get((self, name, args[0]))
+            entry = ns._key_memo.get((self, name, args[0]))
+            if entry is not None and entry[1] == entry[2].epoch:
+                key = entry[0]
         if key is None:
             key = self.key(ns, instance, args, kwargs)
             if key is None:
@@ -219,7 +266,12 @@ class _CachedState:
         if key is None:
             return await wrapped(*args, **kwargs)
         # A blocking driver (Redis, S3, disk) must not stall the event loop.
-        value = await asyncio.to_thread(ns._read, key) if ns.driver.blocking else ns._read(key)
+        if ns.driver.blocking:
+            import asyncio
+
+            value = await asyncio.to_thread(ns._read, key)
+        else:
+            value = ns._read(key)
         if value is not MISSING:
             return value
         return await ns._aload(key, self.action, functools.partial(wrapped, *args, **kwargs), self.ttl)
@@ -323,6 +375,7 @@ def cached(
     namespace: Cache | None = None,
     resource: str | None = None,
     ttl: TTL = DEFAULT,
+    id_param: str | None = None,
 ) -> Callable[[F], F]:
     """Cache a read: a hit returns the stored value, a miss calls through and stores the result.
 
@@ -347,6 +400,9 @@ def cached(
     :param namespace: the :class:`Cache` to use; by default the instance's (or class's) ``cache`` attribute.
     :param resource: the resource name in keys; by default the instance's ``name`` or its class name.
     :param ttl: overrides the namespace's TTL (and its method policy) for this method.
+    :param id_param: for one-item actions (``get``, ``exists`` ...), the parameter that holds the item id
+        (default ``"id"``): writes to that id invalidate the entry. Never a position: ``get(email=...)`` on
+        ``def get(self, id=None, *, email=None)`` is keyed by the email and invalidated by any write.
     """
     if action is not None and not isinstance(action, str):
         raise ConfigurationError(
@@ -354,6 +410,8 @@ def cached(
         )
     if namespace is not None and not isinstance(namespace, Cache):
         raise ConfigurationError(f"namespace must be a cachekit.Cache; got {namespace!r}")
+    if id_param is not None and (not isinstance(id_param, str) or not id_param.isidentifier()):
+        raise ConfigurationError(f"id_param must be a parameter name such as 'email'; got {id_param!r}")
     seconds = ttl if ttl is DEFAULT else normalize_ttl(ttl)
 
     def decorate(fn: F) -> F:
@@ -361,11 +419,33 @@ def cached(
         if name not in registered_actions():
             register_key_resolver(name)
         mark_in_use(name)
-        state = _CachedState(fn, name, namespace, resource, seconds)
+        chosen = _check_id_param(fn, name, id_param)
+        state = _CachedState(fn, name, namespace, resource, seconds, chosen)
         target = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
         return cast(F, _CachedFunction(fn, state, inspect.iscoroutinefunction(target)))
 
     return decorate
+
+
+def _check_id_param(fn: Any, action: str, id_param: str | None) -> str:
+    """The id parameter of a one-item read; refused when the function has no such parameter."""
+    if action not in item_actions():
+        if id_param is not None:
+            raise ConfigurationError(f"id_param is for one-item actions such as 'get'; {action!r} is not one")
+        return "id"
+    chosen = id_param or "id"
+    target = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
+    parameters = inspect.signature(target).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    if chosen not in parameters and not takes_any:
+        raise ConfigurationError(
+            f"@cached(action={action!r}) on {getattr(fn, '__qualname__', fn)!r}: there is no parameter named "
+            f"{chosen!r} to take the item id from (ids are never taken by position); rename it, or name it with "
+            f"@cached(action={action!r}, id_param='...')"
+        )
+    if chosen != "id" and "id" in parameters:
+        raise ConfigurationError(f"id_param={chosen!r} on a function that also has a parameter named 'id'")
+    return chosen
 
 
 # -- invalidation -----------------------------------------------------------------------------------------------
@@ -432,6 +512,8 @@ class _InvalidatesState:
         finally:
             invalidation = self.safe_invalidation(instance, args, kwargs, old, result)
             if ns.driver.blocking:
+                import asyncio
+
                 await asyncio.to_thread(ns.invalidate, invalidation)
             else:
                 ns.invalidate(invalidation)
@@ -452,7 +534,9 @@ class _InvalidatesState:
     ) -> Invalidation:
         name = self.resource or _resource_name(instance, self.fallback_name)
         partitions = self.partitions if self.partitions is not None else getattr(instance, "partitions", None)
-        partitions = partitions if isinstance(partitions, Mapping) else {}
+        if not isinstance(partitions, Mapping):
+            ns = self.namespace or _namespace_of(instance, None, self.what)
+            partitions = ns.partitions_of(name) or {}
         values = list((self.free if instance is None else self.bound).bind(args, kwargs).values())
         first = values[0] if values else None
         second = values[1] if len(values) > 1 else None
@@ -537,6 +621,8 @@ def invalidates(
         raise ConfigurationError(f"namespace must be a cachekit.Cache; got {namespace!r}")
 
     def decorate(fn: F) -> F:
+        if namespace is not None and resource and partitions is not None:
+            namespace.declare_partitions(resource, partitions)  # so reads of these partitions scope precisely
         state = _InvalidatesState(fn, action, namespace, resource, partitions, before)
         target = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
         wrapper = state.acall if inspect.iscoroutinefunction(target) else state

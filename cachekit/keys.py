@@ -1,13 +1,14 @@
-"""Cache keys: :class:`KeySpec`, stable parameter hashing, the key-resolver registry and invalidation scopes.
+"""Cache keys: :class:`KeySpec`, stable parameter hashing and the key-resolver registry.
 
 Keys read as paths::
 
     {namespace}/resource={name}[/partition={p}/{field}={value}...]/action={action}/{params_hash}
 
 Item actions (``get``, ``exists``, ...) hash the item id on its own and any other argument separately
-(``.../action=get/{id_hash}[/{extra_hash}]``), so a write to one id clears exactly that item's entries.
-Every key ends with a hash segment, so every invalidation scope is a prefix ending in ``/``: ``users`` never
-clears ``users_archive``, and ``action=list`` never clears ``action=list_ids``.
+(``.../action=get/{id_hash}[/{extra_hash}]``). :func:`format_key` gives this *base* key; the namespace appends
+the generations of the scopes the read depends on (``...@{g1}.{g2}.{g3}``, see :mod:`cachekit.scopes`), so a
+write invalidates by bumping generations instead of finding and deleting keys. The path shape still makes
+``{namespace}/resource={name}/`` the prefix of every entry of a resource, for listing and physical clears.
 
 Hashes are blake2b (8 bytes, 16 hex characters) of a canonical msgpack encoding, stable across processes,
 machines and Python versions (never ``hash()``).
@@ -19,7 +20,7 @@ import datetime as _dt
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -32,17 +33,16 @@ from .errors import ConfigurationError, KeyResolverError, SerializationError
 __all__ = [
     "AGGREGATE_ACTIONS",
     "ITEM_ACTIONS",
-    "Invalidation",
     "KeyResolver",
     "KeySpec",
     "format_key",
     "get_key_resolver",
-    "invalidation_prefixes",
     "item_actions",
     "partition_prefix",
     "register_key_resolver",
     "registered_actions",
     "resource_prefix",
+    "segment",
     "stable_hash",
 ]
 
@@ -138,9 +138,13 @@ def stable_hash(params: Any, *, case_sensitive: bool = True) -> str:
 _SAFE = "=-_.~:@+,"
 
 
-def _segment(value: Any, fold: bool) -> str:
+def segment(value: Any, fold: bool = False) -> str:
+    """``value`` as one path segment of a key: URL-quoted (no ``/``), lower-cased when ``fold``."""
     text = value if isinstance(value, str) else str(value)
     return quote(text.lower() if fold else text, safe=_SAFE)
+
+
+_segment = segment
 
 
 def resource_prefix(namespace: str, resource: str, *, case_sensitive: bool = True) -> str:
@@ -149,8 +153,7 @@ def resource_prefix(namespace: str, resource: str, *, case_sensitive: bool = Tru
 
 
 def _value_segment(value: Any, fold: bool) -> str:
-    # Non-strings are written as compact JSON, so 2024 and "2024", True and "true" name one partition, as
-    # they do in cachekit.s3db's index: a write filed under one spelling clears reads made with the other.
+    # Readable only: the key's final hash carries the values with their types, so 1 and "1" are two entries.
     if isinstance(value, str):
         return _segment(value, fold)
     try:
@@ -200,10 +203,12 @@ def format_key(namespace: str, spec: KeySpec, *, case_sensitive: bool = True) ->
         if extra:
             parts.append("/" + stable_hash(extra, case_sensitive=case_sensitive))
         return "".join(parts)
+    params: Any = spec.params
     if spec.partition and spec.partition_values:
         parts.append(_partition_path(spec.partition, spec.partition_values, fold) + "/")
+        params = [spec.params, dict(spec.partition_values)]  # the path is for people; the hash tells 1 from "1"
     parts.append(f"action={_segment(spec.action, fold)}/")
-    parts.append(stable_hash(spec.params, case_sensitive=case_sensitive))
+    parts.append(stable_hash(params, case_sensitive=case_sensitive))
     return "".join(parts)
 
 
@@ -227,11 +232,14 @@ def aggregate_resolver(resource: str, action: str, params: Mapping[str, Any]) ->
 
 
 def item_resolver(resource: str, action: str, params: Mapping[str, Any]) -> KeySpec:
-    """Resolver for one-item reads (``get``, ``exists``): the id is ``params["id"]`` or the first argument."""
+    """Resolver for one-item reads (``get``, ``exists``): the id is the argument named ``id``, never a position.
+
+    (``@cached(action="get", id_param="email")`` passes another parameter under that name.) A call without an
+    id (``get(email=...)`` where ``id`` defaults to None) is keyed by its other arguments and depends on the
+    resource's aggregates, so any write clears it.
+    """
     rest, partition, values = _split_partition(params)
-    id_name = "id" if "id" in rest else next(iter(rest), None)
-    # No id at all (``get()``, or ``get(None)`` where None is the default) is the id None.
-    item_id = rest.pop(id_name) if id_name is not None else None
+    item_id = rest.pop("id", None)
     return KeySpec(resource, action, rest, partition, values, item_id=item_id, has_item=True)
 
 
@@ -254,7 +262,7 @@ def register_key_resolver(action: str, resolver: KeyResolver | None = None, *, i
     E.g.::
 
         register_key_resolver("search")                      # every argument counts
-        register_key_resolver("profile", item=True)          # keyed by the id (first argument)
+        register_key_resolver("profile", item=True)          # keyed by the argument named id
     """
     if not isinstance(action, str) or not action.strip() or "/" in action:
         raise ConfigurationError(f"action must be a non-empty string without '/'; got {action!r}")
@@ -305,64 +313,3 @@ for _action in ITEM_ACTIONS:
     register_key_resolver(_action, item=True)
 for _action in AGGREGATE_ACTIONS:
     register_key_resolver(_action)
-
-
-# -- invalidation -----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Invalidation:
-    """What one write changed, from which :func:`invalidation_prefixes` derives the keys to clear.
-
-    :param resource: the resource written to.
-    :param ids: ids of the items written (their item entries are cleared).
-    :param records: the old and new records, as far as known; their partition values pick the partitions to
-        clear. Only partitions whose fields all appear in ``records`` can be cleared precisely.
-    :param partitions: the resource's partitions, ``{"by_region": ["region"]}``.
-    :param records_complete: ``True`` when ``records`` hold both the before and after state of every written item,
-        so partitions can be cleared precisely; otherwise every partition's entries are cleared.
-    :param whole: clear everything of the resource (``delete_all``, an unknown write).
-    """
-
-    resource: str
-    ids: Sequence[Any] = ()
-    records: Sequence[Mapping[str, Any]] = ()
-    partitions: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    records_complete: bool = False
-    whole: bool = False
-
-
-def _partition_scopes(inv: Invalidation, fold: bool) -> list[str]:
-    scopes: list[str] = []
-    for name, fields in inv.partitions.items():
-        precise = inv.records_complete and fields and all(all(f in r for f in fields) for r in inv.records)
-        if not precise:
-            scopes.append(f"partition={_segment(name, fold)}/")
-            continue
-        scopes.extend(_partition_path(name, {f: r[f] for f in fields}, fold) + "/" for r in inv.records)
-    return scopes
-
-
-def invalidation_prefixes(
-    namespace: str, inv: Invalidation, *, case_sensitive: bool = True, actions: Iterable[str] | None = None
-) -> list[str]:
-    """The key prefixes a write must clear: its items, the resource's aggregates, and the touched partitions.
-
-    Entries of other partitions and other resources are left alone.
-    """
-    fold = not case_sensitive
-    base = resource_prefix(namespace, inv.resource, case_sensitive=case_sensitive)
-    if inv.whole:
-        return [base]
-    known = registered_actions() if actions is None else sorted(set(actions))
-    items = item_actions()
-    prefixes = [f"{base}action={_segment(a, fold)}/" for a in known if a not in items]
-    for item_id in inv.ids:
-        id_hash = stable_hash(item_id, case_sensitive=case_sensitive)
-        prefixes.extend(f"{base}action={_segment(a, fold)}/{id_hash}" for a in known if a in items)
-    if inv.partitions:
-        prefixes.extend(base + scope for scope in dict.fromkeys(_partition_scopes(inv, fold)))
-    else:
-        # A resource that declares no partitions may still be read with partition arguments: clear them all.
-        prefixes.append(f"{base}partition=")
-    return prefixes

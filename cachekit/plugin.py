@@ -19,13 +19,15 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._build import check_retries
 from ._types import DEFAULT, TTL, Clock, normalize_ttl
 from .decorators import cached
 from .drivers import Driver, resolve_driver_class
 from .errors import ConfigurationError, KeyResolverError
-from .keys import Invalidation, partition_prefix
-from .namespace import DEFAULT_TTL, NAMESPACE_OPTIONS, Cache, _check_retries
+from .keys import resource_prefix, segment
+from .namespace import DEFAULT_TTL, NAMESPACE_OPTIONS, Cache
 from .policies import parse_method_policies
+from .scopes import NAMESPACE_SCOPE, Invalidation
 
 if TYPE_CHECKING:
     from .s3db import Change, Database, Resource
@@ -114,7 +116,7 @@ class CachePlugin:
         self.exclude = _names("exclude", exclude or ())
         parse_method_policies(method_policies)  # validate now, not at install
         self.method_policies = dict(method_policies or {})
-        _check_retries(retry_attempts, retry_delay)
+        check_retries(retry_attempts, retry_delay)
         unknown = sorted(set(self.method_policies) - set(READ_ACTIONS))
         if unknown:
             raise ConfigurationError(f"method_policies names unknown read methods {unknown}; use {list(READ_ACTIONS)}")
@@ -265,6 +267,7 @@ class ResourceCache:
     def __init__(self, plugin: CachePlugin, resource: Resource, cache: Cache) -> None:
         self.plugin, self.resource, self.namespace_cache = plugin, resource, cache
         self.slug = plugin.slug
+        cache.declare_partitions(resource.name, resource.partitions)
         self._methods: dict[str, Any] = {}
         for action in READ_ACTIONS:
             method = getattr(resource, action, None)
@@ -322,11 +325,13 @@ class ResourceCache:
     # -- entries ---------------------------------------------------------------------------------------------
 
     def _own_key(self, key: str) -> str:
-        # Keys from key_for are used as they are; other keys live under this resource, so clear() removes them.
+        # Keys from key_for are used as they are; other keys live under this resource and depend on its
+        # generation, so clear_all() invalidates them too.
         cache = self.namespace_cache
         if key.startswith(cache.prefix):
             return key
-        return f"{self._resource_prefix()}custom/{key if cache.case_sensitive else key.lower()}"
+        base = f"{self._resource_prefix()}custom/{key if cache.case_sensitive else key.lower()}"
+        return cache._gens.key(base, (NAMESPACE_SCOPE, segment(self.resource.name, not cache.case_sensitive)))
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value under ``key`` (from :meth:`key_for`, or your own key, kept under this resource)."""
@@ -377,11 +382,8 @@ class ResourceCache:
             if unknown:
                 raise ConfigurationError(f"partition {partition!r} has the fields {list(fields)}, not {unknown}")
             if partition_values is not None and set(partition_values) != set(fields):
-                partition_values = None  # some values only: clear every value combination of the partition
-            prefix = partition_prefix(
-                cache.namespace, self.resource.name, partition, partition_values, case_sensitive=cache.case_sensitive
-            )
-            return cache._clear_prefixes([prefix])
+                partition_values = None  # some values only: every value combination of the partition
+            return cache.invalidate_partition(self.resource.name, partition, partition_values)
         return self.clear_all()
 
     def _on_change(self, change: Change) -> None:
@@ -484,8 +486,6 @@ class ResourceCache:
             ) from None
 
     def _resource_prefix(self) -> str:
-        from .keys import resource_prefix
-
         cache = self.namespace_cache
         return resource_prefix(cache.namespace, self.resource.name, case_sensitive=cache.case_sensitive)
 

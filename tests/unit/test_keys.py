@@ -17,7 +17,8 @@ import pytest
 from cachekit import Cache, Invalidation, KeySpec, register_key_resolver, stable_hash
 from cachekit import keys as keys_module
 from cachekit.errors import ConfigurationError, KeyResolverError, SerializationError
-from cachekit.keys import format_key, get_key_resolver, invalidation_prefixes, partition_prefix, registered_actions
+from cachekit.keys import format_key, get_key_resolver, partition_prefix, registered_actions
+from cachekit.scopes import invalidation_scopes, read_scopes
 
 HASH = re.compile(r"^[0-9a-f]{16}$")
 
@@ -26,10 +27,6 @@ def key(action: str, resource: str = "users", namespace: str = "ns", case_sensit
     """The key of ``resource.action(**params)`` as the built-in resolvers build it."""
     spec = get_key_resolver(action)(resource, action, params)
     return format_key(namespace, spec, case_sensitive=case_sensitive)
-
-
-def cleared(prefixes: list[str], some_key: str) -> bool:
-    return any(some_key.startswith(prefix) for prefix in prefixes)
 
 
 @pytest.fixture
@@ -53,13 +50,15 @@ def test_aggregate_key_layout() -> None:
 def test_partitioned_key_layout_puts_sorted_partition_fields_before_the_action() -> None:
     spec = KeySpec("users", "count", {}, partition="by_place", partition_values={"region": "eu", "city": "Paris"})
     assert format_key("ns", spec) == (
-        f"ns/resource=users/partition=by_place/city=Paris/region=eu/action=count/{stable_hash({})}"
+        f"ns/resource=users/partition=by_place/city=Paris/region=eu/action=count/"
+        f"{stable_hash([{}, {'region': 'eu', 'city': 'Paris'}])}"
     )
 
 
 def test_partition_segment_is_there_only_when_values_are_given() -> None:
     with_values = key("list", partition="by_region", partition_values={"region": "eu"}, limit=5)
-    assert with_values == f"ns/resource=users/partition=by_region/region=eu/action=list/{stable_hash({'limit': 5})}"
+    values_hash = stable_hash([{"limit": 5}, {"region": "eu"}])
+    assert with_values == f"ns/resource=users/partition=by_region/region=eu/action=list/{values_hash}"
     assert with_values.startswith(partition_prefix("ns", "users", "by_region", {"region": "eu"}))
     assert with_values.startswith(partition_prefix("ns", "users", "by_region"))
 
@@ -69,8 +68,9 @@ def test_item_actions_hash_the_id_on_its_own_and_other_arguments_separately() ->
     assert key("get", id="u1") == f"ns/resource=users/action=get/{id_hash}"
     extra_hash = stable_hash({"fields": ["name"]})
     assert key("get", id="u1", fields=["name"]) == f"ns/resource=users/action=get/{id_hash}/{extra_hash}"
-    # Without an argument called "id", the first argument is the id.
-    assert key("exists", user_id="u1") == f"ns/resource=users/action=exists/{id_hash}"
+    # Without an argument called "id" there is no id: never the first argument.
+    no_id = f"ns/resource=users/action=exists/{stable_hash(None)}/{stable_hash({'user_id': 'u1'})}"
+    assert key("exists", user_id="u1") == no_id
     # So every entry of an item starts with one prefix, whatever the other arguments were.
     assert key("get", id="u1", fields=["a"]).startswith(key("get", id="u1"))
 
@@ -83,11 +83,16 @@ def test_item_action_without_an_id_is_keyed_by_the_id_none() -> None:
 
 def test_cache_key_for_builds_the_same_keys() -> None:
     cache = Cache(namespace="ns")
+    # The key is the base key, then the generations of the scopes the read depends on (none bumped yet: 0).
+    base = key("count", partition="by_region", partition_values={"region": "eu"})
     assert cache.key_for("count", resource="users", partition="by_region", partition_values={"region": "eu"}) == (
-        f"ns/resource=users/partition=by_region/region=eu/action=count/{stable_hash({})}"
+        f"{base}@0.0.0"
     )
-    assert cache.key_for("page", resource="users", params={"page": 2, "size": 25}) == key("page", page=2, size=25)
-    assert cache.key_for(KeySpec("users", "get", {}, item_id="u1", has_item=True)) == key("get", id="u1")
+    assert cache.key_for("page", resource="users", params={"page": 2, "size": 25}) == key("page", page=2, size=25) + "@0.0.0"
+    assert cache.key_for(KeySpec("users", "get", {}, item_id="u1", has_item=True)) == key("get", id="u1") + "@0.0.0"
+    cache.invalidate(Invalidation("users", ids=["u1"]))
+    assert cache.key_for(KeySpec("users", "get", {}, item_id="u1", has_item=True)) == key("get", id="u1") + "@0.0.1"
+    assert cache.key_for(KeySpec("users", "get", {}, item_id="u2", has_item=True)) == key("get", id="u2") + "@0.0.0"
     with pytest.raises(ConfigurationError, match="resource="):
         cache.key_for("count")
 
@@ -272,14 +277,41 @@ def test_register_custom_aggregate_action(custom_actions: list[str]) -> None:
     assert key("search_test", q="ada") != key("search_test", q="bob")
 
 
+
+PARTS = {"by_region": ["region"]}
+
+
+def read(
+    action: str,
+    resource: str = "users",
+    namespace: str = "ns",
+    case_sensitive: bool = True,
+    partitions: Any = PARTS,
+    **params: Any,
+) -> frozenset[tuple[str, str]]:
+    """The scopes ``resource.action(**params)`` depends on, with their namespace."""
+    spec = get_key_resolver(action)(resource, action, params)
+    return frozenset((namespace, s) for s in read_scopes(spec, partitions, case_sensitive=case_sensitive))
+
+
+def bumps(inv: Invalidation, namespace: str = "ns", case_sensitive: bool = True) -> set[tuple[str, str]]:
+    """The scopes a write bumps, with their namespace."""
+    return {(namespace, s) for s in invalidation_scopes(inv, case_sensitive=case_sensitive)}
+
+
+def cleared(bumped: set[tuple[str, str]], depends_on: frozenset[tuple[str, str]]) -> bool:
+    """A read is invalidated by a write when the write bumps one of the scopes the read depends on."""
+    return bool(bumped & depends_on)
+
+
 def test_register_custom_item_action(custom_actions: list[str]) -> None:
     custom_actions.append("profile_test")
     register_key_resolver("profile_test", item=True)
-    profile_key = key("profile_test", user="u1", full=True)
+    profile_key = key("profile_test", id="u1", full=True)
     assert profile_key == f"ns/resource=users/action=profile_test/{stable_hash('u1')}/{stable_hash({'full': True})}"
     # As an item action, a write to u1 clears it and a write to u2 does not.
-    assert cleared(invalidation_prefixes("ns", Invalidation("users", ids=["u1"])), profile_key)
-    assert not cleared(invalidation_prefixes("ns", Invalidation("users", ids=["u2"])), profile_key)
+    assert cleared(bumps(Invalidation("users", ids=["u1"])), read("profile_test", id="u1", full=True))
+    assert not cleared(bumps(Invalidation("users", ids=["u2"])), read("profile_test", id="u1", full=True))
 
 
 def test_register_custom_resolver_function(custom_actions: list[str]) -> None:
@@ -306,90 +338,95 @@ def test_register_rejects_a_resolver_that_is_not_callable() -> None:
 
 # -- invalidation scopes ----------------------------------------------------------------------------------------
 
-PARTS = {"by_region": ["region"]}
 
-
-def region_key(action: str, region: str, resource: str = "users", **params: Any) -> str:
-    return key(action, resource=resource, partition="by_region", partition_values={"region": region}, **params)
+def region_read(action: str, region: Any, resource: str = "users", **params: Any) -> frozenset[tuple[str, str]]:
+    return read(action, resource=resource, partition="by_region", partition_values={"region": region}, **params)
 
 
 def test_a_write_clears_its_item_and_the_aggregates_but_not_other_items() -> None:
-    prefixes = invalidation_prefixes("ns", Invalidation("users", ids=["u1"]))
-    assert cleared(prefixes, key("get", id="u1"))
-    assert cleared(prefixes, key("get", id="u1", fields=["a"]))
-    assert cleared(prefixes, key("exists", id="u1"))
-    assert cleared(prefixes, key("list", limit=5))
-    assert cleared(prefixes, key("count"))
-    assert cleared(prefixes, key("page", page=3, size=10))
-    assert not cleared(prefixes, key("get", id="u2"))
-    assert not cleared(prefixes, key("exists", id="u2"))
+    prefixes = bumps(Invalidation("users", ids=["u1"]))
+    assert cleared(prefixes, read("get", id="u1"))
+    assert cleared(prefixes, read("get", id="u1", fields=["a"]))
+    assert cleared(prefixes, read("exists", id="u1"))
+    assert cleared(prefixes, read("list", limit=5))
+    assert cleared(prefixes, read("count"))
+    assert cleared(prefixes, read("page", page=3, size=10))
+    assert not cleared(prefixes, read("get", id="u2"))
+    assert not cleared(prefixes, read("exists", id="u2"))
 
 
 def test_a_write_to_users_never_touches_users_archive_or_other_namespaces() -> None:
     for inv in (Invalidation("users", ids=["u1"]), Invalidation("users", whole=True),
                 Invalidation("users", ids=["u1"], records=[{"id": "u1", "region": "eu"}], partitions=PARTS)):
-        prefixes = invalidation_prefixes("ns", inv)
-        assert cleared(prefixes, key("list"))
-        for other in (key("list", resource="users_archive"), key("get", resource="users_archive", id="u1"),
-                      region_key("count", "eu", resource="users_archive"), key("list", namespace="ns2"),
-                      key("list", resource="user")):
+        prefixes = bumps(inv)
+        assert cleared(prefixes, read("list"))
+        for other in (read("list", resource="users_archive"), read("get", resource="users_archive", id="u1"),
+                      region_read("count", "eu", resource="users_archive"), read("list", namespace="ns2"),
+                      read("list", resource="user")):
             assert not cleared(prefixes, other), (inv, other)
 
 
 def test_precise_invalidation_leaves_other_partitions_alone() -> None:
     inv = Invalidation("users", ids=["u1"], records=[{"id": "u1", "region": "eu"}, {"id": "u1", "region": "eu"}],
                        partitions=PARTS, records_complete=True)
-    prefixes = invalidation_prefixes("ns", inv)
-    assert cleared(prefixes, region_key("count", "eu"))
-    assert cleared(prefixes, region_key("list", "eu", limit=10))
-    assert cleared(prefixes, key("count"))  # unpartitioned aggregates always go
-    assert not cleared(prefixes, region_key("count", "us"))
-    assert not cleared(prefixes, region_key("list", "eu/west"))
+    prefixes = bumps(inv)
+    assert cleared(prefixes, region_read("count", "eu"))
+    assert cleared(prefixes, region_read("list", "eu", limit=10))
+    assert cleared(prefixes, read("count"))  # unpartitioned aggregates always go
+    assert not cleared(prefixes, region_read("count", "us"))
+    assert not cleared(prefixes, region_read("list", "eu/west"))
 
 
 def test_precise_invalidation_of_a_move_clears_both_partitions() -> None:
     inv = Invalidation("users", ids=["u1"], records=[{"id": "u1", "region": "eu"}, {"id": "u1", "region": "us"}],
                        partitions=PARTS, records_complete=True)
-    prefixes = invalidation_prefixes("ns", inv)
-    assert cleared(prefixes, region_key("count", "eu"))
-    assert cleared(prefixes, region_key("count", "us"))
-    assert not cleared(prefixes, region_key("count", "ap"))
+    prefixes = bumps(inv)
+    assert cleared(prefixes, region_read("count", "eu"))
+    assert cleared(prefixes, region_read("count", "us"))
+    assert not cleared(prefixes, region_read("count", "ap"))
 
 
 def test_imprecise_invalidation_clears_every_partition() -> None:
     incomplete = Invalidation("users", ids=["u1"], records=[{"id": "u1", "region": "eu"}], partitions=PARTS)
     missing_field = Invalidation("users", ids=["u1"], records=[{"id": "u1", "name": "x"}], partitions=PARTS,
                                  records_complete=True)
-    no_partitions_declared = Invalidation("users", ids=["u1"])
-    for inv in (incomplete, missing_field, no_partitions_declared):
-        prefixes = invalidation_prefixes("ns", inv)
-        assert cleared(prefixes, region_key("count", "eu")), inv
-        assert cleared(prefixes, region_key("count", "us")), inv
+    for inv in (incomplete, missing_field):
+        prefixes = bumps(inv)
+        assert cleared(prefixes, region_read("count", "eu")), inv
+        assert cleared(prefixes, region_read("count", "us")), inv
 
 
-def test_partition_values_of_other_types_match_their_string_spelling() -> None:
+def test_partition_values_equal_in_python_or_in_spelling_share_a_scope() -> None:
     inv = Invalidation("events", ids=[1], records=[{"id": 1, "year": 2024}], partitions={"by_year": ["year"]},
                        records_complete=True)
-    prefixes = invalidation_prefixes("ns", inv)
-    read = key("count", resource="events", partition="by_year", partition_values={"year": "2024"})
-    assert cleared(prefixes, read)
-    assert not cleared(prefixes, key("count", resource="events", partition="by_year", partition_values={"year": 2025}))
+    prefixes = bumps(inv)
+    by_year = {"by_year": ["year"]}
+    for spelling in ("2024", 2024, 2024.0):
+        same = read("count", resource="events", partitions=by_year, partition="by_year", partition_values={"year": spelling})
+        assert cleared(prefixes, same), spelling
+    other = read("count", resource="events", partitions=by_year, partition="by_year", partition_values={"year": 2025})
+    assert not cleared(prefixes, other)
+
+
+def test_reads_on_undeclared_partitions_or_some_fields_depend_on_every_write() -> None:
+    places = {"by_place": ["region", "city"]}
+    some_fields = read("count", partitions=places, partition="by_place", partition_values={"region": "eu"})
+    undeclared = read("count", partitions=places, partition="by_other", partition_values={"region": "eu"})
+    precise = Invalidation("users", ids=["u9"], records=[{"id": "u9", "region": "us", "city": "NYC"}],
+                           partitions=places, records_complete=True)
+    for depends_on in (some_fields, undeclared):
+        assert cleared(bumps(precise), depends_on)
+        assert cleared(bumps(Invalidation("users", ids=["u9"])), depends_on)
 
 
 def test_whole_resource_invalidation() -> None:
-    prefixes = invalidation_prefixes("ns", Invalidation("users", whole=True))
-    assert prefixes == ["ns/resource=users/"]
-    for some_key in (key("get", id="u9"), region_key("count", "us"), key("list")):
-        assert cleared(prefixes, some_key)
-
-
-def test_action_scopes_end_with_a_slash() -> None:
-    prefixes = invalidation_prefixes("ns", Invalidation("users", ids=[]), actions=["list"])
-    assert cleared(prefixes, key("list", limit=1))
-    assert not cleared(prefixes, key("list_ids", limit=1))
+    prefixes = bumps(Invalidation("users", whole=True))
+    assert prefixes == {("ns", "users")}
+    for some_read in (read("get", id="u9"), region_read("count", "us"), read("list")):
+        assert cleared(prefixes, some_read)
 
 
 def test_case_insensitive_invalidation_matches_case_folded_keys() -> None:
-    prefixes = invalidation_prefixes("ns", Invalidation("Users", ids=["U1"]), case_sensitive=False)
-    assert cleared(prefixes, key("get", resource="users", id="u1", case_sensitive=False))
-    assert cleared(prefixes, key("list", resource="USERS", case_sensitive=False))
+    prefixes = bumps(Invalidation("Users", ids=["U1"]), case_sensitive=False)
+    assert cleared(prefixes, read("get", resource="users", id="u1", case_sensitive=False))
+    assert cleared(prefixes, read("list", resource="USERS", case_sensitive=False))

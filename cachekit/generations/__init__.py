@@ -1,0 +1,171 @@
+"""Generation stores: where the generation number of every invalidation scope lives.
+
+A read's key ends with the generations of the scopes it depends on (:mod:`cachekit.scopes`); a write bumps the
+generations of the scopes it touches. The store is the backend's: what every process sharing the cache agrees
+on. Each :class:`~cachekit.Cache` keeps a local copy of the generations it has seen
+(:class:`~cachekit.generations.view.GenerationView`), which the store keeps current:
+
+* :class:`MemoryGenerations` (memory driver): in-process, authoritative; no I/O.
+* :class:`~cachekit.generations.redis.RedisGenerations`: ``INCR`` in a Lua script that also ``PUBLISH``\\ es the
+  new values; every process subscribes, so local copies are current within the notification delay; while the
+  subscription is down they are not trusted and reads ask Redis.
+* :class:`~cachekit.generations.polled.FilesystemGenerations` (an atomic counter in a diskcache of its own in
+  the cache directory, never culled) and :class:`~cachekit.generations.polled.TokenGenerations` (S3, or any
+  shared driver: a fresh random token per bump): a background poll of one epoch entry per namespace tells a
+  process that another one bumped something, and it then forgets what it knew.
+
+:func:`store_for` picks the store of a driver (a multi-tier driver uses its most shared tier's), one per driver
+instance, so every :class:`~cachekit.Cache` on one driver shares it.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import Any, ClassVar, Protocol
+
+__all__ = ["GenerationListener", "GenerationStore", "MemoryGenerations", "store_for"]
+
+
+class GenerationListener(Protocol):
+    """What a store tells the local copies of one namespace (the namespace's view)."""
+
+    def changed(self, pairs: Sequence[tuple[str, int]]) -> None:
+        """These scopes have these generations now."""
+
+    def reset(self) -> None:
+        """Forget every generation known: changes may have been missed."""
+
+    def resumed(self) -> None:
+        """The store is reachable and watched again: retry what is pending, trust local copies again."""
+
+
+class GenerationStore(abc.ABC):
+    """The generations of one backend, for every namespace on it."""
+
+    #: True when generations only ever grow (integers), so merging two views of a scope keeps the larger one;
+    #: False for random tokens, where only the latest write counts.
+    ordered: ClassVar[bool] = True
+    #: True when other processes may bump these generations (local copies then need watching).
+    shared: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, weakref.WeakSet[Any]] = {}
+        self._listeners_lock = threading.Lock()
+
+    @abc.abstractmethod
+    def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+        """The current generation of each scope (creating it when the backend has none)."""
+
+    @abc.abstractmethod
+    def bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+        """Give each scope a new generation, tell every process, and return the new values."""
+
+    def trusted(self, namespace: str) -> bool:
+        """Whether local copies are kept current (a live subscription or poll); if not, reads ask the store."""
+        return True
+
+    def watch(self, namespace: str, listener: GenerationListener) -> None:
+        """Tell ``listener`` of changes to ``namespace`` (held weakly: a discarded Cache just stops listening)."""
+        with self._listeners_lock:
+            self._listeners.setdefault(namespace, weakref.WeakSet()).add(listener)
+
+    def unwatch(self, namespace: str, listener: GenerationListener) -> None:
+        """Stop telling ``listener``."""
+        with self._listeners_lock:
+            self._listeners.get(namespace, weakref.WeakSet()).discard(listener)
+
+    def listeners(self, namespace: str | None = None) -> list[GenerationListener]:
+        """The listeners of one namespace, or of all."""
+        with self._listeners_lock:
+            if namespace is not None:
+                return list(self._listeners.get(namespace, ()))
+            return [listener for group in self._listeners.values() for listener in group]
+
+    def _notify(self, namespace: str, pairs: Sequence[tuple[str, int]]) -> None:
+        for listener in self.listeners(namespace):
+            listener.changed(pairs)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Stop background work (subscriptions, polls)."""
+
+
+class MemoryGenerations(GenerationStore):
+    """Generations of an in-process driver: a dict, authoritative, shared by the Caches on that driver."""
+
+    shared = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._values: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+        values = self._values
+        return [values.get((namespace, scope), 0) for scope in scopes]
+
+    def bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+        with self._lock:
+            new = []
+            for scope in scopes:
+                value = self._values.get((namespace, scope), 0) + 1
+                self._values[(namespace, scope)] = value
+                new.append(value)
+        self._notify(namespace, list(zip(scopes, new, strict=True)))
+        return new
+
+
+_STORES_LOCK = threading.RLock()
+_ATTRIBUTE = "_cachekit_generation_store"
+
+
+def store_for(driver: Any) -> GenerationStore:
+    """The generation store of ``driver``: its own ``generation_store()`` if it has one, else by kind.
+
+    One store per driver instance, kept on the driver, so every Cache on it shares subscriptions and values.
+    """
+    found = driver.__dict__.get(_ATTRIBUTE) if hasattr(driver, "__dict__") else None
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    with _STORES_LOCK:
+        found = driver.__dict__.get(_ATTRIBUTE)
+        if found is None:
+            found = _build(driver)
+            driver.__dict__[_ATTRIBUTE] = found
+    return found
+
+
+def _build(driver: Any) -> GenerationStore:
+    own = getattr(driver, "generation_store", None)
+    if callable(own):
+        store = own()
+        if not isinstance(store, GenerationStore):
+            raise TypeError(f"{type(driver).__name__}.generation_store() must return a GenerationStore; got {store!r}")
+        return store
+    name = getattr(driver, "name", "")
+    if name == "tiered":
+        return store_for(_most_shared_tier(driver))
+    if name == "redis":
+        from .redis import RedisGenerations
+
+        return RedisGenerations(driver)
+    if name in ("filesystem", "partition-filesystem"):
+        from .polled import FilesystemGenerations
+
+        return FilesystemGenerations(driver.directory, driver=driver)
+    if name == "s3":
+        from .polled import TokenGenerations
+
+        return TokenGenerations(driver)
+    return MemoryGenerations()
+
+
+_SHARING = {"redis": 3, "s3": 2, "filesystem": 1, "partition-filesystem": 1}
+
+
+def _most_shared_tier(driver: Any) -> Any:
+    """The tier whose backend the most processes share (Redis before S3 before the filesystem), else the first."""
+    tiers = [tier.driver for tier in driver.tiers]
+    return max(tiers, key=lambda tier: _SHARING.get(getattr(tier, "name", ""), 0))

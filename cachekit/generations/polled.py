@@ -1,0 +1,289 @@
+"""Generations for backends without notifications: the filesystem (diskcache) and S3 (or any shared driver).
+
+Each namespace has an *epoch* entry that every bump rewrites after its scopes. A background thread reads the
+epoch of every namespace in use every ``interval`` seconds (the filesystem 0.05 s, S3 1 s); when another
+process changed it, the local copies of that namespace are forgotten and read afresh. So a process sees
+another's write within about one interval, and its own writes at once.
+
+* :class:`FilesystemGenerations`: counters in a diskcache of their own (``{directory}/~generations``) that is
+  never culled, created at the clock in microseconds and then incremented inside a transaction, so they only
+  grow, even when one expires after ``generation_ttl`` seconds unused (which bounds their number).
+* :class:`TokenGenerations`: a fresh random token per bump, written through the driver itself under
+  ``~gen/{namespace}/{scope}`` (S3 has no atomic increment; a new token is all a generation needs). Give the
+  whole ``key_prefix`` one lifecycle rule, so tokens never outlive the entries stored before them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .._types import MISSING
+from . import GenerationStore
+
+__all__ = ["FilesystemGenerations", "PolledGenerations", "TokenGenerations"]
+
+logger = logging.getLogger("cachekit")
+
+_EPOCH = "~epoch"
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class PolledGenerations(GenerationStore):
+    """A store whose other-process changes are found by polling one epoch entry per namespace."""
+
+    #: Seconds between polls.
+    interval = 1.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._epochs: dict[str, bytes | None] = {}
+        self._healthy = True
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called (the poller then forgets the store)."""
+        return self._closed
+
+    def _read_epoch(self, namespace: str) -> bytes | None:
+        raise NotImplementedError
+
+    def _write_epoch(self, namespace: str) -> bytes:
+        raise NotImplementedError
+
+    def watch(self, namespace: str, listener: Any) -> None:
+        super().watch(namespace, listener)
+        _POLLER.add(self)
+
+    def trusted(self, namespace: str) -> bool:
+        return self._healthy
+
+    def bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+        values = self._bump(namespace, scopes)
+        self._epochs[namespace] = self._write_epoch(namespace)
+        self._notify(namespace, list(zip(scopes, values, strict=True)))
+        return values
+
+    def _bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+        raise NotImplementedError
+
+    def poll(self) -> None:
+        """Read every watched namespace's epoch; tell the listeners of those another process changed."""
+        if self._driver_closed():
+            self.close()
+            return
+        watched = [ns for ns, group in list(self._listeners.items()) if len(group)]
+        try:
+            changed = [ns for ns in watched if self._epoch_moved(ns)]
+        except Exception as exc:
+            if self._healthy:
+                logger.warning("cachekit: cannot poll generations (%s); reads ask the store until it answers", exc)
+            self._healthy = False
+            for listener in self.listeners():
+                listener.reset()
+            return
+        if not self._healthy:
+            self._healthy = True
+            for listener in self.listeners():
+                listener.reset()
+                listener.resumed()
+            return
+        for namespace in changed:
+            for listener in self.listeners(namespace):
+                listener.reset()
+
+    def _driver_closed(self) -> bool:
+        return False
+
+    def _epoch_moved(self, namespace: str) -> bool:
+        epoch = self._read_epoch(namespace)
+        if namespace not in self._epochs:
+            self._epochs[namespace] = epoch
+            return False
+        if epoch == self._epochs[namespace]:
+            return False
+        self._epochs[namespace] = epoch
+        return True
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class FilesystemGenerations(PolledGenerations):
+    """Generations of a filesystem cache directory (see the module docstring)."""
+
+    interval = 0.05
+
+    def __init__(
+        self, directory: Path | str, *, driver: Any = None, generation_ttl: float = 86_400.0, timeout: float = 1.0
+    ) -> None:
+        super().__init__()
+        self._driver = driver
+        self.directory = Path(directory) / "~generations"
+        self._ttl = generation_ttl
+        self._timeout = timeout
+        self._cache: Any = None
+        self._lock = threading.Lock()
+        self._next_expire = 0.0
+
+    def _db(self) -> Any:
+        cache = self._cache
+        if cache is None:
+            import diskcache
+
+            with self._lock:
+                if self._cache is None:
+                    # Never re-creates a deleted cache directory: that is the driver's to do.
+                    self.directory.mkdir(exist_ok=True)
+                    self._cache = diskcache.Cache(
+                        str(self.directory), eviction_policy="none", cull_limit=0, size_limit=2**62,
+                        statistics=False, timeout=self._timeout,
+                    )
+                cache = self._cache
+        return cache
+
+    def _using(self, call: Callable[[Any], Any]) -> Any:
+        try:
+            return call(self._db())
+        except Exception:
+            self._reopen()  # a deleted or replaced directory: open it afresh next time
+            raise
+
+    def _reopen(self) -> None:
+        with self._lock:
+            cache, self._cache = self._cache, None
+        if cache is not None:
+            with contextlib.suppress(Exception):
+                cache.close()
+
+    def _driver_closed(self) -> bool:
+        return bool(getattr(self._driver, "_closed", False))
+
+    def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+        def read(cache: Any) -> list[int]:
+            values = []
+            for scope in scopes:
+                key = f"{namespace}/{scope}"
+                value = cache.get(key)
+                if value is None:
+                    cache.add(key, _now_us(), expire=self._ttl)  # atomic: only if still absent
+                    value = cache.get(key, 0)
+                values.append(int(value))
+            return values
+
+        return list(self._using(read))
+
+    def _bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+        def bump(cache: Any) -> list[int]:
+            values = []
+            with cache.transact():
+                for scope in scopes:
+                    key = f"{namespace}/{scope}"
+                    old = cache.get(key)
+                    value = _now_us() if old is None else int(old) + 1
+                    cache.set(key, value, expire=self._ttl)
+                    values.append(value)
+            return values
+
+        return list(self._using(bump))
+
+    def _read_epoch(self, namespace: str) -> bytes | None:
+        now = time.monotonic()
+        if now >= self._next_expire:
+            self._next_expire = now + 60.0
+            self._using(lambda cache: cache.expire())
+        value = self._using(lambda cache: cache.get(f"{namespace}/{_EPOCH}"))
+        return None if value is None else bytes(value)
+
+    def _write_epoch(self, namespace: str) -> bytes:
+        token = random.getrandbits(64).to_bytes(8, "big")
+        self._using(lambda cache: cache.set(f"{namespace}/{_EPOCH}", token))
+        return token
+
+    def close(self) -> None:
+        super().close()
+        self._reopen()
+
+
+class TokenGenerations(PolledGenerations):
+    """Generations kept through a driver's own ``get``/``set`` as random tokens (S3; see the module docstring)."""
+
+    ordered = False
+
+    def __init__(self, driver: Any, *, interval: float = 1.0) -> None:
+        super().__init__()
+        self._driver = driver
+        self.interval = interval
+
+    def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+        values = []
+        for scope in scopes:
+            blob = self._driver.get(f"~gen/{namespace}/{scope}")
+            values.append(0 if blob is MISSING else int.from_bytes(bytes(blob)[:8], "big"))
+        return values
+
+    def _bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+        values = []
+        for scope in scopes:
+            token = random.getrandbits(48) + 1
+            self._driver.set(f"~gen/{namespace}/{scope}", token.to_bytes(8, "big"), None)
+            values.append(token)
+        return values
+
+    def _driver_closed(self) -> bool:
+        return bool(getattr(self._driver, "_closed", False))
+
+    def _read_epoch(self, namespace: str) -> bytes | None:
+        blob = self._driver.get(f"~gen/{namespace}/{_EPOCH}")
+        return None if blob is MISSING else bytes(blob)
+
+    def _write_epoch(self, namespace: str) -> bytes:
+        token = random.getrandbits(64).to_bytes(8, "big")
+        self._driver.set(f"~gen/{namespace}/{_EPOCH}", token, None)
+        return token
+
+
+class _Poller:
+    """One daemon thread polling every live polled store when its interval is due."""
+
+    def __init__(self) -> None:
+        self._stores: weakref.WeakSet[PolledGenerations] = weakref.WeakSet()
+        self._due: weakref.WeakKeyDictionary[PolledGenerations, float] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, store: PolledGenerations) -> None:
+        with self._lock:
+            self._stores.add(store)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="cachekit-generation-poll", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                stores = [s for s in self._stores if not s.closed]
+                if not stores:
+                    self._thread = None
+                    return
+            now = time.monotonic()
+            for store in stores:
+                if now >= self._due.get(store, 0.0):
+                    self._due[store] = now + store.interval
+                    store.poll()
+            del stores
+            time.sleep(0.025)
+
+
+_POLLER = _Poller()

@@ -1,0 +1,288 @@
+"""One namespace's local copy of the generations, and the keys it renders from them.
+
+The hit path never talks to the store: a decorated read keeps, per call shape, the key it rendered and the
+*epoch* of the resource it rendered it under; any change to a generation of that resource (a local bump, a
+notification from another process, a reset) moves the epoch on, and the next call renders again.
+
+Rendering asks the store only for generations this view does not know, or for all of them while the store says
+local copies are not kept current (a lost subscription): then nothing is remembered and each read asks.
+
+When the store cannot be reached:
+
+* a bump that fails (after its retries) gives its scopes a *private* generation, a random negative number no
+  other process uses, so this process never reads what it invalidated; the bump is kept pending (coalesced,
+  collapsed to whole resources past ``pending_limit`` scopes) and retried at most once per ``retry_interval``
+  seconds, and on the store's return;
+* a read whose generations cannot be fetched uses the last values this view knew (or, never known, a private
+  one), so a memory tier in front of a dead Redis keeps serving what it holds. What other processes write
+  during the outage is seen once the store is back; entries of the outage are bounded by the tier's TTL.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from ..scopes import NAMESPACE_SCOPE, resource_of
+from . import GenerationStore
+
+__all__ = ["GenerationView", "KeyTemplate"]
+
+logger = logging.getLogger("cachekit")
+
+#: Memo entries rendered while the store is not trusted carry this epoch, which no resource ever has.
+UNTRUSTED = -1
+_KNOWN_LIMIT = 100_000
+
+
+class _Cell:
+    """The epoch of one resource: moves on whenever a generation the resource's keys embed may have changed."""
+
+    __slots__ = ("epoch",)
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+
+class KeyTemplate:
+    """A read's key without its generations: the base string, the scopes it depends on, its resource's cell."""
+
+    __slots__ = ("base", "cell", "scopes")
+
+    def __init__(self, base: str, scopes: Sequence[str], cell: _Cell) -> None:
+        self.base = base
+        self.scopes = tuple(scopes)
+        self.cell = cell
+
+
+def _private_token() -> int:
+    return -random.getrandbits(48) - 1
+
+
+class GenerationView:
+    """The generations one :class:`~cachekit.Cache` knows, kept current by its store."""
+
+    def __init__(
+        self,
+        store: GenerationStore,
+        namespace: str,
+        *,
+        retry_interval: float = 1.0,
+        pending_limit: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.namespace = namespace
+        self._retry_interval = retry_interval
+        self._pending_limit = pending_limit
+        self._clock = clock
+        self._known: dict[str, int] = {}
+        self._fallback: dict[str, int] = {}
+        self._private: dict[str, int] = {}
+        self._unreachable: dict[str, int] = {}
+        self._pending: set[str] = set()
+        self._cells: dict[str, _Cell] = {}
+        self._changes = 0
+        self._lock = threading.Lock()
+        self._bump_lock = threading.Lock()
+        self._retry_at = 0.0
+        self.failures = 0
+        store.watch(namespace, self)
+
+    # -- rendering keys ----------------------------------------------------------------------------------------
+
+    def template(self, base: str, scopes: Sequence[str]) -> KeyTemplate:
+        """The template of a read's key; ``scopes[1]`` is its resource's scope."""
+        resource = resource_of(scopes[1])
+        cell = self._cells.get(resource)
+        if cell is None:
+            cell = self._cells.setdefault(resource, _Cell())
+        return KeyTemplate(base, scopes, cell)
+
+    def render(self, template: KeyTemplate) -> tuple[str, int]:
+        """``(key, epoch)``: the key under the current generations, and the epoch it stays valid for."""
+        trusted = self.store.trusted(self.namespace)
+        epoch = template.cell.epoch if trusted else UNTRUSTED
+        values, certain = self._values(template.scopes, trusted)
+        suffix = ".".join(format(v, "x") for v in values)
+        return f"{template.base}@{suffix}", epoch if certain else UNTRUSTED
+
+    def key(self, base: str, scopes: Sequence[str]) -> str:
+        """The full key of ``base`` depending on ``scopes`` (for one-off keys: facades, warmers)."""
+        return self.render(self.template(base, scopes))[0]
+
+    def _values(self, scopes: Sequence[str], trusted: bool) -> tuple[list[int], bool]:
+        private, known = self._private, self._known
+        values: list[int] = []
+        missing: list[int] = []
+        for index, scope in enumerate(scopes):
+            value = private.get(scope)
+            if value is None and trusted:
+                value = known.get(scope)
+            if value is None:
+                missing.append(index)
+                value = 0
+            values.append(value)
+        if not missing:
+            return values, True
+        fetched, certain = self._fetch([scopes[i] for i in missing], remember=trusted)
+        for index, value in zip(missing, fetched, strict=True):
+            values[index] = value
+        return values, certain
+
+    def _fetch(self, scopes: list[str], *, remember: bool) -> tuple[list[int], bool]:
+        now = self._clock()
+        if now < self._retry_at:
+            return self._offline(scopes), False
+        changes = self._changes
+        try:
+            values = self.store.read(self.namespace, scopes)
+        except Exception as exc:
+            self._retry_at = now + self._retry_interval
+            self._failed("read generations", exc)
+            return self._offline(scopes), False
+        if remember:
+            with self._lock:
+                if changes == self._changes:  # nothing changed meanwhile: what was read is still current
+                    self._merge(zip(scopes, values, strict=True))
+        for scope in scopes:
+            self._unreachable.pop(scope, None)
+        return values, True
+
+    def _offline(self, scopes: list[str]) -> list[int]:
+        fallback, unreachable = self._fallback, self._unreachable
+        values = []
+        for scope in scopes:
+            value = fallback.get(scope)
+            if value is None:
+                value = unreachable.setdefault(scope, _private_token())
+            values.append(value)
+        return values
+
+    # -- bumps -------------------------------------------------------------------------------------------------
+
+    def bump(self, scopes: Sequence[str], *, attempts: int = 1, delay: float = 0.0) -> bool:
+        """Give ``scopes`` new generations; False when the store failed and the bump is pending (see module)."""
+        if not scopes:
+            return True
+        with self._bump_lock:
+            self._flush_locked()
+            for attempt in range(attempts):
+                try:
+                    values = self.store.bump(self.namespace, scopes)
+                except Exception as exc:
+                    if attempt + 1 < attempts:
+                        time.sleep(delay * 2**attempt)
+                        continue
+                    self._failed("bump generations", exc)
+                    self._go_private(scopes)
+                    return False
+                self.changed(list(zip(scopes, values, strict=True)))
+                return True
+        return False  # pragma: no cover - attempts >= 1
+
+    @property
+    def pending(self) -> frozenset[str]:
+        """Scopes whose bump has not reached the store yet."""
+        return frozenset(self._pending)
+
+    def flush(self) -> bool:
+        """Retry pending bumps (at most once per retry interval); True when none is left."""
+        if not self._pending:
+            return True
+        with self._bump_lock:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> bool:
+        if not self._pending:
+            return True
+        now = self._clock()
+        if now < self._retry_at:
+            return False
+        scopes = sorted(self._pending)
+        try:
+            values = self.store.bump(self.namespace, scopes)
+        except Exception as exc:
+            self._retry_at = now + self._retry_interval
+            self._failed("retry pending bumps", exc)
+            return False
+        with self._lock:
+            for scope in scopes:
+                self._private.pop(scope, None)
+            self._pending.difference_update(scopes)
+            self._merge(zip(scopes, values, strict=True))
+            self._moved(scopes)
+        logger.info("cachekit: %d pending invalidation(s) of %r reached the store", len(scopes), self.namespace)
+        return True
+
+    def _go_private(self, scopes: Sequence[str]) -> None:
+        with self._lock:
+            pending = self._pending
+            # A pending resource (or namespace) covers its scopes, as its generation is in every key of theirs:
+            # a new private generation for it invalidates them all again.
+            covering = [NAMESPACE_SCOPE] if NAMESPACE_SCOPE in pending else []
+            changed = {covering[0] if covering else resource_of(s) if resource_of(s) in pending else s for s in scopes}
+            pending.update(changed)
+            for scope in changed:
+                self._private[scope] = _private_token()
+            if len(pending) > self._pending_limit:
+                self._collapse()
+            self._moved(list(changed))
+
+    def _collapse(self) -> None:
+        """Too many pending scopes: keep whole resources instead (and the whole namespace past that)."""
+        resources = {resource_of(scope) for scope in self._pending}
+        if len(resources) > self._pending_limit:
+            resources = {NAMESPACE_SCOPE}
+        self._pending = resources
+        self._private = {scope: _private_token() for scope in resources}
+        self._moved([NAMESPACE_SCOPE])
+
+    # -- what the store tells --------------------------------------------------------------------------------
+
+    def changed(self, pairs: Sequence[tuple[str, int]]) -> None:
+        """Scopes have new generations (a bump here or in another process)."""
+        with self._lock:
+            self._merge(pairs)
+            self._moved([scope for scope, _ in pairs])
+
+    def reset(self) -> None:
+        """Forget what is known (changes may have been missed); keep it as the outage fallback."""
+        with self._lock:
+            self._fallback.update(self._known)
+            self._known.clear()
+            self._moved([NAMESPACE_SCOPE])
+
+    def resumed(self) -> None:
+        """The store is back: retry pending bumps now."""
+        self._retry_at = 0.0
+        self.flush()
+
+    def _merge(self, pairs: Iterable[tuple[str, int]]) -> None:
+        known, ordered = self._known, self.store.ordered
+        if len(known) > _KNOWN_LIMIT:
+            known.clear()  # bounded: what is forgotten is read again when needed
+        for scope, value in pairs:
+            old = known.get(scope)
+            known[scope] = value if old is None or not ordered else max(old, value)
+        self._changes += 1
+
+    def _moved(self, scopes: Sequence[str]) -> None:
+        self._changes += 1
+        if NAMESPACE_SCOPE in scopes:
+            cells = list(self._cells.values())
+        else:
+            cells = [c for c in (self._cells.get(resource_of(s)) for s in scopes) if c is not None]
+        for cell in cells:
+            cell.epoch += 1
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self.failures += 1
+        logger.debug("cachekit: could not %s of namespace %r: %s", what, self.namespace, exc)
+
+    def close(self) -> None:
+        """Stop listening to the store."""
+        self.store.unwatch(self.namespace, self)

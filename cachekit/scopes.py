@@ -1,0 +1,157 @@
+"""Invalidation scopes: what a read depends on and what a write bumps.
+
+Every cached read depends on a few *scopes*, and every scope has a generation number kept by the backend
+(:mod:`cachekit.generations`). A read's key ends with the generations of its scopes, so a write invalidates by
+bumping the generations of the scopes it touches: O(scopes touched), nothing scanned or deleted. Entries
+under old generations are unreachable and age out by TTL and eviction.
+
+Scopes of resource ``users`` in one namespace (names are the key's URL-quoted segments)::
+
+    *                              the whole namespace               (Cache.clear())
+    users                          the resource                      (clear_all, invalidate_resource)
+    users/agg                      its unpartitioned aggregates      (every write)
+    users/p/by_region              every value of one partition      (a write whose records are not known)
+    users/p/by_region/{hash}       one value combination of it       (a write of a record in that partition)
+    users/item/{hash}              one item                          (a write of that id)
+
+A read depends on the namespace and its resource, plus:
+
+* an item read (``get(id)``): its item;
+* an aggregate (``list``, ``count`` ...): the unpartitioned aggregates;
+* an aggregate scoped to a partition the resource *declares* (``partitions = {"by_region": ["region"]}``),
+  with a value for each of its fields: that partition and that value combination. Any other partition
+  arguments (an undeclared name, some fields only) are hashed like other arguments and the read depends on the
+  unpartitioned aggregates, which every write bumps: such a read is never left stale.
+
+Scope hashes are deliberately coarser than key hashes: ``1``, ``1.0``, ``True`` and ``"1"`` name one scope
+(whatever the store's idea of equality, a write under one spelling bumps reads made with another), while
+entry keys stay type-aware, so ``count(region=1)`` and ``count(region="1")`` are two entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .keys import KeySpec, segment, stable_hash
+
+__all__ = [
+    "NAMESPACE_SCOPE",
+    "Invalidation",
+    "declared_partition",
+    "invalidation_scopes",
+    "partition_scopes",
+    "read_scopes",
+    "resource_of",
+]
+
+#: The scope every read of a namespace depends on: bumping it invalidates the whole namespace.
+NAMESPACE_SCOPE = "*"
+
+Partitions = Mapping[str, Sequence[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Invalidation:
+    """What one write changed, from which :func:`invalidation_scopes` derives the scopes to bump.
+
+    :param resource: the resource written to.
+    :param ids: ids of the items written.
+    :param records: the old and new records, as far as known; their partition values pick the partition
+        scopes to bump. Only partitions whose fields all appear in every record can be bumped precisely.
+    :param partitions: the resource's partitions, ``{"by_region": ["region"]}``.
+    :param records_complete: ``True`` when ``records`` hold both the before and after state of every written item,
+        so partitions can be bumped precisely; otherwise every value of every partition is bumped.
+    :param whole: invalidate everything of the resource (``delete_all``, an unknown write).
+    """
+
+    resource: str
+    ids: Sequence[Any] = ()
+    records: Sequence[Mapping[str, Any]] = ()
+    partitions: Partitions = field(default_factory=dict)
+    records_complete: bool = False
+    whole: bool = False
+
+
+def resource_of(scope: str) -> str:
+    """The resource part of a scope (``"users"`` for ``"users/item/..."``); ``"*"`` for the namespace scope."""
+    return scope.split("/", 1)[0]
+
+
+def _coarse(value: Any) -> Any:
+    """A scope's view of a value: numbers that are equal in Python, and their decimal spelling, are one."""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, str)):
+        return str(value)
+    return value
+
+
+def _item_scope(resource: str, item_id: Any, fold: bool) -> str:
+    return f"{resource}/item/{stable_hash(_coarse(item_id), case_sensitive=not fold)}"
+
+
+def _partition_scope(resource: str, partition: str, fold: bool) -> str:
+    return f"{resource}/p/{segment(partition, fold)}"
+
+
+def _value_scope(resource: str, partition: str, values: Mapping[str, Any], fold: bool) -> str:
+    coarse = {str(k): _coarse(v) for k, v in values.items()}
+    return f"{_partition_scope(resource, partition, fold)}/{stable_hash(coarse, case_sensitive=not fold)}"
+
+
+def declared_partition(spec: KeySpec, partitions: Partitions | None) -> bool:
+    """Whether ``spec`` reads one value combination of a partition the resource declares (every field given)."""
+    if not (spec.partition and spec.partition_values and partitions):
+        return False
+    fields = partitions.get(spec.partition)
+    return fields is not None and set(spec.partition_values) == set(fields)
+
+
+def read_scopes(spec: KeySpec, partitions: Partitions | None, *, case_sensitive: bool = True) -> tuple[str, ...]:
+    """The scopes the read ``spec`` depends on, namespace first (see the module docstring)."""
+    fold = not case_sensitive
+    resource = segment(spec.resource, fold)
+    if spec.has_item and spec.item_id is not None:
+        return (NAMESPACE_SCOPE, resource, _item_scope(resource, spec.item_id, fold))
+    partition, values = spec.partition, spec.partition_values
+    if partition and values and declared_partition(spec, partitions):
+        return (
+            NAMESPACE_SCOPE,
+            resource,
+            _partition_scope(resource, partition, fold),
+            _value_scope(resource, partition, values, fold),
+        )
+    # An aggregate, a read without an id (``get(email=...)``), or an undeclared partition: any write changes it.
+    return (NAMESPACE_SCOPE, resource, f"{resource}/agg")
+
+
+def invalidation_scopes(inv: Invalidation, *, case_sensitive: bool = True) -> list[str]:
+    """The scopes a write must bump: its items, the aggregates, and the partitions it touched."""
+    fold = not case_sensitive
+    resource = segment(inv.resource, fold)
+    if inv.whole:
+        return [resource]
+    scopes = [f"{resource}/agg"]
+    scopes.extend(_item_scope(resource, item_id, fold) for item_id in inv.ids)
+    for name, fields in inv.partitions.items():
+        precise = inv.records_complete and fields and all(all(f in r for f in fields) for r in inv.records)
+        if not precise:
+            scopes.append(_partition_scope(resource, name, fold))
+            continue
+        scopes.extend(_value_scope(resource, name, {f: r[f] for f in fields}, fold) for r in inv.records)
+    return list(dict.fromkeys(scopes))
+
+
+def partition_scopes(
+    resource: str, partition: str, values: Mapping[str, Any] | None, *, case_sensitive: bool = True
+) -> list[str]:
+    """The scope of one partition value combination, or of every value of the partition (``values=None``)."""
+    fold = not case_sensitive
+    name = segment(resource, fold)
+    if not values:
+        return [_partition_scope(name, partition, fold)]
+    return [_value_scope(name, partition, values, fold)]

@@ -1,0 +1,203 @@
+"""Stale-read harness: versioned values read and written concurrently, by threads or by two processes.
+
+A *stale read* is a read that returns a version older than a write that had completed (returned to its caller)
+before the read began. Writers bump a record's version in the source, then the decorated write invalidates;
+only when it returns is the version recorded as completed. A reader notes the completed version before it
+reads. The loader sleeps a little after reading the source, to widen the window in which a value loaded before
+a write could be stored after it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from cachekit import Cache, cached, invalidates
+
+LOAD_DELAY = 0.0005
+
+
+@dataclass
+class Outcome:
+    """What a run saw."""
+
+    reads: int = 0
+    writes: int = 0
+    stale: int = 0
+    hits: int = 0
+    windows: list[float] = field(default_factory=list)  # seconds after the write returned, per stale read
+
+    def p99_window(self) -> float:
+        if not self.windows:
+            return 0.0
+        ordered = sorted(self.windows)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+class Source:
+    """Versions per id (a list, or a shared multiprocessing array), and what completed when."""
+
+    def __init__(self, versions: Any, completed: Any, completed_at: Any, lock: Any) -> None:
+        self.versions, self.completed, self.completed_at, self.lock = versions, completed, completed_at, lock
+
+    def write(self, index: int) -> int:
+        with self.lock:
+            self.versions[index] += 1
+            return int(self.versions[index])
+
+    def complete(self, index: int, version: int) -> None:
+        with self.lock:
+            if version > self.completed[index]:
+                self.completed[index] = version
+                self.completed_at[index] = time.monotonic()
+
+    def required(self, index: int) -> tuple[int, float]:
+        with self.lock:
+            return int(self.completed[index]), float(self.completed_at[index])
+
+
+class Records:
+    """A repository over a :class:`Source`, cached with ``cache``."""
+
+    name = "records"
+
+    def __init__(self, cache: Cache, source: Source) -> None:
+        self.cache, self.source = cache, source
+        self.loads = 0
+
+    @cached(action="get")
+    def get(self, id: str) -> dict[str, Any]:
+        self.loads += 1
+        version = int(self.source.versions[int(id)])
+        time.sleep(LOAD_DELAY)
+        return {"id": id, "version": version}
+
+    @invalidates("update")
+    def update(self, id: str, data: dict[str, Any]) -> None:
+        data["version"] = self.source.write(int(id))
+
+
+def thread_source(keys: int) -> Source:
+    return Source([0] * keys, [0] * keys, [0.0] * keys, threading.Lock())
+
+
+def read_once(repo: Records, index: int, outcome: Outcome) -> None:
+    required, completed_at = repo.source.required(index)
+    started = time.monotonic()
+    got = repo.get(str(index))["version"]
+    outcome.reads += 1
+    if got < required:
+        outcome.stale += 1
+        outcome.windows.append(started - completed_at)
+
+
+def write_once(repo: Records, index: int, outcome: Outcome) -> None:
+    data: dict[str, Any] = {}
+    repo.update(str(index), data)
+    repo.source.complete(index, data["version"])
+    outcome.writes += 1
+
+
+def run_threads(
+    cache: Cache, *, seconds: float, threads: int = 8, keys: int = 200, write_ratio: float = 0.1,
+    max_operations: int = 2_000_000,
+) -> Outcome:
+    """``threads`` threads doing reads and writes over ``keys`` records for ``seconds`` (bounded by count too)."""
+    repo = Records(cache, thread_source(keys))
+    outcomes = [Outcome() for _ in range(threads)]
+    deadline = time.monotonic() + seconds
+    per_thread = max_operations // threads
+
+    def work(seed: int, outcome: Outcome) -> None:
+        rng = random.Random(seed)
+        for _ in range(per_thread):
+            if time.monotonic() >= deadline:
+                return
+            index = rng.randrange(keys)
+            if rng.random() < write_ratio:
+                write_once(repo, index, outcome)
+            else:
+                read_once(repo, index, outcome)
+
+    workers = [threading.Thread(target=work, args=(i, outcomes[i])) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(seconds + 60)
+    total = Outcome()
+    for outcome in outcomes:
+        total.reads += outcome.reads
+        total.writes += outcome.writes
+        total.stale += outcome.stale
+        total.windows += outcome.windows
+    total.hits = cache.hits
+    return total
+
+
+# -- two processes ------------------------------------------------------------------------------------------------
+
+
+def _build_cache(spec: dict[str, Any]) -> Cache:
+    return Cache(**spec)
+
+
+def _process_main(role: str, spec: dict[str, Any], shared: tuple[Any, ...], seconds: float, keys: int, queue: Any) -> None:
+    versions, completed, completed_at, lock, start = shared
+    source = Source(versions, completed, completed_at, lock)
+    cache = _build_cache(spec)
+    repo = Records(cache, source)
+    outcome = Outcome()
+    rng = random.Random(1 if role == "writer" else 2)
+    for index in range(keys):  # warm: every record cached in this process before the clock starts
+        repo.get(str(index))
+    start.wait(30)
+    deadline = time.monotonic() + seconds
+    operations = 0
+    while time.monotonic() < deadline and operations < 2_000_000:
+        operations += 1
+        index = rng.randrange(keys)
+        if role == "writer":
+            write_once(repo, index, outcome)
+            time.sleep(0.002)
+        else:
+            read_once(repo, index, outcome)
+    outcome.hits = cache.hits
+    cache.close()
+    queue.put((role, outcome.reads, outcome.writes, outcome.stale, outcome.windows, outcome.hits))
+
+
+def run_two_processes(spec: dict[str, Any], *, seconds: float, keys: int = 100) -> tuple[Outcome, Outcome]:
+    """A writer process and a reader process on ``Cache(**spec)`` each; returns (writer, reader) outcomes."""
+    context = multiprocessing.get_context("spawn")
+    lock = context.Lock()
+    shared = (
+        context.Array("q", keys, lock=False),
+        context.Array("q", keys, lock=False),
+        context.Array("d", keys, lock=False),
+        lock,
+        context.Barrier(3),
+    )
+    queue = context.Queue()
+    processes = [
+        context.Process(target=_process_main, args=(role, spec, shared, seconds, keys, queue))
+        for role in ("writer", "reader")
+    ]
+    for process in processes:
+        process.start()
+    try:
+        shared[4].wait(60)
+        results = {}
+        for _ in processes:
+            role, reads, writes, stale, windows, hits = queue.get(timeout=seconds + 90)
+            results[role] = Outcome(reads, writes, stale, hits, windows)
+    finally:
+        for process in processes:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+    return results["writer"], results["reader"]
