@@ -15,12 +15,10 @@ import time
 from typing import Any
 
 from django.db import connections, transaction
-from django.test import override_settings
 
 from recipes.django.demoapp.models import Article
 from recipes.django.demoapp.repositories import articles
 from recipes.django.repository import get_cache
-from recipes.django.settings_snippet import cachekit_settings
 from tests.recipes.django_cases import MISSING, NEWS, RecipeCases
 
 
@@ -101,11 +99,6 @@ class ConcurrencyCases(RecipeCases):
     readers = 4
 
     def test_no_stale_read_after_commit(self) -> None:
-        # single_flight=False until Cache._load is fixed: see tests/recipes/test_single_flight_after_commit.py.
-        with override_settings(CACHEKIT={**cachekit_settings({}), "single_flight": False}):
-            self.run_writer_and_readers()
-
-    def run_writer_and_readers(self) -> None:
         pk = self.news.pk
         committed = [0]  # the latest version whose commit has returned
         stop = threading.Event()

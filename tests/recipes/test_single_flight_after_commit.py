@@ -1,19 +1,14 @@
 """The guarantee the recipes' concurrency tests check, reduced to one deterministic race in ``Cache``.
 
-A read that begins after an invalidation returned must not get a value loaded before it. With
-``single_flight=True`` (the default) a call that misses after the invalidation joins the load another call
-began before it, and gets that call's old value. Found by the recipes' concurrency tests (a few stale reads in
-10 s on PostgreSQL, now and then); until ``cachekit/namespace.py`` fixes it (e.g. a flight remembers the
-generation it began in, and a caller joins only a flight of the current generation), those tests build their
-cache with ``single_flight=False`` and this test is a strict xfail: it fails the run once the fix lands, as a
-reminder to remove the marker here and ``single_flight=False`` there.
+A read that begins after an invalidation returned must not get a value loaded before it. Before keys embedded
+generations, a call that missed after the invalidation joined (single flight) the load another call had begun
+before it, and got that call's old value; the recipes' concurrency tests found it as a few stale reads in 10 s
+on PostgreSQL. Now the invalidation changes the key, so the late call loads under a key of its own.
 """
 
 from __future__ import annotations
 
 import threading
-
-import pytest
 
 from cachekit import Cache, Invalidation, cached
 
@@ -59,6 +54,5 @@ def test_without_single_flight_a_read_after_the_invalidation_is_fresh() -> None:
     assert race(single_flight=False) == (1, 2)
 
 
-@pytest.mark.xfail(strict=True, reason="Cache._load: a miss after an invalidation joins a load begun before it")
 def test_with_single_flight_a_read_after_the_invalidation_is_fresh() -> None:
     assert race(single_flight=True) == (1, 2)

@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from cachekit import Cache
 from recipes.sqlalchemy.models import Product
 from recipes.sqlalchemy.repository import ProductRepository
 from tests.recipes.sqla.helpers import GARDEN, KITCHEN, MISSING, TOYS, SelectCounter, cached, warm
@@ -210,8 +209,6 @@ def test_no_stale_read_after_commit(
 ) -> None:
     """A writer committing in one connection, four readers in others, 10 s: no read returns a version older than
     the last commit that returned before the read began."""
-    # single_flight=False until Cache._load is fixed: see tests/recipes/test_single_flight_after_commit.py.
-    repo = ProductRepository(sessions, Cache(driver="memory", ttl=60, namespace="shop-race", single_flight=False))
     pk = catalogue["kettle"]["id"]
     committed = [catalogue["kettle"]["price_cents"]]
     stop = threading.Event()
@@ -261,4 +258,3 @@ def test_no_stale_read_after_commit(
     assert writes > 20
     assert min(reads) > 0
     assert repo.cache.stats().hits > 0
-    repo.cache.close()
