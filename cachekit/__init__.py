@@ -1,19 +1,28 @@
 """cachekit: a cache in front of ORM-style resources.
 
 Reads are wrapped by :func:`cached`, writes by :func:`invalidates`; a :class:`Cache` holds the driver (memory,
-filesystem, Redis, S3, multi-tier), the codec and the policies. See the README for the three ways in.
+filesystem, Redis, S3, multi-tier), the codec and the policies; :class:`CachePlugin` caches every resource of a
+:mod:`cachekit.s3db` document store. See the README for the three ways in.
+
+``cached``, ``invalidates`` and ``CachePlugin`` are loaded on first use (wrapt, which the decorators are built
+on, imports asyncio), so ``import cachekit`` and a plain :class:`Cache` stay light.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from ._types import DEFAULT, MISSING
-from .decorators import cached, invalidates
 from .drivers import Driver, register_driver
 from .keys import KeySpec, register_key_resolver, stable_hash
 from .namespace import DEFAULT_TTL, Cache, Namespace
 from .policies import MethodPolicy
 from .scopes import Invalidation
 from .stats import CacheStats
+
+if _TYPE_CHECKING:  # what type checkers see of the names loaded on first use
+    from .decorators import cached, invalidates
+    from .plugin import CachePlugin
 
 __version__ = "0.1.0"
 
@@ -36,11 +45,20 @@ __all__ = [
     "stable_hash",
 ]
 
+_LAZY = {"cached": "decorators", "invalidates": "decorators", "CachePlugin": "plugin"}
+
 
 def __getattr__(name: str) -> object:
-    # CachePlugin pulls in the plugin machinery; load it on first use so `import cachekit` stays light.
-    if name == "CachePlugin":
-        from .plugin import CachePlugin
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cachekit' has no attribute {name!r}")
+    import importlib
 
-        return CachePlugin
-    raise AttributeError(f"module 'cachekit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    # help(cachekit) and dir() list the names loaded on first use too (pydoc looks them up, loading them).
+    return sorted({*globals(), *__all__})

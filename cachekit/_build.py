@@ -7,16 +7,20 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._options import reject_unknown_options
+from ._redact import redact
 from ._types import Clock, normalize_ttl
-from .codecs import Codec
+from .codecs import DEFAULT_MAX_VALUE_BYTES, Codec
 from .drivers import Driver, create_driver, resolve_driver_class
 from .errors import CacheWarning, ConfigurationError
+
+_TIER_KEYS = frozenset({"driver", "ttl", "config", "name"})
 
 _DEFAULT_NAMESPACE = "cachekit"
 #: The TTL used when none is given: five minutes, for every driver.
 DEFAULT_NAMESPACE_TTL = 300.0
 _CODEC_OPTIONS = ("enable_compression", "compression", "compression_threshold", "compression_level",
-                  "serializer", "deserializer")
+                  "serializer", "deserializer", "max_value_bytes", "signing_key", "verify_keys")
 NAMESPACE_OPTION_NAMES = (*_CODEC_OPTIONS, "case_sensitive", "enable_stats")
 #: Options in ``config`` that belong to the namespace (codec, keys, stats), not to the driver.
 NAMESPACE_OPTIONS = frozenset(NAMESPACE_OPTION_NAMES)
@@ -72,6 +76,9 @@ def build_codec(options: Mapping[str, Any], clock: Clock) -> Codec:
         compression_threshold=options.get("compression_threshold", 1024) if compress else None,
         compression_level=options.get("compression_level", 1),
         clock=clock,
+        max_value_bytes=options.get("max_value_bytes", DEFAULT_MAX_VALUE_BYTES),
+        signing_key=options.get("signing_key"),
+        verify_keys=options.get("verify_keys", ()),
     )
 
 
@@ -122,10 +129,10 @@ def _build_tier(index: int, tier: Mapping[str, Any] | Driver, clock: Clock, tier
     if isinstance(tier, Driver):
         return tier_cls(tier)
     if not isinstance(tier, Mapping) or "driver" not in tier:
-        raise ConfigurationError(f"drivers[{index}] must be a Driver or a dict with a 'driver' key; got {tier!r}")
-    unknown = sorted(set(tier) - {"driver", "ttl", "config", "name"})
-    if unknown:
-        raise ConfigurationError(f"drivers[{index}] has unknown keys {unknown}; use driver, ttl, config, name")
+        raise ConfigurationError(
+            f"drivers[{index}] must be a Driver or a dict with a 'driver' key; got {redact(repr(tier))}"
+        )
+    reject_unknown_options(f"drivers[{index}]", set(tier) - _TIER_KEYS, sorted(_TIER_KEYS))
     misplaced = sorted(set(tier.get("config") or {}) & NAMESPACE_OPTIONS)
     if misplaced:
         raise ConfigurationError(

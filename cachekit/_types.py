@@ -64,7 +64,13 @@ def normalize_ttl(ttl: object, *, what: str = "ttl") -> float | None:
     if isinstance(ttl, timedelta):
         seconds = ttl.total_seconds()
     elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
-        seconds = float(ttl)
+        try:
+            seconds = float(ttl)
+        except OverflowError:  # an int beyond float's range, e.g. 10**400
+            raise ConfigurationError(
+                f"{what} must be a finite number of seconds >= 0 (None means no expiry); got an int of "
+                f"{len(str(abs(ttl)))} digits, too large for a float"
+            ) from None
     else:
         raise ConfigurationError(
             f"{what} must be seconds (int or float), a datetime.timedelta, or None for no expiry; "

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import wrapt
 
 from ._types import DEFAULT, MISSING, TTL, normalize_ttl
+from ._typing import CachedDecorator
 from .errors import ConfigurationError, SerializationError, UncacheableValueWarning
 from .generations.view import KeyTemplate
 from .keys import get_key_resolver, item_actions, mark_in_use, register_key_resolver, registered_actions, stable_hash
@@ -376,7 +377,7 @@ def cached(
     resource: str | None = None,
     ttl: TTL = DEFAULT,
     id_param: str | None = None,
-) -> Callable[[F], F]:
+) -> CachedDecorator:
     """Cache a read: a hit returns the stored value, a miss calls through and stores the result.
 
     E.g.::
@@ -394,6 +395,9 @@ def cached(
         repo.get("u1")                    # cached
         repo.get("u1", skip_cache=True)   # read through, not stored
         repo.get.cache_key("u1")          # 'cachekit/resource=users/action=get/...'
+
+    For type checkers the result keeps the function's parameters and return type and has the helpers
+    (:class:`cachekit._typing.CachedMethod`); see docs/architecture.md, "Typing of the decorators".
 
     :param action: the key resolver to use (``"get"``, ``"list"``, ``"count"`` ...); defaults to the function's
         name. An action without a resolver is registered as one whose every argument counts.
@@ -424,7 +428,7 @@ def cached(
         target = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
         return cast(F, _CachedFunction(fn, state, inspect.iscoroutinefunction(target)))
 
-    return decorate
+    return cast(CachedDecorator, decorate)
 
 
 def _check_id_param(fn: Any, action: str, id_param: str | None) -> str:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import DriverUnavailable
+from .errors import DriverError, DriverUnavailable
 from .workload import WorkloadResult, run_mixed_workload
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .plugin import CachePlugin
     from .s3db import Database, Resource
 
-__all__ = ["DemoOptions", "LatencyResult", "run"]
+__all__ = ["DemoOptions", "LatencyResult", "check_cache_backend", "run"]
 
 REGIONS = ("eu-west", "eu-north", "us-east", "us-west", "ap-south", "ap-east", "sa-east", "af-south")
 PARTITION = "by_region"
@@ -65,9 +65,9 @@ class Scale:
     mixed_records: int
 
 
-#: ``--quick``: a few seconds of work on a small machine.
-QUICK = Scale(records=120, get_ids=30, rounds=3, warm_repeats=5, mixed_operations=300, mixed_records=40)
-#: The full run: more documents and samples, so p99 means something.
+#: ``--quick``: 6-8 s on a busy 2-core machine (measured with ``time cachekit demo --quick``); keep it under 10 s.
+QUICK = Scale(records=40, get_ids=15, rounds=2, warm_repeats=5, mixed_operations=100, mixed_records=20)
+#: The full run: more documents and samples, so p99 means something; 1-2 min on the same machine.
 FULL = Scale(records=600, get_ids=100, rounds=8, warm_repeats=10, mixed_operations=1500, mixed_records=60)
 
 
@@ -139,11 +139,12 @@ def run(options: DemoOptions, console: Console) -> int:
 
     :returns: the exit status: 0, or 1 when the mixed workload saw a stale read (a cachekit bug).
 
-    :raises DriverUnavailable: when the S3 endpoint cannot be reached.
+    :raises DriverUnavailable: when the S3 endpoint or the cache backend cannot be reached.
     :raises ConfigurationError: for bad driver options.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    check_cache_backend(options)
     run_id = uuid.uuid4().hex[:8]
     with contextlib.ExitStack() as stack:
         endpoint = options.endpoint or stack.enter_context(_moto_server())
@@ -162,6 +163,31 @@ def run(options: DemoOptions, console: Console) -> int:
                      for mode in ("precise", "resource")}
         fresh = _print_results(console, options, latencies, mixed)
     return 0 if fresh else 1
+
+
+def check_cache_backend(options: DemoOptions) -> None:
+    """Reach the cache backend once, before any work, so that a dead one is one error and nothing else.
+
+    An S3 cache without a ``bucket`` of its own uses the demo's S3, which :func:`_open_database` checks.
+
+    :raises DriverUnavailable: the backend cannot be reached (the message says which and why).
+    """
+    from .namespace import Cache
+
+    if options.driver == "s3" and "bucket" not in options.config:
+        return
+    cachekit_logger = logging.getLogger("cachekit")
+    level = cachekit_logger.level
+    cachekit_logger.setLevel(logging.CRITICAL)  # the one error below says it all
+    try:
+        with Cache(driver=options.driver, config=dict(options.config), namespace="cachekit-demo-check") as cache:
+            cache.driver.get("cachekit-demo-check/reachable")
+    except DriverError as exc:
+        raise DriverUnavailable(
+            f"the {options.driver!r} cache backend cannot be reached, so the demo did not start: {exc}"
+        ) from exc
+    finally:
+        cachekit_logger.setLevel(level)
 
 
 @contextlib.contextmanager

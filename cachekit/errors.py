@@ -8,6 +8,7 @@ callers already expect, so ``except ValueError`` keeps working::
     │   └── DriverNotFound(ConfigurationError, LookupError)   unknown driver / missing optional dependency
     ├── DriverError(CacheError)                          a driver operation failed (original in __cause__)
     │   └── DriverUnavailable(DriverError, ConnectionError)   the backend cannot be reached
+    │       └── CircuitOpenError(DriverUnavailable)           skipped: its circuit breaker is open
     ├── CodecError(CacheError)
     │   ├── SerializationError(CodecError, TypeError)    a value cannot be encoded
     │   └── CorruptEntryError(CodecError, ValueError)    a stored blob cannot be decoded
@@ -26,6 +27,7 @@ from __future__ import annotations
 __all__ = [
     "CacheError",
     "CacheWarning",
+    "CircuitOpenError",
     "CodecError",
     "ConfigurationError",
     "CorruptEntryError",
@@ -57,6 +59,13 @@ class DriverError(CacheError):
 
 class DriverUnavailable(DriverError, ConnectionError):
     """The cache backend (Redis, S3, a directory) cannot be reached."""
+
+
+class CircuitOpenError(DriverUnavailable):
+    """The backend was not called: its circuit breaker is open after recent failures (it fails fast).
+
+    See :mod:`cachekit.breaker`; the cool-down ends with one probe call.
+    """
 
 
 class CodecError(CacheError):

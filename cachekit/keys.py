@@ -36,7 +36,9 @@ __all__ = [
     "KeyResolver",
     "KeySpec",
     "format_key",
+    "coarse_text",
     "get_key_resolver",
+    "id_segment",
     "item_actions",
     "partition_prefix",
     "register_key_resolver",
@@ -152,15 +154,40 @@ def resource_prefix(namespace: str, resource: str, *, case_sensitive: bool = Tru
     return f"{namespace}/resource={_segment(resource, not case_sensitive)}/"
 
 
-def _value_segment(value: Any, fold: bool) -> str:
-    # Readable only: the key's final hash carries the values with their types, so 1 and "1" are two entries.
+def coarse_text(value: Any) -> str:
+    """A value as invalidation scopes see it: numbers equal in Python, and their decimal spelling, are one text.
+
+    ``1``, ``1.0``, ``True`` and ``"1"`` are all ``"1"``; other values are their compact, sorted JSON. Keys stay
+    type-aware through their hashes; scopes use this, so a write under one spelling invalidates the others.
+    """
     if isinstance(value, str):
-        return _segment(value, fold)
+        return value
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return str(int(value))
     try:
-        text = json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
-    except ValueError:
-        text = str(value)
-    return _segment(text, fold)
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _value_segment(value: Any, fold: bool) -> str:
+    # The scope's spelling (see coarse_text); the key's final hash carries the values with their types.
+    return _segment(coarse_text(value), fold)
+
+
+#: The id segment of an item key read without an id (``get(email=...)``): such reads depend on the aggregates.
+NO_ID = "-"
+
+
+def id_segment(item_id: Any, *, case_sensitive: bool = True) -> str:
+    """The id segment of an item key: the hash of the id's :func:`coarse_text`, or ``-`` for no id."""
+    if item_id is None:
+        return NO_ID
+    return stable_hash(coarse_text(item_id), case_sensitive=case_sensitive)
 
 
 def _partition_path(partition: str, values: Mapping[str, Any], fold: bool) -> str:
@@ -196,8 +223,10 @@ def format_key(namespace: str, spec: KeySpec, *, case_sensitive: bool = True) ->
         # An item entry lives under its id, wherever the item sits: a write to another item of the same
         # partition leaves it alone, and a write to this id clears it in every partition.
         parts.append(f"action={_segment(spec.action, fold)}/")
-        parts.append(stable_hash(spec.item_id, case_sensitive=case_sensitive))
+        parts.append(id_segment(spec.item_id, case_sensitive=case_sensitive))
         extra = dict(spec.params)
+        if spec.item_id is not None and not isinstance(spec.item_id, str):
+            extra["~id"] = spec.item_id  # get(1) and get("1") are two entries of one item scope
         if spec.partition and spec.partition_values:
             extra.update(partition=spec.partition, partition_values=dict(spec.partition_values))
         if extra:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import asyncio
 
+from . import _logging
 from ._build import (
     DEFAULT_NAMESPACE_TTL,
     NAMESPACE_OPTION_NAMES,
@@ -38,15 +40,16 @@ from ._build import (
     check_retries,
 )
 from ._loading import LoadingMixin, _Flight
+from ._options import unknown_options_message
+from ._redact import redact
 from ._types import DEFAULT, MISSING, TTL, Clock, check_key, normalize_ttl
-from .codecs import HEADER_SIZE
 from .drivers import Driver
-from .errors import CodecError, ConfigurationError, CorruptEntryError, SerializationError, UncacheableValueWarning
+from .errors import CodecError, ConfigurationError, SerializationError, UncacheableValueWarning
 from .generations import store_for
 from .generations.view import GenerationView, KeyTemplate
 from .keys import KeySpec, format_key, get_key_resolver
 from .policies import MethodPolicy, parse_method_policies
-from .scopes import NAMESPACE_SCOPE, Invalidation, invalidation_scopes, partition_scopes, read_scopes
+from .scopes import NAMESPACE_SCOPE, Invalidation, invalidation_scopes, key_scopes, partition_scopes, read_scopes
 from .stats import CacheStats
 
 __all__ = ["DEFAULT_TTL", "NAMESPACE_OPTIONS", "Cache", "Namespace"]
@@ -56,7 +59,6 @@ logger = logging.getLogger("cachekit")
 #: The TTL used when none is given: five minutes, for every driver.
 DEFAULT_TTL = DEFAULT_NAMESPACE_TTL
 _RETRY_INTERVAL = 1.0  # seconds between retries of a failed bump
-_LOGGED_CAUSES_LIMIT = 256
 
 
 class Cache(LoadingMixin):
@@ -113,9 +115,9 @@ class Cache(LoadingMixin):
         **unknown_options: Any,
     ) -> None:
         if unknown_options:
-            raise ConfigurationError(
-                f"Cache got unknown options {sorted(unknown_options)}; driver options go in config={{...}}"
-            )
+            accepted = [name for name in inspect.signature(Cache).parameters if name != "unknown_options"]
+            message = unknown_options_message("Cache", unknown_options, accepted)
+            raise ConfigurationError(f"{message}. Driver options go in config={{...}}")
         self.namespace = check_namespace(namespace)
         self.prefix = self.namespace + "/"
         self.ttl = normalize_ttl(ttl)
@@ -144,7 +146,6 @@ class Cache(LoadingMixin):
         self._flights_lock = threading.Lock()
         self._async_flights: dict[tuple[int, str], asyncio.Task[Any]] = {}
         self._miss_counts: OrderedDict[str, int] = OrderedDict()
-        self._logged_causes: set[tuple[str, str]] = set()
         self._gens = GenerationView(
             store_for(self.driver), self.namespace, retry_interval=_RETRY_INTERVAL, clock=self._clock
         )
@@ -255,9 +256,22 @@ class Cache(LoadingMixin):
         self.deletes += removed
         return removed
 
-    def keys(self, prefix: str = "") -> list[str]:
-        """This namespace's stored keys (under ``prefix`` within it), current and orphaned alike."""
-        return self.driver.keys(self._full_prefix(prefix))
+    def keys(self, prefix: str = "", *, orphans: bool = False) -> list[str]:
+        """This namespace's stored keys (under ``prefix`` within it) that reads can still reach.
+
+        ``orphans=True`` lists every stored key, also those that writes left under old generations (they are
+        not deleted: TTLs and eviction remove them).
+        """
+        stored = self.driver.keys(self._full_prefix(prefix))
+        return stored if orphans else [key for key in stored if self.is_current(key)]
+
+    def is_current(self, key: str) -> bool:
+        """Whether a read could still reach ``key``: its generations are the ones in force now."""
+        scopes = key_scopes(key, self.namespace, self._partitions)
+        if scopes is None:
+            return True  # a key of your own (Cache.set): no generations
+        suffix = key.rpartition("@")[2]
+        return self._gens.render(self._gens.template("", scopes))[0] == "@" + suffix
 
     def _full_prefix(self, prefix: str) -> str:
         if prefix.startswith(self.prefix):
@@ -326,12 +340,9 @@ class Cache(LoadingMixin):
 
     def _invalidation_failed(self, scopes: list[str]) -> None:
         self.errors += 1
-        self._log_once(
-            ("invalidation", type(self.driver).__name__),
-            "cachekit: invalidation on %s failed after %d attempts; %d scope(s) of namespace %r stay pending and "
-            "this process reads them under private generations until the backend is back",
-            self.driver.name, self._retry_attempts, len(scopes), self.namespace,
-        )
+        error = self._gens.last_error or RuntimeError("the generation store failed")
+        if not _logging.invalidation_failed(self.namespace, self.driver.name, self._retry_attempts, error):
+            logger.debug("cachekit: invalidation of %d scope(s) on %s is pending", len(scopes), self.driver.name)
 
     # -- stats and lifetime ----------------------------------------------------------------------------------
 
@@ -340,7 +351,7 @@ class Cache(LoadingMixin):
         try:
             details = dict(self.driver.stats())
         except Exception as exc:
-            details = {"error": f"{type(exc).__name__}: {exc}"}
+            details = {"error": redact(f"{type(exc).__name__}: {exc}")}
         details["invalidations"] = self.invalidations
         details["pending_invalidations"] = len(self._gens.pending)
         try:
@@ -430,7 +441,7 @@ class Cache(LoadingMixin):
             except SerializationError as exc:
                 warnings.warn(f"{exc}; returned uncached (key {key!r})", UncacheableValueWarning, stacklevel=4)
                 return False
-            if max_payload is not None and len(blob) - HEADER_SIZE > max_payload:
+            if max_payload is not None and len(blob) - self.codec.overhead > max_payload:
                 return False
         try:
             self.driver.set(key, blob, ttl)
@@ -448,21 +459,8 @@ class Cache(LoadingMixin):
 
     def _read_failed(self, key: str | None, exc: BaseException) -> None:
         self.errors += 1
-        kind = "corrupt entry dropped" if isinstance(exc, CorruptEntryError) else "driver error"
-        self._log_once(
-            (type(exc).__name__, type(self.driver).__name__),
-            "cachekit: %s on %s (namespace %r, key %r): %s; reading through to the source. "
-            "Further %s errors are logged at DEBUG.",
-            kind, self.driver.name, self.namespace, key, exc, type(exc).__name__,
-        )
-
-    def _log_once(self, cause: tuple[str, str], message: str, *args: Any) -> None:
-        if cause in self._logged_causes:
-            logger.debug(message, *args)
-            return
-        if len(self._logged_causes) < _LOGGED_CAUSES_LIMIT:
-            self._logged_causes.add(cause)
-        logger.warning(message, *args)
+        if not _logging.read_failed(self.namespace, self.driver.name, key, exc):
+            logger.debug("cachekit: %s failed for %r: %s", self.driver.name, key, exc)
 
 
 Namespace = Cache

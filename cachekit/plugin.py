@@ -52,13 +52,18 @@ class CachePlugin:
 
     E.g.::
 
-        db = Database.connect("s3://KEY:SECRET@bucket/app?endpoint=http://127.0.0.1:5055")
+        from cachekit import CachePlugin
+        from cachekit.s3db import Database
+
+        db = Database.connect("s3://KEY:SECRET@my-bucket/app?endpoint=http://127.0.0.1:5055", create_bucket=True)
         users = db.create_resource("users", partitions={"by_region": ["region"]})
         plugin = CachePlugin(driver="memory", ttl=300,
                              method_policies={"get": {"ttl": 30}, "get_all": False})
         db.use_plugin(plugin)
+        users.insert({"id": "u1", "name": "Ada", "region": "eu"})
         users.count()           # from S3, then from the cache
         users.cache.stats()
+        db.close()
 
     :param driver: ``"memory"``, ``"filesystem"``, ``"redis"``, ``"s3"``, ``"null"``, a ``"module:Class"`` path
         or a driver instance. The S3 driver defaults to the database's client and bucket.
@@ -354,8 +359,8 @@ class ResourceCache:
         return self.namespace_cache.invalidate_resource(self.resource.name)
 
     def keys(self) -> list[str]:
-        """This resource's stored keys."""
-        return self.namespace_cache.driver.keys(self._resource_prefix())
+        """This resource's keys that reads can still reach (see :meth:`cachekit.Cache.keys`)."""
+        return self.namespace_cache.keys(self._resource_prefix())
 
     def stats(self) -> Any:
         """The namespace's :class:`~cachekit.CacheStats` (hits, misses, hit_rate ...)."""

@@ -33,14 +33,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
-from .keys import KeySpec, segment, stable_hash
+from .keys import NO_ID, KeySpec, coarse_text, id_segment, item_actions, segment, stable_hash
 
 __all__ = [
     "NAMESPACE_SCOPE",
     "Invalidation",
     "declared_partition",
     "invalidation_scopes",
+    "key_scopes",
     "partition_scopes",
     "read_scopes",
     "resource_of",
@@ -79,19 +81,8 @@ def resource_of(scope: str) -> str:
     return scope.split("/", 1)[0]
 
 
-def _coarse(value: Any) -> Any:
-    """A scope's view of a value: numbers that are equal in Python, and their decimal spelling, are one."""
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, (int, str)):
-        return str(value)
-    return value
-
-
 def _item_scope(resource: str, item_id: Any, fold: bool) -> str:
-    return f"{resource}/item/{stable_hash(_coarse(item_id), case_sensitive=not fold)}"
+    return f"{resource}/item/{id_segment(item_id, case_sensitive=not fold)}"
 
 
 def _partition_scope(resource: str, partition: str, fold: bool) -> str:
@@ -99,7 +90,7 @@ def _partition_scope(resource: str, partition: str, fold: bool) -> str:
 
 
 def _value_scope(resource: str, partition: str, values: Mapping[str, Any], fold: bool) -> str:
-    coarse = {str(k): _coarse(v) for k, v in values.items()}
+    coarse = {str(k): coarse_text(v) for k, v in values.items()}
     return f"{_partition_scope(resource, partition, fold)}/{stable_hash(coarse, case_sensitive=not fold)}"
 
 
@@ -155,3 +146,38 @@ def partition_scopes(
     if not values:
         return [_partition_scope(name, partition, fold)]
     return [_value_scope(name, partition, values, fold)]
+
+
+def key_scopes(key: str, namespace: str, partitions: Mapping[str, Partitions]) -> tuple[str, ...] | None:
+    """The scopes a stored key depends on, read back from the key itself (``None``: not a read's key).
+
+    The inverse of :func:`read_scopes` over the key layout, used to tell current entries from the orphans that
+    writes left behind (``Cache.keys()``). ``partitions`` maps resource names to their declared partitions.
+    """
+    base, at, _ = key.rpartition("@")
+    if not at or not base.startswith(namespace + "/resource="):
+        return None
+    parts = base[len(namespace) + 1 :].split("/")
+    resource = parts[0][len("resource=") :]
+    if len(parts) > 1 and parts[1] == "custom":
+        return (NAMESPACE_SCOPE, resource)
+    rest = parts[1:]
+    partition, values = None, {}
+    if rest and rest[0].startswith("partition="):
+        partition = unquote(rest[0][len("partition=") :])
+        while len(rest) > 1 and not rest[1].startswith("action="):
+            name, _, text = rest.pop(1).partition("=")
+            values[unquote(name)] = unquote(text)
+        rest = rest[1:]
+    if not rest or not rest[0].startswith("action="):
+        return None
+    action = unquote(rest[0][len("action=") :])
+    if action in item_actions() and len(rest) > 1:
+        if rest[1] == NO_ID:
+            return (NAMESPACE_SCOPE, resource, f"{resource}/agg")
+        return (NAMESPACE_SCOPE, resource, f"{resource}/item/{rest[1]}")
+    declared = partitions.get(unquote(resource), {}).get(partition) if partition else None
+    if partition and declared is not None and set(values) == set(declared):
+        scope = f"{resource}/p/{segment(partition)}"
+        return (NAMESPACE_SCOPE, resource, scope, f"{scope}/{stable_hash(values)}")  # values folded in the key
+    return (NAMESPACE_SCOPE, resource, f"{resource}/agg")

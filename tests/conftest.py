@@ -29,6 +29,16 @@ class FakeClock:
         self.now += seconds
 
 
+@pytest.fixture(autouse=True)
+def _fresh_log_limiter() -> Iterator[None]:
+    """Each test starts with cachekit's rate-limited log empty and at its default interval."""
+    from cachekit._logging import DEFAULT_LOG_INTERVAL, LIMITER, set_log_interval
+
+    LIMITER.reset()
+    yield
+    set_log_interval(DEFAULT_LOG_INTERVAL)
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

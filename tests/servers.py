@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -130,7 +131,25 @@ class RedisServer:
                 self.process.kill()
                 self.process.wait()
 
+    def pause(self) -> None:
+        """SIGSTOP the server: connections stay open and nothing answers (a hung server)."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash: no clean shutdown) and reap it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
     def cleanup(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.resume()  # a paused server cannot handle SIGTERM
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
 

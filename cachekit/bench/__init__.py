@@ -1,6 +1,6 @@
 """``cachekit bench``: cachekit's speed against its peers and the raw libraries, measured in the same run.
 
-Speed is checked here, never in timed test asserts. Three sections (``--only`` picks some):
+Speed is checked here, never in timed test asserts. Four sections (``--only`` picks some):
 
 * ``memory``: a ``@cached`` method hit on the memory driver (msgpack and objects mode) against cachetools,
   cachebox and a plain call. Targets: objects mode ≤ 2.5x cachetools ``@cached``, msgpack mode ≤ 6x.
@@ -8,6 +8,10 @@ Speed is checked here, never in timed test asserts. Three sections (``--only`` p
   job, plus ``get_many`` against MGET. Targets: filesystem hit ≤ 1.3x, Redis hit ≤ 1.15x, get_many ≤ 1.3x.
 * ``plugin``: a cached ``count()``/``get()`` of an s3db resource against the uncached call, and the mixed
   workload's hit rate with precise invalidation against clearing the whole resource on each write.
+* ``scale``: one write's invalidation with 1,000 to 1,000,000 entries cached, per driver (target: the largest
+  at most 2x the smallest), and the entries alive and orphaned after 1,000,000 writes.
+* ``fuzz``: not a timing: :meth:`Codec.decode` against >= 100,000 hostile blobs in a child process under an
+  address-space limit, counted by outcome; the target is that nothing but ``CorruptEntryError`` escapes.
 
 Every ratio compares rows measured in one interleaved group (see ``tests/bench/README.md`` for the method).
 The machine's Redis (``--redis-url``) gets keys under a unique prefix, deleted at exit; moto is started on a
@@ -36,7 +40,7 @@ from ._services import Services
 __all__ = ["SECTIONS", "main", "run"]
 
 #: Section names in the order they run.
-SECTIONS = ("memory", "drivers", "plugin")
+SECTIONS = ("memory", "drivers", "plugin", "scale", "fuzz")
 _DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _SCHEMA = 1
 
@@ -73,6 +77,14 @@ def _runner(name: str) -> Callable[[Settings, Services], Section]:
         from ._drivers import run_drivers
 
         return run_drivers
+    if name == "scale":
+        from ._scale import run_scale
+
+        return run_scale
+    if name == "fuzz":
+        from ._fuzz import run_fuzz
+
+        return run_fuzz
     from ._plugin import run_plugin
 
     return run_plugin

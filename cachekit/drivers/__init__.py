@@ -18,7 +18,7 @@ _REGISTRY: dict[str, str] = {
     "memory": "cachekit.drivers.memory:MemoryDriver",
     "null": "cachekit.drivers.null:NullDriver",
     "filesystem": "cachekit.drivers.filesystem:FilesystemDriver",
-    "partition-filesystem": "cachekit.drivers.filesystem:PartitionAwareFilesystemCache",
+    "partition-filesystem": "cachekit.drivers.partition_filesystem:PartitionAwareFilesystemCache",
     "redis": "cachekit.drivers.redis:RedisDriver",
     "s3": "cachekit.drivers.s3:S3Driver",
     "tiered": "cachekit.drivers.tiered:TieredDriver",

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .._options import reject_unknown_options
 from .._types import MISSING, Clock, Missing
 from ..errors import ConfigurationError
 from .base import Driver
@@ -29,6 +30,8 @@ __all__ = ["MemoryDriver", "available_memory_bytes"]
 
 _POLICIES = ("lru", "fifo")
 _STORES = ("bytes", "objects")
+_OPTIONS = ("max_size", "eviction_policy", "max_memory_bytes", "max_memory_percent", "store", "key_prefix",
+            "enable_stats", "clock")
 _CGROUP_LIMIT_FILES = (
     Path("/sys/fs/cgroup/memory.max"),
     Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
@@ -90,7 +93,9 @@ class MemoryDriver(Driver):
         key_prefix: str = "",
         enable_stats: bool = True,
         clock: Clock | None = None,
+        **unknown: Any,
     ) -> None:
+        reject_unknown_options("memory driver", unknown, _OPTIONS)
         self._max_size = _check_max_size(max_size)
         self._policy = _check_choice("eviction_policy", eviction_policy, _POLICIES)
         self._store = _check_choice("store", store, _STORES)

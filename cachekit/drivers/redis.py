@@ -21,21 +21,34 @@ E.g.::
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Final, TypeAlias, cast
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from typing import Any, Final, TypeVar, cast
 
 import redis
-from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
 from redis.exceptions import ClusterDownError, RedisClusterException
-from redis.retry import Retry
 
+from cachekit._redact import redact
 from cachekit._types import MISSING, Clock, Missing, normalize_ttl
+from cachekit.breaker import DEFAULT_COOLDOWN, DEFAULT_FAILURES, CircuitBreaker, Verdict
+from cachekit.drivers._redis_config import (
+    DEFAULT_ADDRESS,
+    Client,
+    address_factory,
+    address_url,
+    check_address,
+    check_bool,
+    check_client,
+    connection_options,
+    describe_client,
+    describe_url,
+    parse_url,
+    reject_options,
+    url_factory,
+)
 from cachekit.drivers.base import Driver
 from cachekit.errors import ConfigurationError, DriverError, DriverUnavailable
 
@@ -50,16 +63,8 @@ end
 return 0
 """
 
-Client: TypeAlias = "redis.Redis | RedisCluster"
+_T = TypeVar("_T")
 
-#: URL scheme -> whether it means Redis Cluster.
-_SCHEMES: Final = {
-    "redis": False,
-    "rediss": False,
-    "unix": False,
-    "redis+cluster": True,
-    "rediss+cluster": True,
-}
 #: Keys per UNLINK / pipeline, so one call never blocks the server on a huge argument list.
 _BATCH: Final = 500
 #: SCAN's COUNT hint: keys examined per round trip.
@@ -69,6 +74,14 @@ _GLOB_ESCAPES: Final = str.maketrans({char: "\\" + char for char in "\\*?[]"})
 _UNAVAILABLE: Final = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, RedisClusterException)
 #: Everything redis-py raises for a failed command.
 _FAILURES: Final = (redis.RedisError, RedisClusterException)
+
+
+def _verdict(exc: BaseException) -> Verdict:
+    """How a failed command counts for the circuit breaker: a timeout trips it, an unreachable server is a
+    failure, an error reply (the server answered) is not a failure of the backend."""
+    if isinstance(exc, redis.TimeoutError):
+        return "trip"
+    return "failure" if isinstance(exc, _UNAVAILABLE) else "ok"
 
 
 class RedisDriver(Driver):
@@ -84,6 +97,11 @@ class RedisDriver(Driver):
     retried after a connection error (a connection dropped mid-command); timeouts are retried only with
     ``retry_on_timeout=True``, so a hung server costs one ``command_timeout`` per call.
     ``health_check_interval`` (seconds, 0 = off) pings a connection idle for longer before reusing it.
+
+    Every command goes through a :class:`~cachekit.breaker.CircuitBreaker` (:attr:`breaker`): a timeout opens
+    it at once, ``breaker_failures`` (default 3) connection failures in a row open it too; while open, calls
+    fail fast with :class:`~cachekit.errors.CircuitOpenError` for ``breaker_cooldown`` seconds (default 2),
+    then one probe call decides. Commands of your own go the same way through :meth:`call`.
 
     Redis bounds its own memory: ``max_bytes`` is rejected, use the server's ``maxmemory`` and
     ``maxmemory-policy``. ``clock`` only dates the deadlines returned by :meth:`get_with_expiry`.
@@ -118,12 +136,14 @@ class RedisDriver(Driver):
         retries: int = 1,
         retry_on_timeout: bool = False,
         health_check_interval: float = 0.0,
+        breaker_failures: int = DEFAULT_FAILURES,
+        breaker_cooldown: float = DEFAULT_COOLDOWN,
         client: Client | None = None,
         max_bytes: object = None,
         clock: Clock = time.time,
         **unknown: Any,
     ) -> None:
-        _reject_options(unknown, max_bytes)
+        reject_options(unknown, max_bytes)
         if not isinstance(key_prefix, str) or not key_prefix:
             raise ConfigurationError(
                 "key_prefix must be a non-empty string (e.g. 'myapp:'), so that clear() can never remove "
@@ -137,18 +157,20 @@ class RedisDriver(Driver):
         self._closed = False
         self._owns_client = client is None
         self._client: Client | None = None
-        address_given = (host, port, db, ssl) != _DEFAULT_ADDRESS
+        address_given = (host, port, db, ssl) != DEFAULT_ADDRESS
         if client is not None:
             if url is not None or address_given or username is not None or password is not None:
                 raise ConfigurationError(
                     "give either a ready client or connection options (url, host, port, db, username, "
                     "password, ssl), not both"
                 )
-            self._cluster = _check_client(client)
-            self._where = _describe_client(client)
+            self._cluster = check_client(client)
+            self._where = describe_client(client)
             self._client = client
+            self.breaker = CircuitBreaker(f"Redis at {self._where}", failures=breaker_failures,
+                                          cooldown=breaker_cooldown)
             return
-        options = _connection_options(
+        options = connection_options(
             connect_timeout=connect_timeout,
             command_timeout=command_timeout,
             retries=retries,
@@ -162,13 +184,13 @@ class RedisDriver(Driver):
                 raise ConfigurationError(
                     "give either url or host/port/db/ssl, not both (username and password may go with a url)"
                 )
-            self._cluster, plain_url = _parse_url(url, cluster=cluster)
-            self._where = _redact_url(url)
-            self._factory = _url_factory(plain_url, cluster=self._cluster, options=options)
+            self._cluster, plain_url = parse_url(url, cluster=cluster)
+            self._where = describe_url(url)
+            self._factory = url_factory(plain_url, cluster=self._cluster, options=options)
         else:
-            self._cluster = _check_bool(cluster, "cluster")
-            _check_address(host=host, port=port, db=db, ssl=ssl, cluster=self._cluster)
-            self._where = _address_url(
+            self._cluster = check_bool(cluster, "cluster")
+            check_address(host=host, port=port, db=db, ssl=ssl, cluster=self._cluster)
+            self._where = address_url(
                 host=host,
                 port=port,
                 db=db,
@@ -177,36 +199,68 @@ class RedisDriver(Driver):
                 ssl=ssl,
                 cluster=self._cluster,
             )
-            self._factory = _address_factory(
+            self._factory = address_factory(
                 host=host, port=port, db=db, ssl=ssl, cluster=self._cluster, options=options
             )
+        self.breaker = CircuitBreaker(f"Redis at {self._where}", failures=breaker_failures, cooldown=breaker_cooldown)
         # redis.Redis connects on first use, so it is built now (bad URL options fail here); RedisCluster
         # reads the cluster topology in its constructor, so it waits for the first command.
         if not self._cluster:
             self._client = self._factory()
 
+    # -- the one path every command takes -------------------------------------------------------------------
+
+    def call(self, command: Callable[[Client], _T], *, name: str = "command") -> _T:
+        """Run ``command(client)`` through the circuit breaker and the driver's error mapping.
+
+        Every method of this driver sends its commands this way; use it for commands of your own (``INCR``,
+        ``MGET``, a Lua script, ``PUBLISH``) so that they fail fast while Redis is down and count towards the
+        breaker. Keys are yours to prefix (``driver.key_prefix``). ``name`` labels the command in messages.
+
+        E.g.::
+
+            driver.call(lambda client: client.incr(driver.key_prefix + "~gen/users"), name="INCR")
+
+        :raises CircuitOpenError: the breaker is open (Redis failed recently); nothing was sent.
+        :raises DriverUnavailable: Redis cannot be reached or timed out.
+        :raises DriverError: Redis answered with an error.
+        """
+        breaker = self.breaker
+        probe = breaker.enter()
+        try:
+            result = command(self._conn())
+        except _FAILURES as exc:
+            breaker.exit(probe, exc, _verdict(exc))
+            raise self._failure(exc, name) from exc
+        except BaseException as exc:
+            breaker.exit(probe, exc, "ok")
+            raise
+        breaker.exit(probe)
+        return result
+
+    @property
+    def key_prefix(self) -> str:
+        """The prefix of every key this driver stores (``"cachekit:"`` by default)."""
+        return self._prefix
+
     # -- reads ---------------------------------------------------------------------------------------------
 
     def get(self, key: str) -> bytes | Missing:
-        client = self._client
-        if client is None:
-            client = self._connect()
-        try:
-            blob = client.get(self._prefix + key)
-        except _FAILURES as exc:
-            raise self._failure(exc, "GET") from exc
+        full = self._prefix + key
+        blob = self.call(lambda client: client.get(full), name="GET")
         return MISSING if blob is None else cast(bytes, blob)  # no decode_responses: always bytes
 
     def get_with_expiry(self, key: str) -> tuple[bytes, float | None] | Missing:
         """GET and PTTL in one round trip; the deadline is ``clock() + pttl``, or ``None`` without expiry."""
         full = self._prefix + key
-        try:
-            with self._conn().pipeline(transaction=False) as pipe:
+
+        def get_and_pttl(client: Client) -> list[Any]:
+            with client.pipeline(transaction=False) as pipe:
                 pipe.get(full)
                 pipe.pttl(full)
-                blob, pttl = pipe.execute()
-        except _FAILURES as exc:
-            raise self._failure(exc, "GET+PTTL") from exc
+                return cast("list[Any]", pipe.execute())
+
+        blob, pttl = self.call(get_and_pttl, name="GET+PTTL")
         # PTTL -2: the key expired between the two commands.
         if blob is None or pttl == -2:
             return MISSING
@@ -218,43 +272,32 @@ class RedisDriver(Driver):
             return []
         prefix = self._prefix
         full = [prefix + key for key in keys]
-        client = self._conn()
-        try:
-            blobs = _mget(client, full)
-        except _FAILURES as exc:
-            raise self._failure(exc, "MGET") from exc
+        blobs = self.call(lambda client: _mget(client, full), name="MGET")
         return [MISSING if blob is None else blob for blob in blobs]
 
     def keys(self, prefix: str = "") -> list[str]:
         """The stored keys under ``prefix``, without ``key_prefix``, sorted."""
         start = len(self._prefix)
-        try:
-            found = [raw.decode("utf-8", "replace")[start:] for raw in self._scan(prefix)]
-        except _FAILURES as exc:
-            raise self._failure(exc, "SCAN") from exc
+        raw_keys = self.call(lambda client: list(self._scan(client, prefix)), name="SCAN")
+        found = (raw.decode("utf-8", "replace")[start:] for raw in raw_keys)
         return sorted(key for key in found if not key.startswith(_LOCK_SEGMENT))
 
     def size(self) -> int:
         """Number of keys under ``key_prefix`` (a full SCAN: O(keys in the database))."""
         lock_prefix = (self._prefix + _LOCK_SEGMENT).encode()
-        try:
-            return sum(1 for raw in self._scan("") if not raw.startswith(lock_prefix))
-        except _FAILURES as exc:
-            raise self._failure(exc, "SCAN") from exc
+        return self.call(
+            lambda client: sum(1 for raw in self._scan(client, "") if not raw.startswith(lock_prefix)), name="SCAN"
+        )
 
     # -- writes --------------------------------------------------------------------------------------------
 
     def set(self, key: str, blob: bytes, ttl: float | None = None) -> None:
         px = _px(ttl)
         full = self._prefix + key
-        client = self._conn()
-        try:
-            if px == 0:
-                client.unlink(full)
-            else:
-                client.set(full, blob, px=px)
-        except _FAILURES as exc:
-            raise self._failure(exc, "SET") from exc
+        if px == 0:
+            self.call(lambda client: client.unlink(full), name="UNLINK")
+        else:
+            self.call(lambda client: client.set(full, blob, px=px), name="SET")
 
     def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
         """SET ... PX for every item, pipelined (not a transaction) in batches."""
@@ -263,36 +306,28 @@ class RedisDriver(Driver):
             self.delete_many(items)
             return
         prefix = self._prefix
-        client = self._conn()
-        try:
+
+        def set_all(client: Client) -> None:
             for batch in _batches(iter(items.items())):
                 with client.pipeline(transaction=False) as pipe:
                     for key, blob in batch:
                         pipe.set(prefix + key, blob, px=px)
                     pipe.execute()
-        except _FAILURES as exc:
-            raise self._failure(exc, "SET (pipeline)") from exc
+
+        self.call(set_all, name="SET (pipeline)")
 
     def delete(self, key: str) -> bool:
-        try:
-            return bool(self._conn().unlink(self._prefix + key))
-        except _FAILURES as exc:
-            raise self._failure(exc, "UNLINK") from exc
+        full = self._prefix + key
+        return bool(self.call(lambda client: client.unlink(full), name="UNLINK"))
 
     def delete_many(self, keys: Iterable[str]) -> int:
         """UNLINK in batches (in a cluster, redis-py splits each batch by hash slot)."""
-        prefix = self._prefix
-        try:
-            return self._unlink(prefix + key for key in keys)
-        except _FAILURES as exc:
-            raise self._failure(exc, "UNLINK") from exc
+        full = [self._prefix + key for key in keys]
+        return self.call(lambda client: _unlink(client, full), name="UNLINK")
 
     def clear(self, prefix: str = "") -> int:
         """SCAN ``key_prefix + prefix*`` (every primary of a cluster) and UNLINK what it finds."""
-        try:
-            return self._unlink(self._scan(prefix))
-        except _FAILURES as exc:
-            raise self._failure(exc, "SCAN+UNLINK") from exc
+        return self.call(lambda client: _unlink(client, self._scan(client, prefix)), name="SCAN+UNLINK")
 
     def clear_many(self, prefixes: Iterable[str]) -> int:
         """One SCAN over the prefixes' common prefix, removing the keys that start with any of them.
@@ -306,39 +341,45 @@ class RedisDriver(Driver):
         if len(wanted) == 1:
             return self.clear(common)
         heads = tuple((self._prefix + prefix).encode() for prefix in wanted)
-        try:
-            return self._unlink(raw for raw in self._scan(common) if raw.startswith(heads))
-        except _FAILURES as exc:
-            raise self._failure(exc, "SCAN+UNLINK") from exc
+        return self.call(
+            lambda client: _unlink(client, (raw for raw in self._scan(client, common) if raw.startswith(heads))),
+            name="SCAN+UNLINK",
+        )
 
     # -- cross-process locks (single-flight between processes) ---------------------------------------------
 
     def acquire_lock(self, name: str, ttl: float) -> str | None:
         """``SET {key_prefix}~lock/{name} token NX PX ttl``: a token, or ``None`` when another process holds it."""
         token = os.urandom(12).hex()
-        try:
-            taken = self._conn().set(self._prefix + _LOCK_SEGMENT + name, token, nx=True, px=max(1, round(ttl * 1000)))
-        except _FAILURES as exc:
-            raise self._failure(exc, "SET NX") from exc
+        full = self._prefix + _LOCK_SEGMENT + name
+        px = max(1, round(ttl * 1000))
+        taken = self.call(lambda client: client.set(full, token, nx=True, px=px), name="SET NX")
         return token if taken else None
 
     def release_lock(self, name: str, token: str) -> None:
         """Delete the lock only if ``token`` still holds it (compare-and-delete in one Lua call)."""
-        try:
-            self._conn().eval(_RELEASE_SCRIPT, 1, self._prefix + _LOCK_SEGMENT + name, token)
-        except _FAILURES as exc:
-            raise self._failure(exc, "EVAL (lock release)") from exc
+        full = self._prefix + _LOCK_SEGMENT + name
+        self.call(lambda client: client.eval(_RELEASE_SCRIPT, 1, full, token), name="EVAL (lock release)")
 
     @property
     def client(self) -> Client:
-        """The redis-py client (built now if it was still lazy), e.g. for a lock or a server command of your own."""
+        """The redis-py client (built now if it was still lazy).
+
+        Commands sent on it directly bypass the circuit breaker: prefer :meth:`call`.
+        """
         return self._conn()
 
     # -- housekeeping ----------------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """Configuration facts, without I/O and without the password."""
-        return {"driver": self.name, "key_prefix": self._prefix, "cluster": self._cluster, "url": self._where}
+        """Configuration facts and the circuit breaker's state, without I/O and without the password."""
+        return {
+            "driver": self.name,
+            "key_prefix": self._prefix,
+            "cluster": self._cluster,
+            "url": self._where,
+            "breaker": self.breaker.stats(),
+        }
 
     def close(self) -> None:
         """Close the connection pool(s) if this driver created the client. Later calls raise DriverError."""
@@ -358,208 +399,27 @@ class RedisDriver(Driver):
         return self._connect() if client is None else client
 
     def _connect(self) -> Client:
+        """Build the lazy client; redis-py's errors propagate to :meth:`call`, which maps them."""
         with self._lock:
             if self._client is None:
                 if self._closed:
                     raise DriverError(f"{self!r} is closed; create a new driver")
-                try:
-                    self._client = self._factory()
-                except _FAILURES as exc:
-                    raise self._failure(exc, "connect") from exc
+                self._client = self._factory()
             return self._client
 
-    def _scan(self, prefix: str) -> Iterator[bytes]:
+    def _scan(self, client: Client, prefix: str) -> Iterator[bytes]:
         pattern = (self._prefix + prefix).translate(_GLOB_ESCAPES) + "*"
         # RedisCluster.scan_iter walks every primary in turn.
-        return self._conn().scan_iter(match=pattern, count=_SCAN_COUNT)
-
-    def _unlink(self, keys: Iterable[str | bytes]) -> int:
-        client = self._conn()
-        # UNLINK after SCAN is safe: SCAN still returns every key present for the whole iteration.
-        return sum(client.unlink(*batch) for batch in _batches(iter(keys)))
+        return cast("Iterator[bytes]", client.scan_iter(match=pattern, count=_SCAN_COUNT))
 
     def _failure(self, exc: Exception, command: str) -> DriverError:
+        detail = redact(f"{type(exc).__name__}: {exc}")
         if isinstance(exc, _UNAVAILABLE):
             return DriverUnavailable(
-                f"Redis at {self._where} is unavailable ({command}: {type(exc).__name__}: {exc}); check that "
-                "the server is running and reachable, and the timeouts (reads fail open meanwhile)"
+                f"Redis at {self._where} is unavailable ({command}: {detail}); check that the server is running "
+                "and reachable, and the timeouts (reads fail open meanwhile)"
             )
-        return DriverError(f"Redis {command} failed at {self._where}: {type(exc).__name__}: {exc}")
-
-
-# -- construction helpers ---------------------------------------------------------------------------------
-
-_DEFAULT_ADDRESS: Final = ("127.0.0.1", 6379, 0, False)
-_ACCEPTED: Final = (
-    "url, host, port, db, username, password, ssl, cluster, key_prefix, connect_timeout, command_timeout, "
-    "retries, retry_on_timeout, health_check_interval, client, clock"
-)
-
-
-def _reject_options(unknown: Mapping[str, Any], max_bytes: object) -> None:
-    if max_bytes is not None:
-        raise ConfigurationError(
-            "max_bytes is not supported by the redis driver: Redis bounds its own memory; set the server's "
-            "maxmemory and maxmemory-policy (e.g. allkeys-lru) instead"
-        )
-    if unknown:
-        raise ConfigurationError(
-            f"unknown redis driver option(s): {', '.join(sorted(unknown))}; accepted options are {_ACCEPTED}"
-        )
-
-
-def _check_bool(value: object, what: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigurationError(f"{what} must be True or False; got {value!r}")
-    return value
-
-
-def _check_seconds(value: object, what: str, *, allow_zero: bool = False) -> float:
-    if (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value > 0 or (allow_zero and value == 0))
-    ):
-        return float(value)
-    floor = ">= 0" if allow_zero else "> 0"
-    raise ConfigurationError(f"{what} must be a finite number of seconds {floor}; got {value!r}")
-
-
-def _connection_options(
-    *,
-    connect_timeout: float,
-    command_timeout: float,
-    retries: int,
-    retry_on_timeout: bool,
-    health_check_interval: float,
-    username: str | None,
-    password: str | None,
-) -> dict[str, Any]:
-    """The redis-py keyword arguments shared by every way of building a client."""
-    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-        raise ConfigurationError(f"retries must be an int >= 0; got {retries!r}")
-    for value, what in ((username, "username"), (password, "password")):
-        if value is not None and not isinstance(value, str):
-            raise ConfigurationError(f"{what} must be a string or None; got {type(value).__name__}")
-    errors: tuple[type[Exception], ...] = (redis.ConnectionError,)
-    if _check_bool(retry_on_timeout, "retry_on_timeout"):
-        errors += (redis.TimeoutError,)
-    interval = _check_seconds(health_check_interval, "health_check_interval", allow_zero=True)
-    options: dict[str, Any] = {
-        "socket_connect_timeout": _check_seconds(connect_timeout, "connect_timeout"),
-        "socket_timeout": _check_seconds(command_timeout, "command_timeout"),
-        "health_check_interval": interval,
-        # redis-py's default retries 10 times with backoff, i.e. seconds per call while the server is down,
-        # where a cache should fail fast. One quick retry still rides out a connection dropped mid-command.
-        "retry": Retry(ExponentialBackoff(cap=0.05, base=0.005), retries, supported_errors=errors),
-    }
-    if username is not None:
-        options["username"] = username
-    if password is not None:
-        options["password"] = password
-    return options
-
-
-def _parse_url(url: object, *, cluster: object) -> tuple[bool, str]:
-    """Validate ``url``; return (cluster?, the URL with a scheme redis-py understands)."""
-    if not isinstance(url, str):
-        raise ConfigurationError(f"url must be a string such as 'redis://127.0.0.1:6379/0'; got {url!r}")
-    scheme = url.partition("://")[0].lower() if "://" in url else ""
-    if scheme not in _SCHEMES:
-        raise ConfigurationError(
-            f"unsupported Redis URL {_redact_url(url)!r}: the scheme must be one of "
-            f"{', '.join(s + '://' for s in _SCHEMES)}"
-        )
-    is_cluster = _check_bool(cluster, "cluster") or _SCHEMES[scheme]
-    plain = scheme.removesuffix("+cluster") + url[len(scheme) :]
-    try:
-        parsed = redis.connection.parse_url(plain)  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        raise ConfigurationError(f"invalid Redis URL {_redact_url(url)!r}: {exc}") from exc
-    if is_cluster and (scheme == "unix" or parsed.get("db", 0) != 0):
-        raise ConfigurationError(
-            f"Redis Cluster URL {_redact_url(url)!r} must look like redis+cluster://host:port (database 0; "
-            "a cluster has no other databases and no unix sockets)"
-        )
-    return is_cluster, plain
-
-
-def _check_address(*, host: object, port: object, db: object, ssl: object, cluster: bool) -> None:
-    if not isinstance(host, str) or not host:
-        raise ConfigurationError(f"host must be a non-empty string; got {host!r}")
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-        raise ConfigurationError(f"port must be an int from 1 to 65535; got {port!r}")
-    if not isinstance(db, int) or isinstance(db, bool) or db < 0:
-        raise ConfigurationError(f"db must be an int >= 0; got {db!r}")
-    if cluster and db != 0:
-        raise ConfigurationError(f"a Redis Cluster has only database 0; got db={db}")
-    _check_bool(ssl, "ssl")
-
-
-def _url_factory(url: str, *, cluster: bool, options: dict[str, Any]) -> Callable[[], Client]:
-    if cluster:
-        return lambda: RedisCluster.from_url(url, **options)
-    return lambda: redis.Redis.from_url(url, **options)
-
-
-def _address_factory(
-    *, host: str, port: int, db: int, ssl: bool, cluster: bool, options: dict[str, Any]
-) -> Callable[[], Client]:
-    if cluster:
-        return lambda: RedisCluster(host=host, port=port, ssl=ssl, **options)
-    return lambda: redis.Redis(host=host, port=port, db=db, ssl=ssl, **options)
-
-
-def _check_client(client: object) -> bool:
-    """Validate a ready client; return whether it is a cluster client."""
-    if not isinstance(client, (redis.Redis, RedisCluster)):
-        raise ConfigurationError(
-            f"client must be a synchronous redis.Redis or redis.cluster.RedisCluster; got {type(client).__name__}"
-        )
-    if client.get_encoder().decode_responses:
-        raise ConfigurationError(
-            "the given Redis client has decode_responses=True, but the driver stores bytes: pass a client "
-            "created with decode_responses=False"
-        )
-    return isinstance(client, RedisCluster)
-
-
-def _describe_client(client: Client) -> str:
-    """Where a ready client points, for stats and messages (never its password)."""
-    if isinstance(client, RedisCluster):
-        node = client.get_default_node()  # type: ignore[no-untyped-call]
-        return f"redis+cluster://{node.host}:{node.port}" if node is not None else "redis+cluster://"
-    kwargs = client.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
-    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
-
-
-def _address_url(
-    *, host: str, port: int, db: int, username: str | None, password: str | None, ssl: bool, cluster: bool
-) -> str:
-    """The URL that host/port options describe, password masked."""
-    scheme = ("rediss" if ssl else "redis") + ("+cluster" if cluster else "")
-    user = quote(username or "", safe="")
-    auth = f"{user}:***@" if password else (f"{user}@" if user else "")
-    return f"{scheme}://{auth}{host}:{port}" + ("" if cluster else f"/{db}")
-
-
-def _redact_url(url: str) -> str:
-    """``url`` with its password (in the userinfo or the query string) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if parts.password is not None:
-            userinfo, _, hostinfo = netloc.rpartition("@")
-            netloc = f"{userinfo.partition(':')[0]}:***@{hostinfo}"
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*")
-        # Built by hand: urlunsplit drops the empty authority of unix:///path.
-        return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
-    except ValueError:
-        return "<unparsable Redis URL>"
+        return DriverError(f"Redis {command} failed at {self._where}: {detail}")
 
 
 # -- per-call helpers -------------------------------------------------------------------------------------
@@ -579,6 +439,11 @@ def _mget(client: Client, keys: list[str]) -> list[bytes | None]:
         # The keys spread over hash slots: one MGET per slot, pipelined per node.
         return cast("list[bytes | None]", client.mget_nonatomic(keys))
     return cast("list[bytes | None]", client.mget(keys))
+
+
+def _unlink(client: Client, keys: Iterable[str | bytes]) -> int:
+    # UNLINK after SCAN is safe: SCAN still returns every key present for the whole iteration.
+    return sum(int(client.unlink(*batch)) for batch in _batches(iter(keys)))
 
 
 def _batches(items: Iterator[Any]) -> Iterator[list[Any]]:

@@ -24,12 +24,29 @@ from contextlib import contextmanager
 from typing import Any
 
 import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    HTTPClientError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from cachekit._options import reject_unknown_options
+from cachekit._redact import redact, redact_url
 from cachekit._s3 import delete_in_batches, error_code, is_not_found
 from cachekit._types import MISSING, Missing, check_key, normalize_ttl
+from cachekit.breaker import DEFAULT_COOLDOWN, DEFAULT_FAILURES, CircuitBreaker, Verdict
+from cachekit.drivers._s3_config import (
+    check_bucket,
+    check_optional_str,
+    check_prefix,
+    client_kwargs,
+    normalize_key_prefix,
+    reject_client_options,
+)
 from cachekit.drivers.base import Driver
 from cachekit.errors import ConfigurationError, DriverError, DriverUnavailable
 
@@ -38,14 +55,28 @@ __all__ = ["S3Driver"]
 #: The metadata name under which the deadline is stored (S3 sends it as ``x-amz-meta-cachekit-expires-at``).
 EXPIRES_AT_METADATA = "cachekit-expires-at"
 
-_DEFAULT_CONNECT_TIMEOUT = 3.0
-_DEFAULT_READ_TIMEOUT = 10.0
-# A cache read stuck on a dead endpoint delays the real read behind it: retry once, not 5 times.
-_DEFAULT_MAX_ATTEMPTS = 2
 _CLIENT_OPTIONS = (
     "endpoint_url", "region", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
     "connect_timeout", "read_timeout", "max_attempts",
 )
+_OPTIONS = ("bucket", "key_prefix", "client", *_CLIENT_OPTIONS, "breaker_failures", "breaker_cooldown", "clock")
+#: S3 error codes that mean the service (not the request) failed: they count towards the circuit breaker.
+_SERVICE_FAILURES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "503", "500"})
+
+
+def _verdict(exc: BaseException) -> Verdict:
+    """How a failed S3 operation counts for the circuit breaker (timeouts trip it at once)."""
+    cause = exc.__cause__ if isinstance(exc, DriverError) and exc.__cause__ is not None else exc
+    if isinstance(cause, (ReadTimeoutError, ConnectTimeoutError)):
+        return "trip"
+    if isinstance(cause, (BotoConnectionError, HTTPClientError)):
+        return "failure"
+    if isinstance(cause, ClientError) and (
+        error_code(cause) in _SERVICE_FAILURES
+        or int(cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0) >= 500
+    ):
+        return "failure"
+    return "ok"
 
 
 class S3Driver(Driver):
@@ -84,6 +115,8 @@ class S3Driver(Driver):
         read_timeout: float | None = None,
         max_attempts: int | None = None,
         max_bytes: int | None = None,
+        breaker_failures: int = DEFAULT_FAILURES,
+        breaker_cooldown: float = DEFAULT_COOLDOWN,
         clock: Callable[[], float] | None = None,
         **unknown: Any,
     ) -> None:
@@ -91,21 +124,20 @@ class S3Driver(Driver):
 
         ``connect_timeout``/``read_timeout`` are seconds (defaults 3 and 10), ``max_attempts`` counts the
         first try (default 2). ``clock`` returns wall-clock epoch seconds (default :func:`time.time`).
+        Every operation goes through a :class:`~cachekit.breaker.CircuitBreaker` (:attr:`breaker`): a timeout
+        opens it at once, ``breaker_failures`` transport or 5xx failures in a row open it; it then fails fast
+        for ``breaker_cooldown`` seconds before one probe.
         """
-        if unknown:
-            raise ConfigurationError(
-                f"unknown S3 driver option(s) {sorted(unknown)}; valid options are bucket, key_prefix, "
-                f"client, {', '.join(_CLIENT_OPTIONS)}, clock"
-            )
+        reject_unknown_options("S3 driver", unknown, _OPTIONS)
         if max_bytes is not None:
             raise ConfigurationError(
                 "max_bytes is not supported by the S3 driver: "
                 "use S3 lifecycle rules to bound the bucket's size"
             )
-        self.bucket = _check_bucket(bucket)
-        self.key_prefix = _normalize_key_prefix(key_prefix)
-        self.endpoint_url = _check_optional_str("endpoint_url", endpoint_url)
-        self.region = _check_optional_str("region", region)
+        self.bucket = check_bucket(bucket)
+        self.key_prefix = normalize_key_prefix(key_prefix)
+        self.endpoint_url = check_optional_str("endpoint_url", endpoint_url)
+        self.region = check_optional_str("region", region)
         if clock is not None and not callable(clock):
             raise ConfigurationError(f"clock must be a callable returning epoch seconds; got {clock!r}")
         self._clock: Callable[[], float] = clock or time.time
@@ -113,15 +145,19 @@ class S3Driver(Driver):
         self._owns_client = client is None
         self._closed = False
         self._lock = threading.Lock()
+        self.breaker = CircuitBreaker(
+            f"S3 bucket {self.bucket!r} at {redact_url(self.endpoint_url) or 'the AWS endpoint'}",
+            failures=breaker_failures, cooldown=breaker_cooldown,
+        )
         if client is not None:
-            _reject_client_options(
+            reject_client_options(
                 endpoint_url=endpoint_url, region=region, aws_access_key_id=aws_access_key_id,
                 aws_secret_access_key=aws_secret_access_key, aws_session_token=aws_session_token,
                 connect_timeout=connect_timeout, read_timeout=read_timeout, max_attempts=max_attempts,
             )
-            self._client_kwargs: dict[str, Any] = {}
+            self.client_kwargs: dict[str, Any] = {}
             return
-        self._client_kwargs = _client_kwargs(
+        self.client_kwargs = client_kwargs(
             endpoint_url=self.endpoint_url, region=self.region, aws_access_key_id=aws_access_key_id,
             aws_secret_access_key=aws_secret_access_key, aws_session_token=aws_session_token,
             connect_timeout=connect_timeout, read_timeout=read_timeout, max_attempts=max_attempts,
@@ -135,9 +171,9 @@ class S3Driver(Driver):
         if self._closed:
             raise DriverError("this S3Driver is closed; create a new one")
         if self._client is None:
-            with self._lock, self._errors("create the S3 client"):
+            with self._lock, self._mapped_errors("create the S3 client"):
                 if self._client is None:
-                    self._client = boto3.session.Session().client("s3", **self._client_kwargs)
+                    self._client = boto3.session.Session().client("s3", **self.client_kwargs)
         return self._client
 
     def close(self) -> None:
@@ -211,13 +247,13 @@ class S3Driver(Driver):
 
     def clear(self, prefix: str = "") -> int:
         """Delete every object under ``key_prefix + prefix``, 1000 a request; return how many were deleted."""
-        full_prefix = self.key_prefix + _check_prefix(prefix)
+        full_prefix = self.key_prefix + check_prefix(prefix)
         with self._errors("clear", prefix):
             return self._delete_objects(self._list(full_prefix))
 
     def clear_many(self, prefixes: Iterable[str]) -> int:
         """Clear several prefixes with one listing under their common prefix (one each if none is shared)."""
-        wanted = _outermost({_check_prefix(prefix) for prefix in prefixes if prefix})
+        wanted = _outermost({check_prefix(prefix) for prefix in prefixes if prefix})
         if len(wanted) <= 1:
             return sum(self.clear(prefix) for prefix in wanted)
         common = os.path.commonprefix(wanted)  # noqa: RUF071 - keys are strings, not paths
@@ -236,7 +272,7 @@ class S3Driver(Driver):
 
     def keys(self, prefix: str = "") -> list[str]:
         """Keys under ``prefix``, without ``key_prefix``; expired objects not read since are included."""
-        full_prefix = self.key_prefix + _check_prefix(prefix)
+        full_prefix = self.key_prefix + check_prefix(prefix)
         cut = len(self.key_prefix)
         with self._errors("keys", prefix):
             return [object_key[cut:] for object_key in self._list(full_prefix)]
@@ -246,8 +282,9 @@ class S3Driver(Driver):
             return sum(1 for _ in self._list(self.key_prefix))
 
     def stats(self) -> dict[str, Any]:
+        """Configuration facts (the endpoint without credentials) and the circuit breaker's state; no I/O."""
         return {"driver": self.name, "bucket": self.bucket, "key_prefix": self.key_prefix,
-                "endpoint_url": self._endpoint_url()}
+                "endpoint_url": redact_url(self._endpoint_url()), "breaker": self.breaker.stats()}
 
     def __repr__(self) -> str:
         return f"<S3Driver bucket={self.bucket!r} key_prefix={self.key_prefix!r}>"
@@ -297,106 +334,35 @@ class S3Driver(Driver):
 
     @contextmanager
     def _errors(self, operation: str, key: str | None = None) -> Iterator[None]:
+        """One backend operation: through the circuit breaker, with botocore's errors translated."""
+        with self.breaker.guard(_verdict), self._mapped_errors(operation, key):
+            yield
+
+    @contextmanager
+    def _mapped_errors(self, operation: str, key: str | None = None) -> Iterator[None]:
         """Translate botocore errors: transport failures -> DriverUnavailable, the rest -> DriverError."""
         where = f"S3 {operation}" + (f" {key!r}" if key is not None else "") + f" in bucket {self.bucket!r}"
         try:
             yield
         except (BotoConnectionError, HTTPClientError) as exc:
-            raise DriverUnavailable(
+            raise DriverUnavailable(redact(
                 f"{where} failed: cannot reach S3 at {self.endpoint_url or 'the AWS endpoint'} ({exc}); "
                 "check that the endpoint is up and reachable"
-            ) from exc
+            )) from exc
         except ClientError as exc:
             code = error_code(exc)
             hint = " (create the bucket or fix the bucket option)" if code == "NoSuchBucket" else ""
-            raise DriverError(f"{where} failed with S3 error {code}{hint}: {exc}") from exc
+            raise DriverError(redact(f"{where} failed with S3 error {code}{hint}: {exc}")) from exc
         except NoCredentialsError as exc:
             raise DriverError(
                 f"{where} failed: no AWS credentials found; pass aws_access_key_id/aws_secret_access_key, "
                 "a client, or configure boto3's credential chain"
             ) from exc
         except BotoCoreError as exc:
-            raise DriverError(f"{where} failed: {exc}") from exc
+            raise DriverError(redact(f"{where} failed: {exc}")) from exc
 
 
-# -- option checks -------------------------------------------------------------------------------------------
-
-
-def _check_bucket(bucket: object) -> str:
-    if not isinstance(bucket, str) or not bucket.strip():
-        raise ConfigurationError(f"bucket must be the name of an existing S3 bucket; got {bucket!r}")
-    if bucket != bucket.strip() or "/" in bucket:
-        raise ConfigurationError(f"bucket must be a bare bucket name (no spaces or '/'); got {bucket!r}")
-    return bucket
-
-
-def _normalize_key_prefix(key_prefix: object) -> str:
-    """A non-empty prefix acts as a folder: ``"cache"`` -> ``"cache/"``, so ``cache-l2/`` is not under it."""
-    if not isinstance(key_prefix, str):
-        raise ConfigurationError(f"key_prefix must be a string such as 'cache/'; got {key_prefix!r}")
-    return key_prefix if not key_prefix or key_prefix.endswith("/") else key_prefix + "/"
-
-
-def _check_prefix(prefix: object) -> str:
-    if not isinstance(prefix, str):
-        raise ConfigurationError(f"prefix must be a string ('' for every key); got {type(prefix).__name__}")
-    return prefix
-
-
-def _check_optional_str(option: str, value: object) -> str | None:
-    if value is None or (isinstance(value, str) and value):
-        return value
-    raise ConfigurationError(f"{option} must be a non-empty string or None; got {value!r}")
-
-
-def _check_seconds(option: str, value: object, default: float) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-        raise ConfigurationError(f"{option} must be a positive number of seconds; got {value!r}")
-    return float(value)
-
-
-def _reject_client_options(**options: Any) -> None:
-    given = sorted(name for name, value in options.items() if value is not None)
-    if given:
-        raise ConfigurationError(
-            f"{given} cannot be combined with client=: configure the boto3 client you pass instead, "
-            "or drop client= and let the driver build one"
-        )
-
-
-def _client_kwargs(
-    *,
-    endpoint_url: str | None,
-    region: str | None,
-    aws_access_key_id: str | None,
-    aws_secret_access_key: str | None,
-    aws_session_token: str | None,
-    connect_timeout: object,
-    read_timeout: object,
-    max_attempts: object,
-) -> dict[str, Any]:
-    """Arguments for ``Session.client("s3", ...)``; ``None`` credentials leave boto3's chain in charge."""
-    if (aws_access_key_id is None) != (aws_secret_access_key is None):
-        raise ConfigurationError("give both aws_access_key_id and aws_secret_access_key, or neither")
-    if aws_session_token is not None and aws_access_key_id is None:
-        raise ConfigurationError("aws_session_token needs aws_access_key_id and aws_secret_access_key")
-    if endpoint_url is not None and not endpoint_url.startswith(("http://", "https://")):
-        raise ConfigurationError(f"endpoint_url must start with http:// or https://; got {endpoint_url!r}")
-    attempts = _DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-        raise ConfigurationError(f"max_attempts must be an int >= 1 (1 = no retry); got {max_attempts!r}")
-    config = Config(
-        connect_timeout=_check_seconds("connect_timeout", connect_timeout, _DEFAULT_CONNECT_TIMEOUT),
-        read_timeout=_check_seconds("read_timeout", read_timeout, _DEFAULT_READ_TIMEOUT),
-        retries={"total_max_attempts": attempts, "mode": "standard"},
-    )
-    kwargs: dict[str, Any] = {"config": config, "endpoint_url": endpoint_url, "region_name": region}
-    if aws_access_key_id is not None:
-        kwargs.update(aws_access_key_id=aws_access_key_id, aws_secret_access_key=aws_secret_access_key,
-                      aws_session_token=aws_session_token)
-    return kwargs
+# -- per-call helpers ---------------------------------------------------------------------------------------
 
 
 def _outermost(prefixes: set[str]) -> list[str]:

@@ -19,11 +19,16 @@ Strategies, i.e. what :meth:`TieredDriver.set` writes:
   tiers are populated elsewhere; alone, a lazy-promotion driver never writes its slower tiers.
 
 Failures are per tier and fail open: a tier that raises is skipped and counted in its ``errors``; ``get``
-goes on to the next tier, ``set`` to the other tiers. Only when every tier involved fails does the operation
-raise :class:`~cachekit.errors.DriverError`, so the :class:`~cachekit.Cache` above counts it. Invalidations
-(``delete``, ``delete_many``, ``clear``, ``clear_many``) are tried on every tier, and if any tier failed they
-raise :class:`~cachekit.errors.DriverError` afterwards: a stale entry left in one tier must not hide, and the
-layer above retries or logs invalidations.
+goes on to the next tier, ``set`` to the other tiers. Each tier has a circuit breaker (the driver's own for
+Redis and S3): after a timeout or repeated failures the tier is skipped without being called (``skipped``)
+for a cool-down, then one probe call decides. Only when every tier involved fails does an operation raise
+:class:`~cachekit.errors.DriverError`, so the :class:`~cachekit.Cache` above counts it.
+
+Invalidations (``delete``, ``delete_many``, ``clear``, ``clear_many``) are applied to every tier. A tier that
+misses one is *quarantined*: it is neither read nor written until the missed invalidations (queued, bounded)
+have been replayed on it, so it can never serve an entry the write made stale; the tiers that applied the
+invalidation keep serving. The invalidation raises :class:`~cachekit.errors.DriverError` only when no tier
+applied it. See :mod:`cachekit.drivers._tier`.
 
 Tiers exchange blobs, so a driver that stores live objects (``stores_objects``) cannot be a tier. Tiers
 should share one clock (the :class:`~cachekit.Cache` passes its clock to every tier it builds), since
@@ -33,12 +38,15 @@ remaining TTLs are computed from one tier's deadline and this driver's clock.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cachekit._options import reject_unknown_options
+from cachekit._redact import redact
 from cachekit._types import MISSING, Missing, normalize_ttl
+from cachekit.breaker import CircuitBreaker
+from cachekit.drivers._tier import Outcome, TierGuard, TierState
 from cachekit.drivers.base import Driver
 from cachekit.errors import ConfigurationError, DriverError
 
@@ -53,7 +61,8 @@ class Tier:
     """One level of a :class:`TieredDriver`: a driver, the longest ``ttl`` it keeps entries, and a name.
 
     ``ttl`` is seconds or a :class:`~datetime.timedelta` (``None``: no bound); ``name`` defaults to
-    ``"L{n}-{driver.name}"`` (``"L1-memory"``, ``"L2-redis"``).
+    ``"L{n}-{driver.name}"`` (``"L1-memory"``, ``"L2-redis"``). ``breaker`` replaces the tier's circuit
+    breaker (default: the driver's own ``breaker``, else one with the default options).
 
     E.g.::
 
@@ -63,41 +72,7 @@ class Tier:
     driver: Driver
     ttl: float | None = None
     name: str | None = None
-
-
-class _TierState:
-    """A tier as the driver runs it: validated options plus its counters."""
-
-    __slots__ = ("driver", "errors", "hits", "misses", "name", "promotions", "sets", "ttl")
-
-    def __init__(self, driver: Driver, ttl: float | None, name: str) -> None:
-        self.driver = driver
-        self.ttl = ttl
-        self.name = name
-        self.hits = self.misses = self.errors = self.sets = self.promotions = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        lookups = self.hits + self.misses
-        return {
-            "name": self.name,
-            "ttl": self.ttl,
-            "hits": self.hits,
-            "misses": self.misses,
-            "errors": self.errors,
-            "sets": self.sets,
-            "promotions": self.promotions,
-            "hit_rate": self.hits / lookups if lookups else 0.0,
-        }
-
-
-class _Outcome:
-    """Which tiers failed during one operation, and the last failure (for ``__cause__``)."""
-
-    __slots__ = ("failed", "last")
-
-    def __init__(self) -> None:
-        self.failed: list[str] = []
-        self.last: BaseException | None = None
+    breaker: CircuitBreaker | None = None
 
 
 class TieredDriver(Driver):
@@ -134,11 +109,7 @@ class TieredDriver(Driver):
         clock: Callable[[], float] | None = None,
         **unknown: Any,
     ) -> None:
-        if unknown:
-            raise ConfigurationError(
-                f"unknown tiered driver option(s) {sorted(unknown)}; "
-                "valid options are tiers, promote_on_hit, strategy, clock"
-            )
+        reject_unknown_options("tiered driver", unknown, ("tiers", "promote_on_hit", "strategy", "clock"))
         self._tiers = _build_tiers(tiers)
         if not isinstance(promote_on_hit, bool):
             raise ConfigurationError(f"promote_on_hit must be True or False; got {promote_on_hit!r}")
@@ -185,10 +156,12 @@ class TieredDriver(Driver):
 
     def get_with_expiry(self, key: str) -> tuple[bytes, float | None] | Missing:
         """The first tier's hit, promoted into the faster tiers; ``MISSING`` when no tier has ``key``."""
-        outcome = _Outcome()
+        outcome = Outcome()
         for index, tier in enumerate(self._tiers):
-            with self._guard(tier, outcome):
-                found = tier.driver.get_with_expiry(key)
+            if not self._in_service(tier, outcome):
+                continue
+            with TierGuard(tier, outcome):
+                found = tier.call(lambda driver: driver.get_with_expiry(key))
                 if isinstance(found, Missing):
                     tier.misses += 1
                     continue
@@ -204,15 +177,18 @@ class TieredDriver(Driver):
         """One batch call per tier for the keys still missing; promotion needs each hit's deadline."""
         results: list[bytes | Missing] = [MISSING] * len(keys)
         pending = list(range(len(keys)))
-        outcome = _Outcome()
+        outcome = Outcome()
         for index, tier in enumerate(self._tiers):
             if not pending:
                 break
-            with self._guard(tier, outcome):
+            if not self._in_service(tier, outcome):
+                continue
+            with TierGuard(tier, outcome):
                 if index and self.promote_on_hit:
                     pending = self._get_and_promote(tier, index, keys, pending, results)
                 else:
-                    blobs = tier.driver.get_many([keys[i] for i in pending])
+                    wanted = [keys[i] for i in pending]
+                    blobs = tier.call(lambda driver: driver.get_many(wanted))  # noqa: B023 - called at once
                     still = [i for i, blob in zip(pending, blobs, strict=True) if isinstance(blob, Missing)]
                     tier.hits += len(pending) - len(still)
                     for i, blob in zip(pending, blobs, strict=True):
@@ -227,10 +203,12 @@ class TieredDriver(Driver):
     def keys(self, prefix: str = "") -> list[str]:
         """The union of every tier's keys under ``prefix``, sorted."""
         found: set[str] = set()
-        outcome = _Outcome()
+        outcome = Outcome()
         for tier in self._tiers:
-            with self._guard(tier, outcome):
-                found.update(tier.driver.keys(prefix))
+            if not self._in_service(tier, outcome):
+                continue
+            with TierGuard(tier, outcome):
+                found.update(tier.call(lambda driver: driver.keys(prefix)))
         self._raise_if_all_failed("keys", prefix, outcome, self._tiers)
         return sorted(found)
 
@@ -242,41 +220,47 @@ class TieredDriver(Driver):
 
     def set(self, key: str, blob: bytes, ttl: float | None = None) -> None:
         seconds = normalize_ttl(ttl)
-        outcome = _Outcome()
+        outcome = Outcome()
         targets = self._write_targets()
         for tier in targets:
-            with self._guard(tier, outcome):
-                tier.driver.set(key, blob, _bound(seconds, tier.ttl))
+            if not self._in_service(tier, outcome):
+                continue
+            bound = _bound(seconds, tier.ttl)
+            with TierGuard(tier, outcome):
+                tier.call(lambda driver: driver.set(key, blob, bound))  # noqa: B023 - called at once
                 tier.sets += 1
         self._raise_if_all_failed("set", key, outcome, targets)
 
     def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
         seconds = normalize_ttl(ttl)
-        outcome = _Outcome()
+        outcome = Outcome()
         targets = self._write_targets()
         for tier in targets:
-            with self._guard(tier, outcome):
-                tier.driver.set_many(items, _bound(seconds, tier.ttl))
+            if not self._in_service(tier, outcome):
+                continue
+            bound = _bound(seconds, tier.ttl)
+            with TierGuard(tier, outcome):
+                tier.call(lambda driver: driver.set_many(items, bound))  # noqa: B023 - called at once
                 tier.sets += len(items)
         self._raise_if_all_failed("set_many", None, outcome, targets)
 
-    # -- invalidations: every tier, and a failure anywhere is reported -------------------------------------
+    # -- invalidations: every tier; a tier that misses one is quarantined until it is replayed ---------------
 
     def delete(self, key: str) -> bool:
-        return bool(self._invalidate("delete", key, lambda driver: int(driver.delete(key))))
+        return bool(self._invalidate("delete", key, lambda driver: int(driver.delete(key)), keys=[key]))
 
     def delete_many(self, keys: Iterable[str]) -> int:
         """Delete from every tier; return the largest per-tier count (tiers overlap, so counts do not add)."""
         keys = list(keys)
-        return self._invalidate("delete_many", None, lambda driver: driver.delete_many(keys))
+        return self._invalidate("delete_many", None, lambda driver: driver.delete_many(keys), keys=keys)
 
     def clear(self, prefix: str = "") -> int:
         """Clear every tier; return the largest per-tier count (tiers overlap, so counts do not add)."""
-        return self._invalidate("clear", prefix, lambda driver: driver.clear(prefix))
+        return self._invalidate("clear", prefix, lambda driver: driver.clear(prefix), prefixes=[prefix])
 
     def clear_many(self, prefixes: Iterable[str]) -> int:
-        prefixes = list(prefixes)
-        return self._invalidate("clear_many", None, lambda driver: driver.clear_many(prefixes))
+        prefixes = [prefix for prefix in prefixes if prefix]
+        return self._invalidate("clear_many", None, lambda driver: driver.clear_many(prefixes), prefixes=prefixes)
 
     # -- the rest ------------------------------------------------------------------------------------------
 
@@ -290,7 +274,7 @@ class TieredDriver(Driver):
             except Exception as exc:  # a tier that is down still gets its counters reported
                 tier.errors += 1
                 entry["errors"] = tier.errors
-                entry["driver_stats"] = {"error": f"{type(exc).__name__}: {exc}"}
+                entry["driver_stats"] = {"error": redact(f"{type(exc).__name__}: {exc}")}
             tiers.append(entry)
         hits = sum(tier.hits for tier in self._tiers)
         lookups = hits + self._misses
@@ -303,6 +287,7 @@ class TieredDriver(Driver):
                 "hits": hits,
                 "misses": self._misses,
                 "errors": sum(tier.errors for tier in self._tiers),
+                "skipped": sum(tier.skipped for tier in self._tiers),
                 "sets": sum(tier.sets for tier in self._tiers),
                 "promotions": sum(tier.promotions for tier in self._tiers),
                 "hit_rate": hits / lookups if lookups else 0.0,
@@ -311,7 +296,12 @@ class TieredDriver(Driver):
 
     def close(self) -> None:
         """Close every tier, even when one fails; then raise :class:`DriverError` naming the failures."""
-        self._invalidate("close", None, _close)
+        outcome = Outcome()
+        for tier in self._tiers:
+            with TierGuard(tier, outcome):
+                tier.driver.close()
+        if outcome.failed:
+            raise DriverError(f"closing tier(s) {outcome.failed} failed (the others were closed)") from outcome.last
 
     def __repr__(self) -> str:
         names = ", ".join(tier.name for tier in self._tiers)
@@ -319,7 +309,7 @@ class TieredDriver(Driver):
 
     # -- helpers -------------------------------------------------------------------------------------------
 
-    def _write_targets(self) -> list[_TierState]:
+    def _write_targets(self) -> list[TierState]:
         return self._tiers if self.strategy == "write-through" else self._tiers[:1]
 
     def _promote(self, key: str, blob: bytes, expires_at: float | None, found_in: int) -> None:
@@ -332,18 +322,22 @@ class TieredDriver(Driver):
             if remaining <= 0:
                 return
         for tier in self._tiers[:found_in]:
+            if not tier.usable():
+                tier.skipped += 1
+                continue
+            bound = _bound(remaining, tier.ttl)
             try:
-                tier.driver.set(key, blob, _bound(remaining, tier.ttl))
+                tier.call(lambda driver: driver.set(key, blob, bound))  # noqa: B023 - called at once
             except ConfigurationError:
                 raise
-            except Exception:
-                tier.errors += 1
+            except Exception as exc:
+                tier.note_failure(exc)
             else:
                 tier.promotions += 1
 
     def _get_and_promote(
         self,
-        tier: _TierState,
+        tier: TierState,
         index: int,
         keys: Sequence[str],
         pending: list[int],
@@ -351,58 +345,64 @@ class TieredDriver(Driver):
     ) -> list[int]:
         still = []
         for position in pending:
-            found = tier.driver.get_with_expiry(keys[position])
+            key = keys[position]
+            found = tier.call(lambda driver: driver.get_with_expiry(key))  # noqa: B023 - called at once
             if isinstance(found, Missing):
                 still.append(position)
                 continue
             tier.hits += 1
             results[position] = found[0]
-            self._promote(keys[position], found[0], found[1], index)
+            self._promote(key, found[0], found[1], index)
         return still
 
-    def _invalidate(self, operation: str, subject: str | None, call: Callable[[Driver], int]) -> int:
-        outcome = _Outcome()
+    def _invalidate(
+        self,
+        operation: str,
+        subject: str | None,
+        call: Callable[[Driver], int],
+        *,
+        prefixes: Sequence[str] = (),
+        keys: Sequence[str] = (),
+    ) -> int:
+        """Apply an invalidation to every tier in service; queue it for the others (they stay quarantined)."""
+        outcome = Outcome()
         counts = [0]
         for tier in self._tiers:
-            with self._guard(tier, outcome):
-                counts.append(call(tier.driver))
-        if outcome.failed:
+            if not tier.usable():
+                tier.queue(prefixes=prefixes, keys=keys, cause=None)
+                outcome.failed.append(tier.name)
+                continue
+            failures = len(outcome.failed)
+            with TierGuard(tier, outcome):
+                counts.append(tier.call(call))
+            if len(outcome.failed) > failures:
+                tier.queue(prefixes=prefixes, keys=keys, cause=outcome.last)
+        if len(outcome.failed) == len(self._tiers):
             what = f" of {subject!r}" if subject else ""
             raise DriverError(
-                f"tiered {operation}{what} failed on tier(s) {outcome.failed} (done on the others); "
-                "entries there may be stale until their TTL ends: retry the invalidation"
+                f"tiered {operation}{what} failed on every tier ({', '.join(outcome.failed)}); it is queued on "
+                "each and replayed before the tier serves again: retry the invalidation"
             ) from outcome.last
         return max(counts)
 
-    @contextmanager
-    def _guard(self, tier: _TierState, outcome: _Outcome) -> Iterator[None]:
-        """Fail open on one tier: count and record its failure, let the caller go on with the next tier.
-
-        :class:`ConfigurationError` (a bad key or option) is a programming error, not a tier failure.
-        """
-        try:
-            yield
-        except ConfigurationError:
-            raise
-        except Exception as exc:
-            tier.errors += 1
-            outcome.failed.append(tier.name)
-            outcome.last = exc
+    @staticmethod
+    def _in_service(tier: TierState, outcome: Outcome) -> bool:
+        """False (the tier counted as skipped) while the tier waits for missed invalidations to be replayed."""
+        if tier.usable():
+            return True
+        tier.skipped += 1
+        outcome.failed.append(tier.name)
+        return False
 
     @staticmethod
     def _raise_if_all_failed(
-        operation: str, subject: str | None, outcome: _Outcome, involved: Sequence[_TierState]
+        operation: str, subject: str | None, outcome: Outcome, involved: Sequence[TierState]
     ) -> None:
         if involved and len(outcome.failed) == len(involved):
             what = f" of {subject!r}" if subject else ""
             raise DriverError(
                 f"tiered {operation}{what} failed on every tier ({', '.join(outcome.failed)})"
             ) from outcome.last
-
-
-def _close(driver: Driver) -> int:
-    driver.close()
-    return 0
 
 
 def _bound(ttl: float | None, limit: float | None) -> float | None:
@@ -419,7 +419,7 @@ def _check_strategy(strategy: object) -> str:
     return str(normalized)
 
 
-def _build_tiers(tiers: object) -> list[_TierState]:
+def _build_tiers(tiers: object) -> list[TierState]:
     if tiers is None or isinstance(tiers, (str, bytes, Mapping)) or not isinstance(tiers, Sequence):
         raise ConfigurationError(
             "the tiered driver needs a list of tiers, fastest first: "
@@ -440,5 +440,8 @@ def _build_tiers(tiers: object) -> list[_TierState]:
         if tier.name is not None and (not isinstance(tier.name, str) or not tier.name):
             raise ConfigurationError(f"tiers[{index}].name must be a non-empty string or None; got {tier.name!r}")
         ttl = normalize_ttl(tier.ttl, what=f"tiers[{index}].ttl")
-        built.append(_TierState(tier.driver, ttl, tier.name or f"L{index + 1}-{tier.driver.name}"))
+        if tier.breaker is not None and not isinstance(tier.breaker, CircuitBreaker):
+            raise ConfigurationError(f"tiers[{index}].breaker must be a CircuitBreaker or None; got {tier.breaker!r}")
+        name = tier.name or f"L{index + 1}-{tier.driver.name}"
+        built.append(TierState(tier.driver, ttl, name, tier.breaker))
     return built

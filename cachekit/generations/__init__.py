@@ -28,6 +28,9 @@ from typing import Any, ClassVar, Protocol
 
 __all__ = ["GenerationListener", "GenerationStore", "MemoryGenerations", "store_for"]
 
+_STORES_LOCK = threading.RLock()
+_SIBLINGS: dict[Any, weakref.WeakSet[GenerationStore]] = {}
+
 
 class GenerationListener(Protocol):
     """What a store tells the local copies of one namespace (the namespace's view)."""
@@ -51,9 +54,19 @@ class GenerationStore(abc.ABC):
     #: True when other processes may bump these generations (local copies then need watching).
     shared: ClassVar[bool] = True
 
-    def __init__(self) -> None:
+    def __init__(self, identity: Any = None) -> None:
         self._listeners: dict[str, weakref.WeakSet[Any]] = {}
         self._listeners_lock = threading.Lock()
+        # Stores of one backend in this process (two drivers on one Redis, bucket or directory) tell each
+        # other's listeners of a bump at once, not at the next notification or poll.
+        self.identity = identity if identity is not None else id(self)
+        with _STORES_LOCK:
+            _SIBLINGS.setdefault(self.identity, weakref.WeakSet()).add(self)
+
+    def siblings(self) -> list[GenerationStore]:
+        """The stores of the same backend in this process, this one included."""
+        with _STORES_LOCK:
+            return list(_SIBLINGS.get(self.identity, ()))
 
     @abc.abstractmethod
     def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
@@ -85,8 +98,9 @@ class GenerationStore(abc.ABC):
             return [listener for group in self._listeners.values() for listener in group]
 
     def _notify(self, namespace: str, pairs: Sequence[tuple[str, int]]) -> None:
-        for listener in self.listeners(namespace):
-            listener.changed(pairs)
+        for store in self.siblings():
+            for listener in store.listeners(namespace):
+                listener.changed(pairs)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Stop background work (subscriptions, polls)."""
@@ -117,7 +131,6 @@ class MemoryGenerations(GenerationStore):
         return new
 
 
-_STORES_LOCK = threading.RLock()
 _ATTRIBUTE = "_cachekit_generation_store"
 
 

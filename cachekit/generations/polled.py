@@ -45,8 +45,8 @@ class PolledGenerations(GenerationStore):
     #: Seconds between polls.
     interval = 1.0
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, identity: Any = None) -> None:
+        super().__init__(identity)
         self._epochs: dict[str, bytes | None] = {}
         self._healthy = True
         self._closed = False
@@ -71,7 +71,10 @@ class PolledGenerations(GenerationStore):
 
     def bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         values = self._bump(namespace, scopes)
-        self._epochs[namespace] = self._write_epoch(namespace)
+        epoch = self._write_epoch(namespace)
+        for store in self.siblings():
+            if isinstance(store, PolledGenerations):
+                store._epochs[namespace] = epoch  # told below: no need to forget at the next poll
         self._notify(namespace, list(zip(scopes, values, strict=True)))
         return values
 
@@ -128,7 +131,7 @@ class FilesystemGenerations(PolledGenerations):
     def __init__(
         self, directory: Path | str, *, driver: Any = None, generation_ttl: float = 86_400.0, timeout: float = 1.0
     ) -> None:
-        super().__init__()
+        super().__init__(identity=("filesystem", str(Path(directory).resolve())))
         self._driver = driver
         self.directory = Path(directory) / "~generations"
         self._ttl = generation_ttl
@@ -222,7 +225,7 @@ class TokenGenerations(PolledGenerations):
     ordered = False
 
     def __init__(self, driver: Any, *, interval: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(identity=_driver_identity(driver))
         self._driver = driver
         self.interval = interval
 
@@ -252,6 +255,18 @@ class TokenGenerations(PolledGenerations):
         token = random.getrandbits(64).to_bytes(8, "big")
         self._driver.set(f"~gen/{namespace}/{_EPOCH}", token, None)
         return token
+
+
+def _driver_identity(driver: Any) -> Any:
+    """What names one S3 backend: the endpoint, the bucket and the key prefix."""
+    bucket, prefix = getattr(driver, "bucket", None), getattr(driver, "key_prefix", None)
+    if bucket is None:
+        return None
+    try:
+        endpoint = driver.client.meta.endpoint_url
+    except Exception:
+        return None
+    return ("s3", endpoint, bucket, prefix)
 
 
 class _Poller:

@@ -72,9 +72,9 @@ class RedisGenerations(GenerationStore):
     ordered = True
 
     def __init__(self, driver: Any, *, generation_ttl: float = DEFAULT_GENERATION_TTL) -> None:
-        super().__init__()
-        self._driver = driver
         prefix: str = getattr(driver, "key_prefix", None) or driver._prefix
+        super().__init__(identity=("redis", getattr(driver, "_where", id(driver)), prefix))
+        self._driver = driver
         self._key_base = prefix + "~gen/"
         self.channel = prefix + "~gen"
         self._ttl_ms = str(int(generation_ttl * 1000))
@@ -89,14 +89,14 @@ class RedisGenerations(GenerationStore):
     def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         self._ensure_watching()
         keys = [self._key(namespace, s) for s in scopes]
-        values = self._run("read", lambda script: script(keys=keys, args=[self._ttl_ms]))
+        values = self._run("read", lambda script, client: script(keys=keys, args=[self._ttl_ms], client=client))
         return [int(v) for v in values]
 
     def bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         self._ensure_watching()
         keys = [self._key(namespace, s) for s in scopes]
         args = [self.channel, self._ttl_ms, namespace, *scopes]
-        values = [int(v) for v in self._run("bump", lambda script: script(keys=keys, args=args))]
+        values = [int(v) for v in self._run("bump", lambda script, client: script(keys=keys, args=args, client=client))]
         self._notify(namespace, list(zip(scopes, values, strict=True)))
         return values
 
@@ -114,18 +114,15 @@ class RedisGenerations(GenerationStore):
         tag = namespace.replace("{", "(").replace("}", ")")
         return f"{self._key_base}{{{tag}}}/{scope}"
 
-    def _run(self, name: str, call: Callable[[Any], Any]) -> Any:
-        client = self._driver.client
-        script = self._scripts.get(name)
-        if script is None:
-            script = self._scripts[name] = client.register_script(_READ if name == "read" else _BUMP)
-        try:
-            return call(script)
-        except Exception as exc:
-            failure = getattr(self._driver, "_failure", None)
-            if failure is None:
-                raise
-            raise failure(exc, f"generations {name}") from exc
+    def _run(self, name: str, call: Callable[[Any, Any], Any]) -> Any:
+        """Run a script through the driver's breaker and error mapping (a dead Redis fails fast)."""
+        def command(client: Any) -> Any:
+            script = self._scripts.get(name)
+            if script is None:
+                script = self._scripts[name] = client.register_script(_READ if name == "read" else _BUMP)
+            return call(script, client)
+
+        return self._driver.call(command, name=f"EVALSHA (generations {name})")
 
     def _ensure_watching(self) -> None:
         if self._thread is not None or self._stop.is_set():

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from ..errors import CircuitOpenError
 from ..scopes import NAMESPACE_SCOPE, resource_of
 from . import GenerationStore
 
@@ -90,6 +91,8 @@ class GenerationView:
         self._bump_lock = threading.Lock()
         self._retry_at = 0.0
         self.failures = 0
+        #: The last error the store raised (for the log line of a failed invalidation).
+        self.last_error: BaseException | None = None
         store.watch(namespace, self)
 
     # -- rendering keys ----------------------------------------------------------------------------------------
@@ -174,10 +177,11 @@ class GenerationView:
                 try:
                     values = self.store.bump(self.namespace, scopes)
                 except Exception as exc:
-                    if attempt + 1 < attempts:
+                    if attempt + 1 < attempts and not isinstance(exc, CircuitOpenError):
                         time.sleep(delay * 2**attempt)
                         continue
                     self._failed("bump generations", exc)
+                    self._retry_at = self._clock() + self._retry_interval
                     self._go_private(scopes)
                     return False
                 self.changed(list(zip(scopes, values, strict=True)))
@@ -281,6 +285,7 @@ class GenerationView:
 
     def _failed(self, what: str, exc: BaseException) -> None:
         self.failures += 1
+        self.last_error = exc
         logger.debug("cachekit: could not %s of namespace %r: %s", what, self.namespace, exc)
 
     def close(self) -> None:

@@ -26,6 +26,13 @@ E.g.::
 
 from __future__ import annotations
 
+try:
+    import botocore  # noqa: F401  # every module below needs it; say which extra brings it
+except ImportError as exc:
+    raise ModuleNotFoundError(
+        f"cachekit.s3db needs boto3 and botocore ({exc}): pip install 'cachekit-orm[s3]'", name=exc.name
+    ) from exc
+
 from .database import Database, Plugin, ResourceCallback, S3Url
 from .errors import AlreadyExists, NotFound, PartitionError, S3dbError, ValidationError
 from .resource import Change, ChangeListener, Document, PartitionValues, Resource, encode_partition_value

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from botocore.exceptions import ClientError
 
+from .._redact import redact
 from .errors import AlreadyExists, NotFound, S3dbError, ValidationError
 from .resource import Resource, check_name
 
@@ -72,16 +73,24 @@ class S3Url:
             query parameters (only ``endpoint`` and ``region`` are understood).
         """
         if not isinstance(url, str):
-            raise ValidationError(f"the connection URL must be a str like 's3://KEY:SECRET@bucket/prefix', not {url!r}")
+            raise ValidationError(
+                f"the connection URL must be a str like 's3://KEY:SECRET@bucket/prefix', not {type(url).__name__}"
+            )
         parts = urlsplit(url)
         if parts.scheme != "s3":
             raise ValidationError(
-                f"connection URL scheme must be 's3' (s3://KEY:SECRET@bucket/prefix), not {parts.scheme!r}"
+                f"connection URL scheme must be 's3' (s3://KEY:SECRET@bucket/prefix), not {parts.scheme!r} "
+                f"(in {redact(url)!r})"
             )
         # Split the netloc ourselves: urlsplit().hostname lower-cases, and a bucket name has no port.
         userinfo, _, bucket = parts.netloc.rpartition("@")
         if not bucket or ":" in bucket:
-            raise ValidationError(f"connection URL needs a bucket name after '@' or 's3://', got {bucket!r}")
+            # Without the '@', "KEY:SECRET" lands here: never echo it.
+            shown = repr(bucket) if ":" not in bucket else "'KEY:***' (credentials without '@bucket'?)"
+            raise ValidationError(
+                f"connection URL needs a bucket name after '@' or 's3://' (s3://KEY:SECRET@bucket/prefix), "
+                f"got {redact(shown)}"
+            )
         access_key, secret_key = None, None
         if userinfo:
             raw_key, has_secret, raw_secret = userinfo.partition(":")
@@ -92,7 +101,7 @@ class S3Url:
         unknown = sorted(set(options) - _URL_OPTIONS)
         if unknown:
             raise ValidationError(
-                f"connection URL has unknown parameters {unknown!r}; only 'endpoint' and 'region' are known"
+                f"connection URL has unknown parameters {redact(unknown)}; only 'endpoint' and 'region' are known"
             )
         repeated = sorted(name for name, values in options.items() if len(values) > 1)
         if repeated:

@@ -23,26 +23,36 @@ cache plugin wraps reads and writes - never changes what another one sees: ``upd
 document, not a cached ``get``.
 """
 
+
 from __future__ import annotations
 
 import bisect
-import json
-import re
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
-from urllib.parse import quote, unquote
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-try:
-    from botocore.exceptions import ClientError
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("cachekit.s3db needs boto3: pip install 'cachekit-orm[s3]'") from exc
-
-from .._s3 import delete_in_batches, error_code, is_not_found
-from .errors import AlreadyExists, NotFound, PartitionError, S3dbError, ValidationError
+from .documents import (
+    Change,
+    ChangeListener,
+    Document,
+    PartitionValues,
+    _check_id,
+    _check_ids,
+    _check_positive,
+    _check_window,
+    _deep_merge,
+    _Documents,
+    _Ids,
+    _matches,
+    _quote,
+    _window,
+    check_name,
+    encode_partition_value,
+)
+from .errors import AlreadyExists, NotFound, ValidationError
+from .storage import LOCK_STRIPES, ResourceStorage
 
 if TYPE_CHECKING:
     from .database import Database
@@ -57,136 +67,8 @@ __all__ = [
     "encode_partition_value",
 ]
 
-Document: TypeAlias = dict[str, Any]
-PartitionValues: TypeAlias = dict[str, dict[str, str]]
-# Aliases so that annotations inside ``Resource`` do not resolve ``list`` to the method of that name.
-_Documents: TypeAlias = "list[Document]"
 
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One stored change, as seen by :meth:`Resource.on_change` listeners.
-
-    :param resource: the resource name.
-    :param old: the document before the write (``None`` for an insert).
-    :param new: the document after it (``None`` for a delete).
-    :param everything: ``True`` for :meth:`Resource.delete_all`: every document may have changed.
-    """
-
-    resource: str
-    old: Document | None
-    new: Document | None
-    everything: bool = False
-
-
-ChangeListener: TypeAlias = "Callable[[Change], object]"
-_Ids: TypeAlias = "list[str]"
-
-_NAME = re.compile(r"[A-Za-z0-9_-]+")
-_LOCK_STRIPES = 32
-
-
-def check_name(kind: str, name: object) -> str:
-    """Return ``name`` if it is a valid resource or partition name (``[A-Za-z0-9_-]+``), else raise.
-
-    :raises ValidationError: naming the ``kind`` ("resource", "partition") and the rule.
-
-    E.g.::
-
-        check_name("resource", "users")        # -> "users"
-        check_name("resource", "my users")     # ValidationError
-    """
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ValidationError(
-            f"invalid {kind} name {name!r}: use a non-empty string of letters, digits, '_' and '-' "
-            f"(it becomes part of S3 keys)"
-        )
-    return name
-
-
-def encode_partition_value(value: Any) -> str:
-    """The string a field value takes in partition keys: a ``str`` as is, anything else its compact JSON.
-
-    :raises ValidationError: when the value cannot be represented as JSON.
-
-    E.g.::
-
-        encode_partition_value("eu")    # -> "eu"
-        encode_partition_value(2024)    # -> "2024"
-        encode_partition_value(True)    # -> "true"
-    """
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(
-            f"partition value {value!r} cannot be used in a key ({exc}); "
-            f"use a string, number, bool or a JSON list/object"
-        ) from exc
-
-
-def _quote(text: str) -> str:
-    return quote(text, safe="")
-
-
-def _check_id(id: object) -> str:
-    # Ids are strings only: get(1) and get("1") would otherwise be two cache keys for one document.
-    if not isinstance(id, str) or not id:
-        raise ValidationError(f"invalid id {id!r}: ids are non-empty strings (pass str(value) for numbers)")
-    return id
-
-
-def _check_ids(ids: object) -> list[str]:
-    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
-        raise ValidationError(f"ids must be a list of id strings, not {type(ids).__name__} {ids!r}")
-    return [_check_id(id) for id in ids]
-
-
-def _check_data(data: object, what: str = "data") -> dict[str, Any]:
-    if not isinstance(data, Mapping):
-        raise ValidationError(f"{what} must be a dict (a JSON object), not {type(data).__name__}")
-    bad = [key for key in data if not isinstance(key, str)]
-    if bad:
-        raise ValidationError(f"{what} has non-string keys {bad!r}; JSON objects only have string keys")
-    return dict(data)
-
-
-def _check_window(limit: object, offset: object) -> None:
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-        raise ValidationError(f"limit must be None or an int >= 0, not {limit!r}")
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise ValidationError(f"offset must be an int >= 0, not {offset!r}")
-
-
-def _window(items: Sequence[Any], limit: int | None, offset: int) -> list[Any]:
-    end = None if limit is None else offset + limit
-    return list(items[offset:end])
-
-
-def _check_positive(value: object, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValidationError(f"{name} must be an int >= 1 (pages are 1-based), not {value!r}")
-    return value
-
-
-def _deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in changes.items():
-        old = merged.get(key)
-        if isinstance(old, dict) and isinstance(value, Mapping):
-            merged[key] = _deep_merge(old, value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _matches(document: Mapping[str, Any], filter: Mapping[str, Any]) -> bool:
-    # A field missing from the document never matches, not even a filter value of None.
-    return all(field in document and document[field] == value for field, value in filter.items())
-
-
-class Resource:
+class Resource(ResourceStorage):
     """A named collection of JSON documents stored in the database's bucket, with optional partitions.
 
     Create resources with :meth:`Database.create_resource`, not directly. Every document has a string
@@ -223,31 +105,8 @@ class Resource:
         self._id_generator = id_generator or (lambda: uuid.uuid4().hex)
         self._root = f"{database.key_prefix}resource={self._name}/"
         self._data_prefix = f"{self._root}data/"
-        self._locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
+        self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]
         self._listeners: list[ChangeListener] = []
-
-    def _check_partitions(self, partitions: object) -> dict[str, tuple[str, ...]]:
-        if not isinstance(partitions, Mapping):
-            raise ValidationError(
-                f"partitions of resource {self._name!r} must be a dict name -> list of fields, "
-                f'e.g. {{"by_region": ["region"]}}, not {partitions!r}'
-            )
-        checked: dict[str, tuple[str, ...]] = {}
-        for pname, fields in partitions.items():
-            check_name("partition", pname)
-            if isinstance(fields, str) or not isinstance(fields, Sequence) or not fields:
-                raise ValidationError(
-                    f"partition {pname!r} of resource {self._name!r} needs a non-empty list of field names, "
-                    f'e.g. ["region"], not {fields!r}'
-                )
-            valid = all(isinstance(field, str) and field for field in fields)
-            if not valid or len(set(fields)) != len(fields):
-                raise ValidationError(
-                    f"partition {pname!r} of resource {self._name!r}: fields must be distinct non-empty "
-                    f"strings, got {list(fields)!r}"
-                )
-            checked[pname] = tuple(fields)
-        return checked
 
     def __repr__(self) -> str:
         return f"Resource(name={self._name!r}, partitions={self.partitions!r})"
@@ -268,24 +127,6 @@ class Resource:
     def partitions(self) -> dict[str, list[str]]:
         """A copy of the partition definitions: partition name -> its fields, in key order."""
         return {pname: list(fields) for pname, fields in self._partitions.items()}
-
-    def partition_values_of(self, record: Mapping[str, Any]) -> PartitionValues:
-        """The partitions ``record`` falls in, with its encoded value for each of their fields.
-
-        A partition is included only when all its fields are present in ``record`` and not ``None``; values
-        are encoded as in keys (:func:`encode_partition_value`). The cache plugin uses this to clear exactly
-        the partitions a write touches.
-
-        E.g.::
-
-            users.partition_values_of({"id": "u1", "region": "eu", "year": 2024})
-            # -> {"by_region": {"region": "eu"}, "by_region_year": {"region": "eu", "year": "2024"}}
-        """
-        found: PartitionValues = {}
-        for pname, fields in self._partitions.items():
-            if all(record.get(field) is not None for field in fields):
-                found[pname] = {field: encode_partition_value(record[field]) for field in fields}
-        return found
 
     # -- reads -----------------------------------------------------------------------------------------------
 
@@ -437,12 +278,6 @@ class Resource:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
-    def _notify(self, old: Document | None, new: Document | None, everything: bool = False) -> None:
-        if self._listeners:
-            change = Change(self._name, old, new, everything)
-            for listener in list(self._listeners):
-                listener(change)
-
     # -- writes ----------------------------------------------------------------------------------------------
 
     def insert(self, data: Mapping[str, Any]) -> Document:
@@ -535,214 +370,3 @@ class Resource:
         finally:
             self._notify(None, None, everything=True)
         return sum(1 for key in keys if key.startswith(self._data_prefix))
-
-    # -- keys ------------------------------------------------------------------------------------------------
-
-    def _data_key(self, id: str) -> str:
-        return f"{self._data_prefix}id={_quote(id)}.json"
-
-    def _partition_prefix(self, partition: str, partition_values: Mapping[str, Any] | None) -> str:
-        fields = self._partition_fields(partition)
-        if not isinstance(partition_values, Mapping):
-            raise PartitionError(
-                f"partition {partition!r} of resource {self._name!r} needs partition_values, a dict with "
-                f"a value for each of its fields {list(fields)!r}, not {partition_values!r}"
-            )
-        extra = sorted(set(partition_values) - set(fields), key=str)
-        if extra:
-            raise PartitionError(
-                f"partition_values has fields {extra!r} that partition {partition!r} of resource "
-                f"{self._name!r} does not use; its fields are {list(fields)!r}"
-            )
-        for field in fields:
-            if partition_values.get(field) is None:
-                raise PartitionError(
-                    f"partition_values for partition {partition!r} of resource {self._name!r} has no value "
-                    f"for field {field!r}; give one for each of {list(fields)!r}"
-                )
-        segments = "".join(
-            f"{_quote(field)}={_quote(encode_partition_value(partition_values[field]))}/" for field in fields
-        )
-        return f"{self._root}partition={partition}/{segments}"
-
-    def _partition_fields(self, partition: object) -> tuple[str, ...]:
-        if isinstance(partition, str) and partition in self._partitions:
-            return self._partitions[partition]
-        defined = ", ".join(repr(name) for name in self._partitions)
-        hint = f"defined partitions: {defined}" if defined else "it has none; pass partitions= to create_resource"
-        raise PartitionError(f"resource {self._name!r} has no partition {partition!r} ({hint})")
-
-    def _index_keys(self, document: Mapping[str, Any]) -> set[str]:
-        suffix = f"id={_quote(document['id'])}"
-        return {
-            self._partition_prefix(pname, values) + suffix
-            for pname, values in self.partition_values_of(document).items()
-        }
-
-    # -- S3 access -----------------------------------------------------------------------------------------
-
-    def _scope_ids(self, partition: str | None, partition_values: Mapping[str, Any] | None) -> _Ids:
-        if partition is None:
-            if partition_values is not None:
-                raise PartitionError(
-                    f"partition_values given without partition= on resource {self._name!r}; name the "
-                    f"partition they belong to"
-                )
-            return self._ids_under(self._data_prefix, ".json")
-        return self._ids_under(self._partition_prefix(partition, partition_values), "")
-
-    def _ids_under(self, prefix: str, suffix: str) -> _Ids:
-        ids: _Ids = []
-        for key in self._scan(prefix):
-            rest = key[len(prefix) :]
-            # Skip anything that is not one of our entries (e.g. a nested partition or a stray object).
-            if rest.startswith("id=") and rest.endswith(suffix) and "/" not in rest:
-                ids.append(unquote(rest[3 : len(rest) - len(suffix)]))
-        ids.sort()
-        return ids
-
-    def _scan(self, prefix: str) -> Iterator[str]:
-        paginator = self._database.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self._database.bucket, Prefix=prefix):
-            for item in page.get("Contents", ()):
-                yield item["Key"]
-
-    def _object_exists(self, key: str) -> bool:
-        try:
-            self._database.client.head_object(Bucket=self._database.bucket, Key=key)
-        except ClientError as exc:
-            if is_not_found(exc):
-                return False
-            raise
-        return True
-
-    def _load_or_none(self, id: str) -> Document | None:
-        key = self._data_key(id)
-        try:
-            response = self._database.client.get_object(Bucket=self._database.bucket, Key=key)
-        except ClientError as exc:
-            if is_not_found(exc):
-                return None
-            raise
-        body = response["Body"]
-        try:
-            raw = body.read()
-        finally:
-            body.close()
-        try:
-            document = json.loads(raw)
-        except ValueError as exc:
-            raise S3dbError(
-                f"s3://{self._database.bucket}/{key} is not valid JSON ({exc}); delete or rewrite it"
-            ) from exc
-        if not isinstance(document, dict):
-            raise S3dbError(f"s3://{self._database.bucket}/{key} holds a JSON {type(document).__name__}, not an object")
-        return document
-
-    def _load(self, id: str) -> Document:
-        document = self._load_or_none(id)
-        if document is None:
-            raise self._not_found(id)
-        return document
-
-    def _fetch(self, ids: Sequence[str]) -> _Documents:
-        # Ids listed a moment ago may be deleted by now: skip them rather than fail the whole read.
-        return [doc for doc in self._database._map(self._load_or_none, ids) if doc is not None]
-
-    def _not_found(self, id: str) -> NotFound:
-        return NotFound(f"resource {self._name!r} has no document with id {id!r}; check the id or insert it first")
-
-    def _encode(self, document: Mapping[str, Any]) -> bytes:
-        try:
-            return json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(
-                f"document {document.get('id')!r} of resource {self._name!r} cannot be stored as JSON "
-                f"({exc}); use str, int, float, bool, None, list and dict values only"
-            ) from exc
-
-    def _delete_keys(self, keys: Sequence[str]) -> None:
-        delete_in_batches(self._database.client, self._database.bucket, keys, self._delete_failure)
-
-    def _delete_failure(self, errors: Sequence[Mapping[str, Any]], batch_size: int) -> S3dbError:
-        first = errors[0]
-        return S3dbError(
-            f"could not delete {len(errors)} of {batch_size} object(s) of resource {self._name!r}, first "
-            f"{first.get('Key')!r}: {first.get('Code')} {first.get('Message')}; retry the call"
-        )
-
-    # -- write helpers ---------------------------------------------------------------------------------------
-
-    def _lock_for(self, id: str) -> threading.RLock:
-        return self._locks[hash(id) % _LOCK_STRIPES]
-
-    def _new_document(self, data: object) -> Document:
-        document = _check_data(data)
-        if document.get("id") is None:
-            generated = self._id_generator()
-            document["id"] = _check_id(generated)
-        # ``id`` first, for readable objects in the bucket.
-        return {"id": _check_id(document["id"]), **document}
-
-    def _insert_document(self, document: Document) -> Document:
-        with self._lock_for(document["id"]):
-            return self._store(document, None)
-
-    def _change(
-        self,
-        id: str,
-        data: Mapping[str, Any],
-        merge: Callable[[Document, dict[str, Any]], dict[str, Any]],
-    ) -> Document:
-        changes = _check_data(data)
-        if changes.get("id", id) != id:
-            raise ValidationError(
-                f"data['id'] is {changes['id']!r} but the document is {id!r}; ids cannot change "
-                f"(insert a new document and delete the old one)"
-            )
-        with self._lock_for(id):
-            old = self._load(id)
-            document = {"id": id, **merge(old, changes)}
-            document["id"] = id
-            return self._store(document, old)
-
-    def _store(self, document: Document, old: Document | None) -> Document:
-        """Write ``document`` (creating it when ``old`` is None) and move its index entries."""
-        body = self._encode(document)
-        new_keys = self._index_keys(document)
-        options: dict[str, Any] = {"IfNoneMatch": "*"} if old is None else {}
-        client, bucket = self._database.client, self._database.bucket
-        try:
-            client.put_object(
-                Bucket=bucket,
-                Key=self._data_key(document["id"]),
-                Body=body,
-                ContentType="application/json",
-                **options,
-            )
-        except ClientError as exc:
-            if old is None and error_code(exc) in ("PreconditionFailed", "412"):
-                raise AlreadyExists(
-                    f"resource {self._name!r} already has a document with id {document['id']!r}; use update, "
-                    f"replace or upsert to change it, or insert without an id to get a new one"
-                ) from exc
-            raise
-        try:
-            old_keys = self._index_keys(old) if old is not None else set()
-            for key in sorted(new_keys - old_keys):
-                client.put_object(Bucket=bucket, Key=key, Body=b"")
-            self._delete_keys(sorted(old_keys - new_keys))
-        finally:
-            self._notify(old, document)
-        return document
-
-    def _remove(self, id: str) -> bool:
-        with self._lock_for(id):
-            old = self._load_or_none(id)
-            if old is None:
-                return False
-            try:
-                self._delete_keys([*sorted(self._index_keys(old)), self._data_key(id)])
-            finally:
-                self._notify(old, None)
-            return True

@@ -94,7 +94,7 @@ def test_keys_lists_a_filesystem_cache_one_key_a_line(fs_config: str) -> None:
 
 def test_clear_removes_only_keys_under_the_prefix(fs_directory: Path, fs_config: str) -> None:
     result = cachekit("clear", "--driver", "filesystem", "--config", fs_config, "--namespace", "users", "--yes")
-    assert lines_of(result) == ["Removed 3 keys under 'users/'."]
+    assert lines_of(result) == ["Removed 3 keys of namespace 'users'."]
     assert lines_of(cachekit("keys", "--driver", "filesystem", "--config", fs_config)) == ORDERS
     with Cache(driver="filesystem", namespace="orders", config={"directory": str(fs_directory)}) as orders:
         assert orders.get("o1") == {"total": 12.5}  # the other namespace is intact and readable
@@ -208,7 +208,8 @@ def test_unknown_driver_and_bad_option(fs_directory: Path) -> None:
     assert_error(cachekit("keys", "--driver", "nope", "--config", "{}"), 2, "unknown cache driver 'nope'")
     bad = json.dumps({"directory": str(fs_directory), "bogus": 1})
     assert_error(cachekit("stats", "--driver", "filesystem", "--config", bad), 2, "unknown", "bogus")
-    assert_error(cachekit("keys", "--driver", "memory", "--config", '{"bogus": 1}'), 2, "bad option", "max_size")
+    assert_error(cachekit("keys", "--driver", "memory", "--config", '{"max_szie": 1}'), 2,
+                 "unknown memory driver option 'max_szie' (did you mean 'max_size'?)")
 
 
 def test_a_missing_directory_is_an_error_and_is_not_created(tmp_path: Path) -> None:
@@ -275,7 +276,7 @@ def test_clear_asks_on_a_terminal(
     monkeypatch.setattr(sys, "stdin", _Terminal(answer))
     assert main(["clear", "--driver", "filesystem", "--config", fs_config, "--namespace", "users"]) == status
     out = capsys.readouterr().out
-    assert "Remove 3 keys under 'users/'" in out
+    assert "Remove 3 keys of namespace 'users'" in out
     assert main(["keys", "--driver", "filesystem", "--config", fs_config]) == 0
     assert capsys.readouterr().out.splitlines() == left
 
@@ -302,3 +303,11 @@ def test_demo_quick_runs_on_a_bare_machine() -> None:
 def test_demo_rejects_a_bad_config_before_starting() -> None:
     assert_error(cachekit("demo", "--quick", "--config", "{oops"), 2, "not valid JSON")
     assert_error(cachekit("demo", "--quick", "--driver", "nope"), 2, "unknown cache driver")
+
+
+def test_demo_against_an_unreachable_cache_backend_is_one_line_and_fails() -> None:
+    dead = f"redis://:hunter2@127.0.0.1:{free_port()}/0"  # nothing listens there
+    config = json.dumps({"url": dead, "connect_timeout": 0.5})
+    line = assert_error(cachekit("demo", "--quick", "--driver", "redis", "--config", config), 1,
+                        "cannot be reached", "127.0.0.1")
+    assert "hunter2" not in line

@@ -145,7 +145,9 @@ def _build_cache(spec: dict[str, Any]) -> Cache:
     return Cache(**spec)
 
 
-def _process_main(role: str, spec: dict[str, Any], shared: tuple[Any, ...], seconds: float, keys: int, queue: Any) -> None:
+def _process_main(
+    role: str, spec: dict[str, Any], shared: tuple[Any, ...], seconds: float, keys: int, queue: Any
+) -> None:
     versions, completed, completed_at, lock, start = shared
     source = Source(versions, completed, completed_at, lock)
     cache = _build_cache(spec)

@@ -66,7 +66,8 @@ def test_eight_threads_never_read_stale(name: str, request: pytest.FixtureReques
         outcome = run_threads(cache, seconds=SECONDS)
     finally:
         cache.close()
-    assert outcome.writes > 100 and outcome.reads > 1000, outcome
+    assert outcome.writes > 100, outcome
+    assert outcome.reads > 1000, outcome
     assert outcome.hits > outcome.reads * 0.3, "the cache must be in play for the test to mean anything"
     assert outcome.stale == 0, f"{outcome.stale} stale reads of {outcome.reads} (windows {outcome.windows[:10]})"
 
@@ -76,7 +77,8 @@ def test_a_reader_process_sees_a_writer_process_within_100_ms(
     name: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     writer, reader = run_two_processes(_spec(name, request, tmp_path), seconds=PROCESS_SECONDS)
-    assert writer.writes > 100 and reader.reads > 1000, (writer, reader)
+    assert writer.writes > 100, writer
+    assert reader.reads > 1000, reader
     assert reader.hits > reader.reads * 0.3, "the reader's cache must be in play"
     late = [w for w in reader.windows if w > 0.1]
     print(f"{name}: {reader.stale} stale of {reader.reads} reads, p99 stale window {reader.p99_window() * 1000:.1f} ms")

@@ -95,7 +95,8 @@ def test_clearing_one_s3_instance_never_deletes_another_instances_objects(
     before = object_keys(s3_client, s3_bucket, "app/plugin=cache--cold-er/")
     assert len(before) == 2
     assert cold.clear_all_cache() == 2
-    assert object_keys(s3_client, s3_bucket, "app/plugin=cache--cold/") == []
+    # Only the generation tokens of the cleared namespace stay (they are what makes the clear O(1)).
+    assert [k for k in object_keys(s3_client, s3_bucket, "app/plugin=cache--cold/") if "/~gen/" not in k] == []
     assert object_keys(s3_client, s3_bucket, "app/plugin=cache--cold-er/") == before
     assert users.count() == 3
 

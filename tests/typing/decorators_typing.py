@@ -1,8 +1,10 @@
-"""Checked by mypy only (``mypy --strict tests/typing/decorators_typing.py``), never run by pytest.
+# pyright: strict
+"""Checked by ``mypy --strict`` and ``pyright`` (both run by ``.ci/test``), never run by pytest; no ignores.
 
-Decorated functions and methods must keep their signatures and return types for type checkers: a wrong
-argument or a wrong use of the result is an error under ``@cached``/``@invalidates`` as it is without them.
-The checks sit in functions that nothing calls, so importing this module runs none of them.
+Decorated functions and methods keep their signatures and return types for type checkers, and ``@cached`` ones
+expose ``.cache_key``, ``.uncached``, ``.invalidate``, ``.refresh`` and ``skip_cache=``. The calls that must be
+errors are in ``wrong_calls.py``, checked by ``tests/unit/test_typing.py``. The checks sit in functions that
+nothing calls, so importing this module runs none of them.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from cachekit import Cache, cached, invalidates
+from cachekit import Cache, CachePlugin, cached, invalidates
 
 if TYPE_CHECKING:
     from typing_extensions import assert_type  # typing.assert_type is 3.11+; the package supports 3.10
@@ -87,26 +89,41 @@ async def coroutines(repo: UserRepository) -> None:
     assert_type(await repo.delete("u1"), None)
 
 
-def signatures(repo: UserRepository) -> None:
-    # Signatures survive decoration: each of these is an error, as it would be on the undecorated function.
-    get_user(1)  # type: ignore[arg-type]
-    get_user("u1", fields="name")  # type: ignore[arg-type]
-    repo.get()  # type: ignore[call-arg]
-    repo.list_ids(limit="10")  # type: ignore[arg-type]
-    UserRepository.count(partition=3)  # type: ignore[arg-type]
-    update_user("u1")  # type: ignore[call-arg]
+def helpers(repo: UserRepository) -> None:
+    # The cache helpers take the call's arguments and are typed from the function.
+    assert_type(repo.get.cache_key("u1"), str)
+    assert_type(repo.get.uncached("u1"), dict[str, int])
+    assert_type(repo.get.invalidate("u1"), bool)
+    assert_type(repo.get.refresh(id="u1"), dict[str, int])
+    assert_type(UserRepository.get.cache_key(repo, "u1"), str)  # through the class, self is the first argument
+    assert_type(UserRepository.get(repo, "u1"), dict[str, int])
+    assert_type(get_user.cache_key("u1", fields=["name"]), str)
+    assert_type(get_user.uncached("u1"), dict[str, Any] | None)
+    assert_type(get_user.invalidate("u1"), bool)
+    assert_type(get_user.refresh("u1"), dict[str, Any] | None)
+    assert_type(UserRepository.count.cache_key(partition="p"), str)  # a classmethod: bound to the class
+    assert_type(repo.count.uncached(partition="p"), int)
+    assert_type(UserRepository.lookup.cache_key("a"), str)  # a staticmethod: nothing bound
+    assert_type(repo.lookup.uncached("a"), bytes)
+    assert_type(repo.list_ids.invalidate(limit=1, offset=2), bool)
 
 
-def wrong_use_of_the_result(repo: UserRepository) -> str:
-    return repo.get("u1")  # type: ignore[return-value]
+def skip_cache(repo: UserRepository) -> None:
+    # skip_cache= is accepted on every call and keeps the return type.
+    assert_type(repo.get("u1", skip_cache=True), dict[str, int])
+    assert_type(get_user("u1", skip_cache=True), dict[str, Any] | None)
+    assert_type(UserRepository.count(skip_cache=True), int)
+    assert_type(UserRepository.lookup("a", skip_cache=False), bytes)
 
 
-def helpers(repo: UserRepository) -> tuple[str, object]:
-    # The cache helpers exist at run time on every decorated callable (tests/unit/test_decorators.py), but the
-    # decorators are typed as returning the function unchanged, so a type checker does not know them. When
-    # cached() returns a typed wrapper, mypy reports these ignores as unused: delete them then.
-    key: str = repo.get.cache_key("u1")  # type: ignore[attr-defined]
-    fresh: object = repo.get.uncached("u1")  # type: ignore[attr-defined]
-    get_user.invalidate("u1")  # type: ignore[attr-defined]
-    get_user.refresh("u1")  # type: ignore[attr-defined]
-    return key, fresh
+async def async_helpers(repo: UserRepository) -> None:
+    assert_type(await repo.query.uncached({"age": 3}), list[dict[str, Any]])
+    assert_type(await count_users.uncached("eu"), int)
+    assert_type(repo.query.cache_key({"age": 3}, limit=1), str)
+    assert_type(await repo.query({}, skip_cache=True), list[dict[str, Any]])
+
+
+def lazily_loaded_names() -> None:
+    # cached, invalidates and CachePlugin load on first use at run time; type checkers still see the real ones.
+    plugin = CachePlugin(driver="memory", ttl=30)
+    assert_type(plugin.slug, str)

@@ -7,6 +7,7 @@ import enum
 import json
 import struct
 import uuid
+import zlib
 from collections import OrderedDict, namedtuple
 from dataclasses import dataclass
 from decimal import Decimal
@@ -15,7 +16,15 @@ from typing import Any
 import pytest
 
 from cachekit import MISSING, Cache
-from cachekit.codecs import HEADER_SIZE, Codec, JsonSerializer, MsgpackSerializer, PickleSerializer, make_serializer
+from cachekit.codecs import (
+    CHECKSUM_SIZE,
+    HEADER_SIZE,
+    Codec,
+    JsonSerializer,
+    MsgpackSerializer,
+    PickleSerializer,
+    make_serializer,
+)
 from cachekit.errors import ConfigurationError, CorruptEntryError, InsecureSerializerWarning, SerializationError
 from tests.conftest import FakeClock
 
@@ -224,7 +233,7 @@ def test_function_pair_returning_str_is_stored_as_utf8() -> None:
         deserializer=lambda raw: json.loads(base64.b64decode(raw)),
     )
     blob = codec.encode({"name": "Zoë"}, None)
-    assert blob[HEADER_SIZE:] == base64.b64encode(json.dumps({"name": "Zoë"}).encode())
+    assert blob[HEADER_SIZE:-CHECKSUM_SIZE] == base64.b64encode(json.dumps({"name": "Zoë"}).encode())
     assert codec.decode(blob) == {"name": "Zoë"}
 
 
@@ -269,11 +278,12 @@ def test_a_serializer_object_is_used_as_given() -> None:
 
     codec = Codec(Upper())
     assert round_trip("abc", codec) == "ABC"
-    assert codec.encode("x", None)[2] == 9  # the serializer id travels in the envelope
+    assert codec.encode("x", None)[SID_BYTE] == 9  # the serializer id travels in the envelope
 
 
 # -- compression -----------------------------------------------------------------------------------------------------
 
+SID_BYTE = 2  # magic, format, serializer id, flags
 FLAG_BYTE = 3
 COMPRESSION_BITS = 0x0F
 
@@ -329,7 +339,8 @@ def test_envelope_header_records_format_serializer_and_times(clock: FakeClock) -
     codec = Codec(clock=clock)
     blob = codec.encode({"a": 1}, 60)
     magic, version, sid, _flags, stored_at, expires_at = struct.unpack_from("<BBBBdd", blob)
-    assert (magic, version, sid) == (0xCE, 1, 1)
+    assert (magic, version, sid) == (0xCE, 2, 1)
+    assert blob[-4:] == struct.pack("<I", zlib.crc32(blob[:-4]))  # the CRC-32 trailer
     assert HEADER_SIZE == 20
     assert stored_at == clock.now
     assert expires_at == clock.now + 60
@@ -358,6 +369,12 @@ def test_a_cached_none_is_not_missing() -> None:
     assert out is not MISSING
 
 
+def reseal(blob: bytes) -> bytes:
+    """``blob`` with its checksum recomputed: what the payload decoder sees when only the payload is bad."""
+    body = blob[:-4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
 def good_blob() -> bytes:
     return Codec().encode({"a": [1, 2, 3], "b": "x" * 50}, None)
 
@@ -367,13 +384,13 @@ def good_blob() -> bytes:
     [
         b"",
         b"\xce\x01",  # a truncated header
-        good_blob()[:HEADER_SIZE + 5],  # a truncated payload
+        good_blob()[: HEADER_SIZE + 5],  # a truncated payload
         b"plain garbage that is no cachekit envelope at all",
-        bytes([0xCE, 2]) + good_blob()[2:],  # a future format version
-        good_blob()[:HEADER_SIZE] + b"\xc1\xc1\xc1",  # msgpack's never-used byte
-        Codec(compression="gzip", compression_threshold=1).encode("x" * 500, None)[:-10],  # truncated gzip
+        bytes([0xCE, 9]) + good_blob()[2:],  # a future format version
+        reseal(good_blob()[:HEADER_SIZE] + b"\xc1\xc1\xc1" + bytes(4)),  # msgpack's never-used byte
+        reseal(Codec(compression="gzip", compression_threshold=1).encode("x" * 500, None)[:-10]),  # truncated gzip
     ],
-    ids=["empty", "short-header", "short-payload", "garbage", "version-2", "bad-msgpack", "short-gzip"],
+    ids=["empty", "short-header", "short-payload", "garbage", "version-9", "bad-msgpack", "short-gzip"],
 )
 def test_undecodable_blobs_are_corrupt_entry_errors(blob: bytes) -> None:
     with pytest.raises(CorruptEntryError) as info:

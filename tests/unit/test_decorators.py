@@ -472,7 +472,7 @@ def test_keyword_order_does_not_change_the_item_key(cache: Cache) -> None:
         def __init__(self) -> None:
             self.cache = cache
 
-        @cached(action="get")
+        @cached(action="get", id_param="user_id")
         def get(self, user_id: str, fields: list[str] | None = None) -> str:
             return user_id
 

@@ -106,7 +106,7 @@ def test_id_param_names_the_parameter_that_holds_the_id() -> None:
 
 
 def test_an_item_read_without_an_id_parameter_is_refused_at_decoration() -> None:
-    with pytest.raises(ConfigurationError, match="no parameter named 'id'.*id_param"):
+    with pytest.raises(ConfigurationError, match=r"no parameter named 'id'.*id_param"):
 
         @cached(action="get", namespace=Cache("memory"))
         def get(user_id: str) -> int:

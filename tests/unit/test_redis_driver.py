@@ -393,10 +393,12 @@ def test_password_from_url_or_option_authenticates_and_is_never_shown() -> None:
 
 
 def test_stats_and_repr(driver: RedisDriver, redis_url: str, prefix: str) -> None:
-    assert driver.stats() == {"driver": "redis", "key_prefix": prefix, "cluster": False, "url": redis_url}
+    stats = driver.stats()
+    assert stats.pop("breaker")["state"] == "closed"
+    assert stats == {"driver": "redis", "key_prefix": prefix, "cluster": False, "url": redis_url}
     assert repr(driver) == f"<RedisDriver {redis_url} key_prefix={prefix!r}>"
     with RedisDriver(host="cache.internal", port=6380, db=3, password="pw", username="app", ssl=True) as drv:
-        assert drv.stats() == {
+        assert {k: v for k, v in drv.stats().items() if k != "breaker"} == {
             "driver": "redis",
             "key_prefix": "cachekit:",
             "cluster": False,
@@ -464,12 +466,30 @@ def test_closed_driver_raises_driver_error_and_close_is_idempotent(redis_url: st
         ({"password": 1234}, "password"),
         ({"clock": 5}, "clock"),
         ({"client": object()}, "client must be"),
-        ({"ttl": 30, "enable_compression": True}, "enable_compression, ttl"),
+        ({"ttl": 30, "enable_compression": True}, "options 'enable_compression', 'ttl'"),
+        ({"comand_timeout": 1}, r"'comand_timeout' \(did you mean 'command_timeout'\?\)"),
+        ({"url": "redis://127.0.0.1:6379/13x"}, "'/13x' is not a database number"),
+        ({"url": "redis://127.0.0.1:6379/1/2"}, "'/1/2' is not a database number"),
+        ({"breaker_failures": 0}, "breaker_failures must be an int >= 1"),
+        ({"breaker_cooldown": float("inf")}, "breaker_cooldown must be a finite"),
     ],
 )
 def test_bad_configuration_is_rejected_at_construction(options: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         RedisDriver(**options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379", "redis://127.0.0.1:6379/", "redis://127.0.0.1/13",
+                                 "redis://127.0.0.1:6379?db=2", "unix:///tmp/redis.sock?db=3"])
+def test_database_paths_that_name_a_database_are_accepted(url: str) -> None:
+    RedisDriver(url=url).close()
+
+
+def test_a_bad_url_never_echoes_its_password() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        RedisDriver(url="redis://app:s3cret@127.0.0.1:6379/13x")
+    assert "s3cret" not in str(raised.value)
+    assert "redis://app:***@127.0.0.1:6379/13x" in str(raised.value)
 
 
 def test_client_conflicts_and_decoding_clients_are_rejected(redis_url: str) -> None:
@@ -514,6 +534,7 @@ def test_construction_is_lazy_and_every_call_fails_as_unavailable() -> None:
             with pytest.raises(DriverUnavailable, match=f"127.0.0.1:{dead}") as info:
                 call()
             assert isinstance(info.value.__cause__, redis.ConnectionError)
+            drv.breaker.reset()  # each call reaches the (dead) server, not the open breaker
     finally:
         drv.close()
     assert time.monotonic() - start < 2.0  # fails fast: no long retry loop while the server is down

@@ -15,7 +15,12 @@ from tests.servers import RedisServer, free_port
 
 pytestmark = pytest.mark.redis
 
-FAST = {"connect_timeout": 0.2, "command_timeout": 0.2}
+FAST = {"connect_timeout": 0.2, "command_timeout": 0.2, "breaker_cooldown": 0.2}
+
+
+def past_breaker_cooldown() -> None:
+    """Wait out the circuit breaker's cool-down (FAST's 0.2 s), so that the next call probes the server."""
+    time.sleep(0.25)
 
 
 @pytest.fixture
@@ -71,6 +76,7 @@ def test_reads_fail_open_while_redis_is_down_and_hits_resume_after_restart(
 
         # Back on the same port (empty: no persistence): one load stores again, then hits resume.
         server.start()
+        past_breaker_cooldown()
         for _ in range(5):
             assert get_user("u1") == {"id": "u1", "version": 2}
         up = cache.stats()
@@ -99,6 +105,7 @@ def test_an_app_boots_with_redis_down_and_caches_once_it_comes_up() -> None:
         assert source.loads == 2
         assert cache.stats().errors >= 2
         server.start()
+        past_breaker_cooldown()
         for _ in range(3):
             assert get_user("u1") == {"id": "u1", "version": 1}
         assert source.loads == 3

@@ -318,6 +318,7 @@ def test_registry_name_and_stats(moto_server: MotoServer, s3_bucket: str) -> Non
     assert driver.name == "s3"
     assert driver.blocking is True
     stats = driver.stats()
+    assert stats.pop("breaker")["state"] == "closed"
     assert stats == {"driver": "s3", "bucket": s3_bucket, "key_prefix": "cache/",
                      "endpoint_url": moto_server.endpoint_url}
     assert "secret" not in repr(stats).lower()
@@ -337,7 +338,9 @@ def test_stats_show_a_given_clients_endpoint(driver: S3Driver, moto_server: Moto
         ({"bucket": "a/b"}, "bare bucket name"),
         ({"key_prefix": 5}, "key_prefix"),
         ({"max_bytes": 1 << 20}, "lifecycle"),
-        ({"ttl": 10, "colour": "red"}, r"\['colour', 'ttl'\]"),
+        ({"ttl": 10, "colour": "red"}, r"options 'colour', 'ttl'; accepted options: "),
+        ({"read_timout": 1}, r"'read_timout' \(did you mean 'read_timeout'\?\)"),
+        ({"breaker_failures": True}, "breaker_failures must be an int"),
         ({"aws_access_key_id": "only-the-id"}, "both"),
         ({"aws_session_token": "tok"}, "aws_session_token"),
         ({"endpoint_url": "127.0.0.1:9000"}, "http://"),
@@ -383,6 +386,7 @@ def test_construction_needs_no_network_and_calls_fail_fast() -> None:
             call()
         assert isinstance(info.value, ConnectionError)
         assert type(info.value.__cause__).__module__.startswith("botocore")
+        driver.breaker.reset()  # each call reaches the dead endpoint, not the open breaker
     assert time.monotonic() - started < 5
     driver.close()
 

@@ -71,12 +71,13 @@ def test_reads_fail_open_while_s3_is_down_and_recover(private_moto: MotoServer) 
             "connect_timeout": 0.5,
             "read_timeout": 1.0,
             "max_attempts": 1,
+            "breaker_cooldown": 0.2,
         },
     )
     source = {"version": 1}
     calls: list[int] = []
 
-    @cached(action="get", namespace=cache)
+    @cached(action="get", namespace=cache, id_param="user_id")
     def load_user(user_id: int) -> dict[str, Any]:
         calls.append(user_id)
         return {"id": user_id, **source}
@@ -109,6 +110,7 @@ def test_reads_fail_open_while_s3_is_down_and_recover(private_moto: MotoServer) 
         restarted = MotoServer(port=private_moto.port).start()
         try:
             create_bucket(restarted.endpoint_url, bucket)
+            time.sleep(0.25)  # past the circuit breaker's cool-down: the next read probes S3
             for _ in range(4):
                 assert load_user(7) == {"id": 7, "version": 2}
             assert calls == [7] * 6
@@ -120,3 +122,35 @@ def test_reads_fail_open_while_s3_is_down_and_recover(private_moto: MotoServer) 
             restarted.stop()
     finally:
         cache.close()
+
+
+def test_a_hung_s3_costs_one_timeout_then_fails_fast_until_the_probe(private_moto: MotoServer) -> None:
+    import os
+    import signal
+
+    from cachekit.drivers.s3 import S3Driver
+    from cachekit.errors import CircuitOpenError, DriverUnavailable
+
+    bucket = f"cachekit-hung-{uuid.uuid4().hex[:8]}"
+    create_bucket(private_moto.endpoint_url, bucket)
+    driver = S3Driver(bucket=bucket, endpoint_url=private_moto.endpoint_url, region="us-east-1", **CREDENTIALS,
+                      connect_timeout=0.3, read_timeout=0.3, max_attempts=1, breaker_cooldown=0.5)
+    driver.set("k", b"v")
+    assert private_moto.process is not None
+    os.kill(private_moto.process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DriverUnavailable) as first:
+            driver.get("k")
+        assert not isinstance(first.value, CircuitOpenError)  # the one call that waited for the timeout
+        assert driver.stats()["breaker"]["state"] == "open"  # a timeout trips it at once
+        for _ in range(20):
+            with pytest.raises(CircuitOpenError):
+                driver.get("k")
+        assert time.monotonic() - started < 0.3 + 0.2  # the 20 calls after it did not wait
+    finally:
+        os.kill(private_moto.process.pid, signal.SIGCONT)
+    time.sleep(0.55)  # the cool-down ends: one probe finds S3 back
+    assert driver.get("k") == b"v"
+    assert driver.stats()["breaker"]["state"] == "closed"
+    driver.close()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
 from cachekit._types import MISSING, Missing
+from cachekit.breaker import CircuitBreaker
 from cachekit.drivers import create_driver
+from cachekit.drivers._tier import MAX_PENDING
 from cachekit.drivers.base import Driver
 from cachekit.drivers.filesystem import FilesystemDriver
 from cachekit.drivers.memory import MemoryDriver
@@ -247,7 +249,10 @@ def test_a_failing_tier_is_skipped_and_counted(disk: FilesystemDriver, clock: Fa
     assert driver.keys() == ["k"]
     stats = driver.stats()
     assert stats["tiers"][0]["name"] == "L1-down"
-    assert stats["tiers"][0]["errors"] >= 5
+    assert stats["tiers"][0]["errors"] >= 1
+    assert stats["tiers"][0]["errors"] + stats["tiers"][0]["skipped"] >= 5
+    assert stats["tiers"][0]["breaker"]["state"] == "open"  # unreachable: skipped without being called
+    assert down.calls == 2  # the first set and stats(); every other call was skipped
     assert stats["tiers"][0]["driver_stats"] == {"error": "DriverUnavailable: the backend is down"}
     assert stats["tiers"][1]["errors"] == 0
     assert stats["tiers"][1]["sets"] == 1
@@ -275,24 +280,92 @@ def test_lazy_promotion_raises_when_its_only_write_target_fails(disk: Filesystem
     assert disk.keys() == []
 
 
-def test_invalidation_reaches_every_tier_and_reports_a_failure(
-    memory: MemoryDriver, disk: FilesystemDriver
-) -> None:
-    down = DownDriver()
-    driver = TieredDriver([memory, down, disk])
-    for d in (memory, disk):
-        d.set_many({"users/1": b"v", "users/2": b"v", "orders/1": b"v"})
-    with pytest.raises(DriverError, match=r"delete of 'users/1' failed on tier\(s\) \['L2-down'\]"):
-        driver.delete("users/1")
-    assert memory.get("users/1") is MISSING
-    assert disk.get("users/1") is MISSING
-    with pytest.raises(DriverError, match="stale"):
+class SwitchableDriver(MemoryDriver):
+    """A memory driver that can be taken down (every call raises DriverUnavailable) and brought back."""
+
+    def __init__(self) -> None:
+        super().__init__(max_size=None)
+        self.down = False
+        self.calls = 0
+
+    def _check(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise DriverUnavailable("switched off")
+
+    def get_with_expiry(self, key: str) -> tuple[bytes, float | None] | Missing:
+        self._check()
+        return super().get_with_expiry(key)
+
+    def set(self, key: str, blob: bytes, ttl: float | None = None) -> None:
+        self._check()
+        super().set(key, blob, ttl)
+
+    def delete(self, key: str) -> bool:
+        self._check()
+        return super().delete(key)
+
+    def clear(self, prefix: str = "") -> int:
+        self._check()
+        return super().clear(prefix)
+
+    def clear_many(self, prefixes: Iterable[str]) -> int:
+        self._check()
+        return super().clear_many(prefixes)
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        self._check()
+        return super().delete_many(keys)
+
+
+def test_a_tier_that_misses_an_invalidation_is_quarantined_until_it_is_replayed(memory: MemoryDriver) -> None:
+    ticks = FakeClock(0.0)
+    l2 = SwitchableDriver()
+    driver = TieredDriver([memory, Tier(l2, breaker=CircuitBreaker("l2", cooldown=1.0, clock=ticks))])
+    driver.set_many({"users/1": b"v1", "users/2": b"v2", "orders/1": b"o1"})
+    l2.down = True
+    # L1 applied it, L2 missed it: no error (L2 cannot serve what it missed), L2 quarantined.
+    assert driver.delete("users/1") is True
+    driver.clear("orders/")
+    l2.down = False  # back, but the breaker is still open: nothing is sent to it yet
+    assert driver.get("users/1") is MISSING
+    assert driver.get("orders/1") is MISSING
+    tier = driver.stats()["tiers"][1]
+    assert (tier["pending_invalidations"], tier["in_service"], tier["breaker"]["state"]) == (2, False, "open")
+    assert l2.get("users/1") == b"v1"  # still stale in L2 ...
+    assert driver.get("users/2") == b"v2"  # ... while L1 keeps serving
+    ticks.advance(1.0)  # cool-down over: the next access replays the queue, then reads L2 again
+    memory.clear()
+    assert driver.get("users/1") is MISSING
+    assert l2.get("users/1") is MISSING
+    assert l2.get("orders/1") is MISSING
+    assert driver.get("users/2") == b"v2"
+    tier = driver.stats()["tiers"][1]
+    assert (tier["pending_invalidations"], tier["in_service"], tier["hits"]) == (0, True, 1)
+
+
+def test_missed_invalidations_are_bounded_by_collapsing_into_a_common_prefix(memory: MemoryDriver) -> None:
+    ticks = FakeClock(0.0)
+    l2 = SwitchableDriver()
+    driver = TieredDriver([memory, Tier(l2, breaker=CircuitBreaker("l2", cooldown=1.0, clock=ticks))])
+    l2.set("ns/resource=users/keep", b"x")
+    l2.set("other/key", b"y")
+    l2.down = True
+    for i in range(MAX_PENDING + 50):
+        driver.clear(f"ns/resource=users/item={i}/")
+    assert driver.stats()["tiers"][1]["pending_invalidations"] == 1
+    l2.down = False
+    ticks.advance(1.0)
+    driver.get("anything")
+    assert l2.keys() == ["other/key"]  # the collapsed prefix ns/resource=users/ was cleared, nothing else
+
+
+def test_an_invalidation_no_tier_applied_raises() -> None:
+    driver = TieredDriver([DownDriver(), DownDriver()])
+    with pytest.raises(DriverError, match="failed on every tier"):
+        driver.delete("k")
+    with pytest.raises(DriverError, match="queued"):
         driver.clear("users/")
-    with pytest.raises(DriverError):
-        driver.clear_many(["orders/"])
-    with pytest.raises(DriverError):
-        driver.delete_many(["nothing"])
-    assert memory.keys() == disk.keys() == []
 
 
 def test_a_configuration_error_is_not_a_tier_failure(tiered: TieredDriver) -> None:
