@@ -92,7 +92,8 @@ class CacheView:
         if self.cache is None:
             return self.driver.clear(self.prefix)
         if self.resource and not self.prefix:
-            return int(self.cache.invalidate_resource(self.resource))
+            # Every process stops reading the resource at once (its generation), then the entries go.
+            self.cache.invalidate_resource(self.resource)
         return int(self.cache.clear(self._cache_prefix()))
 
 

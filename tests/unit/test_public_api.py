@@ -120,8 +120,6 @@ def test_only_namespace_py_imports_asyncio_for_a_plain_cache() -> None:
     assert set(found["importers"]) <= {"namespace.py"}, found
 
 
-@pytest.mark.xfail(strict=False, reason="cachekit/namespace.py imports asyncio at the top (the lead's file): "
-                   "moved into the two async methods, this passes")
 def test_import_cachekit_imports_no_asyncio() -> None:
     assert json.loads(run_python(ASYNCIO_TRACER))["loaded"] is False
 
