@@ -21,6 +21,10 @@ E.g.::
     articles.count()
 
 The :class:`cachekit.Cache` is built on first use from ``settings.CACHEKIT`` (see ``settings_snippet.py``).
+
+Inside a transaction the application opened (``atomic()``, or autocommit turned off) the reads go straight to
+the database, neither reading nor storing cache entries: the transaction must see its own writes, and what it
+sees may be rolled back. Django's ``TestCase`` wraps each test in transactions of its own; those do not count.
 """
 
 from __future__ import annotations
@@ -32,11 +36,11 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
-from django.db import models
+from django.db import connections, models, router
 
 from cachekit import Cache, cached
 
-__all__ = ["ModelRepository", "Row", "Rows", "get_cache", "reset_cache"]
+__all__ = ["ModelRepository", "Row", "Rows", "get_cache", "in_transaction", "reset_cache"]
 
 #: One cached row: field name -> value, as ``QuerySet.values()`` gives it.
 Row = dict[str, Any]
@@ -92,6 +96,50 @@ def _reset_on_setting_changed(*, setting: str, **kwargs: Any) -> None:
 setting_changed.connect(_reset_on_setting_changed, dispatch_uid="cachekit-recipe-reset-cache")
 
 
+def in_transaction(using: str) -> bool:
+    """Whether the connection ``using`` is inside a transaction the application opened.
+
+    That is an ``atomic()`` block, or autocommit turned off. The blocks Django's ``TestCase`` wraps each test in
+    are left out (Django's own ``durable=True`` check does the same): a test then behaves like autocommit.
+    """
+    connection = connections[using]
+    if connection.in_atomic_block:
+        return any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
+    # Not connected yet: autocommit is whatever settings say (on by default), and this read must not connect.
+    return connection.connection is not None and not connection.autocommit
+
+
+class _UncachedInTransactions:
+    """Around a ``@cached`` read: inside a transaction, call it with ``skip_cache=True``.
+
+    The read then neither returns an entry (the transaction may have changed the row) nor stores its result
+    (which may hold uncommitted data that a rollback would make false). The cached read's helpers
+    (``.cache_key``, ``.uncached``, ``.invalidate``, ``.refresh``) stay reachable: ``articles.get.cache_key(1)``.
+    """
+
+    def __init__(self, read: Any) -> None:
+        self.read = read
+        self.__doc__ = read.__doc__
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        bound = self.read.__get__(instance, owner)
+        return bound if instance is None else _TransactionAwareRead(bound, instance)
+
+
+class _TransactionAwareRead:
+    def __init__(self, bound: Any, repository: ModelRepository) -> None:
+        self.bound = bound
+        self.repository = repository
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.repository.in_transaction():
+            kwargs["skip_cache"] = True
+        return self.bound(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.bound, name)
+
+
 class ModelRepository:
     """Cached ``get``/``list``/``count`` over ``model._default_manager``.
 
@@ -132,11 +180,17 @@ class ModelRepository:
         """The field names a cached row holds."""
         return list(self.fields) or [f.attname for f in self.model._meta.concrete_fields]
 
+    def in_transaction(self) -> bool:
+        """Whether reads of this model run inside a transaction the application opened (then uncached)."""
+        return in_transaction(router.db_for_read(self.model))
+
+    @_UncachedInTransactions
     @cached(action="get")
     def get(self, id: Any) -> Row | None:
         """The row with primary key ``id``, or ``None`` (cached too, so a missing row is not queried again)."""
         return self._queryset().filter(pk=id).values(*self.row_fields()).first()
 
+    @_UncachedInTransactions
     @cached(action="list")
     def list(
         self,
@@ -151,14 +205,18 @@ class ModelRepository:
         end = None if limit is None else offset + limit
         return [dict(row) for row in rows[offset:end]]
 
+    @_UncachedInTransactions
     @cached(action="count")
     def count(self, *, partition: str | None = None, partition_values: Mapping[str, Any] | None = None) -> int:
         """How many rows there are (in one partition when given)."""
         return self._rows(partition, partition_values).count()
 
     def invalidate_all(self) -> int:
-        """Clear every entry of this model: after ``QuerySet.update()``, ``bulk_create()`` or raw SQL, which
-        send no signals."""
+        """Clear every entry of this model: after raw SQL, or a write from outside Django.
+
+        ``QuerySet.update()``, ``bulk_create()`` and ``bulk_update()`` through the recipe's
+        ``InvalidatingManager`` (``queryset.py``) clear what they touch by themselves.
+        """
         return self.cache.invalidate_resource(self.name)
 
     def partition_for(self, values: Mapping[str, Any]) -> tuple[str | None, dict[str, Any] | None]:

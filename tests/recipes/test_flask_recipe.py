@@ -122,9 +122,12 @@ def test_stats_endpoint_counts_hits_misses_and_invalidations(client: FlaskClient
     assert warm["driver"] == "memory"
     client.put(f"/items/{pen['id']}", json={"price": 2.0})
     after = stats(client)
+    # A write bumps the generations of what it changed (the item, the lists and counts); nothing is deleted.
     assert after["details"]["invalidations"] > warm["details"]["invalidations"]
     assert after["size"] == 0  # the old entry is an orphan now, not a reachable entry
     assert after["errors"] == 0
+    assert client.get(f"/items/{pen['id']}").get_json()["price"] == 2.0
+    assert stats(client)["misses"] == after["misses"] + 1
 
 
 @pytest.mark.parametrize(

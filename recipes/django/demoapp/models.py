@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from ..queryset import InvalidatingManager
+
 
 class Article(models.Model):
     """A blog article."""
@@ -12,6 +14,9 @@ class Article(models.Model):
     category = models.CharField(max_length=50, db_index=True)
     body = models.TextField(blank=True, default="")
     updated_at = models.DateTimeField(auto_now=True)
+
+    # update()/bulk_create()/bulk_update()/delete() on Article.objects clear the cache entries they touch.
+    objects = InvalidatingManager()
 
     def __str__(self) -> str:
         return self.title
