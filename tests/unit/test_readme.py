@@ -29,10 +29,6 @@ README = ROOT / "README.md"
 READMES = [README, ROOT / "recipes" / "README.md", *sorted((ROOT / "recipes").glob("*/README.md"))]
 SNIPPET_S3_PORT = 5055
 REDIS_PORT, POSTGRES_PORT = 6379, 5432
-# The recipes' READMEs are being rewritten on another branch (issue 10, recipes on PostgreSQL); their snippets
-# are collected and run here, and expected to fail until that branch is merged. The lead removes this then.
-RECIPES_HELPER_FIXES = {"recipes/django/README.md", "recipes/flask/README.md", "recipes/sqlalchemy/README.md"}
-
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.M | re.S)
 
 
@@ -74,10 +70,7 @@ def _snippets() -> list[pytest.param]:
     params = []
     for path in READMES:
         for snippet in python_blocks(path):
-            marks = []
-            if snippet.readme in RECIPES_HELPER_FIXES:
-                marks.append(pytest.mark.xfail(reason="recipes helper fixes this", strict=False))
-            params.append(pytest.param(snippet, id=snippet.source, marks=marks))
+            params.append(pytest.param(snippet, id=snippet.source))
     return params
 
 
