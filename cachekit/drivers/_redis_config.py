@@ -13,6 +13,9 @@ from typing import Any, Final, TypeAlias
 from urllib.parse import quote, unquote, urlsplit
 
 import redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
@@ -22,6 +25,7 @@ from cachekit._redact import redact
 from cachekit.errors import ConfigurationError
 
 Client: TypeAlias = "redis.Redis | RedisCluster"
+AsyncClient: TypeAlias = "AsyncRedis | AsyncRedisCluster"
 
 #: URL scheme -> whether it means Redis Cluster.
 SCHEMES: Final = {
@@ -78,14 +82,17 @@ def connection_options(
     health_check_interval: float,
     username: str | None,
     password: str | None,
-) -> dict[str, Any]:
-    """The redis-py keyword arguments shared by every way of building a client."""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The redis-py keyword arguments shared by every way of building a client: (sync, ``redis.asyncio``).
+
+    The two differ only in the retry policy's class (``redis.asyncio`` needs its own ``Retry``).
+    """
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ConfigurationError(f"retries must be an int >= 0; got {retries!r}")
     for value, what in ((username, "username"), (password, "password")):
         if value is not None and not isinstance(value, str):
             raise ConfigurationError(f"{what} must be a string or None; got {type(value).__name__}")
-    errors: tuple[type[Exception], ...] = (redis.ConnectionError,)
+    errors: tuple[type[redis.RedisError], ...] = (redis.ConnectionError,)
     if check_bool(retry_on_timeout, "retry_on_timeout"):
         errors += (redis.TimeoutError,)
     interval = _check_seconds(health_check_interval, "health_check_interval", allow_zero=True)
@@ -101,7 +108,8 @@ def connection_options(
         options["username"] = username
     if password is not None:
         options["password"] = password
-    return options
+    async_retry = AsyncRetry(ExponentialBackoff(cap=0.05, base=0.005), retries, supported_errors=errors)
+    return options, {**options, "retry": async_retry}
 
 
 def parse_url(url: object, *, cluster: object) -> tuple[bool, str]:
@@ -168,6 +176,22 @@ def address_factory(
     if cluster:
         return lambda: RedisCluster(host=host, port=port, ssl=ssl, **options)
     return lambda: redis.Redis(host=host, port=port, db=db, ssl=ssl, **options)
+
+
+def async_url_factory(url: str, *, cluster: bool, options: dict[str, Any]) -> Callable[[], AsyncClient]:
+    """The ``redis.asyncio`` twin of :func:`url_factory` (a client is bound to the loop that first uses it)."""
+    if cluster:
+        return lambda: AsyncRedisCluster.from_url(url, **options)
+    return lambda: AsyncRedis.from_url(url, **options)
+
+
+def async_address_factory(
+    *, host: str, port: int, db: int, ssl: bool, cluster: bool, options: dict[str, Any]
+) -> Callable[[], AsyncClient]:
+    """The ``redis.asyncio`` twin of :func:`address_factory`."""
+    if cluster:
+        return lambda: AsyncRedisCluster(host=host, port=port, ssl=ssl, **options)
+    return lambda: AsyncRedis(host=host, port=port, db=db, ssl=ssl, **options)
 
 
 def check_client(client: object) -> bool:

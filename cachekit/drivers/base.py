@@ -17,6 +17,11 @@ Rules every driver follows:
   raises :class:`~cachekit.errors.DriverError` with the original exception as ``__cause__``.
 * Batch operations have ``_many`` names; the defaults here loop, and drivers override them when the backend
   batches (Redis ``MGET``, S3 ``delete_objects``).
+* Every operation has an async twin with an ``a`` prefix (``aget``, ``aset``, ``aclear_many``, ``aclose`` ...),
+  with the same arguments, results and errors. Drivers with ``supports_async`` implement them natively (Redis
+  through ``redis.asyncio``; the memory driver inline, it never blocks). The defaults here run the sync method
+  on cachekit's bounded executor (:mod:`cachekit._executor`), never the event loop's default executor, or
+  inline when the driver does not block.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar
 
+from .._executor import BoundedExecutor, run_blocking
 from .._types import Missing
 
 __all__ = ["Driver"]
@@ -52,6 +58,10 @@ class Driver(abc.ABC):
     stores_objects: bool = False
     #: True when :meth:`acquire_lock`/:meth:`release_lock` give a lock shared by every process using the backend.
     supports_locks: bool = False
+    #: True when the async twins are native: ``await driver.aget(key)`` never parks a thread.
+    supports_async: bool = False
+    #: Where the default async twins run blocking calls; ``None``: the shared pool (``CACHEKIT_ASYNC_WORKERS``).
+    async_executor: BoundedExecutor | None = None
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes | Missing:
@@ -124,6 +134,60 @@ class Driver(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections, files and background work. Safe to call twice."""
+
+    # -- async twins: the defaults run the sync method on cachekit's executor (inline if the driver never blocks)
+
+    async def aget(self, key: str) -> bytes | Missing:
+        """Async :meth:`get`."""
+        return await run_blocking(self, self.get, key)
+
+    async def aget_with_expiry(self, key: str) -> tuple[bytes, float | None] | Missing:
+        """Async :meth:`get_with_expiry`."""
+        return await run_blocking(self, self.get_with_expiry, key)
+
+    async def aget_many(self, keys: Sequence[str]) -> list[bytes | Missing]:
+        """Async :meth:`get_many`."""
+        return await run_blocking(self, self.get_many, keys)
+
+    async def aset(self, key: str, blob: bytes, ttl: float | None = None) -> None:
+        """Async :meth:`set`."""
+        await run_blocking(self, self.set, key, blob, ttl)
+
+    async def aset_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
+        """Async :meth:`set_many`."""
+        await run_blocking(self, self.set_many, items, ttl)
+
+    async def adelete(self, key: str) -> bool:
+        """Async :meth:`delete`."""
+        return await run_blocking(self, self.delete, key)
+
+    async def adelete_many(self, keys: Iterable[str]) -> int:
+        """Async :meth:`delete_many`."""
+        return await run_blocking(self, self.delete_many, list(keys))
+
+    async def aclear(self, prefix: str = "") -> int:
+        """Async :meth:`clear`."""
+        return await run_blocking(self, self.clear, prefix)
+
+    async def aclear_many(self, prefixes: Iterable[str]) -> int:
+        """Async :meth:`clear_many`."""
+        return await run_blocking(self, self.clear_many, list(prefixes))
+
+    async def akeys(self, prefix: str = "") -> list[str]:
+        """Async :meth:`keys`."""
+        return await run_blocking(self, self.keys, prefix)
+
+    async def asize(self) -> int:
+        """Async :meth:`size`."""
+        return await run_blocking(self, self.size)
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`: also releases the connections of the running event loop. Safe to call twice."""
+        await run_blocking(self, self.close)
+
+    def use_executor(self, executor: BoundedExecutor | None) -> None:
+        """Run this driver's blocking async twins on ``executor`` (``None``: the shared default pool)."""
+        self.async_executor = executor
 
     def __enter__(self) -> Driver:
         return self

@@ -25,20 +25,30 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Final, TypeVar, cast
-
-import redis
-from redis.cluster import RedisCluster
-from redis.exceptions import ClusterDownError, RedisClusterException
+from typing import Any, TypeVar, cast
 
 from cachekit._redact import redact
-from cachekit._types import MISSING, Clock, Missing, normalize_ttl
-from cachekit.breaker import DEFAULT_COOLDOWN, DEFAULT_FAILURES, CircuitBreaker, Verdict
+from cachekit._types import MISSING, Clock, Missing
+from cachekit.breaker import DEFAULT_COOLDOWN, DEFAULT_FAILURES, CircuitBreaker
+from cachekit.drivers._redis_commands import (
+    _FAILURES,
+    _GLOB_ESCAPES,
+    _LOCK_SEGMENT,
+    _SCAN_COUNT,
+    _UNAVAILABLE,
+    _batches,
+    _mget,
+    _px,
+    _unlink,
+    _verdict,
+)
 from cachekit.drivers._redis_config import (
     DEFAULT_ADDRESS,
     Client,
     address_factory,
     address_url,
+    async_address_factory,
+    async_url_factory,
     check_address,
     check_bool,
     check_client,
@@ -49,13 +59,12 @@ from cachekit.drivers._redis_config import (
     reject_options,
     url_factory,
 )
-from cachekit.drivers.base import Driver
+from cachekit.drivers.redis_async import AsyncRedisCommands, LoopClients
 from cachekit.errors import ConfigurationError, DriverError, DriverUnavailable
 
 __all__ = ["RedisDriver"]
 
-#: Lock entries live under ``{key_prefix}~lock/`` (cachekit keys never start with ``~``) and expire on their own.
-_LOCK_SEGMENT = "~lock/"
+#: Compare-and-delete of a lock entry (lock entries live under ``{key_prefix}~lock/``).
 _RELEASE_SCRIPT = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
     return redis.call('del', KEYS[1])
@@ -65,33 +74,19 @@ return 0
 
 _T = TypeVar("_T")
 
-#: Keys per UNLINK / pipeline, so one call never blocks the server on a huge argument list.
-_BATCH: Final = 500
-#: SCAN's COUNT hint: keys examined per round trip.
-_SCAN_COUNT: Final = 1000
-_GLOB_ESCAPES: Final = str.maketrans({char: "\\" + char for char in "\\*?[]"})
-#: The server (or cluster) cannot be reached: the caller fails open and may retry later.
-_UNAVAILABLE: Final = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, RedisClusterException)
-#: Everything redis-py raises for a failed command.
-_FAILURES: Final = (redis.RedisError, RedisClusterException)
 
-
-def _verdict(exc: BaseException) -> Verdict:
-    """How a failed command counts for the circuit breaker: a timeout trips it, an unreachable server is a
-    failure, an error reply (the server answered) is not a failure of the backend."""
-    if isinstance(exc, redis.TimeoutError):
-        return "trip"
-    return "failure" if isinstance(exc, _UNAVAILABLE) else "ok"
-
-
-class RedisDriver(Driver):
+class RedisDriver(AsyncRedisCommands):
     """Stores blobs in Redis (``url``, or ``host``/``port``/``db``), or in a Redis Cluster.
 
     ``url`` accepts ``redis://``, ``rediss://`` (TLS), ``unix://`` and ``redis+cluster://host:port`` (a
     cluster seeded by one node; ``rediss+cluster://`` for TLS). ``cluster=True`` does the same for a plain URL
     or host/port. ``username``/``password`` may be given beside a URL so the secret stays out of it. A ready
     ``client`` (``redis.Redis`` or ``redis.cluster.RedisCluster``, with ``decode_responses=False``) is used
-    as is and left open by :meth:`close`.
+    as is and left open by :meth:`close`; the async methods of such a driver run on cachekit's executor.
+
+    Every method has a native async twin (``await driver.aget(key)``, ``aset``, ``aclear_many`` ...) through
+    ``redis.asyncio`` (``redis.asyncio.cluster.RedisCluster`` for a cluster), with one client per event loop
+    built from the same options, through the same breaker (see :mod:`cachekit.drivers.redis_async`).
 
     ``connect_timeout`` and ``command_timeout`` are seconds. ``retries`` is how many times a command is
     retried after a connection error (a connection dropped mid-command); timeouts are retried only with
@@ -117,6 +112,7 @@ class RedisDriver(Driver):
     name = "redis"
     supports_locks = True
     blocking = True
+    supports_async = True
     _factory: Callable[[], Client]
 
     def __init__(
@@ -157,6 +153,7 @@ class RedisDriver(Driver):
         self._closed = False
         self._owns_client = client is None
         self._client: Client | None = None
+        self._aclients: LoopClients | None = None
         address_given = (host, port, db, ssl) != DEFAULT_ADDRESS
         if client is not None:
             if url is not None or address_given or username is not None or password is not None:
@@ -169,8 +166,9 @@ class RedisDriver(Driver):
             self._client = client
             self.breaker = CircuitBreaker(f"Redis at {self._where}", failures=breaker_failures,
                                           cooldown=breaker_cooldown)
+            self.supports_async = False  # no async client to derive from a ready sync one
             return
-        options = connection_options(
+        options, async_options = connection_options(
             connect_timeout=connect_timeout,
             command_timeout=command_timeout,
             retries=retries,
@@ -187,6 +185,7 @@ class RedisDriver(Driver):
             self._cluster, plain_url = parse_url(url, cluster=cluster)
             self._where = describe_url(url)
             self._factory = url_factory(plain_url, cluster=self._cluster, options=options)
+            self._aclients = LoopClients(async_url_factory(plain_url, cluster=self._cluster, options=async_options))
         else:
             self._cluster = check_bool(cluster, "cluster")
             check_address(host=host, port=port, db=db, ssl=ssl, cluster=self._cluster)
@@ -202,6 +201,9 @@ class RedisDriver(Driver):
             self._factory = address_factory(
                 host=host, port=port, db=db, ssl=ssl, cluster=self._cluster, options=options
             )
+            self._aclients = LoopClients(async_address_factory(
+                host=host, port=port, db=db, ssl=ssl, cluster=self._cluster, options=async_options
+            ))
         self.breaker = CircuitBreaker(f"Redis at {self._where}", failures=breaker_failures, cooldown=breaker_cooldown)
         # redis.Redis connects on first use, so it is built now (bad URL options fail here); RedisCluster
         # reads the cluster topology in its constructor, so it waits for the first command.
@@ -388,6 +390,8 @@ class RedisDriver(Driver):
             self._closed = True
         if client is not None and self._owns_client:
             client.close()
+        if self._aclients is not None:
+            self._aclients.close_all()
 
     def __repr__(self) -> str:
         return f"<RedisDriver {self._where} key_prefix={self._prefix!r}>"
@@ -420,38 +424,3 @@ class RedisDriver(Driver):
                 "and reachable, and the timeouts (reads fail open meanwhile)"
             )
         return DriverError(f"Redis {command} failed at {self._where}: {detail}")
-
-
-# -- per-call helpers -------------------------------------------------------------------------------------
-
-
-def _px(ttl: float | None) -> int | None:
-    """Milliseconds for ``SET PX``: None = no expiry, 0 = already expired, else at least 1."""
-    if ttl is None:
-        return None
-    seconds = normalize_ttl(ttl)
-    assert seconds is not None
-    return 0 if seconds == 0 else max(1, round(seconds * 1000))
-
-
-def _mget(client: Client, keys: list[str]) -> list[bytes | None]:
-    if isinstance(client, RedisCluster):
-        # The keys spread over hash slots: one MGET per slot, pipelined per node.
-        return cast("list[bytes | None]", client.mget_nonatomic(keys))
-    return cast("list[bytes | None]", client.mget(keys))
-
-
-def _unlink(client: Client, keys: Iterable[str | bytes]) -> int:
-    # UNLINK after SCAN is safe: SCAN still returns every key present for the whole iteration.
-    return sum(int(client.unlink(*batch)) for batch in _batches(iter(keys)))
-
-
-def _batches(items: Iterator[Any]) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == _BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

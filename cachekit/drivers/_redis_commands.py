@@ -1,0 +1,72 @@
+"""What the sync and async halves of the Redis driver share per command.
+
+Batching, SCAN glob escaping, TTL to ``PX``, the lock entries' key segment, the error classes redis-py raises and
+how each counts for the circuit breaker. :mod:`cachekit.drivers.redis` (sync) and
+:mod:`cachekit.drivers.redis_async` (``redis.asyncio``) both import them from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, Final, cast
+
+import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import ClusterDownError, RedisClusterException
+
+from cachekit._types import normalize_ttl
+from cachekit.breaker import Verdict
+from cachekit.drivers._redis_config import Client
+
+#: Lock entries live under ``{key_prefix}~lock/`` (cachekit keys never start with ``~``) and expire on their own.
+_LOCK_SEGMENT = "~lock/"
+
+#: Keys per UNLINK / pipeline, so one call never blocks the server on a huge argument list.
+_BATCH: Final = 500
+#: SCAN's COUNT hint: keys examined per round trip.
+_SCAN_COUNT: Final = 1000
+_GLOB_ESCAPES: Final = str.maketrans({char: "\\" + char for char in "\\*?[]"})
+#: The server (or cluster) cannot be reached: the caller fails open and may retry later.
+_UNAVAILABLE: Final = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, RedisClusterException)
+#: Everything redis-py raises for a failed command.
+_FAILURES: Final = (redis.RedisError, RedisClusterException)
+
+
+def _verdict(exc: BaseException) -> Verdict:
+    """How a failed command counts for the circuit breaker: a timeout trips it, an unreachable server is a
+    failure, an error reply (the server answered) is not a failure of the backend."""
+    if isinstance(exc, redis.TimeoutError):
+        return "trip"
+    return "failure" if isinstance(exc, _UNAVAILABLE) else "ok"
+
+
+def _px(ttl: float | None) -> int | None:
+    """Milliseconds for ``SET PX``: None = no expiry, 0 = already expired, else at least 1."""
+    if ttl is None:
+        return None
+    seconds = normalize_ttl(ttl)
+    assert seconds is not None
+    return 0 if seconds == 0 else max(1, round(seconds * 1000))
+
+
+def _mget(client: Client, keys: list[str]) -> list[bytes | None]:
+    if isinstance(client, RedisCluster):
+        # The keys spread over hash slots: one MGET per slot, pipelined per node.
+        return cast("list[bytes | None]", client.mget_nonatomic(keys))
+    return cast("list[bytes | None]", client.mget(keys))
+
+
+def _unlink(client: Client, keys: Iterable[str | bytes]) -> int:
+    # UNLINK after SCAN is safe: SCAN still returns every key present for the whole iteration.
+    return sum(int(client.unlink(*batch)) for batch in _batches(iter(keys)))
+
+
+def _batches(items: Iterator[Any]) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == _BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
