@@ -81,6 +81,7 @@ class MemoryDriver(Driver):
 
     name = "memory"
     blocking = False
+    supports_async = True  # the async twins run inline: nothing here waits on I/O
 
     def __init__(
         self,
@@ -134,6 +135,10 @@ class MemoryDriver(Driver):
                 pass
         return entry[0]
 
+    async def aget(self, key: str) -> Any:
+        """:meth:`get`, inline (the hot path of ``async def`` hits)."""
+        return self.get(key)
+
     def get_with_expiry(self, key: str) -> tuple[Any, float | None] | Missing:
         full = self._prefix + key
         entry = self._data.get(full)
@@ -153,6 +158,10 @@ class MemoryDriver(Driver):
         return len(self.keys())
 
     # -- writes ----------------------------------------------------------------------------------------------
+
+    async def aset(self, key: str, blob: Any, ttl: float | None = None) -> None:
+        """:meth:`set`, inline."""
+        self.set(key, blob, ttl)
 
     def set(self, key: str, blob: Any, ttl: float | None = None) -> None:
         """Store ``blob`` (any object in objects mode) for ``ttl`` seconds; evict as the limits require."""

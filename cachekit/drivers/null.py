@@ -20,6 +20,7 @@ class NullDriver(Driver):
 
     name = "null"
     blocking = False
+    supports_async = True  # the default async twins run inline
 
     def __init__(self, **_ignored: Any) -> None:
         pass
