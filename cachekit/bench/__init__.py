@@ -1,11 +1,14 @@
 """``cachekit bench``: cachekit's speed against its peers and the raw libraries, measured in the same run.
 
-Speed is checked here, never in timed test asserts. Four sections (``--only`` picks some):
+Speed is checked here, never in timed test asserts. Sections (``--only`` picks some):
 
 * ``memory``: a ``@cached`` method hit on the memory driver (msgpack and objects mode) against cachetools,
-  cachebox and a plain call. Targets: objects mode ≤ 2.5x cachetools ``@cached``, msgpack mode ≤ 6x.
+  cachebox and a plain call. Targets: objects mode ≤ 2.5x cachetools ``@cached``, msgpack mode ≤ 6x; and with
+  valgrind, instructions per hit next to the times, objects ≤ 1.3x / msgpack ≤ 2.5x cachetools ``@cachedmethod``.
 * ``drivers``: hit, miss and set through ``Cache`` against diskcache, redis-py and boto3 (moto) doing the same
   job, plus ``get_many`` against MGET. Targets: filesystem hit ≤ 1.3x, Redis hit ≤ 1.15x, get_many ≤ 1.3x.
+* ``async``: a cached ``async def`` hit on Redis (native ``redis.asyncio``) against a raw ``redis.asyncio`` GET +
+  decode, sequentially and in 50-wide ``asyncio.gather`` bursts. Targets: ≤ 1.2x both.
 * ``plugin``: a cached ``count()``/``get()`` of an s3db resource against the uncached call, and the mixed
   workload's hit rate with precise invalidation against clearing the whole resource on each write.
 * ``scale``: one write's invalidation with 1,000 to 1,000,000 entries cached, per driver (target: the largest
@@ -27,6 +30,7 @@ E.g.::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import sys
 import time
@@ -40,7 +44,7 @@ from ._services import Services
 __all__ = ["SECTIONS", "main", "run"]
 
 #: Section names in the order they run.
-SECTIONS = ("memory", "drivers", "plugin", "scale", "fuzz")
+SECTIONS = ("memory", "drivers", "async", "plugin", "scale", "fuzz")
 _DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _SCHEMA = 1
 
@@ -57,6 +61,9 @@ def _parse(args: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--only", metavar="SECTION[,SECTION]", default=",".join(SECTIONS),
                         help=f"sections to run, comma-separated: {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-': stdout)")
+    parser.add_argument("--instructions", action=argparse.BooleanOptionalAction, default=None,
+                        help="count instructions per hit under valgrind for the memory rows (default: on, "
+                             "off with --quick; n/a without valgrind)")
     parser.add_argument("--redis-url", default=_DEFAULT_REDIS_URL,
                         help=f"the Redis for the driver rows (default {_DEFAULT_REDIS_URL})")
     options = parser.parse_args(list(args))
@@ -77,6 +84,10 @@ def _runner(name: str) -> Callable[[Settings, Services], Section]:
         from ._drivers import run_drivers
 
         return run_drivers
+    if name == "async":
+        from ._async import run_async
+
+        return run_async
     if name == "scale":
         from ._scale import run_scale
 
@@ -95,9 +106,12 @@ def run(
     *,
     quick: bool = False,
     redis_url: str = _DEFAULT_REDIS_URL,
+    instructions: bool | None = None,
     progress: Callable[[Section], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``sections`` and return the report (what ``--json`` writes); ``progress`` sees each finished section.
+
+    ``instructions``: count instructions per memory hit under valgrind (``None``: on, off in quick mode).
 
     E.g.::
 
@@ -105,6 +119,8 @@ def run(
         report["sections"]["memory"]["rows"][0]["median_ns"]
     """
     settings = Settings.quick() if quick else Settings()
+    if instructions is not None:
+        settings = dataclasses.replace(settings, instructions=instructions)
     started, clock = _dt.datetime.now(_dt.timezone.utc), time.perf_counter()
     machine = machine_info()
     done: dict[str, Any] = {}
@@ -149,7 +165,7 @@ def main(args: Sequence[str] | None = None) -> int:
     print(f"cachekit bench ({'quick' if options.quick else 'full'}): {', '.join(options.sections)}", file=sys.stderr)
     # With --json - the JSON owns stdout, so the tables go to stderr.
     stream = sys.stderr if options.json == "-" else sys.stdout
-    report = run(options.sections, quick=options.quick, redis_url=options.redis_url,
+    report = run(options.sections, quick=options.quick, redis_url=options.redis_url, instructions=options.instructions,
                  progress=lambda section: print_section(section, stream))
     if options.json:
         write_json(options.json, report)

@@ -49,6 +49,9 @@ class Settings:
     ops_plugin_cached: int = 5_000
     ops_plugin_uncached: int = 25
     workload_operations: int = 2_000
+    #: Count instructions per hit under valgrind for the memory rows (about a minute; off in quick mode).
+    instructions: bool = True
+    instruction_hits: int = 5_000
     mode: str = "full"
 
     @classmethod
@@ -57,7 +60,7 @@ class Settings:
         return cls(
             rounds_fast=51, rounds_io=5, ops_disk=300, ops_disk_set=100, ops_redis=200,
             ops_redis_many=20, rounds_s3=3, ops_s3=12, ops_plugin_uncached=6,
-            workload_operations=500, mode="quick",
+            workload_operations=500, instructions=False, mode="quick",
         )
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from ._core import Case, Section, Settings, batch_timer, make_row, measure
+from ._instructions import add_instruction_counts
 
-__all__ = ["RECORD", "run_memory"]
+__all__ = ["RECORD", "contender", "memory_repos", "run_memory"]
 
 #: The value every benchmark row caches: 10 fields of the usual JSON-ish types (161 bytes as msgpack).
 RECORD: dict[str, Any] = {
@@ -99,14 +100,29 @@ def _peer_repos(notes: list[str]) -> dict[str, tuple[str, Any]]:
     return repos
 
 
-def run_memory(settings: Settings) -> Section:
-    """Measure the memory decorator hits (one group, so every ratio is within the same rounds)."""
-    section = Section("memory", "Memory decorator hit: repo.get('u1') returning a 10-field dict")
+def memory_repos(notes: list[str]) -> dict[str, tuple[str, Any]]:
+    """Every contender of the section: ``{row id: (label, repo)}``; a missing peer library is noted in ``notes``."""
     repos: dict[str, tuple[str, Any]] = {"plain": ("plain method call (returns a prebuilt dict)", _plain_repo())}
-    repos.update(_peer_repos(section.notes))
+    repos.update(_peer_repos(notes))
     repos["cachekit_objects"] = ('cachekit @cached, Cache(driver="memory", store="objects")', _cachekit_repo("objects"))
     repos["cachekit_msgpack"] = ('cachekit @cached, Cache(driver="memory") (msgpack)', _cachekit_repo("msgpack"))
     repos["cachekit_tiered_l1"] = ("cachekit @cached, memory -> filesystem tiers, L1 hit", _cachekit_repo("tiered"))
+    return repos
+
+
+def contender(row_id: str) -> Any:
+    """The repository of one row, built alone (what an instruction-counting child process measures)."""
+    if row_id == "plain":
+        return _plain_repo()
+    if row_id.startswith("cachekit_"):
+        return _cachekit_repo({"cachekit_tiered_l1": "tiered"}.get(row_id, row_id.removeprefix("cachekit_")))
+    return _peer_repos([])[row_id][1]
+
+
+def run_memory(settings: Settings) -> Section:
+    """Measure the memory decorator hits (one group, so every ratio is within the same rounds)."""
+    section = Section("memory", "Memory decorator hit: repo.get('u1') returning a 10-field dict")
+    repos = memory_repos(section.notes)
     cases = []
     for case_id, (label, repo) in repos.items():
         repo.get("u1")  # the first call is the miss that fills the cache
@@ -128,4 +144,5 @@ def run_memory(settings: Settings) -> Section:
         "cost as much as a hit. Keys: cachetools' methodkey leaves self out, cachebox's make_key hashes it, "
         "cachekit uses the resource name."
     )
+    add_instruction_counts(section, list(found), settings)
     return section

@@ -17,7 +17,7 @@ __all__ = ["format_ns", "machine_info", "print_section", "write_json"]
 
 _PACKAGES = ("cachekit-orm", "msgpack", "wrapt", "cachetools", "cachebox", "diskcache", "redis", "hiredis", "boto3",
              "moto", "rich")
-_HEADERS = ("row", "median/op", "p50 / p90 / p99", "ops/s", "ratio (same run)", "target", "result")
+_HEADERS = ("row", "median/op", "p50 / p90 / p99", "ops/s", "instr/op", "ratio (same run)", "target", "result")
 _OUTCOME_HEADERS = ("result", "value", "detail", "target", "result")
 _STYLES = {"PASS": "[green]PASS[/]", "MISS": "[bold red]MISS[/]"}
 
@@ -94,8 +94,19 @@ def _row_cells(row: Row) -> list[str]:
     spread = f" (±{row.spread / 2:.0%})"
     percentiles = "-" if row.p50_ns is None else " / ".join(format_ns(v) for v in (row.p50_ns, row.p90_ns, row.p99_ns))
     target = "-" if row.target is None else f"≤ {row.target:g}x"
-    return [row.label, format_ns(row.median_ns) + spread, percentiles, _format_rate(row.ops_per_s), _ratio_text(row),
-            target, row.status or "-"]
+    return [row.label, format_ns(row.median_ns) + spread, percentiles, _format_rate(row.ops_per_s),
+            _instructions_text(row), _ratio_text(row), target, row.status or "-"]
+
+
+def _instructions_text(row: Row) -> str:
+    """Instructions per operation (valgrind), ``n/a`` when they could not be counted, ``-`` for untracked rows."""
+    if "instructions" not in row.extra:
+        return "-"
+    count = row.extra["instructions"]
+    if count is None:
+        return "n/a"
+    ratios = row.extra.get("instructions_ratio") or {}
+    return f"{count:,}" + "".join(f"\n{ratio:.2f}x {other}" for other, ratio in ratios.items())
 
 
 def _outcome_cells(outcome: Outcome) -> list[str]:
@@ -124,7 +135,7 @@ def print_section(section: Section, stream: TextIO | None = None) -> None:
             continue
         table = Table(title=title, title_justify="left", show_lines=True)
         for header in headers:
-            right = header in ("median/op", "ops/s", "value")
+            right = header in ("median/op", "ops/s", "value", "instr/op")
             table.add_column(header, justify="right" if right else "left", no_wrap=right)
         for cells in body:
             table.add_row(*cells[:-1], _STYLES.get(cells[-1], cells[-1]))

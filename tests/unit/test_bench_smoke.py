@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import math
+import shutil
 import subprocess
 import sys
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 import pytest
 
 from cachekit.bench import SECTIONS, main
+from cachekit.bench import run as run_bench
+from cachekit.bench._instructions import count_instructions
 
 
 def _positive(value: Any) -> bool:
@@ -100,3 +103,37 @@ def test_runs_as_a_module() -> None:
     assert result.returncode == 0, result.stderr
     assert "--only" in result.stdout
     assert "--quick" in result.stdout
+
+
+def test_memory_rows_say_when_instructions_were_not_counted(report: dict[str, Any]) -> None:
+    rows = report["sections"]["memory"]["rows"]
+    assert all(row["instructions"] is None for row in rows)  # --quick counts none
+    assert any("instructions per hit: n/a" in note for note in report["sections"]["memory"]["notes"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instruction_counts_come_from_callgrind() -> None:
+    counted = count_instructions(["plain"], 300)  # two short callgrind runs (~10 s): the cheapest real check
+    assert isinstance(counted, dict), counted
+    # A plain method call costs a few hundred instructions (583 on CPython 3.11), never thousands.
+    assert 100 < counted["plain"] < 3000
+
+
+@pytest.mark.redis
+def test_async_section_compares_cachekit_with_raw_redis_asyncio(redis_url: str) -> None:
+    report = run_bench(["async"], quick=True, redis_url=redis_url)
+    section = report["sections"]["async"]
+    rows = {row["id"]: row for row in section["rows"]}
+    assert set(rows) == {f"async_{group}_{kind}" for group in ("seq", "gather") for kind in ("raw", "cachekit",
+                                                                                           "to_thread")}
+    for group in ("seq", "gather"):
+        row = rows[f"async_{group}_cachekit"]
+        assert row["reference"] == f"async_{group}_raw"
+        assert row["target"] == {"max_ratio": 1.2, "vs": f"async_{group}_raw"}
+        assert row["status"] == ("PASS" if row["ratio"] <= 1.2 else "MISS")
+        assert _positive(row["median_ns"])
+        assert _positive(row["p99_ns"])
+        assert row["timing"] == "per-op"
+    assert rows["async_gather_cachekit"]["ops_per_round"] % 50 == 0  # gather rows are reported per call
+    assert section["skipped"] == []
