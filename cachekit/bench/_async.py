@@ -14,7 +14,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._core import Batch, BatchRunner, Case, Section, Settings, make_row, measure
+from ._core import Batch, BatchRunner, Case, Row, Section, Settings, make_row, measure
+from ._instructions import count_instructions, instructions_off
 from ._memory import RECORD
 from ._services import Services
 
@@ -63,6 +64,56 @@ def _repo(cache: Any) -> Any:
             return dict(RECORD)
 
     return Repo()
+
+
+def instruction_child(row_id: str, hits: int, warmup: int, url: str, prefix: str) -> None:
+    """The process :mod:`._instructions` runs under callgrind: ``hits`` sequential hits of one row after setup."""
+    import msgpack
+    import redis.asyncio
+
+    from cachekit import Cache
+
+    async def main() -> None:
+        raw = redis.asyncio.Redis.from_url(url)
+        cache = Cache("redis", namespace="bench-async-instr", config={"url": url, "key_prefix": prefix + "ick:"})
+        try:
+            await raw.set(prefix + "iraw:hit", msgpack.packb(RECORD), px=300_000)
+            repo = _repo(cache)
+            await repo.get("u1")
+            unpack, key = msgpack.unpackb, prefix + "iraw:hit"
+            for _ in range(warmup + hits):  # both runs (0 and N hits) do the same warm-up
+                if row_id == "async_seq_raw":
+                    unpack(await raw.get(key))
+                else:
+                    await repo.get("u1")
+        finally:
+            await raw.aclose()
+            await cache.driver.aclose()
+
+    asyncio.run(main())
+
+
+def _add_instructions(section: Section, settings: Settings, services: Services) -> None:
+    """Instructions per sequential hit (valgrind) for the raw and the cachekit row; the ratio on the latter."""
+    rows: dict[str, Row] = {row.id: row for row in section.rows}
+    wanted = ["async_seq_raw", "async_seq_cachekit"]
+    counted = (count_instructions(wanted, settings.async_instruction_hits,
+                                  (services.redis_url, services.redis_prefix))
+               if settings.instructions else instructions_off())
+    if isinstance(counted, str):
+        section.notes.append(f"instructions per hit: n/a, {counted}")
+        for row_id in wanted:
+            rows[row_id].extra["instructions"] = None
+        return
+    for row_id in wanted:
+        rows[row_id].extra["instructions"] = round(counted[row_id])
+    rows["async_seq_cachekit"].extra["instructions_ratio"] = {
+        "async_seq_raw": counted["async_seq_cachekit"] / counted["async_seq_raw"]}
+    section.notes.append(
+        f"instructions per sequential hit: valgrind callgrind in a child process with its own loop and clients, "
+        f"({settings.async_instruction_hits:,} hits - 0 hits) / {settings.async_instruction_hits:,}; user-space "
+        "instructions of the client side (redis-py's and cachekit's Python, the event loop, the socket calls)"
+    )
 
 
 def _gather(op: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[object]]:
@@ -127,6 +178,7 @@ def run_async(settings: Settings, services: Services) -> Section:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
         cache.close()
+    _add_instructions(section, settings, services)
     section.notes.append(
         f"One event loop; per-operation timing (GC off). A gather row times one {_WIDTH}-wide asyncio.gather and "
         "reports it per call. Raw rows use their own redis.asyncio client; cachekit's driver keeps one per loop."

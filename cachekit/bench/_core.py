@@ -52,6 +52,7 @@ class Settings:
     #: Count instructions per hit under valgrind for the memory rows (about a minute; off in quick mode).
     instructions: bool = True
     instruction_hits: int = 5_000
+    async_instruction_hits: int = 2_000
     mode: str = "full"
 
     @classmethod

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ._core import Outcome, Section, Settings
 
-__all__ = ["INSTRUCTION_TARGETS", "add_instruction_counts", "child", "count_instructions"]
+__all__ = ["INSTRUCTION_TARGETS", "add_instruction_counts", "child", "count_instructions", "instructions_off"]
 
 #: Row id -> the largest instructions ratio to cachetools ``@cachedmethod`` (issue 11).
 INSTRUCTION_TARGETS = {"cachekit_objects": 1.3, "cachekit_msgpack": 2.5}
@@ -32,10 +32,18 @@ _TIMEOUT = 600.0
 
 
 def child() -> None:
-    """The measured process: ``python -c ... ROW_ID HITS`` calls ``repo.get("u1")`` HITS times after a warm-up."""
+    """The measured process: ``python -c ... ROW_ID HITS [ARGS]`` runs HITS hits of the row after a warm-up.
+
+    Memory rows call ``repo.get("u1")``; ``async_*`` rows are run by :func:`cachekit.bench._async.instruction_child`.
+    """
+    row_id, hits = sys.argv[1], int(sys.argv[2])
+    if row_id.startswith("async_"):
+        from ._async import instruction_child
+
+        instruction_child(row_id, hits, _WARMUP, *sys.argv[3:])
+        return
     from ._memory import contender
 
-    row_id, hits = sys.argv[1], int(sys.argv[2])
     repo = contender(row_id)
     get = repo.get
     for _ in range(_WARMUP):
@@ -44,13 +52,13 @@ def child() -> None:
         get("u1")
 
 
-def _collected(valgrind: str, row_id: str, hits: int) -> int:
+def _collected(valgrind: str, row_id: str, hits: int, args: Sequence[str]) -> int:
     root = str(Path(__file__).resolve().parents[2])  # the cachekit being benchmarked, not another install
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get(
         "PYTHONPATH")]))}
     result = subprocess.run(
         [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c", _CHILD, row_id,
-         str(hits)],
+         str(hits), *args],
         capture_output=True, text=True, env=env, timeout=_TIMEOUT, check=False,
     )
     found = _COLLECTED.search(result.stderr)
@@ -60,25 +68,33 @@ def _collected(valgrind: str, row_id: str, hits: int) -> int:
     return int(found.group(1))
 
 
-def count_instructions(row_ids: Sequence[str], hits: int) -> dict[str, float] | str:
-    """Instructions per hit for each row id, or the reason there are none (no valgrind, a failed run)."""
+def count_instructions(row_ids: Sequence[str], hits: int, args: Sequence[str] = ()) -> dict[str, float] | str:
+    """Instructions per hit for each row id, or the reason there are none (no valgrind, a failed run).
+
+    ``args`` go to every child after the row id and the hit count (the async rows' Redis URL and key prefix).
+    """
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         return "valgrind is not installed (apt-get install valgrind)"
     jobs = [(row_id, n) for row_id in row_ids for n in (0, hits)]
     try:
         with ThreadPoolExecutor(2) as pool:
-            counts = list(pool.map(lambda job: _collected(valgrind, *job), jobs))
+            counts = list(pool.map(lambda job: _collected(valgrind, job[0], job[1], args), jobs))
     except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
         return str(exc)
     return {row_id: (counts[2 * i + 1] - counts[2 * i]) / hits for i, row_id in enumerate(row_ids)}
+
+
+def instructions_off() -> str:
+    """Why a run has no instruction counts when they were not asked for."""
+    return "off (--no-instructions; --quick runs without them)"
 
 
 def add_instruction_counts(section: Section, row_ids: Sequence[str], settings: Settings) -> None:
     """Put ``instructions`` (per hit, or ``None``) on the section's rows, and the instruction targets' outcomes."""
     counted: dict[str, float] | str
     if not settings.instructions:
-        counted = "off (--no-instructions; --quick runs without them)"
+        counted = instructions_off()
     else:
         counted = count_instructions(row_ids, settings.instruction_hits)
     rows = {row.id: row for row in section.rows}

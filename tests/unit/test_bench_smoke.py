@@ -19,6 +19,7 @@ import pytest
 
 from cachekit.bench import SECTIONS, main
 from cachekit.bench import run as run_bench
+from cachekit.bench._async import instruction_child
 from cachekit.bench._instructions import count_instructions
 
 
@@ -137,3 +138,15 @@ def test_async_section_compares_cachekit_with_raw_redis_asyncio(redis_url: str) 
         assert row["timing"] == "per-op"
     assert rows["async_gather_cachekit"]["ops_per_round"] % 50 == 0  # gather rows are reported per call
     assert section["skipped"] == []
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("row_id", ["async_seq_raw", "async_seq_cachekit"])
+def test_the_async_instruction_child_runs_its_hits(redis_url: str, redis_prefix: str, row_id: str) -> None:
+    import redis
+
+    instruction_child(row_id, 5, 2, redis_url, redis_prefix)  # what callgrind runs, here without it
+    with redis.Redis.from_url(redis_url) as client:
+        stored = {key.decode() for key in client.scan_iter(match=redis_prefix + "*")}
+    assert redis_prefix + "iraw:hit" in stored
+    assert any(key.startswith(redis_prefix + "ick:") for key in stored)  # the cachekit entry it hit
