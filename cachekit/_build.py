@@ -21,7 +21,7 @@ _DEFAULT_NAMESPACE = "cachekit"
 DEFAULT_NAMESPACE_TTL = 300.0
 _CODEC_OPTIONS = ("enable_compression", "compression", "compression_threshold", "compression_level",
                   "serializer", "deserializer", "max_value_bytes", "signing_key", "verify_keys")
-NAMESPACE_OPTION_NAMES = (*_CODEC_OPTIONS, "case_sensitive", "enable_stats")
+NAMESPACE_OPTION_NAMES = (*_CODEC_OPTIONS, "case_sensitive", "enable_stats", "async_workers")
 #: Options in ``config`` that belong to the namespace (codec, keys, stats), not to the driver.
 NAMESPACE_OPTIONS = frozenset(NAMESPACE_OPTION_NAMES)
 

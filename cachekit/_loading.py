@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from ._async_namespace import astore
+from ._executor import run_blocking
 from ._types import DEFAULT, MISSING
 from .policies import MethodPolicy
 
@@ -142,7 +144,7 @@ class LoadingMixin:
     async def _aload(
         self, key: str, action: str, loader: Callable[[], Awaitable[Any]], ttl: Any = DEFAULT
     ) -> Any:
-        """The async twin of :meth:`_load`; blocking drivers run in a worker thread.
+        """The async twin of :meth:`_load`; blocking drivers run on cachekit's executor.
 
         The load runs in its own task that every caller awaits through :func:`asyncio.shield`, so cancelling one
         caller (a client that went away) cancels neither the load nor the other callers waiting for it.
@@ -164,24 +166,30 @@ class LoadingMixin:
         self, key: str, action: str, loader: Callable[[], Awaitable[Any]], ttl: Any
     ) -> Any:
         value = await loader()
-        if self.driver.blocking:
-            import asyncio
-
-            await asyncio.to_thread(self._after_load, key, action, value, ttl)
-        else:
-            self._after_load(key, action, value, ttl)
+        if self.driver.supports_async:
+            planned = self._store_plan(key, action, value, ttl)
+            if planned is not None:
+                await astore(self, key, value, *planned)  # type: ignore[arg-type]
+        else:  # a blocking driver without native twins: off the event loop, on cachekit's executor
+            await run_blocking(self.driver, self._after_load, key, action, value, ttl)
         return value
 
     def _after_load(self, key: str, action: str, value: Any, ttl: Any = DEFAULT) -> None:
         """Store a loaded value unless the policy says not yet."""
+        planned = self._store_plan(key, action, value, ttl)
+        if planned is not None:
+            self._write(key, value, *planned)
+
+    def _store_plan(self, key: str, action: str, value: Any, ttl: Any) -> tuple[float | None, int | None] | None:
+        """(ttl, max payload) to store a loaded value with; ``None`` when the policy says not yet."""
         policy = self._policies.get(action, self._default_policy)
         if not self._ready_to_store(key, policy):
-            return
+            return None
         if value is None and policy.none_ttl is not DEFAULT:
             ttl = policy.none_ttl
         elif ttl is DEFAULT:
             ttl = self.ttl if policy.ttl is DEFAULT else policy.ttl
-        self._write(key, value, ttl, policy.max_payload_bytes)
+        return ttl, policy.max_payload_bytes
 
     def _ready_to_store(self, key: str, policy: MethodPolicy) -> bool:
         needed = policy.min_hits_before_store

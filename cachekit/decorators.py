@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import wrapt
 
+from ._executor import run_blocking
 from ._types import DEFAULT, MISSING, TTL, normalize_ttl
 from ._typing import CachedDecorator
 from .errors import ConfigurationError, SerializationError, UncacheableValueWarning
@@ -266,13 +267,8 @@ class _CachedState:
         key = self.key(ns, instance, args, kwargs)
         if key is None:
             return await wrapped(*args, **kwargs)
-        # A blocking driver (Redis, S3, disk) must not stall the event loop.
-        if ns.driver.blocking:
-            import asyncio
-
-            value = await asyncio.to_thread(ns._read, key)
-        else:
-            value = ns._read(key)
+        # A blocking driver must not stall the event loop: its async twins (native for Redis, else cachekit's executor).
+        value = await ns._aread(key) if ns.driver.blocking else ns._read(key)
         if value is not MISSING:
             return value
         return await ns._aload(key, self.action, functools.partial(wrapped, *args, **kwargs), self.ttl)
@@ -515,12 +511,7 @@ class _InvalidatesState:
             return result
         finally:
             invalidation = self.safe_invalidation(instance, args, kwargs, old, result)
-            if ns.driver.blocking:
-                import asyncio
-
-                await asyncio.to_thread(ns.invalidate, invalidation)
-            else:
-                ns.invalidate(invalidation)
+            await run_blocking(ns.driver, ns.invalidate, invalidation)  # inline when the driver never blocks
 
     def _old_records(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The old record(s) from ``before=``: a list, ``None`` when unknown, or an awaitable of them."""

@@ -21,13 +21,14 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import asyncio
 
 from . import _logging
+from ._async_namespace import aread, configure_async
 from ._build import (
     DEFAULT_NAMESPACE_TTL,
     NAMESPACE_OPTION_NAMES,
@@ -78,7 +79,9 @@ class Cache(LoadingMixin):
     :param ttl: default TTL in seconds or a ``timedelta`` (``None``: no expiry). Default 300 s.
     :param config: driver options, plus namespace options: ``serializer``/``deserializer``,
         ``enable_compression``, ``compression``, ``compression_threshold`` (bytes, default 1024),
-        ``compression_level``, ``case_sensitive`` (default ``True``), ``enable_stats`` (default ``True``).
+        ``compression_level``, ``case_sensitive`` (default ``True``), ``enable_stats`` (default ``True``),
+        ``async_workers`` (threads for blocking drivers under ``async def`` reads; default
+        ``CACHEKIT_ASYNC_WORKERS`` or ``min(32, cpu_count + 4)``).
     :param drivers: tiers for a multi-tier cache instead of ``driver``: ``[{"driver": "memory", "ttl": 60,
         "config": {...}}, {"driver": "redis", ...}]``, fastest first.
     :param promote_on_hit: multi-tier: copy a lower-tier hit into the faster tiers (with its remaining TTL).
@@ -127,6 +130,7 @@ class Cache(LoadingMixin):
         options = dict(config or {})
         namespace_options = {k: options.pop(k) for k in NAMESPACE_OPTION_NAMES if k in options}
         self.driver = build_driver(driver, drivers, options, promote_on_hit, strategy, self._clock)
+        configure_async(self.driver, namespace_options)
         self.codec = None if self.driver.stores_objects else build_codec(namespace_options, self._clock)
         self.case_sensitive = bool(namespace_options.get("case_sensitive", True))
         self.stats_enabled = bool(namespace_options.get("enable_stats", True))
@@ -431,18 +435,14 @@ class Cache(LoadingMixin):
             self._drop(key)
             return MISSING
 
+    def _aread(self, key: str) -> Awaitable[Any]:
+        """The async twin of :meth:`_read`: the driver's own async get (no thread for Redis or memory)."""
+        return aread(self, key)
+
     def _write(self, key: str, value: Any, ttl: float | None, max_payload: int | None) -> bool:
-        if ttl == 0:
+        blob = self._blob(key, value, ttl, max_payload)
+        if blob is MISSING:
             return False
-        blob: Any = value
-        if self.codec is not None:
-            try:
-                blob = self.codec.encode(value, ttl)
-            except SerializationError as exc:
-                warnings.warn(f"{exc}; returned uncached (key {key!r})", UncacheableValueWarning, stacklevel=4)
-                return False
-            if max_payload is not None and len(blob) - self.codec.overhead > max_payload:
-                return False
         try:
             self.driver.set(key, blob, ttl)
         except Exception as exc:
@@ -450,6 +450,19 @@ class Cache(LoadingMixin):
             return False
         self.sets += 1
         return True
+
+    def _blob(self, key: str, value: Any, ttl: float | None, max_payload: int | None) -> Any:
+        """What the driver stores for ``value`` (the value itself for an object store); MISSING: store nothing."""
+        if ttl == 0:
+            return MISSING
+        if self.codec is None:
+            return value
+        try:
+            blob = self.codec.encode(value, ttl)
+        except SerializationError as exc:
+            warnings.warn(f"{exc}; returned uncached (key {key!r})", UncacheableValueWarning, stacklevel=5)
+            return MISSING
+        return MISSING if max_payload is not None and len(blob) - self.codec.overhead > max_payload else blob
 
     def _drop(self, key: str) -> None:
         try:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from cachekit import Cache, cached, invalidates, register_key_resolver
+from cachekit.drivers.base import Driver
 from cachekit.drivers.memory import MemoryDriver
 from cachekit.errors import ConfigurationError, UncacheableValueWarning
 from tests.conftest import FakeClock
@@ -171,9 +172,12 @@ def test_async_def_is_cached(cache: Cache) -> None:
 
 
 class BlockingMemoryDriver(MemoryDriver):
-    """The memory driver posing as a blocking one, so async calls go through asyncio.to_thread."""
+    """The memory driver posing as a blocking one, so async calls go through cachekit's executor (threads)."""
 
     blocking = True
+    supports_async = False
+    aget = Driver.aget  # the base class's twins: the sync method in a worker thread
+    aset = Driver.aset
 
 
 @pytest.mark.parametrize("blocking", [False, True], ids=["inline-driver", "threaded-driver"])
