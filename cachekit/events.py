@@ -147,7 +147,11 @@ def subscribe_all(event: str, callback: Callable[[CacheEvent], None]) -> Subscri
     with _lock:
         _global[name].append(callback)
         for cache in caches():
-            _hooks(cache).listeners[name].append(callback)
+            inst = instrumentation_of(cache)
+            if inst is None:
+                _hooks(cache)  # a new instrumentation starts with the global listeners
+            elif callback not in inst.listeners[name]:
+                inst.listeners[name].append(callback)
 
     def stop() -> None:
         with _lock:
