@@ -120,8 +120,8 @@ class _PrometheusCollector:
         counters = list(AGGREGATES.counters.values())
         for name, documentation, field in COUNTERS:
             family = CounterMetricFamily(name, documentation, labels=COUNTER_LABELS)
-            for series in counters:
-                family.add_metric(list(series.labels), getattr(series, field))
+            for counted in counters:
+                family.add_metric(list(counted.labels), getattr(counted, field))
             yield family
         family = CounterMetricFamily(
             "cachekit_invalidations", "Invalidation scopes bumped by writes", labels=("namespace", "resource")
@@ -135,7 +135,9 @@ class _PrometheusCollector:
                 histogram.add_metric(list(series.labels), _cumulative(series), sum_value=series.total)
             yield histogram
         found = gauges()
-        family = CounterMetricFamily("cachekit_evictions", "Entries evicted by the driver", labels=("namespace", "tier"))
+        family = CounterMetricFamily(
+            "cachekit_evictions", "Entries evicted by the driver", labels=("namespace", "tier")
+        )
         for where, value in found["evictions"].items():
             family.add_metric(list(where), value)
         yield family
@@ -211,7 +213,8 @@ def enable_otel(meter_provider: Any = None) -> None:
         )
 
     def invalidations(_: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(n, {"namespace": ns, "resource": r}) for (ns, r), n in list(AGGREGATES.invalidations.items())]
+        counts = list(AGGREGATES.invalidations.items())
+        return [Observation(n, {"namespace": ns, "resource": r}) for (ns, r), n in counts]
 
     meter.create_observable_counter("cachekit.invalidations", callbacks=[invalidations])
     for name, key, kind in (("cachekit.evictions", "evictions", "counter"), ("cachekit.breaker.state",

@@ -66,7 +66,7 @@ class Recorder:
         """The invalidation events (each with the ``scopes`` it bumped)."""
         return [e for e in self.events if e.kind == "invalidate" and (namespace is None or e.namespace == namespace)]
 
-    def invalidated(self, resource: str, *, id: Any = _ANY, namespace: str | None = None) -> bool:  # noqa: A002
+    def invalidated(self, resource: str, *, id: Any = _ANY, namespace: str | None = None) -> bool:
         """Whether a write invalidated ``resource`` (with ``id=``: that item's reads) while recording.
 
         True when a bump reached the item's scope, the whole resource, or the whole namespace

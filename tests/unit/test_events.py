@@ -56,7 +56,8 @@ def test_hit_miss_set_invalidate_carry_resource_action_tier_key_duration() -> No
     miss, stored, hit, invalidated = seen
     assert (hit.namespace, hit.resource, hit.action, hit.tier) == ("ev", "users", "get", "memory")
     assert hit.key == key == miss.key == stored.key
-    assert hit.duration is not None and hit.duration >= 0
+    assert hit.duration is not None
+    assert hit.duration >= 0
     assert invalidated.resource == "users"
     assert invalidated.key is None
     assert "users/agg" in invalidated.scopes

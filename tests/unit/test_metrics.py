@@ -57,7 +57,7 @@ class Users:
 
 
 def workload(cache: Cache) -> None:
-    """3 gets of distinct ids and 1 count and 1 own entry in a 2-entry cache (3 evictions), 2 hits, 1 update, 1 corrupt read."""
+    """3 gets, 1 count and 1 own entry in a 2-entry cache (3 evictions), 2 hits, 1 update, 1 corrupt read."""
     users = Users(cache)
     users.get("u1")
     users.get("u1")  # hit
