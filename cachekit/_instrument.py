@@ -291,18 +291,20 @@ class Instrumentation:
         self, kind: str, key: str | None, counters: Counters | None, duration: float | None, **fields: Any
     ) -> None:
         """Build the event and call every listener of ``kind``; a listener that raises is logged, never raised."""
-        from .events import CacheEvent, dispatch
-
+        global _events
+        if _events is None:
+            from . import events as _events
         if counters is not None:
             _, resource, action, tier = counters.labels
             fields.setdefault("resource", resource or None)
             fields.setdefault("action", action or None)
             fields.setdefault("tier", tier or None)
-        event = CacheEvent(kind=kind, namespace=self.namespace, key=key, duration=duration, **fields)
-        dispatch(self.listeners[kind], event)
+        event = _events.CacheEvent(kind=kind, namespace=self.namespace, key=key, duration=duration, **fields)
+        _events.dispatch(self.listeners[kind], event)
 
 
 _CACHES: weakref.WeakSet[Cache] = weakref.WeakSet()
+_events: Any = None  # cachekit.events, imported on the first event (it imports this module)
 
 
 def caches() -> list[Cache]:

@@ -154,12 +154,16 @@ def test_otel_in_memory_reader_reports_the_workload_exactly() -> None:
     assert got[("cachekit.errors", labels(namespace="shop", resource="", action="", tier="memory"))] == 1
     assert got[("cachekit.invalidations", labels(namespace="shop", resource="users"))] == 2
     assert got[("cachekit.evictions", labels(namespace="shop", tier="memory"))] == 3
-    assert got[("cachekit.driver.call.duration", labels(namespace="shop", tier="memory", operation="get"))] == 7
+    gets = {"namespace": "shop", "tier": "memory", "operation": "get"}
+    assert got[("cachekit.driver.call.duration.count", labels(**gets))] == 7
+    assert got[("cachekit.driver.call.duration.bucket", labels(**gets, le="+Inf"))] == 7
+    assert got[("cachekit.driver.call.duration.sum", labels(**gets))] > 0
     assert got[("cachekit.load.duration", labels(namespace="shop", resource="users", action="get"))] == 3
     Users(cache).get("u3")  # a miss: update("u3") invalidated it; cumulative counters go on counting
     again = otel_points(reader)
     assert again[("cachekit.misses", get)] == 4
-    assert again[("cachekit.driver.call.duration", labels(namespace="shop", tier="memory", operation="get"))] == 8
+    assert again[("cachekit.driver.call.duration.count", labels(**gets))] == 8
+    assert again[("cachekit.load.duration", labels(namespace="shop", resource="users", action="get"))] == 4
 
 
 def test_tiers_and_breakers_are_labelled() -> None:
