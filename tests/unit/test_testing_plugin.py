@@ -16,6 +16,17 @@ pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
+
+def _plugin_args() -> tuple[str, ...]:
+    """Once the package is installed, pytest loads the plugin by its entry point; ``-p`` it only before that.
+
+    (pluggy refuses one module registered under two names, so both at once would fail.)
+    """
+    from importlib.metadata import entry_points
+
+    installed = any(ep.name == "cachekit" for ep in entry_points(group="pytest11"))
+    return ("-p", "no:randomly") if installed else ("-p", "cachekit.testing", "-p", "no:randomly")
+
 REPO = '''
 from cachekit import Cache, cached, invalidates
 
@@ -71,7 +82,7 @@ def test_recorder_sees_hits_misses_and_invalidations(project: pytest.Pytester) -
             Users().get("u3")
             assert cachekit_recorder.invalidated("users", id="u3"), "no write happened"
     ''')
-    result = project.runpytest("-p", "cachekit.testing", "-p", "no:randomly")
+    result = project.runpytest(*_plugin_args())
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*no write happened*"])
 
@@ -97,7 +108,7 @@ def test_disabled_makes_every_cache_call_through(project: pytest.Pytester) -> No
             users.get("u9"); users.get("u9")
             assert Users.calls == 1
     ''')
-    result = project.runpytest("-p", "cachekit.testing", "-p", "no:randomly")
+    result = project.runpytest(*_plugin_args())
     result.assert_outcomes(passed=2)
 
 
@@ -112,7 +123,7 @@ def test_disabled_also_covers_caches_already_observed(project: pytest.Pytester) 
             assert len(cachekit_recorder.misses("users")) == 2
             assert cachekit_recorder.hits() == []
     ''')
-    project.runpytest("-p", "cachekit.testing", "-p", "no:randomly").assert_outcomes(passed=1)
+    project.runpytest(*_plugin_args()).assert_outcomes(passed=1)
 
 
 def test_a_project_not_using_the_fixtures_is_untouched(project: pytest.Pytester) -> None:
@@ -127,7 +138,7 @@ def test_a_project_not_using_the_fixtures_is_untouched(project: pytest.Pytester)
             assert "_read" not in vars(cache)
             assert "_instrumentation" not in vars(Cache(namespace="x"))
     ''')
-    project.runpytest("-p", "cachekit.testing", "-p", "no:randomly").assert_outcomes(passed=1)
+    project.runpytest(*_plugin_args()).assert_outcomes(passed=1)
     import cachekit.testing
 
     hooks = [name for name in vars(cachekit.testing) if name.startswith("pytest_")]
