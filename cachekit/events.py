@@ -131,6 +131,7 @@ class EventsMixin:
         with _lock:
             inst = _hooks(cache)
             inst.listeners[name].append(callback)
+            inst.install()  # the read hook differs with and without hit/miss listeners
 
         def stop() -> None:
             with _lock:
@@ -152,6 +153,7 @@ def subscribe_all(event: str, callback: Callable[[CacheEvent], None]) -> Subscri
                 _hooks(cache)  # a new instrumentation starts with the global listeners
             elif callback not in inst.listeners[name]:
                 inst.listeners[name].append(callback)
+                inst.install()
 
     def stop() -> None:
         with _lock:
@@ -211,7 +213,11 @@ def _hooks(cache: Cache) -> Instrumentation:
 
 def _settle(cache: Cache) -> None:
     inst = instrumentation_of(cache)
-    if inst is not None and not inst.needed:
+    if inst is None:
+        return
+    if inst.needed:
+        inst.install()
+    else:
         inst.uninstall()
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -114,12 +115,11 @@ def test_prometheus_endpoint_reports_the_workload_exactly() -> None:
     assert got[("cachekit_memory_limit_bytes", where)] == 1 << 20
     assert got[("cachekit_memory_bytes", where)] == cache.driver.stats()["memory_usage_bytes"] > 0
     calls = {k: v for k, v in got.items() if k[0] == "cachekit_driver_call_seconds_count"}
-    assert calls == {
-        ("cachekit_driver_call_seconds_count", labels(namespace="shop", tier="memory", operation="get")): 7,
+    assert calls == {  # memory gets are counted, not timed; sets are
         ("cachekit_driver_call_seconds_count", labels(namespace="shop", tier="memory", operation="set")): 4,
     }
-    inf = ("cachekit_driver_call_seconds_bucket", labels(namespace="shop", tier="memory", operation="get", le="+Inf"))
-    assert got[inf] == 7
+    inf = ("cachekit_driver_call_seconds_bucket", labels(namespace="shop", tier="memory", operation="set", le="+Inf"))
+    assert got[inf] == 4
     load = labels(namespace="shop", resource="users", action="get")
     assert got[("cachekit_load_seconds_count", load)] == 3
     assert got[("cachekit_load_seconds_sum", load)] > 0
@@ -154,16 +154,32 @@ def test_otel_in_memory_reader_reports_the_workload_exactly() -> None:
     assert got[("cachekit.errors", labels(namespace="shop", resource="", action="", tier="memory"))] == 1
     assert got[("cachekit.invalidations", labels(namespace="shop", resource="users"))] == 2
     assert got[("cachekit.evictions", labels(namespace="shop", tier="memory"))] == 3
-    gets = {"namespace": "shop", "tier": "memory", "operation": "get"}
-    assert got[("cachekit.driver.call.duration.count", labels(**gets))] == 7
-    assert got[("cachekit.driver.call.duration.bucket", labels(**gets, le="+Inf"))] == 7
-    assert got[("cachekit.driver.call.duration.sum", labels(**gets))] > 0
+    sets = {"namespace": "shop", "tier": "memory", "operation": "set"}
+    assert got[("cachekit.driver.call.duration.count", labels(**sets))] == 4
+    assert got[("cachekit.driver.call.duration.bucket", labels(**sets, le="+Inf"))] == 4
+    assert got[("cachekit.driver.call.duration.sum", labels(**sets))] > 0
     assert got[("cachekit.load.duration", labels(namespace="shop", resource="users", action="get"))] == 3
     Users(cache).get("u3")  # a miss: update("u3") invalidated it; cumulative counters go on counting
     again = otel_points(reader)
     assert again[("cachekit.misses", get)] == 4
-    assert again[("cachekit.driver.call.duration.count", labels(**gets))] == 8
+    assert again[("cachekit.driver.call.duration.count", labels(**sets))] == 5
     assert again[("cachekit.load.duration", labels(namespace="shop", resource="users", action="get"))] == 4
+
+
+def test_blocking_drivers_time_every_get(tmp_path: Path) -> None:
+    registry = prometheus_client.CollectorRegistry()
+    cachekit.metrics.enable_prometheus(registry)
+    with Cache(driver="filesystem", namespace="disk", config={"directory": str(tmp_path)}) as cache:
+        users = Users(cache)
+        users.get("u1")
+        users.get("u1")
+        users.get("u2")
+        got = samples(prometheus_client.generate_latest(registry).decode())
+    gets = {"namespace": "disk", "tier": "filesystem", "operation": "get"}
+    assert got[("cachekit_driver_call_seconds_count", labels(**gets))] == 3  # reads, not single-flight re-checks
+    assert got[("cachekit_driver_call_seconds_bucket", labels(**gets, le="+Inf"))] == 3
+    hits = labels(namespace="disk", resource="users", action="get", tier="filesystem")
+    assert got[("cachekit_hits_total", hits)] == 1
 
 
 def test_tiers_and_breakers_are_labelled() -> None:
