@@ -68,8 +68,9 @@ class Instrumentation:
         self.namespace = cache.namespace
         self.listeners: dict[str, list[Listener]] = {name: [] for name in EVENTS}
         self.metrics = False
-        tiers = getattr(cache.driver, "_tiers", None)
-        self.tiers: list[Any] = list(tiers) if type(cache.driver).__name__ == "TieredDriver" and tiers else []
+        from .drivers.tiered import TieredDriver
+
+        self.tiers: list[Any] = list(cache.driver._tiers) if isinstance(cache.driver, TieredDriver) else []
         self.tier_name = "" if self.tiers else cache.driver.name
         self._local = threading.local()
         self._key_counters: dict[Any, Counters] = {}
