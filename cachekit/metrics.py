@@ -101,11 +101,11 @@ def gauges() -> dict[str, dict[tuple[str, str], float]]:
 
 
 def _histograms() -> Iterator[tuple[str, str, tuple[str, ...], list[Timings]]]:
-    AGGREGATES.fold_all()
+    AGGREGATES.fold_all()  # series made by hooks that never timed anything (memory gets) are left out
     yield ("cachekit_driver_call_seconds", "Driver call duration (get: read and decode; set: encode and store)",
-           ("namespace", "tier", "operation"), list(AGGREGATES.calls.values()))
+           ("namespace", "tier", "operation"), [s for s in list(AGGREGATES.calls.values()) if s.count])
     yield ("cachekit_load_seconds", "Time from a miss to its value (the loader, or waiting for it)",
-           ("namespace", "resource", "action"), list(AGGREGATES.loads.values()))
+           ("namespace", "resource", "action"), [s for s in list(AGGREGATES.loads.values()) if s.count])
 
 
 # -- Prometheus --------------------------------------------------------------------------------------------
