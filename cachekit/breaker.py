@@ -92,6 +92,29 @@ class CircuitBreaker:
         self._probe_started: float | None = None
         self._last_failure = ""
         self.trips = self.rejected = self.failures = 0
+        self._listeners: list[Callable[[CircuitBreaker, str, str], None]] = []
+
+    def add_listener(self, listener: Callable[[CircuitBreaker, str, str], None]) -> None:
+        """Call ``listener(breaker, old_state, new_state)`` on every state change (never on the closed path).
+
+        Used by :mod:`cachekit.events` for ``"breaker"`` events; a listener that raises is logged and ignored.
+        """
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[CircuitBreaker, str, str], None]) -> None:
+        """Stop calling ``listener`` (no error when it was not added)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _changed(self, old: str, new: str) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(self, old, new)
+            except Exception as exc:
+                log_once_per_interval(
+                    logging.WARNING, (self.name, "listener", type(exc).__name__),
+                    "cachekit: a listener of %s failed (%s: %s); ignored", self.name, type(exc).__name__, exc,
+                )
 
     @property
     def state(self) -> str:
@@ -178,15 +201,21 @@ class CircuitBreaker:
             if self._state == CLOSED:
                 return False
             now = self._clock()
-            if self._state == OPEN and now - self._opened_at >= self.cooldown:
+            half_opened = self._state == OPEN and now - self._opened_at >= self.cooldown
+            if half_opened:
                 self._state = HALF_OPEN
-            if self._state == HALF_OPEN and (
+            probing = self._state == HALF_OPEN and (
                 self._probe_started is None or now - self._probe_started >= _PROBE_LEASE
-            ):
+            )
+            if probing:
                 self._probe_started = now
-                return True
-            self.rejected += 1
+            else:
+                self.rejected += 1
             remaining = self._opened_at + self.cooldown - now
+        if half_opened and self._listeners:
+            self._changed(OPEN, HALF_OPEN)
+        if probing:
+            return True
         when = f"for another {remaining:.2f} s" if remaining > 0 else "while one call probes it"
         raise CircuitOpenError(
             f"{self.name} is skipped: its circuit breaker is open after {self._last_failure or 'failures'}; "
@@ -198,6 +227,7 @@ class CircuitBreaker:
         if self._state == CLOSED and not self._consecutive:  # the hot path: no lock
             return
         with self._lock:
+            old = self._state
             recovered = self._state != CLOSED and (probe or self._state == HALF_OPEN)
             if self._state == CLOSED or recovered:
                 self._state, self._consecutive, self._probe_started = CLOSED, 0, None
@@ -205,10 +235,13 @@ class CircuitBreaker:
                 self._probe_started = None
         if recovered:
             log_once_per_interval(logging.INFO, (self.name, "recovered"), "cachekit: %s recovered", self.name)
+            if self._listeners:
+                self._changed(old, CLOSED)
 
     def _failed(self, exc: BaseException, *, trip: bool, probe: bool) -> None:
         description = redact(f"{type(exc).__name__}: {exc}")
         with self._lock:
+            old = self._state
             self.failures += 1
             self._consecutive += 1
             self._last_failure = description
@@ -227,6 +260,8 @@ class CircuitBreaker:
                 "cachekit: %s is failing (%s); circuit breaker open: calls fail fast for %.1f s, then one probe",
                 self.name, description, self.cooldown,
             )
+            if self._listeners:
+                self._changed(old, OPEN)
 
 
 def check_breaker_options(failures: object, cooldown: object) -> tuple[int, float]:

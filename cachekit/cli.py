@@ -7,6 +7,7 @@
     cachekit stats|keys|clear --driver NAME --config JSON_OR_FILE [--namespace NS | --plugin [SLUG]] [--resource R]
     cachekit stats|keys|clear --database S3DB_URL [--plugin SLUG] [--resource R]
     cachekit stats|keys|clear --driver NAME --config JSON_OR_FILE [--prefix P]     (the driver's raw keys)
+    cachekit stats ... --watch [--interval 1] [--iterations N]                      (a live view)
 
 ``--config`` is inline JSON (``'{"url": "redis://127.0.0.1:6379/0"}'``) or the path of a ``.json`` or ``.toml``
 file holding the driver's options; a ``driver`` key in it stands in for ``--driver``. ``stats``, ``keys`` and
@@ -208,7 +209,15 @@ def _run_keys(args: argparse.Namespace) -> int:
 
 
 def _run_stats(args: argparse.Namespace) -> int:
+    if args.watch:
+        from .cli_watch import check_watch_options
+
+        check_watch_options(args.interval, args.iterations)
     with opened_view(args, load_config(args.config)) as view:
+        if args.watch:
+            from .cli_watch import run_watch
+
+            return run_watch(view, interval=args.interval, iterations=args.iterations, as_json=args.json)
         return run_stats(view, args.json, _print_mapping)
 
 

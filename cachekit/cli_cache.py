@@ -117,6 +117,11 @@ def add_cache_options(parser: argparse.ArgumentParser, command: str) -> None:
                         help="only keys starting with this (within the namespace and resource, if given)")
     if command == "stats":
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        parser.add_argument("--watch", action="store_true", help="a live view, refreshed every --interval seconds")
+        parser.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                            help="seconds between two refreshes of --watch (default 1)")
+        parser.add_argument("--iterations", type=int, default=None, metavar="N",
+                            help="stop --watch after N refreshes (default: until Ctrl-C)")
     if command == "clear":
         parser.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 

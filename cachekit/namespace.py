@@ -46,6 +46,7 @@ from ._redact import redact
 from ._types import DEFAULT, MISSING, TTL, Clock, check_key, normalize_ttl
 from .drivers import Driver
 from .errors import CodecError, ConfigurationError, SerializationError, UncacheableValueWarning
+from .events import EventsMixin, register
 from .generations import store_for
 from .generations.view import GenerationView, KeyTemplate
 from .keys import KeySpec, format_key, get_key_resolver
@@ -62,7 +63,7 @@ DEFAULT_TTL = DEFAULT_NAMESPACE_TTL
 _RETRY_INTERVAL = 1.0  # seconds between retries of a failed bump
 
 
-class Cache(LoadingMixin):
+class Cache(LoadingMixin, EventsMixin):
     """A cache namespace: a driver, a codec, policies and stats.
 
     E.g.::
@@ -159,6 +160,7 @@ class Cache(LoadingMixin):
         # it; bounded by the decorators.
         self._key_memo: dict[Any, tuple[str, int, Any, KeyTemplate]] = {}
         self.hits = self.misses = self.sets = self.deletes = self.errors = self.invalidations = 0
+        register(self)  # events and metrics (cachekit.events): hooks only while something observes
 
     # -- keys ------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,344 @@
+"""The hooks behind events and metrics, installed on one :class:`~cachekit.Cache` instance at a time.
+
+A cache nobody observes runs exactly the class code: no flag is tested on its hit path. When metrics are on
+(:mod:`cachekit.metrics`) or someone listens (:meth:`Cache.on <cachekit.events.EventsMixin.on>`), the methods
+the decorators call through the instance (``_read``, ``_load``, ``_aload``, ``_write``, ``_bump``,
+``_read_failed``) get per-instance wrappers that call the class's method and then count, time and emit. For a
+multi-tier driver each tier's ``call`` is wrapped too, to tell which tier served a hit. Removing the hooks
+deletes the instance attributes again.
+
+Labels come from the key (``{ns}/resource={r}[/partition=...]/action={a}/...@gens``): the resource and the
+action, never an id or a value. Keys of one's own (``cache.set("k", ...)``) have empty resource and action.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote
+
+from ._series import AGGREGATES, FOLD_AT, Counters
+from ._types import MISSING
+from .breaker import CircuitBreaker
+from .scopes import resource_of
+
+if TYPE_CHECKING:
+    from .events import CacheEvent
+    from .namespace import Cache
+
+__all__ = ["EVENTS", "HOOKED", "Instrumentation", "instrumentation_of", "key_labels"]
+
+#: The event names of :meth:`Cache.on`.
+EVENTS: Final = ("hit", "miss", "set", "invalidate", "error", "breaker")
+#: The instance attributes the hooks occupy.
+HOOKED: Final = ("_read", "_load", "_aload", "_write", "_bump", "_read_failed")
+_KEY_MEMO_LIMIT: Final = 4096
+
+Listener = Callable[["CacheEvent"], None]
+
+
+def key_labels(key: str | None, namespace: str) -> tuple[str, str]:
+    """``(resource, action)`` of a key of ``namespace``; ``("", "")`` for other keys."""
+    prefix = namespace + "/resource="
+    if key is None or not key.startswith(prefix):
+        return "", ""
+    base = key.rpartition("@")[0] or key
+    parts = base[len(namespace) + 1 :].split("/")
+    resource = unquote(parts[0][len("resource=") :])
+    if len(parts) > 1 and parts[1] == "custom":
+        return resource, "custom"
+    action = next((unquote(p[len("action=") :]) for p in parts[1:] if p.startswith("action=")), "")
+    return resource, action
+
+
+def instrumentation_of(cache: Cache) -> Instrumentation | None:
+    """The hooks installed on ``cache``, if any."""
+    found = vars(cache).get("_instrumentation")
+    return found if isinstance(found, Instrumentation) else None
+
+
+class Instrumentation:
+    """The hooks of one cache and its listeners (``listeners[event]``; metrics need none)."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+        self.namespace = cache.namespace
+        self.listeners: dict[str, list[Listener]] = {name: [] for name in EVENTS}
+        self.metrics = False
+        from .drivers.tiered import TieredDriver
+
+        self.tiers: list[Any] = list(cache.driver._tiers) if isinstance(cache.driver, TieredDriver) else []
+        self.tier_name = "" if self.tiers else cache.driver.name
+        self._local = threading.local()
+        self._key_counters: dict[Any, Counters] = {}
+        self._breakers: list[tuple[str, CircuitBreaker]] = []
+
+    # -- lifetime --------------------------------------------------------------------------------------------
+
+    @property
+    def needed(self) -> bool:
+        return self.metrics or any(self.listeners.values())
+
+    def install(self) -> None:
+        """Put the wrappers on the instance (again: they capture the class methods in force now)."""
+        cache = self.cache
+        slots = vars(cache)
+        for name in HOOKED:
+            slots.pop(name, None)
+        self._key_counters.clear()
+        slots["_instrumentation"] = self
+        if self.tiers:
+            slots["_read"] = self._tiered_read()
+        elif cache.driver.blocking:
+            slots["_read"] = self._plain_read(histogram=True)
+        elif self.listeners["hit"] or self.listeners["miss"]:
+            slots["_read"] = self._plain_read(histogram=False)  # events carry durations; metrics do not time
+        else:
+            slots["_read"] = self._in_process_read()
+        slots["_read_failed"] = self._hook_read_failed(type(cache)._read_failed)
+        slots["_write"] = self._hook_write(type(cache)._write)
+        slots["_load"] = self._hook_load(type(cache)._load)
+        slots["_aload"] = self._hook_aload(type(cache)._aload)
+        slots["_bump"] = self._hook_bump(type(cache)._bump)
+        for tier in self.tiers:
+            vars(tier)["call"] = self._hook_tier_call(tier)
+        if not self._breakers:
+            self._breakers = self._find_breakers()
+            for _, breaker in self._breakers:
+                breaker.add_listener(self._breaker_changed)
+
+    def uninstall(self) -> None:
+        """Remove every hook: the cache runs the class code again."""
+        slots = vars(self.cache)
+        for name in (*HOOKED, "_instrumentation"):
+            slots.pop(name, None)
+        for tier in self.tiers:
+            vars(tier).pop("call", None)
+        for _, breaker in self._breakers:
+            breaker.remove_listener(self._breaker_changed)
+        self._breakers = []
+
+    def breakers(self) -> list[tuple[str, CircuitBreaker]]:
+        """``(tier, breaker)`` of the cache's driver (one per tier for a multi-tier driver)."""
+        return list(self._breakers)
+
+    def _find_breakers(self) -> list[tuple[str, CircuitBreaker]]:
+        if self.tiers:
+            return [(tier.name, tier.breaker) for tier in self.tiers if isinstance(tier.breaker, CircuitBreaker)]
+        own = getattr(self.cache.driver, "breaker", None)
+        return [(self.tier_name, own)] if isinstance(own, CircuitBreaker) else []
+
+    # -- series ----------------------------------------------------------------------------------------------
+
+    def counters_of(self, key: str | None, tier: str | None = None) -> Counters:
+        """The counters a key's reads count in (memoized per key while the memo is small)."""
+        memo_key = key if tier is None else (key, tier)
+        found = self._key_counters.get(memo_key)
+        if found is None:
+            resource, action = key_labels(key, self.namespace)
+            found = AGGREGATES.counters_for(self.namespace, resource, action, self.tier_name if tier is None else tier)
+            if len(self._key_counters) >= _KEY_MEMO_LIMIT:
+                self._key_counters.clear()
+            self._key_counters[memo_key] = found
+        return found
+
+    # -- the read hooks --------------------------------------------------------------------------------------
+
+    def _plain_read(self, *, histogram: bool) -> Callable[[str], Any]:
+        cache, read = self.cache, type(self.cache)._read
+        perf, key_counters, counters_of = time.perf_counter, self._key_counters, self.counters_of
+        timings = AGGREGATES.call_timings(self.namespace, self.tier_name, "get") if histogram else None
+        pending: list[float] = timings.pending if timings is not None else []
+        hit_listeners, miss_listeners = self.listeners["hit"], self.listeners["miss"]
+        emit = self.emit
+
+        def _read(key: str) -> Any:
+            start = perf()
+            value = read(cache, key)
+            elapsed = perf() - start
+            counters = key_counters.get(key) or counters_of(key)
+            if timings is not None:
+                pending.append(elapsed)
+                if len(pending) >= FOLD_AT:
+                    timings.fold()
+            if value is MISSING:
+                counters.misses += 1
+                if miss_listeners:
+                    emit("miss", key, counters, elapsed)
+                return value
+            counters.hits += 1
+            if hit_listeners:
+                emit("hit", key, counters, elapsed)
+            return value
+
+        return _read
+
+    def _in_process_read(self) -> Callable[[str], Any]:
+        """A memory driver's reads: counted, not timed (a get takes about a microsecond; two clock reads and a
+        histogram entry would cost a quarter of a hit)."""
+        cache, read = self.cache, type(self.cache)._read
+        key_counters, counters_of = self._key_counters, self.counters_of
+        hit_listeners, miss_listeners, emit = self.listeners["hit"], self.listeners["miss"], self.emit
+
+        def _read(key: str) -> Any:
+            value = read(cache, key)
+            counters = key_counters.get(key) or counters_of(key)
+            if value is MISSING:
+                counters.misses += 1
+                if miss_listeners:
+                    emit("miss", key, counters, None)
+                return value
+            counters.hits += 1
+            if hit_listeners:
+                emit("hit", key, counters, None)
+            return value
+
+        return _read
+
+    def _tiered_read(self) -> Callable[[str], Any]:
+        cache, read, local = self.cache, type(self.cache)._read, self._local
+        perf, counters_of, emit = time.perf_counter, self.counters_of, self.emit
+        timings = {tier.name: AGGREGATES.call_timings(self.namespace, tier.name, "get") for tier in self.tiers}
+        missed = AGGREGATES.call_timings(self.namespace, "", "get")
+
+        def _read(key: str) -> Any:
+            local.tier = ""
+            start = perf()
+            value = read(cache, key)
+            elapsed = perf() - start
+            tier = local.tier
+            counters = counters_of(key, tier)
+            timings.get(tier, missed).add(elapsed)
+            kind = "miss" if value is MISSING else "hit"
+            if kind == "hit":
+                counters.hits += 1
+            else:
+                counters.misses += 1
+            if self.listeners[kind]:
+                emit(kind, key, counters, elapsed)
+            return value
+
+        return _read
+
+    def _hook_tier_call(self, tier: Any) -> Callable[[Callable[[Any], Any]], Any]:
+        call, local, name = type(tier).call, self._local, tier.name
+
+        def tier_call(operation: Callable[[Any], Any]) -> Any:
+            result = call(tier, operation)
+            if type(result) is tuple:  # a get_with_expiry hit: (blob, expires_at)
+                local.tier = name
+            return result
+
+        return tier_call
+
+    def _hook_read_failed(self, read_failed: Callable[..., None]) -> Callable[[str | None, BaseException], None]:
+        cache = self.cache
+
+        def _read_failed(key: str | None, exc: BaseException) -> None:
+            read_failed(cache, key, exc)
+            counters = self.counters_of(key, getattr(self._local, "tier", None) if self.tiers else None)
+            counters.errors += 1
+            if self.listeners["error"]:
+                self.emit("error", key, counters, None, error=exc)
+
+        return _read_failed
+
+    # -- the write and load hooks ----------------------------------------------------------------------------
+
+    def _hook_write(self, write: Callable[..., bool]) -> Callable[..., bool]:
+        cache, perf = self.cache, time.perf_counter
+        timings = AGGREGATES.call_timings(self.namespace, self.tier_name, "set")
+
+        def _write(key: str, value: Any, ttl: float | None, max_payload: int | None) -> bool:
+            start = perf()
+            stored = write(cache, key, value, ttl, max_payload)
+            elapsed = perf() - start
+            if stored:
+                timings.add(elapsed)
+                counters = self.counters_of(key)
+                counters.sets += 1
+                if self.listeners["set"]:
+                    self.emit("set", key, counters, elapsed)
+            return stored
+
+        return _write
+
+    def _hook_load(self, load: Callable[..., Any]) -> Callable[..., Any]:
+        cache, perf = self.cache, time.perf_counter
+
+        def _load(key: str, action: str, loader: Callable[[], Any], *args: Any, **kwargs: Any) -> Any:
+            start = perf()
+            try:
+                return load(cache, key, action, loader, *args, **kwargs)
+            finally:
+                resource, _ = key_labels(key, self.namespace)
+                AGGREGATES.load_timings(self.namespace, resource, action).add(perf() - start)
+
+        return _load
+
+    def _hook_aload(self, aload: Callable[..., Any]) -> Callable[..., Any]:
+        cache, perf = self.cache, time.perf_counter
+
+        async def _aload(key: str, action: str, loader: Callable[[], Any], *args: Any, **kwargs: Any) -> Any:
+            start = perf()
+            try:
+                return await aload(cache, key, action, loader, *args, **kwargs)
+            finally:
+                resource, _ = key_labels(key, self.namespace)
+                AGGREGATES.load_timings(self.namespace, resource, action).add(perf() - start)
+
+        return _aload
+
+    def _hook_bump(self, bump: Callable[..., int]) -> Callable[[list[str]], int]:
+        cache, perf = self.cache, time.perf_counter
+
+        def _bump(scopes: list[str]) -> int:
+            start = perf()
+            count = bump(cache, scopes)
+            elapsed = perf() - start
+            by_resource: dict[str, int] = {}
+            for scope in scopes:
+                resource = unquote(resource_of(scope))
+                by_resource[resource] = by_resource.get(resource, 0) + 1
+            for resource, bumped in by_resource.items():
+                AGGREGATES.invalidated(self.namespace, resource, bumped)
+            if self.listeners["invalidate"]:
+                only = next(iter(by_resource)) if len(by_resource) == 1 else None
+                self.emit("invalidate", None, None, elapsed, resource=only, scopes=tuple(scopes))
+            return count
+
+        return _bump
+
+    # -- events ----------------------------------------------------------------------------------------------
+
+    def _breaker_changed(self, breaker: CircuitBreaker, old: str, new: str) -> None:
+        tier = next((name for name, known in self._breakers if known is breaker), None)
+        if self.listeners["breaker"]:
+            self.emit("breaker", None, None, None, tier=tier, state=new, previous=old, breaker=breaker.name)
+
+    def emit(
+        self, kind: str, key: str | None, counters: Counters | None, duration: float | None, **fields: Any
+    ) -> None:
+        """Build the event and call every listener of ``kind``; a listener that raises is logged, never raised."""
+        global _events
+        if _events is None:
+            from . import events as _events
+        if counters is not None:
+            _, resource, action, tier = counters.labels
+            fields.setdefault("resource", resource or None)
+            fields.setdefault("action", action or None)
+            fields.setdefault("tier", tier or None)
+        event = _events.CacheEvent(kind=kind, namespace=self.namespace, key=key, duration=duration, **fields)
+        _events.dispatch(self.listeners[kind], event)
+
+
+_CACHES: weakref.WeakSet[Cache] = weakref.WeakSet()
+_events: Any = None  # cachekit.events, imported on the first event (it imports this module)
+
+
+def caches() -> list[Cache]:
+    """Every live :class:`Cache` of the process."""
+    return list(_CACHES)
