@@ -203,6 +203,7 @@ class Instrumentation:
         perf, counters_of, emit = time.perf_counter, self.counters_of, self.emit
         timings = {tier.name: AGGREGATES.call_timings(self.namespace, tier.name, "get") for tier in self.tiers}
         missed = AGGREGATES.call_timings(self.namespace, "", "get")
+        first = self.tiers[0].name
 
         def _read(key: str) -> Any:
             local.tier = ""
@@ -210,6 +211,8 @@ class Instrumentation:
             value = read(cache, key)
             elapsed = perf() - start
             tier = local.tier
+            if not tier and value is not MISSING:
+                tier = first  # the tiered driver's fast path serves L1 hits without a tier call
             counters = counters_of(key, tier)
             timings.get(tier, missed).add(elapsed)
             kind = "miss" if value is MISSING else "hit"
