@@ -217,7 +217,8 @@ class _CachedState:
             return wrapped(*args, **kwargs)
         name = self.resource or _resource_name(instance, self.fallback_name)
         slot = memo_key(self, name, args, kwargs)
-        entry = ns._key_memo.get(slot) if slot is not None else None
+        entry = ns._key_memo.get(slot)  # no entry is ever stored under None
+        key: str | None
         if entry is not None and entry[1] == entry[2].epoch:
             key = entry[0]
         else:
@@ -373,6 +374,7 @@ class _BoundCached:
         else:
             slot = memo_key(state, name, args, kwargs)
         entry = ns._key_memo.get(slot)
+        key: str | None
         if entry is not None and entry[1] == entry[2].epoch:
             key = entry[0]
         else:
