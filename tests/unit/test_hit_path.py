@@ -56,9 +56,11 @@ def test_a_method_bound_through_an_instance_still_looks_like_a_bound_method(repo
     assert inspect.ismethod(bound)
     assert list(inspect.signature(bound).parameters) == ["id"]
     assert bound.__self__ is repo
-    assert bound.__name__ == "get" and bound.__doc__ == "Fetch one."
+    assert bound.__name__ == "get"
+    assert bound.__doc__ == "Fetch one."
     assert bound.__wrapped__.__func__ is Repo.__dict__["get"].__wrapped__
-    assert bound == repo.get and hash(bound) == hash(repo.get)
+    assert bound == repo.get
+    assert hash(bound) == hash(repo.get)
     assert bound != Repo(repo.cache).get
     assert "Repo.get" in repr(bound)
 
@@ -133,7 +135,8 @@ def test_a_classmethod_a_function_and_a_stacked_plugin_style_wrapper_still_work(
     def read(id: str) -> str:
         return id.upper()
 
-    assert read("a") == "A" and read("a") == "A"
+    assert read("a") == "A"
+    assert read("a") == "A"
     repo = Repo(cache)
     wrapped = cached(action="get", namespace=cache, resource="outer")(repo.get)  # what the plugin does
     assert list(inspect.signature(wrapped).parameters) == ["id"]
