@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import wrapt
 
 from ._executor import run_blocking
+from ._memo import Unfreezable, freeze, memo_key
 from ._types import DEFAULT, MISSING, TTL, normalize_ttl
 from ._typing import CachedDecorator
 from .errors import ConfigurationError, SerializationError, UncacheableValueWarning
@@ -39,49 +41,13 @@ else:  # wrapt's classes are generic only in its stubs
     _BoundFunctionWrapper = wrapt.BoundFunctionWrapper
 
 _EMPTY = inspect.Parameter.empty
-# Argument types whose value and type fully decide the key, so a call made of them can reuse a computed key.
-# bool and float are left out on purpose: True == 1 == 1.0 would share a memo slot but not a canonical key.
-_MEMO_TYPES = frozenset({str, int, type(None)})
 _MEMO_LIMIT = 4096
-_FREEZE_LIMIT = 64  # values in one call's arguments past which its key is computed afresh instead of memoized
+_new = object.__new__
 
-
-class _Unfreezable(Exception):
-    pass
-
-
-def _freeze(value: Any, budget: list[int]) -> Any:
-    """A hashable stand-in for ``value`` that is equal only for the same types and contents (memo keys).
-
-    A dict or list the caller mutates later freezes differently, so a changed argument never hits an old key.
-    """
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise _Unfreezable
-    kind = type(value)
-    if kind in _MEMO_TYPES:
-        return value
-    if kind is bool or kind is float:
-        return (kind, value)
-    if kind is dict:
-        return (dict, tuple((_freeze(k, budget), _freeze(v, budget)) for k, v in value.items()))
-    if kind is list or kind is tuple:
-        return (kind, tuple(_freeze(v, budget) for v in value))
-    raise _Unfreezable
-
-
-def _memo_key(state: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """The memo slot of a call, or None when its arguments are not plain data (their key is computed)."""
-    if not kwargs:
-        if len(args) == 1:
-            return (state, name, args[0]) if type(args[0]) in _MEMO_TYPES else None
-        if all(type(a) in _MEMO_TYPES for a in args):
-            return (state, name, *args)
-    try:
-        budget = [_FREEZE_LIMIT]
-        return (state, name, _freeze(args, budget), _freeze(kwargs, budget))
-    except _Unfreezable:
-        return None
+# Kept importable under their old names (tests and the metrics helper use them).
+_memo_key = memo_key
+_freeze = freeze
+_Unfreezable = Unfreezable
 
 
 class _Signature:
@@ -179,6 +145,9 @@ class _CachedState:
         self.free, self.bound = _signatures(fn)
         self.what = f"@cached {self.fallback_name}()"
         self.id_param = id_param
+        self.fn = fn
+        #: The ``_CachedFunction`` of this state (set by it), for the wrapt binding of :class:`_BoundCached`.
+        self.wrapper: Any = None
 
     # -- keys ------------------------------------------------------------------------------------------------
 
@@ -190,9 +159,14 @@ class _CachedState:
         generations.
         """
         name = self.resource or _resource_name(instance, self.fallback_name)
+        return self.memo_lookup(ns, name, instance, args, kwargs, memo_key(self, name, args, kwargs))
+
+    def memo_lookup(
+        self, ns: Cache, name: str, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], slot: Any
+    ) -> str | None:
+        """The key in memo slot ``slot`` (``None``: the call has none), rendered again when its epoch moved."""
         memo = ns._key_memo
-        memo_key = _memo_key(self, name, args, kwargs)
-        entry = memo.get(memo_key) if memo_key is not None else None
+        entry = memo.get(slot) if slot is not None else None
         if entry is not None:
             if entry[1] == entry[2].epoch:
                 return entry[0]
@@ -204,10 +178,10 @@ class _CachedState:
                 warnings.warn(f"{self.what}: {exc}; called uncached", UncacheableValueWarning, stacklevel=4)
                 return None
         key, epoch = ns._gens.render(template)
-        if memo_key is not None:
+        if slot is not None:
             if len(memo) >= _MEMO_LIMIT:
                 memo.clear()
-            memo[memo_key] = (key, epoch, template.cell, template)
+            memo[slot] = (key, epoch, template.cell, template)
         return key
 
     def template(
@@ -230,8 +204,9 @@ class _CachedState:
     # -- calls -----------------------------------------------------------------------------------------------
 
     def __call__(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        # The hit path: everything here runs on every call, so the common shape (one str/int argument, a key
-        # already in the memo and still current) is tested first and costs a tuple and a few lookups.
+        """The wrapt wrapper: functions, methods looked up on their class, classmethods, staticmethods, and the
+        plugin's wrappers of bound methods. A method looked up on an instance takes :class:`_BoundCached`.
+        """
         if kwargs and "skip_cache" in kwargs and kwargs.pop("skip_cache"):
             return wrapped(*args, **_skip_inner(wrapped, kwargs))
         ns = self.namespace
@@ -239,18 +214,16 @@ class _CachedState:
             ns = getattr(instance, "cache", None)
             if type(ns) is not Cache:
                 ns = _namespace_of(instance, None, self.what)
-        if self.action in ns.disabled_actions:
+        if ns.disabled_actions and self.action in ns.disabled_actions:
             return wrapped(*args, **kwargs)
-        key = None
-        if not kwargs and len(args) == 1 and type(args[0]) in _MEMO_TYPES:
-            name = self.resource or getattr(instance, "name", None)
-            if type(name) is not str or not name:
-                name = _resource_name(instance, self.fallback_name)
-            entry = ns._key_memo.get((self, name, args[0]))
-            if entry is not None and entry[1] == entry[2].epoch:
-                key = entry[0]
-        if key is None:
-            key = self.key(ns, instance, args, kwargs)
+        name = self.resource or _resource_name(instance, self.fallback_name)
+        slot = memo_key(self, name, args, kwargs)
+        entry = ns._key_memo.get(slot)  # no entry is ever stored under None
+        key: str | None
+        if entry is not None and entry[1] == entry[2].epoch:
+            key = entry[0]
+        else:
+            key = self.memo_lookup(ns, name, instance, args, kwargs, slot)
             if key is None:
                 return wrapped(*args, **kwargs)
         value = ns._read(key)
@@ -281,7 +254,7 @@ class _CachedState:
 
 def _skip_inner(wrapped: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Pass ``skip_cache`` on when the wrapped callable is itself cached (stacked plugin instances)."""
-    if isinstance(wrapped, (_CachedFunction, _BoundCachedFunction)):
+    if isinstance(wrapped, (_CachedFunction, _BoundCachedFunction, _BoundCached)):
         kwargs["skip_cache"] = True
     return kwargs
 
@@ -334,6 +307,126 @@ class _BoundCachedFunction(_BoundFunctionWrapper):
         return state.refresh(ns, key, self.uncached(*args, **kwargs))
 
 
+def _forwarded(name: str) -> Any:
+    return property(lambda self: getattr(self._wrapt(), name), doc=f"``{name}`` of the wrapt binding.")
+
+
+class _BoundCached:
+    """What ``instance.method`` returns for a ``@cached`` plain method: the hit path, bound cheaply.
+
+    wrapt binds a ``BoundFunctionWrapper`` on every lookup, which costs about 5,000 instructions (more than a
+    whole cachetools hit); this sets two slots. Everything else a bound method has (``__wrapped__``,
+    ``__func__``, ``__name__``...) and the helpers (``.cache_key`` ...) come from that wrapt binding
+    (:class:`_BoundCachedFunction`), made only when asked for. Like wrapt's proxy, it passes for a bound method
+    (``inspect.ismethod``, ``inspect.signature`` without ``self``).
+    """
+
+    __slots__ = ("__self__", "_state")
+    __self__: Any
+    _state: _CachedState
+
+    # What a bound method has, from the wrapt binding. Not a __getattr__: Python then reads every attribute,
+    # those of the hit path too, through a slower hook. (``__qualname__`` cannot be a property of a class.)
+    __wrapped__ = _forwarded("__wrapped__")
+    __func__ = _forwarded("__func__")
+    __name__ = _forwarded("__name__")
+    __annotations__ = _forwarded("__annotations__")
+    __defaults__ = _forwarded("__defaults__")
+    __kwdefaults__ = _forwarded("__kwdefaults__")
+    __code__ = _forwarded("__code__")
+    __globals__ = _forwarded("__globals__")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Every line runs on every hit: the same steps as _CachedState.__call__, with no bound method built
+        # unless the call misses.
+        state = self._state
+        instance = self.__self__
+        if kwargs and "skip_cache" in kwargs:
+            return state(types.MethodType(state.fn, instance), instance, args, kwargs)
+        ns = state.namespace
+        if ns is None:
+            try:
+                ns = instance.cache
+            except AttributeError:
+                ns = None
+            if type(ns) is not Cache:
+                ns = _namespace_of(instance, None, state.what)
+        if ns.disabled_actions and state.action in ns.disabled_actions:
+            return state.fn(instance, *args, **kwargs)
+        name = state.resource
+        if not name:
+            try:
+                name = instance.name
+            except AttributeError:
+                name = None
+            if type(name) is not str or not name:
+                name = _resource_name(instance, state.fallback_name)
+        if not kwargs and len(args) == 1:
+            value = args[0]
+            kind = type(value)
+            slot = (state, name, value) if kind is str or kind is int or value is None else memo_key(
+                state, name, args, kwargs
+            )
+        else:
+            slot = memo_key(state, name, args, kwargs)
+        entry = ns._key_memo.get(slot)
+        key: str | None
+        if entry is not None and entry[1] == entry[2].epoch:
+            key = entry[0]
+        else:
+            key = state.memo_lookup(ns, name, instance, args, kwargs, slot)
+            if key is None:
+                return state.fn(instance, *args, **kwargs)
+        value = ns._read(key)
+        if value is not MISSING:
+            return value
+        return ns._load(key, state.action, functools.partial(state.fn, instance, *args, **kwargs), state.ttl)
+
+    def _wrapt(self) -> _BoundCachedFunction:
+        instance = self.__self__
+        return cast(_BoundCachedFunction, _FunctionWrapper.__get__(self._state.wrapper, instance, type(instance)))
+
+    def cache_key(self, *args: Any, **kwargs: Any) -> str:
+        """The key this call would read and write."""
+        return self._wrapt().cache_key(*args, **kwargs)
+
+    def uncached(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the method itself, neither reading nor writing the cache."""
+        return self._wrapt().uncached(*args, **kwargs)
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Remove this call's entry; return whether one was there."""
+        return self._wrapt().invalidate(*args, **kwargs)
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the method, store its result whatever the policies say, and return it."""
+        return self._wrapt().refresh(*args, **kwargs)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return types.MethodType
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        return cast("str | None", self._state.fn.__doc__)
+
+    @property
+    def __module__(self) -> str:  # type: ignore[override]
+        return cast(str, self._state.fn.__module__)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is _BoundCached:
+            return self._state is other._state and self.__self__ is other.__self__
+        return bool(self._wrapt() == other)
+
+    def __hash__(self) -> int:
+        return hash((self._state, id(self.__self__)))
+
+    def __repr__(self) -> str:
+        return f"<cached bound method {self._state.fn.__qualname__} of {self.__self__!r}>"
+
+
+
 class _CachedFunction(_FunctionWrapper):
     """A ``@cached`` function (or a method looked up on its class)."""
 
@@ -342,6 +435,18 @@ class _CachedFunction(_FunctionWrapper):
     def __init__(self, wrapped: Any, state: _CachedState, is_async: bool) -> None:
         super().__init__(wrapped, state.acall if is_async else state)
         self._self_state = state
+        state.wrapper = self
+        # A plain sync function bound through an instance takes the lean binding (see _BoundCached).
+        self._self_fast = state if type(wrapped) is types.FunctionType and not is_async else None
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        state = self._self_fast
+        if state is None or instance is None:
+            return _FunctionWrapper.__get__(self, instance, owner)
+        bound = _new(_BoundCached)
+        bound.__self__ = instance
+        bound._state = state
+        return bound
 
     def _free(self) -> tuple[_CachedState, Cache]:
         state: _CachedState = self._self_state

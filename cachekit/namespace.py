@@ -45,6 +45,7 @@ from ._options import unknown_options_message
 from ._redact import redact
 from ._types import DEFAULT, MISSING, TTL, Clock, check_key, normalize_ttl
 from .drivers import Driver
+from .drivers.memory import MemoryDriver
 from .errors import CodecError, ConfigurationError, SerializationError, UncacheableValueWarning
 from .events import EventsMixin, register
 from .generations import store_for
@@ -147,6 +148,8 @@ class Cache(LoadingMixin, EventsMixin):
         # Bound once: the hit path should not look these up per call.
         self._driver_get = self.driver.get
         self._decode = self.codec.decode if self.codec is not None else None
+        if self.codec is not None and type(self.driver) is MemoryDriver:
+            self.codec.trust_local_blobs()  # its blobs never leave the process: no CRC per hit (see the codec)
         self._flights: dict[str, _Flight] = {}
         self._flights_lock = threading.Lock()
         self._async_flights: dict[tuple[int, str], asyncio.Task[Any]] = {}

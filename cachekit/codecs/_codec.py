@@ -75,7 +75,8 @@ class Codec:
     # instance is used (an instance dict can fall back to a hashed lookup per attribute).
     __slots__ = (
         "_clock", "_compress", "_compression_id", "_dumps_flagged", "_format", "_loads", "_loads_plain", "_macs",
-        "_payload", "_sid", "_threshold", "compression", "max_value_bytes", "overhead", "serializer", "signed",
+        "_payload", "_sid", "_threshold", "_trusted", "compression", "max_value_bytes", "overhead", "serializer",
+        "signed",
     )
 
     def __init__(
@@ -110,6 +111,21 @@ class Codec:
         self._payload = slice(HEADER_SIZE, -trailer)  # built once: a hit slices with it
         #: Bytes of an envelope that are not payload (header and trailer).
         self.overhead = HEADER_SIZE + trailer
+        self._trusted = False
+
+    def trust_local_blobs(self) -> bool:
+        """Decode without verifying checksums or envelope deadlines: for a store whose blobs never leave the
+        process (the plain memory driver), where both are redundant. Refused (``False``) for a signing codec.
+
+        A blob held by the memory driver is an immutable ``bytes`` this codec wrote moments before, in this
+        process: no disk, wire or other writer can alter it, so a CRC-32 over it on every hit guards nothing;
+        and the driver drops an entry at its own deadline, the same TTL from the same clock. A blob that is not
+        an envelope of this codec is still refused (header check), and the payload is still decoded safely.
+        """
+        if self.signed:
+            return False
+        self._trusted = True
+        return True
 
     def __repr__(self) -> str:
         signed = ", signed" if self.signed else ""  # never the keys
@@ -155,12 +171,13 @@ class Codec:
             raise CorruptEntryError(f"not a cachekit envelope ({_size(blob)})") from exc
         if magic != _MAGIC or form != self._format or sid != self._sid:
             raise self._foreign(magic, form, sid)
-        if self.signed:
-            self._authenticate(blob)
-        elif _crc32(blob) != _CRC_RESIDUE:
-            raise CorruptEntryError("the envelope's checksum does not match: the stored bytes were altered")
-        if expires_at and expires_at <= self._clock():
-            return MISSING
+        if not self._trusted:  # see trust_local_blobs
+            if self.signed:
+                self._authenticate(blob)
+            elif _crc32(blob) != _CRC_RESIDUE:
+                raise CorruptEntryError("the envelope's checksum does not match: the stored bytes were altered")
+            if expires_at and expires_at <= self._clock():
+                return MISSING
         payload = blob[self._payload]
         if flags & ~_EXTENDED:  # compressed, or flags this version does not know
             payload = self._inflate(flags, payload)
