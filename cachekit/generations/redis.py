@@ -14,6 +14,8 @@ local copies are discarded and every read asks Redis (``EVALSHA`` of the read sc
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -64,6 +66,8 @@ return out
 #: Seconds a counter lives without a bump (its re-creation is safe, see the module docstring).
 DEFAULT_GENERATION_TTL = 86_400.0
 _RECONNECT_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)
+_DRAIN_LIMIT = 10_000
+_SWITCH_INTERVAL = 0.001
 
 
 class RedisGenerations(GenerationStore):
@@ -129,6 +133,7 @@ class RedisGenerations(GenerationStore):
             return
         with self._start_lock:
             if self._thread is None:
+                _shorten_switch_interval()
                 self._thread = threading.Thread(
                     target=_watch, args=(weakref.ref(self), self._stop), name="cachekit-generations", daemon=True
                 )
@@ -170,6 +175,20 @@ class RedisGenerations(GenerationStore):
         self._notify(namespace, pairs)
 
 
+def _shorten_switch_interval() -> None:
+    """Let the subscriber thread run within about a millisecond of a bump arriving.
+
+    A thread busy with memory-tier hits (pure Python, never blocking) hands the GIL to a thread woken by I/O only
+    every switch interval, 5 ms by default, and the subscriber needs it several times per message: under a
+    stream of bumps it falls behind and another process's writes are seen ever later (hundreds of ms in the
+    two-process test). At 1 ms it keeps up. ``CACHEKIT_KEEP_SWITCH_INTERVAL=1`` leaves the interpreter's setting alone.
+    """
+    if os.environ.get("CACHEKIT_KEEP_SWITCH_INTERVAL") == "1":
+        return
+    if sys.getswitchinterval() > _SWITCH_INTERVAL:
+        sys.setswitchinterval(_SWITCH_INTERVAL)
+
+
 def _watch(store_ref: weakref.ref[RedisGenerations], stop: threading.Event) -> None:
     """The subscriber loop: holds the store weakly, so a discarded driver ends it."""
     failures = [0]
@@ -205,11 +224,16 @@ def _listen(
         store = store_ref()
         if store is None:
             return
-        if message is not None:
+        # Drain what is buffered while this thread holds the GIL: a busy hit loop in another thread gives it
+        # back only every switch interval (5 ms), so one message per wake-up would fall behind the writers.
+        drained = 0
+        while message is not None and drained < _DRAIN_LIMIT:
             kind = message.get("type")
             if kind == "subscribe":
                 failures[0] = 0
                 store._on_subscribed()
             elif kind == "message":
                 store._on_message(message["data"])
+            drained += 1
+            message = pubsub.get_message(timeout=0.0)
         del store
