@@ -56,6 +56,9 @@ class Users:
     def update(self, id: str) -> None:
         return None
 
+# A namespace no other test uses: metrics aggregate every cache of one namespace label in the process.
+SHOP = "metrics-test-shop"
+
 
 def workload(cache: Cache) -> None:
     """3 gets, 1 count and 1 own entry in a 2-entry cache (3 evictions), 2 hits, 1 update, 1 corrupt read."""
@@ -85,7 +88,7 @@ def labels(**values: str) -> frozenset[tuple[str, str]]:
 
 def test_prometheus_endpoint_reports_the_workload_exactly() -> None:
     registry = prometheus_client.CollectorRegistry()
-    cache = Cache(namespace="shop", config={"max_size": 2, "max_memory_bytes": 1 << 20})  # exists before enabling
+    cache = Cache(namespace=SHOP, config={"max_size": 2, "max_memory_bytes": 1 << 20})  # exists before enabling
     cachekit.metrics.enable_prometheus(registry)
     workload(cache)
     port = free_port()
@@ -98,9 +101,9 @@ def test_prometheus_endpoint_reports_the_workload_exactly() -> None:
         server.server_close()
         thread.join(5)
     got = samples(text)
-    get = labels(namespace="shop", resource="users", action="get", tier="memory")
-    count = labels(namespace="shop", resource="users", action="count", tier="memory")
-    own = labels(namespace="shop", resource="", action="", tier="memory")
+    get = labels(namespace=SHOP, resource="users", action="get", tier="memory")
+    count = labels(namespace=SHOP, resource="users", action="count", tier="memory")
+    own = labels(namespace=SHOP, resource="", action="", tier="memory")
     assert got[("cachekit_hits_total", get)] == 1
     assert got[("cachekit_misses_total", get)] == 3
     assert got[("cachekit_sets_total", get)] == 3
@@ -109,19 +112,19 @@ def test_prometheus_endpoint_reports_the_workload_exactly() -> None:
     assert got[("cachekit_errors_total", own)] == 1
     assert got[("cachekit_misses_total", own)] == 1
     assert got[("cachekit_errors_total", get)] == 0
-    assert got[("cachekit_invalidations_total", labels(namespace="shop", resource="users"))] == 2
-    where = labels(namespace="shop", tier="memory")
+    assert got[("cachekit_invalidations_total", labels(namespace=SHOP, resource="users"))] == 2
+    where = labels(namespace=SHOP, tier="memory")
     assert got[("cachekit_evictions_total", where)] == 3
     assert got[("cachekit_memory_limit_bytes", where)] == 1 << 20
     assert got[("cachekit_memory_bytes", where)] == cache.driver.stats()["memory_usage_bytes"] > 0
     calls = {k: v for k, v in got.items()
-             if k[0] == "cachekit_driver_call_seconds_count" and ("namespace", "shop") in k[1]}
+             if k[0] == "cachekit_driver_call_seconds_count" and ("namespace", SHOP) in k[1]}
     assert calls == {  # memory gets are counted, not timed; sets are
-        ("cachekit_driver_call_seconds_count", labels(namespace="shop", tier="memory", operation="set")): 4,
+        ("cachekit_driver_call_seconds_count", labels(namespace=SHOP, tier="memory", operation="set")): 4,
     }
-    inf = ("cachekit_driver_call_seconds_bucket", labels(namespace="shop", tier="memory", operation="set", le="+Inf"))
+    inf = ("cachekit_driver_call_seconds_bucket", labels(namespace=SHOP, tier="memory", operation="set", le="+Inf"))
     assert got[inf] == 4
-    load = labels(namespace="shop", resource="users", action="get")
+    load = labels(namespace=SHOP, resource="users", action="get")
     assert got[("cachekit_load_seconds_count", load)] == 3
     assert got[("cachekit_load_seconds_sum", load)] > 0
     # no key, id or value in any label
@@ -145,26 +148,26 @@ def otel_points(reader: InMemoryMetricReader) -> dict[tuple[str, frozenset[tuple
 def test_otel_in_memory_reader_reports_the_workload_exactly() -> None:
     reader = InMemoryMetricReader()
     cachekit.metrics.enable_otel(MeterProvider(metric_readers=[reader]))
-    cache = Cache(namespace="shop", config={"max_size": 2})  # created after enabling
+    cache = Cache(namespace=SHOP, config={"max_size": 2})  # created after enabling
     workload(cache)
     got = otel_points(reader)
-    get = labels(namespace="shop", resource="users", action="get", tier="memory")
+    get = labels(namespace=SHOP, resource="users", action="get", tier="memory")
     assert got[("cachekit.hits", get)] == 1
     assert got[("cachekit.misses", get)] == 3
     assert got[("cachekit.sets", get)] == 3
-    assert got[("cachekit.errors", labels(namespace="shop", resource="", action="", tier="memory"))] == 1
-    assert got[("cachekit.invalidations", labels(namespace="shop", resource="users"))] == 2
-    assert got[("cachekit.evictions", labels(namespace="shop", tier="memory"))] == 3
-    sets = {"namespace": "shop", "tier": "memory", "operation": "set"}
+    assert got[("cachekit.errors", labels(namespace=SHOP, resource="", action="", tier="memory"))] == 1
+    assert got[("cachekit.invalidations", labels(namespace=SHOP, resource="users"))] == 2
+    assert got[("cachekit.evictions", labels(namespace=SHOP, tier="memory"))] == 3
+    sets = {"namespace": SHOP, "tier": "memory", "operation": "set"}
     assert got[("cachekit.driver.call.duration.count", labels(**sets))] == 4
     assert got[("cachekit.driver.call.duration.bucket", labels(**sets, le="+Inf"))] == 4
     assert got[("cachekit.driver.call.duration.sum", labels(**sets))] > 0
-    assert got[("cachekit.load.duration", labels(namespace="shop", resource="users", action="get"))] == 3
+    assert got[("cachekit.load.duration", labels(namespace=SHOP, resource="users", action="get"))] == 3
     Users(cache).get("u3")  # a miss: update("u3") invalidated it; cumulative counters go on counting
     again = otel_points(reader)
     assert again[("cachekit.misses", get)] == 4
     assert again[("cachekit.driver.call.duration.count", labels(**sets))] == 5
-    assert again[("cachekit.load.duration", labels(namespace="shop", resource="users", action="get"))] == 4
+    assert again[("cachekit.load.duration", labels(namespace=SHOP, resource="users", action="get"))] == 4
 
 
 def test_blocking_drivers_time_every_get(tmp_path: Path) -> None:
