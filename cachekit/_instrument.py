@@ -5,7 +5,7 @@ A cache nobody observes runs exactly the class code: no flag is tested on its hi
 the decorators call through the instance (``_read``, ``_load``, ``_aload``, ``_write``, ``_bump``,
 ``_read_failed``) get per-instance wrappers that call the class's method and then count, time and emit. For a
 multi-tier driver each tier's ``call`` is wrapped too, to tell which tier served a hit. Removing the hooks
-deletes the instance attributes again.
+deletes the instance attributes again (and puts back the driver's own hit path, if it has one).
 
 Labels come from the key (``{ns}/resource={r}[/partition=...]/action={a}/...@gens``): the resource and the
 action, never an id or a value. Keys of one's own (``cache.set("k", ...)``) have empty resource and action.
@@ -117,6 +117,7 @@ class Instrumentation:
             slots.pop(name, None)
         for tier in self.tiers:
             vars(tier).pop("call", None)
+        self.cache._install_read()
         for _, breaker in self._breakers:
             breaker.remove_listener(self._breaker_changed)
         self._breakers = []

@@ -45,6 +45,7 @@ from ._options import unknown_options_message
 from ._redact import redact
 from ._types import DEFAULT, MISSING, TTL, Clock, check_key, normalize_ttl
 from .drivers import Driver
+from .drivers._memory_read import memory_reader
 from .drivers.memory import MemoryDriver
 from .errors import CodecError, ConfigurationError, SerializationError, UncacheableValueWarning
 from .events import EventsMixin, register
@@ -53,7 +54,7 @@ from .generations.view import GenerationView, KeyTemplate
 from .keys import KeySpec, format_key, get_key_resolver
 from .policies import MethodPolicy, parse_method_policies
 from .scopes import NAMESPACE_SCOPE, Invalidation, invalidation_scopes, key_scopes, partition_scopes, read_scopes
-from .stats import CacheStats
+from .stats import CacheStats, ReadCounts
 
 __all__ = ["DEFAULT_TTL", "NAMESPACE_OPTIONS", "Cache", "Namespace"]
 
@@ -148,8 +149,10 @@ class Cache(LoadingMixin, EventsMixin):
         # Bound once: the hit path should not look these up per call.
         self._driver_get = self.driver.get
         self._decode = self.codec.decode if self.codec is not None else None
-        if self.codec is not None and type(self.driver) is MemoryDriver:
-            self.codec.trust_local_blobs()  # its blobs never leave the process: no CRC per hit (see the codec)
+        self._trusted_blobs = self.codec is not None and type(self.driver) is MemoryDriver
+        if self._trusted_blobs and self.codec is not None:
+            # Its blobs never leave the process: no CRC per hit (see the codec); refused for a signing codec.
+            self._trusted_blobs = self.codec.trust_local_blobs()
         self._flights: dict[str, _Flight] = {}
         self._flights_lock = threading.Lock()
         self._async_flights: dict[tuple[int, str], asyncio.Task[Any]] = {}
@@ -162,7 +165,9 @@ class Cache(LoadingMixin, EventsMixin):
         # cell's epoch is the one rendered under. Kept on the namespace so a discarded Cache takes its memo with
         # it; bounded by the decorators.
         self._key_memo: dict[Any, tuple[str, int, Any, KeyTemplate]] = {}
+        self._reads = ReadCounts()
         self.hits = self.misses = self.sets = self.deletes = self.errors = self.invalidations = 0
+        self._install_read()
         register(self)  # events and metrics (cachekit.events): hooks only while something observes
 
     # -- keys ------------------------------------------------------------------------------------------------
@@ -429,6 +434,31 @@ class Cache(LoadingMixin, EventsMixin):
                 return MISSING
         self.hits += 1
         return raw
+
+    @property
+    def hits(self) -> int:
+        """Reads served from the cache."""
+        return self._reads.hits
+
+    @hits.setter
+    def hits(self, count: int) -> None:
+        self._reads.hits = count
+
+    @property
+    def misses(self) -> int:
+        """Reads that found nothing (or something unusable) in the cache."""
+        return self._reads.misses
+
+    @misses.setter
+    def misses(self, count: int) -> None:
+        self._reads.misses = count
+
+    def _install_read(self) -> None:
+        """Put the driver's own hit path on the instance where it has one (the memory driver: see
+        :mod:`cachekit.drivers._memory_read`); else :meth:`_read` serves. Also called when hooks come off."""
+        if type(self.driver) is MemoryDriver:
+            reader = memory_reader(self.driver, self, self._reads, self._decode, copies=self._trusted_blobs)
+            self._read = reader  # type: ignore[method-assign,assignment]
 
     def _decoded(self, key: str, raw: Any) -> Any:
         if raw is MISSING or self._decode is None:

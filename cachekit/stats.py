@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["CacheStats"]
+__all__ = ["CacheStats", "ReadCounts"]
+
+
+class ReadCounts:
+    """A namespace's hit and miss counters, apart from it so its hit path can count without holding it."""
+
+    __slots__ = ("hits", "misses")
+
+    def __init__(self) -> None:
+        self.hits = self.misses = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import json
 import pickle
 import uuid
 import warnings
+import zoneinfo
 from collections.abc import Callable
 from decimal import Decimal
 from enum import Enum
@@ -83,7 +84,7 @@ def _msgpack_default(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset)):
         return [_FROZENSET_MARK if isinstance(obj, frozenset) else _SET_MARK, *obj]
     if isinstance(obj, _dt.datetime):
-        return msgpack.ExtType(_EXT_DATETIME, obj.isoformat().encode())
+        return msgpack.ExtType(_EXT_DATETIME, _datetime_text(obj).encode())
     if isinstance(obj, _dt.date):
         return msgpack.ExtType(_EXT_DATE, obj.isoformat().encode())
     if isinstance(obj, _dt.time):
@@ -109,6 +110,29 @@ def _msgpack_default(obj: Any) -> Any:
     raise TypeError(f"cannot serialize {type(obj).__qualname__} with msgpack")
 
 
+def _datetime_text(value: _dt.datetime) -> str:
+    """ISO 8601, and ``[Zone/Key]`` after it for a ``zoneinfo`` zone (an offset alone loses the zone's rules,
+    and in a repeated hour after DST ends an offset-only copy does not even compare equal)."""
+    key = getattr(value.tzinfo, "key", None) if isinstance(value.tzinfo, zoneinfo.ZoneInfo) else None
+    return value.isoformat() if key is None else f"{value.isoformat()}[{key}]"
+
+
+def _datetime(text: str) -> _dt.datetime:
+    iso, bracket, key = text.partition("[")
+    value = _dt.datetime.fromisoformat(iso)
+    if not bracket:
+        return value
+    if not key.endswith("]"):
+        raise ValueError("a stored datetime's zone must be written [Zone/Key]")
+    zone = zoneinfo.ZoneInfo(key[:-1])  # an unknown or malformed key raises: the entry is refused as corrupt
+    naive = value.replace(tzinfo=None)
+    for fold in (0, 1):  # the side of a repeated hour whose offset is the one stored
+        zoned = naive.replace(tzinfo=zone, fold=fold)
+        if zoned.utcoffset() == value.utcoffset():
+            return zoned
+    raise ValueError(f"a stored datetime's offset does not exist in zone {key[:-1]!r}")
+
+
 def _timedelta(data: bytes) -> _dt.timedelta:
     # A leaf: the nested unpackb has no hooks, so it cannot recurse further.
     days, seconds, micros = msgpack.unpackb(data)
@@ -118,7 +142,7 @@ def _timedelta(data: bytes) -> _dt.timedelta:
 
 
 _LEAVES: dict[int, Callable[[bytes], Any]] = {
-    _EXT_DATETIME: lambda data: _dt.datetime.fromisoformat(data.decode()),
+    _EXT_DATETIME: lambda data: _datetime(data.decode()),
     _EXT_DATE: lambda data: _dt.date.fromisoformat(data.decode()),
     _EXT_TIME: lambda data: _dt.time.fromisoformat(data.decode()),
     _EXT_TIMEDELTA: _timedelta,

@@ -31,7 +31,9 @@ __all__ = ["MemoryDriver", "available_memory_bytes"]
 _POLICIES = ("lru", "fifo")
 _STORES = ("bytes", "objects")
 _OPTIONS = ("max_size", "eviction_policy", "max_memory_bytes", "max_memory_percent", "store", "key_prefix",
-            "enable_stats", "clock")
+            "enable_stats", "clock", "decoded_cache_bytes")
+#: The default of ``decoded_cache_bytes``: blobs of up to 4 MiB in all keep their decoded value for hits to copy.
+DEFAULT_DECODED_CACHE_BYTES = 4 << 20
 _CGROUP_LIMIT_FILES = (
     Path("/sys/fs/cgroup/memory.max"),
     Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
@@ -77,6 +79,10 @@ class MemoryDriver(Driver):
     :param store: ``"bytes"`` or ``"objects"`` (see the module docstring).
     :param key_prefix: prepended to every key.
     :param clock: wall clock for TTL deadlines (``time.time``).
+    :param decoded_cache_bytes: in bytes mode, hits of blobs totalling up to this many bytes get a copy of the
+        value decoded at their first hit rather than a fresh decoding (several times faster; each caller still
+        gets its own object). It holds decoded values beyond ``max_memory_bytes``; ``0`` decodes every hit.
+        Default 4 MiB.
     """
 
     name = "memory"
@@ -94,6 +100,7 @@ class MemoryDriver(Driver):
         key_prefix: str = "",
         enable_stats: bool = True,
         clock: Clock | None = None,
+        decoded_cache_bytes: int = DEFAULT_DECODED_CACHE_BYTES,
         **unknown: Any,
     ) -> None:
         reject_unknown_options("memory driver", unknown, _OPTIONS)
@@ -109,6 +116,7 @@ class MemoryDriver(Driver):
         self._prefix = key_prefix
         self._clock: Clock = clock or time.time
         self._enable_stats = bool(enable_stats)
+        self.decoded_cache_bytes = _check_bytes("decoded_cache_bytes", decoded_cache_bytes)
         self._lru = self._policy == "lru"
         # key -> (value, expires_at or None, accounted bytes)
         self._data: OrderedDict[str, tuple[Any, float | None, int]] = OrderedDict()
@@ -294,6 +302,12 @@ def _check_max_size(max_size: int | None) -> int:
     if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0:
         raise ConfigurationError(f"max_size must be a whole number of entries >= 0 (0: no limit); got {max_size!r}")
     return max_size
+
+
+def _check_bytes(option: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"{option} must be a whole number of bytes >= 0; got {value!r}")
+    return value
 
 
 def _check_choice(option: str, value: object, choices: tuple[str, ...]) -> str:

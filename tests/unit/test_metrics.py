@@ -226,12 +226,13 @@ def test_label_sets_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_off_by_default_and_off_again_means_no_hooks() -> None:
     cache = Cache(namespace="plain")
     assert instrumentation_of(cache) is None
-    assert "_read" not in vars(cache)
+    assert cache._read.__module__ != "cachekit._instrument"
     cachekit.metrics.enable_prometheus(prometheus_client.CollectorRegistry())
     assert vars(cache)["_read"] is not Cache._read
     cachekit.metrics.disable()
     assert instrumentation_of(cache) is None
-    assert not {"_read", "_load", "_write", "_bump", "_read_failed"} & set(vars(cache))
+    assert not {"_load", "_write", "_bump", "_read_failed"} & set(vars(cache))
+    assert cache._read.__module__ == "cachekit.drivers._memory_read"  # the memory driver's own hit path again
 
 
 def test_import_cachekit_imports_no_exporter() -> None:

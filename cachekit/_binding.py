@@ -1,0 +1,242 @@
+"""What ``@cached`` returns, and what it becomes when looked up on an instance or a class.
+
+* :class:`CachedFunction`: the wrapt ``FunctionWrapper`` of a ``@cached`` callable, with the helpers
+  (``.cache_key``, ``.uncached``, ``.invalidate``, ``.refresh``). Functions, classmethods, staticmethods,
+  ``async def`` and the plugin's wrappers of bound methods bind through wrapt (:class:`BoundCachedFunction`).
+* A plain ``def`` method gets a wrapper class of its own (:func:`cached_function`) whose ``__get__`` makes a
+  lean binding (a subclass of :class:`BoundCached` with that method's hit path as ``__call__``), because wrapt's
+  binding costs about 5,000 instructions per lookup, more than a whole cachetools hit. Both close over the
+  method's :class:`~cachekit._cached_state.CachedState`, so a hit reads no attribute of the wrapper; the
+  bound object has a single slot, its instance.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+import wrapt
+
+from ._cached_state import CachedCallable, CachedState, skip_inner, split_instance
+from ._calls import namespace_of, resource_name
+from ._memo import memo_key
+from ._types import MISSING
+from .namespace import Cache
+
+__all__ = ["BoundCached", "BoundCachedFunction", "CachedFunction", "cached_function"]
+
+if TYPE_CHECKING:
+    _FunctionWrapper = wrapt.FunctionWrapper[..., Any]
+    _BoundFunctionWrapper = wrapt.BoundFunctionWrapper[..., Any]
+else:  # wrapt's classes are generic only in its stubs
+    _FunctionWrapper = wrapt.FunctionWrapper
+    _BoundFunctionWrapper = wrapt.BoundFunctionWrapper
+
+
+class BoundCachedFunction(_BoundFunctionWrapper, CachedCallable):
+    """What ``instance.method`` returns for a ``@cached`` method: callable, plus the cache helpers."""
+
+    def _cache_parts(self, args: tuple[Any, ...]) -> tuple[CachedState, Cache, Any, tuple[Any, ...], bool]:
+        state: CachedState = self._self_parent._self_state
+        binding, instance = self._self_binding, self._self_instance
+        if binding == "staticmethod":
+            instance = None  # wrapt reports the instance it was looked up on; a staticmethod has no self
+        elif binding == "classmethod" and instance is None:
+            instance = self._self_owner  # looked up on the class: wrapt binds the class only at call time
+        instance, args, unbound = split_instance(instance, binding, args)
+        return state, namespace_of(instance, state.namespace, state.what), instance, args, unbound
+
+    def cache_key(self, *args: Any, **kwargs: Any) -> str:
+        """The key this call would read and write."""
+        state, ns, instance, args, _ = self._cache_parts(args)
+        name = state.resource or resource_name(instance, state.fallback_name)
+        return state.compute_key(ns, name, instance, args, kwargs)
+
+    def uncached(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the method itself, neither reading nor writing the cache."""
+        _, _, instance, args, unbound = self._cache_parts(args)
+        kwargs = skip_inner(self.__wrapped__, kwargs)
+        if unbound:
+            return self.__wrapped__(instance, *args, **kwargs)
+        if self._self_binding == "classmethod" and self._self_instance is None:
+            return self._self_parent.__wrapped__.__get__(None, instance)(*args, **kwargs)
+        return self.__wrapped__(*args, **kwargs)
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Remove this call's entry; return whether one was there."""
+        _, ns, _, _, _ = self._cache_parts(args)
+        return ns.delete(self.cache_key(*args, **kwargs))
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the method, store its result whatever the policies say, and return it."""
+        state, ns, _, _, _ = self._cache_parts(args)
+        key = self.cache_key(*args, **kwargs)
+        return state.refresh(ns, key, self.uncached(*args, **kwargs))
+
+
+def _forwarded(name: str) -> Any:
+    return property(lambda self: getattr(self._wrapt(), name), doc=f"``{name}`` of the wrapt binding.")
+
+
+class BoundCached(CachedCallable):
+    """What ``instance.method`` returns for a ``@cached`` plain method: the hit path, bound cheaply.
+
+    wrapt binds a ``BoundFunctionWrapper`` on every lookup, which costs about 5,000 instructions (more than a
+    whole cachetools hit); this sets two slots. Everything else a bound method has (``__wrapped__``,
+    ``__func__``, ``__name__``...) and the helpers (``.cache_key`` ...) come from that wrapt binding
+    (:class:`BoundCachedFunction`), made only when asked for. Like wrapt's proxy, it passes for a bound method
+    (``inspect.ismethod``, ``inspect.signature`` without ``self``).
+    """
+
+    __slots__ = ("__self__",)
+    __self__: Any
+    _state: CachedState  # a class attribute of each method's own subclass (see lean_wrapper)
+
+    # What a bound method has, from the wrapt binding. Not a __getattr__: Python then reads every attribute,
+    # those of the hit path too, through a slower hook. (``__qualname__`` cannot be a property of a class.)
+    __wrapped__ = _forwarded("__wrapped__")
+    __func__ = _forwarded("__func__")
+    __name__ = _forwarded("__name__")
+    __annotations__ = _forwarded("__annotations__")
+    __defaults__ = _forwarded("__defaults__")
+    __kwdefaults__ = _forwarded("__kwdefaults__")
+    __code__ = _forwarded("__code__")
+    __globals__ = _forwarded("__globals__")
+
+    def _wrapt(self) -> BoundCachedFunction:
+        instance = self.__self__
+        return cast(BoundCachedFunction, _FunctionWrapper.__get__(self._state.wrapper, instance, type(instance)))
+
+    def cache_key(self, *args: Any, **kwargs: Any) -> str:
+        """The key this call would read and write."""
+        return self._wrapt().cache_key(*args, **kwargs)
+
+    def uncached(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the method itself, neither reading nor writing the cache."""
+        return self._wrapt().uncached(*args, **kwargs)
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Remove this call's entry; return whether one was there."""
+        return self._wrapt().invalidate(*args, **kwargs)
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the method, store its result whatever the policies say, and return it."""
+        return self._wrapt().refresh(*args, **kwargs)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return types.MethodType
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, BoundCached):
+            return self._state is other._state and self.__self__ is other.__self__
+        return bool(self._wrapt() == other)
+
+    def __hash__(self) -> int:
+        return hash((self._state, id(self.__self__)))
+
+    def __repr__(self) -> str:
+        return f"<cached bound method {self._state.fn.__qualname__} of {self.__self__!r}>"
+
+
+class CachedFunction(_FunctionWrapper, CachedCallable):
+    """A ``@cached`` function (or a method looked up on its class)."""
+
+    __bound_function_wrapper__ = BoundCachedFunction
+
+    def __init__(self, wrapped: Any, state: CachedState, is_async: bool) -> None:
+        super().__init__(wrapped, state.acall if is_async else state)
+        self._self_state = state
+        state.wrapper = self
+
+    def _free(self) -> tuple[CachedState, Cache]:
+        state: CachedState = self._self_state
+        return state, namespace_of(None, state.namespace, state.what)
+
+    def cache_key(self, *args: Any, **kwargs: Any) -> str:
+        """The key this call would read and write."""
+        state, ns = self._free()
+        return state.compute_key(ns, state.resource or state.fallback_name, None, args, kwargs)
+
+    def uncached(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function itself, neither reading nor writing the cache (nor a cached function it wraps)."""
+        return self.__wrapped__(*args, **skip_inner(self.__wrapped__, kwargs))
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Remove this call's entry; return whether one was there."""
+        return self._free()[1].delete(self.cache_key(*args, **kwargs))
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function, store its result whatever the policies say, and return it."""
+        state, ns = self._free()
+        return state.refresh(ns, self.cache_key(*args, **kwargs), self.uncached(*args, **kwargs))
+
+
+def cached_function(fn: Any, state: CachedState, is_async: bool) -> CachedFunction:
+    """The wrapper of ``fn``: a lean-binding class of its own for a plain sync ``def``, else the shared one."""
+    if type(fn) is not types.FunctionType or is_async:
+        return CachedFunction(fn, state, is_async)
+    # The method's own __doc__ and __module__, as a bound method has (a class statement would set its own).
+    namespace = {"__slots__": (), "_state": state, "__call__": _hit_path(state), "__doc__": fn.__doc__}
+    bound_class = type("BoundCached", (BoundCached,), {**namespace, "__module__": fn.__module__})
+
+    def __get__(self: CachedFunction, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return _FunctionWrapper.__get__(self, instance, owner)
+        bound = bound_class()
+        bound.__self__ = instance
+        return bound
+
+    lean = type("CachedFunction", (CachedFunction,), {"__get__": __get__, "__slots__": ()})
+    return cast(CachedFunction, lean(fn, state, is_async))
+
+
+def _hit_path(state: CachedState) -> Callable[..., Any]:
+    """The ``__call__`` of a method's lean binding: :meth:`CachedState.__call__`'s steps, with everything fixed
+    at decoration time in closure cells. Every line runs on every hit; nothing is allocated but the memo slot.
+    """
+    fn, action, ttl, what = state.fn, state.action, state.ttl, state.what
+    explicit, resource, fallback, lookup = state.namespace, state.resource, state.fallback_name, state.memo_lookup
+
+    def __call__(self: BoundCached, *args: Any, **kwargs: Any) -> Any:
+        instance = self.__self__
+        if kwargs and "skip_cache" in kwargs:
+            return state(types.MethodType(fn, instance), instance, args, kwargs)
+        ns = explicit
+        if ns is None:
+            try:
+                ns = instance.cache
+            except AttributeError:
+                ns = None
+            if type(ns) is not Cache:
+                ns = namespace_of(instance, None, what)
+        if ns.disabled_actions and action in ns.disabled_actions:
+            return fn(instance, *args, **kwargs)
+        name = resource
+        if not name:
+            try:
+                name = instance.name
+            except AttributeError:
+                name = None
+            if type(name) is not str or not name:
+                name = resource_name(instance, fallback)
+        if not kwargs and len(args) == 1 and (type(args[0]) is str or type(args[0]) is int or args[0] is None):
+            slot: Any = (state, name, args[0])
+        else:
+            slot = memo_key(state, name, args, kwargs)
+        entry = ns._key_memo.get(slot)
+        key: str | None
+        if entry is not None and entry[1] == entry[2].epoch:
+            key = entry[0]
+        else:
+            key = lookup(ns, name, instance, args, kwargs, slot)
+            if key is None:
+                return fn(instance, *args, **kwargs)
+        value = ns._read(key)
+        if value is not MISSING:
+            return value
+        return ns._load(key, action, functools.partial(fn, instance, *args, **kwargs), ttl)
+
+    return __call__

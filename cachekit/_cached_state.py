@@ -1,0 +1,169 @@
+"""The state of one ``@cached`` callable, fixed at decoration time, and the generic path of its calls.
+
+:class:`CachedState` keys a call (through the namespace's bounded key memo: see :mod:`cachekit._memo`), reads
+it, and loads it on a miss. It is the wrapt wrapper of functions, classmethods, staticmethods, ``async def``
+and methods looked up on their class; a plain method looked up on an instance takes the lean binding of
+:mod:`cachekit._binding` instead, which runs the same steps with fewer lookups.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ._calls import namespace_of, resource_name, signatures
+from ._memo import memo_key
+from ._types import DEFAULT, MISSING
+from .errors import SerializationError, UncacheableValueWarning
+from .generations.view import KeyTemplate
+from .keys import get_key_resolver
+from .namespace import Cache
+
+__all__ = ["MEMO_LIMIT", "CachedCallable", "CachedState", "skip_inner", "split_instance"]
+
+#: Key-memo slots per namespace; the memo is cleared when full.
+MEMO_LIMIT = 4096
+
+
+class CachedCallable:
+    """Marks the objects ``@cached`` makes (wrappers and bindings), so a stacked cache can be skipped."""
+
+    __slots__ = ()
+
+
+class CachedState:
+    """Everything fixed at decoration time; ``__call__``/``acall`` are the wrapt wrappers."""
+
+    def __init__(
+        self, fn: Any, action: str, namespace: Cache | None, resource: str | None, ttl: Any, id_param: str
+    ) -> None:
+        self.action = action
+        self.namespace = namespace
+        self.resource = resource
+        self.fallback_name = getattr(fn, "__name__", "function")
+        self.ttl = ttl
+        self.resolver = get_key_resolver(action)
+        self.free, self.bound = signatures(fn)
+        self.what = f"@cached {self.fallback_name}()"
+        self.id_param = id_param
+        self.fn = fn
+        #: The ``_CachedFunction`` of this state (set by it), for the wrapt binding of :class:`_BoundCached`.
+        self.wrapper: Any = None
+
+    # -- keys ------------------------------------------------------------------------------------------------
+
+    def key(self, ns: Cache, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        """The key of a call; ``None`` (with a warning) when its arguments cannot be keyed.
+
+        Calls made of plain data reuse the key rendered the first time (a bounded memo) for as long as the
+        generations of its resource stay as they were, so a hit neither hashes its arguments nor looks up
+        generations.
+        """
+        name = self.resource or resource_name(instance, self.fallback_name)
+        return self.memo_lookup(ns, name, instance, args, kwargs, memo_key(self, name, args, kwargs))
+
+    def memo_lookup(
+        self, ns: Cache, name: str, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], slot: Any
+    ) -> str | None:
+        """The key in memo slot ``slot`` (``None``: the call has none), rendered again when its epoch moved."""
+        memo = ns._key_memo
+        entry = memo.get(slot) if slot is not None else None
+        if entry is not None:
+            if entry[1] == entry[2].epoch:
+                return entry[0]
+            template = entry[3]
+        else:
+            try:
+                template = self.template(ns, name, instance, args, kwargs)
+            except (SerializationError, RecursionError) as exc:
+                warnings.warn(f"{self.what}: {exc}; called uncached", UncacheableValueWarning, stacklevel=4)
+                return None
+        key, epoch = ns._gens.render(template)
+        if slot is not None:
+            if len(memo) >= MEMO_LIMIT:
+                memo.clear()
+            memo[slot] = (key, epoch, template.cell, template)
+        return key
+
+    def template(
+        self, ns: Cache, name: str, instance: Any, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> KeyTemplate:
+        """The generation-free key of a call, with the scopes it depends on."""
+        signature = self.free if instance is None else self.bound
+        params = signature.params(args, kwargs)
+        if self.id_param != "id" and self.id_param in params:
+            params["id"] = params.pop(self.id_param)
+        spec = self.resolver(name, self.action, params)
+        partitions = getattr(instance, "partitions", None) if instance is not None else None
+        if isinstance(partitions, Mapping):
+            ns.declare_partitions(name, partitions)
+        return ns.key_template(spec)
+
+    def compute_key(self, ns: Cache, name: str, instance: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+        return ns._gens.render(self.template(ns, name, instance, args, kwargs))[0]
+
+    # -- calls -----------------------------------------------------------------------------------------------
+
+    def __call__(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The wrapt wrapper: functions, methods looked up on their class, classmethods, staticmethods, and the
+        plugin's wrappers of bound methods. A method looked up on an instance takes :class:`_BoundCached`.
+        """
+        if kwargs and "skip_cache" in kwargs and kwargs.pop("skip_cache"):
+            return wrapped(*args, **skip_inner(wrapped, kwargs))
+        ns = self.namespace
+        if ns is None:
+            ns = getattr(instance, "cache", None)
+            if type(ns) is not Cache:
+                ns = namespace_of(instance, None, self.what)
+        if ns.disabled_actions and self.action in ns.disabled_actions:
+            return wrapped(*args, **kwargs)
+        name = self.resource or resource_name(instance, self.fallback_name)
+        slot = memo_key(self, name, args, kwargs)
+        entry = ns._key_memo.get(slot)  # no entry is ever stored under None
+        key: str | None
+        if entry is not None and entry[1] == entry[2].epoch:
+            key = entry[0]
+        else:
+            key = self.memo_lookup(ns, name, instance, args, kwargs, slot)
+            if key is None:
+                return wrapped(*args, **kwargs)
+        value = ns._read(key)
+        if value is not MISSING:
+            return value
+        return ns._load(key, self.action, functools.partial(wrapped, *args, **kwargs), self.ttl)
+
+    async def acall(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if kwargs and "skip_cache" in kwargs and kwargs.pop("skip_cache"):
+            return await wrapped(*args, **skip_inner(wrapped, kwargs))
+        ns = self.namespace or namespace_of(instance, None, self.what)
+        if self.action in ns.disabled_actions:
+            return await wrapped(*args, **kwargs)
+        key = self.key(ns, instance, args, kwargs)
+        if key is None:
+            return await wrapped(*args, **kwargs)
+        # A blocking driver must not stall the event loop: its async twins (native for Redis, else cachekit's executor).
+        value = await ns._aread(key) if ns.driver.blocking else ns._read(key)
+        if value is not MISSING:
+            return value
+        return await ns._aload(key, self.action, functools.partial(wrapped, *args, **kwargs), self.ttl)
+
+    def refresh(self, ns: Cache, key: str, value: Any) -> Any:
+        ttl = self.ttl if self.ttl is not DEFAULT else ns.policy(self.action).ttl
+        ns._write(key, value, ns.ttl if ttl is DEFAULT else ttl, None)
+        return value
+
+
+def skip_inner(wrapped: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pass ``skip_cache`` on when the wrapped callable is itself cached (stacked plugin instances)."""
+    if isinstance(wrapped, CachedCallable):
+        kwargs["skip_cache"] = True
+    return kwargs
+
+
+def split_instance(instance: Any, binding: str, args: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...], bool]:
+    """Through the class (``Repo.get.cache_key(repo, 1)``) the instance is the first argument."""
+    if instance is None and binding == "function" and args:
+        return args[0], args[1:], True
+    return instance, args, False
