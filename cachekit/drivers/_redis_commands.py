@@ -1,7 +1,7 @@
 """What the sync and async halves of the Redis driver share per command.
 
-Batching, SCAN glob escaping, TTL to ``PX``, the lock entries' key segment, the error classes redis-py raises and
-how each counts for the circuit breaker. :mod:`cachekit.drivers.redis` (sync) and
+Batching, SCAN glob escaping, TTL to ``PX``, the lock entries' key segment and release script, the error classes
+redis-py raises and how each counts for the circuit breaker. :mod:`cachekit.drivers.redis` (sync) and
 :mod:`cachekit.drivers.redis_async` (``redis.asyncio``) both import them from here.
 """
 
@@ -20,6 +20,13 @@ from cachekit.drivers._redis_config import Client
 
 #: Lock entries live under ``{key_prefix}~lock/`` (cachekit keys never start with ``~``) and expire on their own.
 _LOCK_SEGMENT = "~lock/"
+#: Compare-and-delete of a lock entry, in one Lua call (``RedisDriver.release_lock``).
+_RELEASE_SCRIPT = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
 
 #: Keys per UNLINK / pipeline, so one call never blocks the server on a huge argument list.
 _BATCH: Final = 500

@@ -1,7 +1,8 @@
 """Building a Redis driver's client: URL parsing and validation, connection options, safe descriptions.
 
-Kept apart from :mod:`cachekit.drivers.redis` (which runs the commands) so each stays readable. Nothing here
-talks to a server.
+Kept apart from :mod:`cachekit.drivers.redis` (which runs the commands) so each stays readable: this is the
+home of everything the driver's constructor resolves, down to :func:`resolve_connection`, which turns its
+connection options into a :class:`Connection`. Nothing here talks to a server.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 from urllib.parse import quote, unquote, urlsplit
 
@@ -232,3 +234,79 @@ def address_url(
 def describe_url(url: str) -> str:
     """A URL for stats and messages: the password masked (userinfo and ``?password=``)."""
     return redact(url)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where a Redis driver connects: a ready ``client`` used as is, or ``factories`` of new clients.
+
+    ``where`` describes the server for stats and messages (never with the password); ``factories`` is
+    ``(sync, redis.asyncio)``, ``None`` for a ready client.
+    """
+
+    cluster: bool
+    where: str
+    client: Client | None = None
+    factories: tuple[Callable[[], Client], Callable[[], AsyncClient]] | None = None
+
+
+def resolve_connection(
+    *,
+    client: Client | None,
+    url: str | None,
+    host: str,
+    port: int,
+    db: int,
+    username: str | None,
+    password: str | None,
+    ssl: bool,
+    cluster: bool,
+    connect_timeout: float,
+    command_timeout: float,
+    retries: int,
+    retry_on_timeout: bool,
+    health_check_interval: float,
+) -> Connection:
+    """Check a Redis driver's connection options and resolve them: a ready client, a URL, or host/port/db.
+
+    :raises ConfigurationError: for a bad option, or options that contradict each other.
+    """
+    address_given = (host, port, db, ssl) != DEFAULT_ADDRESS
+    if client is not None:
+        if url is not None or address_given or username is not None or password is not None:
+            raise ConfigurationError(
+                "give either a ready client or connection options (url, host, port, db, username, "
+                "password, ssl), not both"
+            )
+        return Connection(check_client(client), describe_client(client), client=client)
+    options, async_options = connection_options(
+        connect_timeout=connect_timeout,
+        command_timeout=command_timeout,
+        retries=retries,
+        retry_on_timeout=retry_on_timeout,
+        health_check_interval=health_check_interval,
+        username=username,
+        password=password,
+    )
+    if url is not None:
+        if address_given:
+            raise ConfigurationError(
+                "give either url or host/port/db/ssl, not both (username and password may go with a url)"
+            )
+        is_cluster, plain_url = parse_url(url, cluster=cluster)
+        where = describe_url(url)
+        factories = (
+            url_factory(plain_url, cluster=is_cluster, options=options),
+            async_url_factory(plain_url, cluster=is_cluster, options=async_options),
+        )
+        return Connection(is_cluster, where, factories=factories)
+    is_cluster = check_bool(cluster, "cluster")
+    check_address(host=host, port=port, db=db, ssl=ssl, cluster=is_cluster)
+    where = address_url(
+        host=host, port=port, db=db, username=username, password=password, ssl=ssl, cluster=is_cluster
+    )
+    factories = (
+        address_factory(host=host, port=port, db=db, ssl=ssl, cluster=is_cluster, options=options),
+        async_address_factory(host=host, port=port, db=db, ssl=ssl, cluster=is_cluster, options=async_options),
+    )
+    return Connection(is_cluster, where, factories=factories)

@@ -7,6 +7,9 @@ Redis and S3, else one kept here) makes later calls fail fast for a cool-down. A
 is **quarantined**: it is neither read nor written, and the missed invalidations are queued (a set, collapsed
 to one common prefix past :data:`MAX_PENDING`), until a replay of the queue succeeds. The other tiers, which
 did apply the invalidation, keep serving meanwhile.
+
+The home also of what one operation of the tiered driver keeps over its tiers: :class:`Outcome` (which tiers
+failed), :class:`TierGuard` (fail open on one tier), :func:`in_service` and :func:`raise_if_all_failed`.
 """
 
 from __future__ import annotations
@@ -14,15 +17,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, TypeVar
 
 from cachekit._logging import log_once_per_interval
+from cachekit._redact import redact
 from cachekit.breaker import CircuitBreaker, Verdict
 from cachekit.drivers.base import Driver
-from cachekit.errors import CircuitOpenError, ConfigurationError, DriverUnavailable
+from cachekit.errors import CircuitOpenError, ConfigurationError, DriverError, DriverUnavailable
 
-__all__ = ["MAX_PENDING", "Outcome", "TierGuard", "TierState"]
+__all__ = ["MAX_PENDING", "Outcome", "TierGuard", "TierState", "in_service", "raise_if_all_failed"]
 
 #: Queued invalidations per tier before they collapse into one prefix (bounded work and memory in an outage).
 MAX_PENDING: Final = 1000
@@ -167,6 +171,18 @@ class TierState:
             "in_service": self.pending == 0 and self.breaker.state == "closed",
         }
 
+    def report(self) -> dict[str, Any]:
+        """:meth:`as_dict` plus the tier driver's own ``stats()``; a tier that is down still gets its counters
+        reported (and the failed ``stats()`` call counted as an error)."""
+        entry = self.as_dict()
+        try:
+            entry["driver_stats"] = self.driver.stats()
+        except Exception as exc:
+            self.errors += 1
+            entry["errors"] = self.errors
+            entry["driver_stats"] = {"error": redact(f"{type(exc).__name__}: {exc}")}
+        return entry
+
     def _collapse(self) -> None:
         """Replace the queue by the longest prefix (ending at a ``/``) that covers all of it ('' = everything)."""
         everything = sorted(self._pending_prefixes | self._pending_keys)
@@ -216,3 +232,21 @@ class TierGuard:
         self.outcome.failed.append(self.tier.name)
         self.outcome.last = exc
         return True
+
+
+def in_service(tier: TierState, outcome: Outcome) -> bool:
+    """False (the tier counted as skipped) while the tier waits for missed invalidations to be replayed."""
+    if tier.usable():
+        return True
+    tier.skipped += 1
+    outcome.failed.append(tier.name)
+    return False
+
+
+def raise_if_all_failed(operation: str, subject: str | None, outcome: Outcome, involved: Sequence[TierState]) -> None:
+    """Raise :class:`DriverError` when every tier ``involved`` in ``operation`` failed (the last failure as cause)."""
+    if involved and len(outcome.failed) == len(involved):
+        what = f" of {subject!r}" if subject else ""
+        raise DriverError(
+            f"tiered {operation}{what} failed on every tier ({', '.join(outcome.failed)})"
+        ) from outcome.last

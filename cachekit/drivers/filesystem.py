@@ -42,17 +42,19 @@ column already carries the deadline. diskcache has no public range query, so the
 :class:`~cachekit.drivers.partition_filesystem.PartitionAwareFilesystemCache` (in its own module, also
 importable from here) spreads keys over one diskcache per resource and per partition folder, so clearing a
 partition touches only that partition's database.
+
+This module is the home of :class:`FilesystemDriver`'s operations. Opening a directory's store, reopening a
+deleted or replaced one, and turning diskcache, SQLite and OS failures into cachekit's errors is the job of its
+base, :class:`~cachekit.drivers._fs_stores.DiskStores`; the option checks live in :mod:`cachekit.drivers._fs_options`.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +62,7 @@ import diskcache
 
 from cachekit._options import reject_unknown_options
 from cachekit._types import MISSING, Missing, check_key, normalize_ttl
-from cachekit.drivers._disk import REVALIDATE_EVERY, RefusedRow, Store
+from cachekit.drivers._disk import RefusedRow, Store
 from cachekit.drivers._fs_options import (
     DEFAULT_MAX_BYTES,
     EVICTION_POLICIES,
@@ -73,8 +75,9 @@ from cachekit.drivers._fs_options import (
     outermost,
     prefix_range,
 )
+from cachekit.drivers._fs_stores import FAILURES, DiskStores
 from cachekit.drivers.base import Driver
-from cachekit.errors import ConfigurationError, CorruptEntryError, DriverError, DriverUnavailable
+from cachekit.errors import ConfigurationError, DriverUnavailable
 
 __all__ = [
     "CLEANUP_BATCH",
@@ -83,12 +86,6 @@ __all__ = [
     "EVICTION_POLICIES",
     "FilesystemDriver",
 ]
-
-logger = logging.getLogger("cachekit")
-
-# What a diskcache operation may raise that means the backend failed (translated by FilesystemDriver._failure).
-# AssertionError: diskcache asserts its transaction bookkeeping, which a directory replaced mid-transaction breaks.
-_FAILURES = (diskcache.Timeout, OSError, sqlite3.Error, AssertionError)
 
 #: With ``enable_cleanup``, every this many writes one write also removes expired entries...
 CLEANUP_EVERY_WRITES = 100
@@ -101,7 +98,7 @@ _OPTIONS = (
 )
 
 
-class FilesystemDriver(Driver):
+class FilesystemDriver(DiskStores, Driver):
     """Cache entries in a local directory through diskcache; they survive restarts and processes share them.
 
     :param directory: where the cache lives (required); several processes may share it.
@@ -197,7 +194,7 @@ class FilesystemDriver(Driver):
                     return MISSING
         except RefusedRow as exc:
             raise self._refusal(exc, key) from None
-        except _FAILURES as exc:
+        except FAILURES as exc:
             raise self._failure(exc, "get", key) from exc
         return found
 
@@ -325,50 +322,15 @@ class FilesystemDriver(Driver):
         yield self._store_for(prefix)
 
     def _existing_store_for(self, key: str) -> Store | None:
-        """The store for a read or delete: checked every :data:`REVALIDATE_EVERY` seconds only (the hit path);
-        ``None`` where the store would have to be created (partition folders)."""
+        """The store for a read or delete: checked every :data:`~cachekit.drivers._disk.REVALIDATE_EVERY`
+        seconds only (the hit path); ``None`` where the store would have to be created (partition folders)."""
         return self._current(self._root, always=False)
-
-    def _current(self, store: Store, *, always: bool, create: bool = True) -> Store | None:
-        if self._closed:
-            raise DriverError(f"this {type(self).__name__} is closed; create a new one")
-        if not always and store.check_at > time.monotonic():
-            return store
-        with self._reopen_lock:
-            if store is not self._root:
-                return self._revalidated(store, create=create)
-            fresh = self._revalidated(store, create=True)
-            if fresh is not None:
-                self._root = fresh
-            return fresh
 
     @classmethod
     def _options(cls) -> tuple[str, ...]:
         return _OPTIONS
 
     # -- helpers -------------------------------------------------------------------------------------------
-
-    def _open_store(self, path: Path) -> Store:
-        policy = EVICTION_POLICIES[self.eviction_policy]
-        return Store(path, size_limit=self.max_bytes, policy=policy, timeout=self.timeout)
-
-    def _revalidated(self, store: Store, *, create: bool) -> Store | None:
-        """``store``, or a new one on its path when its database was deleted or replaced (another thread may
-        still finish an operation on the old one; it is closed when the last reference goes). ``None`` when the
-        database is gone and ``create`` is false."""
-        store.check_at = time.monotonic() + REVALIDATE_EVERY
-        if not store.replaced():
-            return store
-        if not create and store.identity is not None and not (store.path / "cache.db").is_file():
-            return None
-        if not self.create_directory and not self.directory.is_dir():
-            raise DriverUnavailable(
-                f"cache directory {str(self.directory)!r} was deleted and create_directory=False; recreate it"
-            )
-        fresh = self._open_store(store.path)
-        self._reopened += 1
-        logger.warning("cachekit: filesystem cache database in %s was deleted or replaced; reopened it", store.path)
-        return fresh
 
     def _deadline(self, ttl: float | None) -> float | None:
         seconds = normalize_ttl(ttl)
@@ -390,44 +352,6 @@ class FilesystemDriver(Driver):
             if store is not None:
                 groups.setdefault(store, []).append(key)
         return groups
-
-    @contextmanager
-    def _errors(self, operation: str, key: str | None = None, *, writes: int = 0) -> Iterator[None]:
-        """Translate diskcache, SQLite and OS failures into cachekit's errors (original as ``__cause__``);
-        ``writes``: how many entries the operation was storing (counted as dropped when it fails)."""
-        try:
-            yield
-        except _FAILURES as exc:
-            self._dropped_writes += writes
-            raise self._failure(exc, operation, key) from exc
-
-    def _open_stores(self) -> list[Store]:
-        return [self._root]
-
-    def _refusal(self, exc: RefusedRow, key: str) -> CorruptEntryError:
-        self._refused += 1
-        return CorruptEntryError(
-            f"filesystem cache entry {key!r} in {self.directory} is {exc}; the row was dropped and no file was "
-            "opened or removed. Another writer shares this directory: give cachekit a directory of its own"
-        )
-
-    def _failure(self, exc: BaseException, operation: str, key: str | None = None) -> DriverError:
-        # Never leave a transaction open (diskcache's own assertion can fire mid-transaction when the directory
-        # is replaced under it), and look at the database again on the next call.
-        for store in self._open_stores():
-            store.abandon()
-            store.check_at = 0.0
-        where = f" of {key!r}" if key else ""
-        if isinstance(exc, diskcache.Timeout):
-            return DriverError(
-                f"filesystem cache {operation}{where} timed out after {self.timeout} s waiting for "
-                f"SQLite's lock in {self.directory}; raise timeout= or reduce concurrent writers"
-            )
-        if isinstance(exc, (OSError, sqlite3.OperationalError, AssertionError)):
-            return DriverUnavailable(
-                f"filesystem cache {operation}{where} failed: {self.directory} cannot be used ({exc})"
-            )
-        return DriverError(f"filesystem cache {operation}{where} failed in {self.directory}: {exc}")
 
 
 def __getattr__(name: str) -> Any:

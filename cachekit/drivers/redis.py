@@ -17,6 +17,11 @@ E.g.::
     RedisDriver(url="redis://:secret@127.0.0.1:6379/0", key_prefix="myapp:")
     RedisDriver(url="redis+cluster://10.0.0.5:7000")          # Redis Cluster, seeded by one node
     RedisDriver(host="127.0.0.1", port=6380, db=2, password="secret", command_timeout=0.5)
+
+This module is the home of :class:`RedisDriver`'s commands: the breaker path every command takes, reads,
+writes, prefix clears and locks. Its connection options are checked and resolved in
+:mod:`cachekit.drivers._redis_config`, the per-command helpers live in :mod:`cachekit.drivers._redis_commands`
+and the async twins in :mod:`cachekit.drivers.redis_async`.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from cachekit.drivers._redis_commands import (
     _FAILURES,
     _GLOB_ESCAPES,
     _LOCK_SEGMENT,
+    _RELEASE_SCRIPT,
     _SCAN_COUNT,
     _UNAVAILABLE,
     _batches,
@@ -42,35 +48,11 @@ from cachekit.drivers._redis_commands import (
     _unlink,
     _verdict,
 )
-from cachekit.drivers._redis_config import (
-    DEFAULT_ADDRESS,
-    Client,
-    address_factory,
-    address_url,
-    async_address_factory,
-    async_url_factory,
-    check_address,
-    check_bool,
-    check_client,
-    connection_options,
-    describe_client,
-    describe_url,
-    parse_url,
-    reject_options,
-    url_factory,
-)
+from cachekit.drivers._redis_config import Client, reject_options, resolve_connection
 from cachekit.drivers.redis_async import AsyncRedisCommands, LoopClients
 from cachekit.errors import ConfigurationError, DriverError, DriverUnavailable
 
 __all__ = ["RedisDriver"]
-
-#: Compare-and-delete of a lock entry (lock entries live under ``{key_prefix}~lock/``).
-_RELEASE_SCRIPT = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('del', KEYS[1])
-end
-return 0
-"""
 
 _T = TypeVar("_T")
 
@@ -154,57 +136,19 @@ class RedisDriver(AsyncRedisCommands):
         self._owns_client = client is None
         self._client: Client | None = None
         self._aclients: LoopClients | None = None
-        address_given = (host, port, db, ssl) != DEFAULT_ADDRESS
-        if client is not None:
-            if url is not None or address_given or username is not None or password is not None:
-                raise ConfigurationError(
-                    "give either a ready client or connection options (url, host, port, db, username, "
-                    "password, ssl), not both"
-                )
-            self._cluster = check_client(client)
-            self._where = describe_client(client)
-            self._client = client
-            self.breaker = CircuitBreaker(f"Redis at {self._where}", failures=breaker_failures,
-                                          cooldown=breaker_cooldown)
+        connection = resolve_connection(
+            client=client, url=url, host=host, port=port, db=db, username=username, password=password, ssl=ssl,
+            cluster=cluster, connect_timeout=connect_timeout, command_timeout=command_timeout, retries=retries,
+            retry_on_timeout=retry_on_timeout, health_check_interval=health_check_interval,
+        )
+        self._cluster, self._where = connection.cluster, connection.where
+        self.breaker = CircuitBreaker(f"Redis at {self._where}", failures=breaker_failures, cooldown=breaker_cooldown)
+        if connection.factories is None:  # a ready client: used as is
+            self._client = connection.client
             self.supports_async = False  # no async client to derive from a ready sync one
             return
-        options, async_options = connection_options(
-            connect_timeout=connect_timeout,
-            command_timeout=command_timeout,
-            retries=retries,
-            retry_on_timeout=retry_on_timeout,
-            health_check_interval=health_check_interval,
-            username=username,
-            password=password,
-        )
-        if url is not None:
-            if address_given:
-                raise ConfigurationError(
-                    "give either url or host/port/db/ssl, not both (username and password may go with a url)"
-                )
-            self._cluster, plain_url = parse_url(url, cluster=cluster)
-            self._where = describe_url(url)
-            self._factory = url_factory(plain_url, cluster=self._cluster, options=options)
-            self._aclients = LoopClients(async_url_factory(plain_url, cluster=self._cluster, options=async_options))
-        else:
-            self._cluster = check_bool(cluster, "cluster")
-            check_address(host=host, port=port, db=db, ssl=ssl, cluster=self._cluster)
-            self._where = address_url(
-                host=host,
-                port=port,
-                db=db,
-                username=username,
-                password=password,
-                ssl=ssl,
-                cluster=self._cluster,
-            )
-            self._factory = address_factory(
-                host=host, port=port, db=db, ssl=ssl, cluster=self._cluster, options=options
-            )
-            self._aclients = LoopClients(async_address_factory(
-                host=host, port=port, db=db, ssl=ssl, cluster=self._cluster, options=async_options
-            ))
-        self.breaker = CircuitBreaker(f"Redis at {self._where}", failures=breaker_failures, cooldown=breaker_cooldown)
+        self._factory, async_factory = connection.factories
+        self._aclients = LoopClients(async_factory)
         # redis.Redis connects on first use, so it is built now (bad URL options fail here); RedisCluster
         # reads the cluster topology in its constructor, so it waits for the first command.
         if not self._cluster:

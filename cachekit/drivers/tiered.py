@@ -33,46 +33,26 @@ applied it. See :mod:`cachekit.drivers._tier`.
 Tiers exchange blobs, so a driver that stores live objects (``stores_objects``) cannot be a tier. Tiers
 should share one clock (the :class:`~cachekit.Cache` passes its clock to every tier it builds), since
 remaining TTLs are computed from one tier's deadline and this driver's clock.
+
+This module is the home of :class:`TieredDriver`, the operations over the tiers. :class:`Tier`, the
+strategies and the checks of the given tiers live in :mod:`cachekit.drivers._tier_config` (both names are
+importable from here as well), one running tier in :mod:`cachekit.drivers._tier`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from cachekit._options import reject_unknown_options
-from cachekit._redact import redact
 from cachekit._types import MISSING, Missing, normalize_ttl
-from cachekit.breaker import CircuitBreaker
-from cachekit.drivers._tier import Outcome, TierGuard, TierState
+from cachekit.drivers._tier import Outcome, TierGuard, TierState, in_service, raise_if_all_failed
+from cachekit.drivers._tier_config import STRATEGIES, Tier, bounded_ttl, build_tiers, check_strategy
 from cachekit.drivers.base import Driver
 from cachekit.errors import ConfigurationError, DriverError
 
 __all__ = ["STRATEGIES", "Tier", "TieredDriver"]
-
-#: The accepted values of ``strategy``.
-STRATEGIES = ("write-through", "lazy-promotion")
-
-
-@dataclass(frozen=True)
-class Tier:
-    """One level of a :class:`TieredDriver`: a driver, the longest ``ttl`` it keeps entries, and a name.
-
-    ``ttl`` is seconds or a :class:`~datetime.timedelta` (``None``: no bound); ``name`` defaults to
-    ``"L{n}-{driver.name}"`` (``"L1-memory"``, ``"L2-redis"``). ``breaker`` replaces the tier's circuit
-    breaker (default: the driver's own ``breaker``, else one with the default options).
-
-    E.g.::
-
-        Tier(MemoryDriver(max_size=10_000), ttl=60, name="L1-memory")
-    """
-
-    driver: Driver
-    ttl: float | None = None
-    name: str | None = None
-    breaker: CircuitBreaker | None = None
 
 
 class TieredDriver(Driver):
@@ -110,11 +90,11 @@ class TieredDriver(Driver):
         **unknown: Any,
     ) -> None:
         reject_unknown_options("tiered driver", unknown, ("tiers", "promote_on_hit", "strategy", "clock"))
-        self._tiers = _build_tiers(tiers)
+        self._tiers = build_tiers(tiers)
         if not isinstance(promote_on_hit, bool):
             raise ConfigurationError(f"promote_on_hit must be True or False; got {promote_on_hit!r}")
         self.promote_on_hit = promote_on_hit
-        self.strategy = _check_strategy(strategy)
+        self.strategy = check_strategy(strategy)
         if clock is not None and not callable(clock):
             raise ConfigurationError(f"clock must be a callable returning epoch seconds; got {clock!r}")
         self._clock: Callable[[], float] = clock or time.time
@@ -178,7 +158,7 @@ class TieredDriver(Driver):
         for index, tier in enumerate(self._tiers):
             if index < start:
                 continue
-            if not self._in_service(tier, outcome):
+            if not in_service(tier, outcome):
                 continue
             with TierGuard(tier, outcome):
                 found = tier.call(lambda driver: driver.get_with_expiry(key))
@@ -189,7 +169,7 @@ class TieredDriver(Driver):
                 if index and self.promote_on_hit:
                     self._promote(key, found[0], found[1], index)
                 return found
-        self._raise_if_all_failed("get", key, outcome, self._tiers)
+        raise_if_all_failed("get", key, outcome, self._tiers)
         self._misses += 1
         return MISSING
 
@@ -201,7 +181,7 @@ class TieredDriver(Driver):
         for index, tier in enumerate(self._tiers):
             if not pending:
                 break
-            if not self._in_service(tier, outcome):
+            if not in_service(tier, outcome):
                 continue
             with TierGuard(tier, outcome):
                 if index and self.promote_on_hit:
@@ -216,7 +196,7 @@ class TieredDriver(Driver):
                     pending = still
                 tier.misses += len(pending)
         if pending:
-            self._raise_if_all_failed("get_many", None, outcome, self._tiers)
+            raise_if_all_failed("get_many", None, outcome, self._tiers)
             self._misses += len(pending)
         return results
 
@@ -225,11 +205,11 @@ class TieredDriver(Driver):
         found: set[str] = set()
         outcome = Outcome()
         for tier in self._tiers:
-            if not self._in_service(tier, outcome):
+            if not in_service(tier, outcome):
                 continue
             with TierGuard(tier, outcome):
                 found.update(tier.call(lambda driver: driver.keys(prefix)))
-        self._raise_if_all_failed("keys", prefix, outcome, self._tiers)
+        raise_if_all_failed("keys", prefix, outcome, self._tiers)
         return sorted(found)
 
     def size(self) -> int:
@@ -243,26 +223,26 @@ class TieredDriver(Driver):
         outcome = Outcome()
         targets = self._write_targets()
         for tier in targets:
-            if not self._in_service(tier, outcome):
+            if not in_service(tier, outcome):
                 continue
-            bound = _bound(seconds, tier.ttl)
+            bound = bounded_ttl(seconds, tier.ttl)
             with TierGuard(tier, outcome):
                 tier.call(lambda driver: driver.set(key, blob, bound))  # noqa: B023 - called at once
                 tier.sets += 1
-        self._raise_if_all_failed("set", key, outcome, targets)
+        raise_if_all_failed("set", key, outcome, targets)
 
     def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
         seconds = normalize_ttl(ttl)
         outcome = Outcome()
         targets = self._write_targets()
         for tier in targets:
-            if not self._in_service(tier, outcome):
+            if not in_service(tier, outcome):
                 continue
-            bound = _bound(seconds, tier.ttl)
+            bound = bounded_ttl(seconds, tier.ttl)
             with TierGuard(tier, outcome):
                 tier.call(lambda driver: driver.set_many(items, bound))  # noqa: B023 - called at once
                 tier.sets += len(items)
-        self._raise_if_all_failed("set_many", None, outcome, targets)
+        raise_if_all_failed("set_many", None, outcome, targets)
 
     # -- invalidations: every tier; a tier that misses one is quarantined until it is replayed ---------------
 
@@ -286,16 +266,7 @@ class TieredDriver(Driver):
 
     def stats(self) -> dict[str, Any]:
         """Per-tier counters and each tier driver's own stats, plus totals over the tiers."""
-        tiers = []
-        for tier in self._tiers:
-            entry = tier.as_dict()
-            try:
-                entry["driver_stats"] = tier.driver.stats()
-            except Exception as exc:  # a tier that is down still gets its counters reported
-                tier.errors += 1
-                entry["errors"] = tier.errors
-                entry["driver_stats"] = {"error": redact(f"{type(exc).__name__}: {exc}")}
-            tiers.append(entry)
+        tiers = [tier.report() for tier in self._tiers]
         hits = sum(tier.hits for tier in self._tiers)
         lookups = hits + self._misses
         return {
@@ -345,7 +316,7 @@ class TieredDriver(Driver):
             if not tier.usable():
                 tier.skipped += 1
                 continue
-            bound = _bound(remaining, tier.ttl)
+            bound = bounded_ttl(remaining, tier.ttl)
             try:
                 tier.call(lambda driver: driver.set(key, blob, bound))  # noqa: B023 - called at once
             except ConfigurationError:
@@ -404,64 +375,3 @@ class TieredDriver(Driver):
                 "each and replayed before the tier serves again: retry the invalidation"
             ) from outcome.last
         return max(counts)
-
-    @staticmethod
-    def _in_service(tier: TierState, outcome: Outcome) -> bool:
-        """False (the tier counted as skipped) while the tier waits for missed invalidations to be replayed."""
-        if tier.usable():
-            return True
-        tier.skipped += 1
-        outcome.failed.append(tier.name)
-        return False
-
-    @staticmethod
-    def _raise_if_all_failed(
-        operation: str, subject: str | None, outcome: Outcome, involved: Sequence[TierState]
-    ) -> None:
-        if involved and len(outcome.failed) == len(involved):
-            what = f" of {subject!r}" if subject else ""
-            raise DriverError(
-                f"tiered {operation}{what} failed on every tier ({', '.join(outcome.failed)})"
-            ) from outcome.last
-
-
-def _bound(ttl: float | None, limit: float | None) -> float | None:
-    """``min(ttl, limit)`` where ``None`` means unbounded."""
-    if ttl is None:
-        return limit
-    return ttl if limit is None else min(ttl, limit)
-
-
-def _check_strategy(strategy: object) -> str:
-    normalized = strategy.strip().lower() if isinstance(strategy, str) else strategy
-    if normalized not in STRATEGIES:
-        raise ConfigurationError(f"strategy must be one of {list(STRATEGIES)}; got {strategy!r}")
-    return str(normalized)
-
-
-def _build_tiers(tiers: object) -> list[TierState]:
-    if tiers is None or isinstance(tiers, (str, bytes, Mapping)) or not isinstance(tiers, Sequence):
-        raise ConfigurationError(
-            "the tiered driver needs a list of tiers, fastest first: "
-            f"TieredDriver([Tier(MemoryDriver(), ttl=60), Tier(FilesystemDriver(directory=...))]); got {tiers!r}"
-        )
-    if not tiers:
-        raise ConfigurationError("the tiered driver needs at least one tier; got an empty list")
-    built = []
-    for index, given in enumerate(tiers):
-        tier = Tier(given) if isinstance(given, Driver) else given
-        if not isinstance(tier, Tier) or not isinstance(tier.driver, Driver):
-            raise ConfigurationError(f"tiers[{index}] must be a Tier or a Driver; got {tier!r}")
-        if tier.driver.stores_objects:
-            raise ConfigurationError(
-                f"tiers[{index}] ({tier.driver!r}) stores live objects, but tiers exchange blobs: "
-                "configure it to store bytes (e.g. MemoryDriver without store='objects')"
-            )
-        if tier.name is not None and (not isinstance(tier.name, str) or not tier.name):
-            raise ConfigurationError(f"tiers[{index}].name must be a non-empty string or None; got {tier.name!r}")
-        ttl = normalize_ttl(tier.ttl, what=f"tiers[{index}].ttl")
-        if tier.breaker is not None and not isinstance(tier.breaker, CircuitBreaker):
-            raise ConfigurationError(f"tiers[{index}].breaker must be a CircuitBreaker or None; got {tier.breaker!r}")
-        name = tier.name or f"L{index + 1}-{tier.driver.name}"
-        built.append(TierState(tier.driver, ttl, name, tier.breaker))
-    return built

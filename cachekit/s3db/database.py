@@ -3,6 +3,10 @@
 Resource definitions (names, partitions) live in memory: a process that connects to a bucket written by
 another one calls :meth:`Database.create_resource` again with the same definition, and the resource reads the
 documents already stored under its prefix.
+
+This module is the home of :class:`Database` (resources, plugins, the worker threads, closing) and of the
+:class:`Plugin` protocol; the ``s3://`` connection URL, :class:`S3Url`, lives in :mod:`cachekit.s3db._url`
+and is importable from here as well.
 """
 
 from __future__ import annotations
@@ -10,13 +14,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from botocore.exceptions import ClientError
 
-from .._redact import redact
+from ._url import S3Url
 from .errors import AlreadyExists, NotFound, S3dbError, ValidationError
 from .resource import Resource, check_name
 
@@ -26,7 +28,6 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 ResourceCallback = Callable[[Resource], object]
-_URL_OPTIONS = frozenset({"endpoint", "region"})
 
 
 def _check_workers(max_workers: object) -> None:
@@ -42,78 +43,6 @@ class Plugin(Protocol):
 
     def stop(self) -> None:
         """Release what ``install`` acquired (called by :meth:`Database.stop_plugins` and ``close``)."""
-
-
-@dataclass(frozen=True)
-class S3Url:
-    """The parts of an ``s3://KEY:SECRET@bucket/prefix?endpoint=...&region=...`` URL.
-
-    Key and secret are URL-decoded (write ``/`` in a secret as ``%2F``); both are optional, and without them
-    boto3's usual credential chain applies. ``prefix``, ``endpoint`` and ``region`` are optional too.
-
-    E.g.::
-
-        S3Url.parse("s3://AKIA:se%2Fcret@my-bucket/app/v1?endpoint=http://127.0.0.1:5055&region=eu-west-1")
-        # -> S3Url(bucket="my-bucket", prefix="app/v1", access_key="AKIA", endpoint="http://127.0.0.1:5055",
-        #          region="eu-west-1")   (secret_key="se/cret" is kept out of the repr)
-    """
-
-    bucket: str
-    prefix: str = ""
-    access_key: str | None = None
-    secret_key: str | None = field(default=None, repr=False)
-    endpoint: str | None = None
-    region: str | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> S3Url:
-        """Parse a connection URL.
-
-        :raises ValidationError: for another scheme, no bucket, a key without a secret, or unknown or repeated
-            query parameters (only ``endpoint`` and ``region`` are understood).
-        """
-        if not isinstance(url, str):
-            raise ValidationError(
-                f"the connection URL must be a str like 's3://KEY:SECRET@bucket/prefix', not {type(url).__name__}"
-            )
-        parts = urlsplit(url)
-        if parts.scheme != "s3":
-            raise ValidationError(
-                f"connection URL scheme must be 's3' (s3://KEY:SECRET@bucket/prefix), not {parts.scheme!r} "
-                f"(in {redact(url)!r})"
-            )
-        # Split the netloc ourselves: urlsplit().hostname lower-cases, and a bucket name has no port.
-        userinfo, _, bucket = parts.netloc.rpartition("@")
-        if not bucket or ":" in bucket:
-            # Without the '@', "KEY:SECRET" lands here: never echo it.
-            shown = repr(bucket) if ":" not in bucket else "'KEY:***' (credentials without '@bucket'?)"
-            raise ValidationError(
-                f"connection URL needs a bucket name after '@' or 's3://' (s3://KEY:SECRET@bucket/prefix), "
-                f"got {redact(shown)}"
-            )
-        access_key, secret_key = None, None
-        if userinfo:
-            raw_key, has_secret, raw_secret = userinfo.partition(":")
-            if not raw_key or not has_secret:
-                raise ValidationError("connection URL credentials must be KEY:SECRET (URL-encode ':', '/', '@')")
-            access_key, secret_key = unquote(raw_key), unquote(raw_secret)
-        options = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
-        unknown = sorted(set(options) - _URL_OPTIONS)
-        if unknown:
-            raise ValidationError(
-                f"connection URL has unknown parameters {redact(unknown)}; only 'endpoint' and 'region' are known"
-            )
-        repeated = sorted(name for name, values in options.items() if len(values) > 1)
-        if repeated:
-            raise ValidationError(f"connection URL repeats the parameters {repeated!r}; give each once")
-        return cls(
-            bucket=bucket,
-            prefix=unquote(parts.path).strip("/"),
-            access_key=access_key,
-            secret_key=secret_key,
-            endpoint=options.get("endpoint", [None])[0] or None,
-            region=options.get("region", [None])[0] or None,
-        )
 
 
 class Database:
