@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from cachekit import Cache, cached, invalidates
-from cachekit._memo import FREEZE_LIMIT, memo_key
+from cachekit._memo import FREEZE_LIMIT, PACKED_LIMIT, memo_key
 from cachekit.codecs import Codec
 from cachekit.errors import CorruptEntryError
 
@@ -94,7 +94,10 @@ def test_positional_and_keyword_arguments_are_different_slots() -> None:
     assert memo_key("s", "r", ({"a": 1},), {}) != memo_key("s", "r", ({"a": True},), {})
     assert memo_key("s", "r", ({},), {}) == memo_key("s", "r", ({},), {})
     assert memo_key("s", "r", ({"a": [1]},), {}) != memo_key("s", "r", ({"a": (1,)},), {})
-    assert memo_key("s", "r", (list(range(FREEZE_LIMIT + 1)),), {}) is None
+    assert memo_key("s", "r", (list(range(PACKED_LIMIT)),), {}) is None  # packs to over PACKED_LIMIT bytes
+    assert memo_key("s", "r", (tuple(range(FREEZE_LIMIT + 1)),), {}) is None  # a tuple is frozen, within limits
+    assert memo_key("s", "r", ((1, 2),), {}) == memo_key("s", "r", ((1, 2),), {}) is not None
+    assert memo_key("s", "r", (2**70,), {}) == memo_key("s", "r", (2**70,), {}) is not None  # past msgpack's ints
     assert memo_key("s", "r", (object(),), {}) is None
 
 
