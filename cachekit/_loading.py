@@ -33,12 +33,13 @@ _MISS_COUNTER_LIMIT = 10_000
 class _Flight:
     """One in-progress load that concurrent missers of the same key wait for."""
 
-    __slots__ = ("error", "event", "value")
+    __slots__ = ("error", "event", "thread", "value")
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.value: Any = MISSING
         self.error: BaseException | None = None
+        self.thread = threading.get_ident()  # the leader's: a load of the same key inside it must not wait
 
     def wait(self) -> Any:
         self.event.wait()
@@ -79,6 +80,10 @@ class LoadingMixin:
             if flight is None:
                 flight = self._flights[key] = _Flight()
         if not leader:
+            if flight.thread == threading.get_ident():
+                # Re-entered by the leader's own loader (a @cached override calling super() on the same key):
+                # waiting for ourselves would never end, so load without the flight.
+                return self._load_and_store(key, action, loader, ttl)
             return flight.wait()
         try:
             # Another leader may have stored the value between our miss and our taking the lead.
@@ -154,6 +159,8 @@ class LoadingMixin:
         loop = asyncio.get_running_loop()
         flight_key = (id(loop), key)
         task = self._async_flights.get(flight_key) if self._single_flight else None
+        if task is not None and task is asyncio.current_task():
+            return await self._aload_and_store(key, action, loader, ttl)  # re-entered by the flight's own loader
         if task is None:
             task = loop.create_task(self._aload_and_store(key, action, loader, ttl))
             task.add_done_callback(_retrieve_exception)

@@ -8,8 +8,9 @@ a dict copy, a list copy and a small dict copy.
 
 A plan is exact for the value it was made from and for nothing else; the memory driver's hit path
 (:mod:`cachekit.drivers._memory_read`) applies it only to the decoded value of the very blob object it holds.
-Values with anything but plain containers and immutable leaves, or too large or too deep, get no plan (they
-are decoded on every hit).
+Values with anything but plain containers and immutable leaves, or too large or too deep, or holding one
+mutable container in two places (pickle and custom deserializers can alias; a copy would not), get no plan
+(they are decoded on every hit).
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ def copier_for(value: Any) -> Copier | None:
     """A function that copies ``value`` (and only it) as deeply as its mutable containers go, or ``None``.
 
     ``None`` means no plan: the value holds something other than dict/list/tuple/set and immutable leaves,
-    or more than :data:`MAX_NODES` of them, or is nested too deep. An immutable value copies to itself.
+    or more than :data:`MAX_NODES` of them, or is nested too deep, or holds one dict/list/set twice (a copy
+    would split what a fresh decoding shares). An immutable value copies to itself.
     """
     try:
-        plan = _plan(value, [MAX_NODES], 0)
+        plan = _plan(value, [MAX_NODES], 0, set())
     except _NoPlan:
         return None
     return _itself if plan is None else plan
@@ -55,8 +57,9 @@ def _itself(value: Any) -> Any:
     return value
 
 
-def _plan(value: Any, budget: list[int], depth: int) -> Copier | None:
-    """The copier of ``value``; ``None`` when it can be shared as it is."""
+def _plan(value: Any, budget: list[int], depth: int, seen: set[int]) -> Copier | None:
+    """The copier of ``value``; ``None`` when it can be shared as it is. ``seen``: ids of the mutable
+    containers met so far (a tuple is immutable, but one holding a mutable container is met through it)."""
     budget[0] -= 1
     if budget[0] < 0 or depth > _MAX_DEPTH:
         raise _NoPlan
@@ -65,11 +68,15 @@ def _plan(value: Any, budget: list[int], depth: int) -> Copier | None:
         if kind is frozenset and not all(type(item) in _SHARED for item in value):
             raise _NoPlan
         return None
+    if kind is dict or kind is list or kind is set:
+        if id(value) in seen:
+            raise _NoPlan  # aliased: copies of each place would no longer be one object
+        seen.add(id(value))
     if kind is dict:
-        inner = tuple((k, p) for k, v in value.items() if (p := _plan(v, budget, depth + 1)) is not None)
+        inner = tuple((k, p) for k, v in value.items() if (p := _plan(v, budget, depth + 1, seen)) is not None)
         return functools.partial(_copy_dict, inner) if inner else dict.copy
     if kind is list or kind is tuple:
-        plans = tuple(_plan(item, budget, depth + 1) for item in value)
+        plans = tuple(_plan(item, budget, depth + 1, seen) for item in value)
         if not any(plans):
             return list.copy if kind is list else None
         return functools.partial(_copy_list if kind is list else _copy_tuple, plans)

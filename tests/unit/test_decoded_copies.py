@@ -1,0 +1,465 @@
+"""Bytes-mode hits served as copies of a value decoded once (``cachekit.codecs._copies``, ``_decoded_copies``).
+
+Whatever the shortcut, a hit must be what a fresh decode of the stored blob is: equal with the same types all the
+way down, and its own object, so that no caller's mutation reaches a later hit; and a new write is served at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cachekit import Cache, cached
+from cachekit.codecs._copies import MAX_NODES, copier_for
+from cachekit.errors import ConfigurationError, InsecureSerializerWarning
+
+# -- values and how to compare them ---------------------------------------------------------------------------
+
+HASHABLE_LEAVES = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=8), st.binary(max_size=8),
+    st.floats(allow_nan=False), st.decimals(allow_nan=False, places=3), st.uuids(),
+    st.datetimes(timezones=st.sampled_from([None, dt.timezone.utc, dt.timezone(dt.timedelta(hours=-5))])),
+)  # fmt: skip
+LEAVES = HASHABLE_LEAVES
+
+
+def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.lists(children, max_size=4),
+        st.tuples(children, children) | st.tuples(children),
+        st.dictionaries(st.text(max_size=4) | st.integers(0, 9), children, max_size=4),
+        st.sets(st.integers(0, 50) | st.text(max_size=3), max_size=4),
+        st.frozensets(st.integers(0, 50), max_size=3),
+    )
+
+
+VALUES = st.recursive(LEAVES, _containers, max_leaves=20)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, with the same type at every level."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dt.datetime):
+        return a == b and a.utcoffset() == b.utcoffset()
+    return bool(a == b)
+
+
+def mutable_parts(value: Any) -> list[Any]:
+    """Every dict, list and set inside ``value`` (tuples searched too), outermost first."""
+    found: list[Any] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (dict, list, set)):
+            found.append(item)
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return found
+
+
+def vandalize(value: Any) -> None:
+    """Change every mutable container inside ``value``, at every depth (lists inside tuples too)."""
+    for part in mutable_parts(value):
+        if isinstance(part, dict):
+            part["__vandal__"] = ["x"]
+        elif isinstance(part, list):
+            part.append("__vandal__")
+            if len(part) > 1:
+                part[0] = "__vandal__"
+        else:
+            part.add("__vandal__")
+
+
+def blob_of(cache: Cache, key: str) -> bytes:
+    return cache.driver._data[cache._full_key(key)][0]  # type: ignore[attr-defined, no-any-return]
+
+
+def fresh_decode(cache: Cache, key: str) -> Any:
+    assert cache.codec is not None
+    return cache.codec.decode(blob_of(cache, key))
+
+
+# -- every hit: equal to a fresh decode, and its own ------------------------------------------------------------
+
+
+@settings(max_examples=120, deadline=None)
+@given(value=VALUES)
+def test_every_hit_equals_a_fresh_decode_and_shares_no_container(value: Any) -> None:
+    cache = Cache(driver="memory", namespace="dc")
+    assert cache.set("k", value)
+    hits = [cache.get("k") for _ in range(4)]
+    reference = fresh_decode(cache, "k")
+    for hit in hits:
+        assert same(hit, reference), (hit, reference)
+    owned = [{id(part) for part in mutable_parts(hit)} for hit in hits]
+    for i in range(len(hits)):
+        for j in range(i + 1, len(hits)):
+            assert not owned[i] & owned[j], "two hits share a mutable container"
+    assert cache.hits == 4
+
+
+@settings(max_examples=120, deadline=None)
+@given(value=VALUES)
+def test_a_caller_mutating_its_hit_never_changes_later_hits(value: Any) -> None:
+    cache = Cache(driver="memory", namespace="dc")
+    cache.set("k", value)
+    reference = fresh_decode(cache, "k")
+    for _ in range(3):
+        hit = cache.get("k")
+        assert same(hit, reference)
+        vandalize(hit)
+    assert same(cache.get("k"), reference)
+
+
+def test_nested_lists_in_tuples_and_dicts_are_copied() -> None:
+    cache = Cache(driver="memory", namespace="dc")
+    value = {"rows": [{"id": 1, "tags": ["a"]}], "pair": (1, [2, [3]]), "s": {1, 2}, "fs": frozenset({1})}
+    cache.set("k", value)
+    first = cache.get("k")
+    first["rows"][0]["tags"].append("b")
+    first["pair"][1][1].append(4)
+    first["s"].add(3)
+    first["rows"].append(None)
+    assert cache.get("k") == value
+    assert cache.get("k") == value  # also the hit after a kept-value hit
+
+
+@pytest.mark.parametrize("call", ["decorated", "get"])
+def test_copies_through_cached_methods_and_cache_get(call: str) -> None:
+    class Repo:
+        name = "things"
+
+        def __init__(self) -> None:
+            self.cache = Cache(driver="memory", namespace="dc-m")
+            self.loads = 0
+
+        @cached(action="get")
+        def get(self, id: str) -> dict[str, Any]:
+            self.loads += 1
+            return {"id": id, "items": [1, 2], "when": dt.datetime(2024, 1, 1), "d": Decimal("1.5")}
+
+    repo = Repo()
+    expected = repo.get("x")
+    key = repo.get.cache_key("x")
+    read: Callable[[], Any] = (lambda: repo.get("x")) if call == "decorated" else (lambda: repo.cache.get(key))
+    for _ in range(3):
+        hit = read()
+        assert same(hit, expected)
+        hit["items"].append(3)
+        hit["id"] = "changed"
+    assert repo.loads == 1
+    assert same(read(), {"id": "x", "items": [1, 2], "when": dt.datetime(2024, 1, 1), "d": Decimal("1.5")})
+
+
+# -- a new blob is served, never the old value -----------------------------------------------------------------
+
+
+def test_a_new_write_is_served_at_once(clock: Any) -> None:
+    cache = Cache(driver="memory", namespace="dc", clock=clock)
+    cache.set("k", {"v": 1})
+    assert cache.get("k") == {"v": 1}
+    assert cache.get("k") == {"v": 1}  # now served from the kept value
+    cache.set("k", {"v": 2})
+    assert cache.get("k") == {"v": 2}
+    cache.set("k", {"v": 2})  # an equal value: a new blob all the same
+    assert cache.get("k") == {"v": 2}
+    cache.delete("k")
+    assert cache.get("k") is None
+    cache.set("k", [3], ttl=1)
+    assert cache.get("k") == [3]
+    assert cache.get("k") == [3]
+    clock.advance(1)
+    assert cache.get("k") is None  # expired by the driver's deadline, though a decoded copy was kept
+    cache.driver.set(cache._full_key("k"), b"corrupt", None)
+    assert cache.get("k") is None
+    assert cache.errors == 1
+
+
+def test_an_evicted_and_rewritten_key_is_served_its_new_value() -> None:
+    cache = Cache(driver="memory", namespace="dc", config={"max_size": 1})
+    cache.set("a", ["a1"])
+    assert cache.get("a") == ["a1"]
+    assert cache.get("a") == ["a1"]
+    cache.set("b", ["b"])  # evicts a
+    assert cache.get("a") is None
+    cache.set("a", ["a2"])
+    assert cache.get("a") == ["a2"]
+
+
+def test_concurrent_writers_and_readers_never_read_stale_after_a_write_returned() -> None:
+    cache = Cache(driver="memory", namespace="dc-threads", config={"max_size": 0})
+    keys = [f"k{i}" for i in range(4)]
+    committed = dict.fromkeys(keys, 0)  # the newest version whose set() has returned
+    lock = threading.Lock()
+    stale: list[tuple[str, int, int]] = []
+    reads = [0] * 4  # hits per reader thread
+    misses = [0] * 4
+    deadline = time.monotonic() + 2.0
+    for key in keys:
+        cache.set(key, {"v": 0, "pad": [key] * 5})
+
+    writing = threading.Event()
+    writing.set()
+
+    def writer(key: str) -> None:
+        for version in range(1, 20_000):
+            if time.monotonic() > deadline:
+                break
+            cache.set(key, {"v": version, "pad": [key] * 5})
+            with lock:
+                committed[key] = version
+        writing.clear()
+
+    def reader(offset: int) -> None:
+        for n in range(200_000):
+            if not writing.is_set() or time.monotonic() > deadline:
+                return
+            key = keys[(n + offset) % len(keys)]
+            with lock:
+                required = committed[key]
+            value = cache.get(key)
+            if value is None:  # MemoryDriver.set removes, then inserts: a read in between misses (not stale)
+                misses[offset] += 1
+                continue
+            got = value["v"]
+            value["pad"].append("mutated")  # must never reach another reader
+            if got < required or len(value["pad"]) != 6:
+                stale.append((key, got, required))
+            reads[offset] += 1
+
+    threads = [threading.Thread(target=writer, args=(key,)) for key in keys[:2]]
+    threads += [threading.Thread(target=reader, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert stale == [], stale[:10]
+    assert sum(reads) > 1000
+    assert sum(misses) < sum(reads)
+    assert cache.hits > 0  # the counters themselves are not atomic across threads: no exact total
+
+
+# -- the budget: decoded_cache_bytes ---------------------------------------------------------------------------
+
+
+class CountingJson:
+    """A json serializer pair that counts its decodes: how many hits were decoded rather than copied."""
+
+    def __init__(self) -> None:
+        self.loads = 0
+
+    def dumps(self, value: Any) -> bytes:
+        return json.dumps(value).encode()
+
+    def decode(self, data: bytes) -> Any:
+        self.loads += 1
+        return json.loads(data)
+
+
+def counting_cache(**config: Any) -> tuple[Cache, CountingJson]:
+    pair = CountingJson()
+    options = {"serializer": pair.dumps, "deserializer": pair.decode, **config}
+    return Cache(driver="memory", namespace="dc-b", config=options), pair
+
+
+def test_by_default_a_blob_is_decoded_once_for_any_number_of_hits() -> None:
+    cache, pair = counting_cache()
+    cache.set("k", {"a": [1, 2]})
+    for _ in range(5):
+        assert cache.get("k") == {"a": [1, 2]}
+    assert pair.loads == 1
+    cache.set("k", {"a": [3]})
+    for _ in range(5):
+        assert cache.get("k") == {"a": [3]}
+    assert pair.loads == 2
+
+
+def test_zero_decodes_every_hit() -> None:
+    cache, pair = counting_cache(decoded_cache_bytes=0)
+    cache.set("k", {"a": [1, 2]})
+    for _ in range(5):
+        hit = cache.get("k")
+        assert hit == {"a": [1, 2]}
+        hit["a"].append(9)
+    assert pair.loads == 5
+
+
+def test_a_blob_over_an_eighth_of_the_budget_is_decoded_every_hit() -> None:
+    cache, pair = counting_cache(decoded_cache_bytes=8000)
+    cache.set("small", ["x" * 900])  # ~ 930 bytes of blob: under 1000
+    cache.set("big", ["x" * 1000])  # over budget / 8
+    for _ in range(4):
+        assert cache.get("small") == ["x" * 900]
+        assert cache.get("big") == ["x" * 1000]
+    assert pair.loads == 1 + 4
+
+
+def test_a_full_budget_is_cleared_and_the_reads_stay_correct() -> None:
+    cache, pair = counting_cache(decoded_cache_bytes=8000)
+    keys = [f"k{i}" for i in range(8)]
+    for key in keys:
+        cache.set(key, [key, "x" * 900])
+    for key in keys:
+        cache.get(key)  # 8 blobs of ~ 950 bytes: all kept (< 8000)
+    assert pair.loads == 8
+    for key in keys:
+        assert cache.get(key) == [key, "x" * 900]
+    assert pair.loads == 8
+    cache.set("k8", ["k8", "x" * 900])
+    assert cache.get("k8") == ["k8", "x" * 900]  # would go over the budget: the kept set is cleared first
+    assert pair.loads == 9
+    assert cache.get("k8") == ["k8", "x" * 900]
+    assert pair.loads == 9  # k8 itself is kept
+    for key in keys:
+        assert cache.get(key) == [key, "x" * 900]
+    assert pair.loads == 17  # the others were dropped, so decoded again
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "4MiB", None])
+def test_decoded_cache_bytes_is_validated(bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="decoded_cache_bytes"):
+        Cache(driver="memory", config={"decoded_cache_bytes": bad})
+
+
+def test_the_default_budget_is_four_mebibytes() -> None:
+    assert Cache(driver="memory").driver.decoded_cache_bytes == 4 << 20  # type: ignore[attr-defined]
+
+
+# -- values with no plan, and codecs that are not trusted -------------------------------------------------------
+
+
+def test_a_msgpack_ext_type_has_no_plan_and_still_reads() -> None:
+    value = [msgpack.ExtType(42, b"payload"), {"a": [1]}]
+    assert copier_for(value) is None
+    cache = Cache(driver="memory", namespace="dc")
+    assert cache.set("k", value)
+    for _ in range(3):
+        hit = cache.get("k")
+        assert hit == value
+        assert type(hit[0]) is msgpack.ExtType
+        hit[1]["a"].append(2)
+
+
+class Point:
+    def __init__(self, x: int, tags: list[str]) -> None:
+        self.x, self.tags = x, tags
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Point) and (self.x, self.tags) == (other.x, other.tags)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def test_objects_of_a_custom_serializer_pair_are_decoded_afresh() -> None:
+    loads = [0]
+
+    def dumps(p: Point) -> str:
+        return json.dumps([p.x, p.tags])
+
+    def decode(text: str) -> Point:
+        loads[0] += 1
+        x, tags = json.loads(text)
+        return Point(x, tags)
+
+    cache = Cache(driver="memory", namespace="dc", config={"serializer": dumps, "deserializer": decode})
+    cache.set("k", Point(1, ["a"]))
+    for _ in range(3):
+        hit = cache.get("k")
+        assert hit == Point(1, ["a"])
+        hit.tags.append("b")
+        hit.x = 99
+    assert loads[0] == 3
+
+
+def test_too_many_nodes_or_too_deep_gets_no_plan_and_still_reads() -> None:
+    wide = [[i] for i in range(MAX_NODES)]
+    deep: Any = [0]
+    for _ in range(40):
+        deep = [deep]
+    cache = Cache(driver="memory", namespace="dc")
+    for value in (wide, deep):
+        assert copier_for(value) is None
+        cache.set("k", value)
+        first = cache.get("k")
+        first.append("x")
+        assert cache.get("k") == value
+
+
+def test_a_signed_namespace_gets_no_copies_and_stays_correct() -> None:
+    pair = CountingJson()
+    config = {"signing_key": b"0123456789abcdef-key", "serializer": pair.dumps, "deserializer": pair.decode}
+    cache = Cache(driver="memory", namespace="dc-signed", config=config)
+    assert cache._read.__module__ == "cachekit.drivers._memory_read"
+    assert cache.codec is not None
+    assert cache.codec.signed
+    cache.set("k", {"a": [1]})
+    for _ in range(3):
+        hit = cache.get("k")
+        assert hit == {"a": [1]}
+        hit["a"].append(2)
+    assert pair.loads == 3  # not trusted: every hit verified and decoded
+    signed = Cache(driver="memory", namespace="dc-signed", config={"signing_key": b"0123456789abcdef-key"})
+    value = {"when": dt.datetime(2024, 5, 1), "ids": [uuid.UUID(int=7)], "t": (1, [2])}
+    signed.set("k", value)
+    for _ in range(3):
+        hit = signed.get("k")
+        assert same(hit, value)
+        hit["t"][1].append(3)
+    blob = bytearray(blob_of(signed, "k"))
+    blob[-1] ^= 1
+    signed.driver.set(signed._full_key("k"), bytes(blob), None)
+    assert signed.get("k") is None  # a forged entry is refused, copy or no copy
+    assert signed.errors == 1
+
+
+def test_shared_references_inside_a_pickled_value_stay_shared() -> None:
+    """A fresh decode of a pickle keeps the aliasing the value had; a hit must too (or mutate alike)."""
+    with pytest.warns(InsecureSerializerWarning):
+        cache = Cache(driver="memory", namespace="dc-pickle", config={"serializer": "pickle"})
+    inner = [1]
+    cache.set("k", {"a": inner, "b": inner})
+    reference = fresh_decode(cache, "k")
+    assert reference["a"] is reference["b"]
+    for _ in range(3):
+        hit = cache.get("k")
+        assert hit["a"] is hit["b"]
+        hit["a"].append(2)
+    assert cache.get("k") == {"a": [1], "b": [1]}
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=VALUES)
+def test_a_plan_copies_exactly_its_value(value: Any) -> None:
+    copier = copier_for(value)
+    if copier is None:
+        return
+    copy = copier(value)
+    assert same(copy, value)
+    assert not {id(p) for p in mutable_parts(copy)} & {id(p) for p in mutable_parts(value)}
+
+
+def test_a_value_holding_one_container_twice_gets_no_plan() -> None:
+    inner: list[int] = [1]
+    assert copier_for([inner, inner]) is None
+    assert copier_for({"a": (inner,), "b": inner}) is None
+    assert copier_for([[1], [1]]) is not None  # equal is not the same object
+    assert copier_for([(), (), "s", "s"]) is not None  # shared immutables are fine
