@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._calls import namespace_of, resource_name, signatures
-from ._memo import memo_key
+from ._memo import PACKED, PACKED_LIMIT, memo_key, pack
 from ._types import DEFAULT, MISSING
 from .errors import SerializationError, UncacheableValueWarning
 from .generations.view import KeyTemplate
@@ -120,7 +120,16 @@ class CachedState:
         if ns.disabled_actions and self.action in ns.disabled_actions:
             return wrapped(*args, **kwargs)
         name = self.resource or resource_name(instance, self.fallback_name)
-        slot = memo_key(self, name, args, kwargs)
+        if args:
+            slot = memo_key(self, name, args, kwargs)
+        elif kwargs:  # keyword-only calls (the plugin's reads, partitioned or not): memo_key's packing, inline
+            try:
+                packed = pack(kwargs)
+                slot = (self, name, PACKED, packed) if len(packed) <= PACKED_LIMIT else None
+            except (TypeError, ValueError, OverflowError):
+                slot = memo_key(self, name, args, kwargs)
+        else:
+            slot = (self, name)
         entry = ns._key_memo.get(slot)  # no entry is ever stored under None
         key: str | None
         if entry is not None and entry[1] == entry[2].epoch:

@@ -25,14 +25,15 @@ from typing import Any
 
 import msgpack
 
-__all__ = ["FREEZE_LIMIT", "PACKED_LIMIT", "freeze", "memo_key"]
+__all__ = ["FREEZE_LIMIT", "PACKED", "PACKED_LIMIT", "freeze", "memo_key", "pack"]
 
 #: Values in one argument past which :func:`freeze` gives up (the call has no memo slot).
 FREEZE_LIMIT = 64
 #: Bytes of packed arguments past which a call has no memo slot.
 PACKED_LIMIT = 1024
 _KEYWORDS = object()  # separates positional from keyword arguments in a frozen slot; no argument freezes to it
-_PACKED = object()  # tags a packed slot, so no frozen slot can equal it
+#: Tags a packed slot, so no frozen slot can equal it.
+PACKED = object()
 
 
 def _packer() -> Callable[[Any], bytes]:
@@ -43,7 +44,8 @@ def _packer() -> Callable[[Any], bytes]:
     return lambda value: msgpack.packb(value, strict_types=True)
 
 
-_pack = _packer()
+#: msgpack with strict types: the packed bytes of a slot (see the module docstring).
+pack = _packer()
 
 
 class Unfreezable(Exception):
@@ -82,12 +84,12 @@ def memo_key(state: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any
             if kind is str or kind is int or value is None:
                 return (state, name, value)
     try:
-        packed = _pack(kwargs) if not args else _pack([list(args), kwargs])
+        packed = pack(kwargs) if not args else pack([list(args), kwargs])
     except (TypeError, ValueError, OverflowError):  # not plain data (or a tuple, a set...): freeze it
         return _frozen_slot(state, name, args, kwargs)
     if len(packed) > PACKED_LIMIT:
         return None
-    return (state, name, _PACKED, packed)
+    return (state, name, PACKED, packed)
 
 
 def _frozen_slot(state: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

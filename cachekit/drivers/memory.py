@@ -177,9 +177,17 @@ class MemoryDriver(Driver):
         expires_at = None if ttl is None else self._clock() + ttl
         size = 0 if self.stores_objects else len(blob) + len(full.encode())
         with self._lock:
-            self._remove(full)
             if self._max_bytes is not None and size > self._max_bytes:
+                self._remove(full)
                 self.evicted_due_to_memory += 1  # larger than the whole cache: refused, and the old value is gone
+                return
+            old = self._data.get(full)
+            if old is not None:  # replaced in place: a concurrent (lock-free) read sees the old or the new entry
+                self._bytes -= old[2]
+                self._data[full] = (blob, expires_at, size)
+                self._data.move_to_end(full)  # a new write, for FIFO too
+                self._bytes += size
+                self._make_room(0, adding=False)
                 return
             self._make_room(size)
             self._data[full] = (blob, expires_at, size)
@@ -230,9 +238,9 @@ class MemoryDriver(Driver):
                 self.expirations += 1
         return MISSING
 
-    def _make_room(self, size: int) -> None:
+    def _make_room(self, size: int, *, adding: bool = True) -> None:
         data = self._data
-        if self._max_size and len(data) >= self._max_size:
+        if adding and self._max_size and len(data) >= self._max_size:
             self._evict_one()
             self.evicted_due_to_size += 1
         if self._max_bytes is not None:

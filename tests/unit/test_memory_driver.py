@@ -172,3 +172,37 @@ def test_memory_stats_through_the_cache_facade() -> None:
     assert stats["memory_usage"]["current"] > 0
     assert stats["system_memory"]["total"] > 0
     assert cache.stats().memory_usage_bytes == stats["current_memory_bytes"]
+
+
+def test_an_overwrite_never_makes_a_concurrent_read_miss() -> None:
+    """set() of an existing key replaces the entry in place: a lock-free reader sees the old or the new value."""
+    import threading
+    import time as _time
+
+    driver = MemoryDriver(max_size=100)
+    driver.set("k", b"v0")
+    stop = threading.Event()
+    misses: list[int] = []
+
+    def read() -> None:
+        found_missing = 0
+        for _ in range(200_000):
+            if stop.is_set():
+                break
+            if driver.get("k") is MISSING:
+                found_missing += 1
+        misses.append(found_missing)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    deadline = _time.monotonic() + 1.0
+    writes = 0
+    while _time.monotonic() < deadline and writes < 50_000:
+        writes += 1
+        driver.set("k", b"v%d" % writes)
+    stop.set()
+    for reader in readers:
+        reader.join(timeout=10)
+    assert writes > 100
+    assert misses == [0, 0]
