@@ -202,8 +202,6 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
 
     def __call__(self: BoundCached, *args: Any, **kwargs: Any) -> Any:
         instance = self.__self__
-        if kwargs and "skip_cache" in kwargs:
-            return state(types.MethodType(fn, instance), instance, args, kwargs)
         ns = explicit
         if ns is None:
             try:
@@ -213,7 +211,9 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
             if type(ns) is not Cache:
                 ns = namespace_of(instance, None, what)
         if ns.disabled_actions and action in ns.disabled_actions:
-            return fn(instance, *args, **kwargs)
+            if kwargs:  # skip_cache and all: the generic path handles it
+                return state(types.MethodType(fn, instance), instance, args, kwargs)
+            return fn(instance, *args)
         name = resource
         if not name:
             try:
@@ -229,8 +229,10 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
         entry = ns._key_memo.get(slot)
         key: str | None
         if entry is not None and entry[1] == entry[2].epoch:
-            key = entry[0]
+            key = entry[0]  # never a skip_cache call: the slot of one is never stored (the check below)
         else:
+            if "skip_cache" in kwargs:
+                return state(types.MethodType(fn, instance), instance, args, kwargs)
             key = lookup(ns, name, instance, args, kwargs, slot)
             if key is None:
                 return fn(instance, *args, **kwargs)

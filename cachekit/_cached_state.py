@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._calls import namespace_of, resource_name, signatures
-from ._memo import PACKED, PACKED_LIMIT, memo_key, pack
+from ._memo import memo_key, pack, storable
 from ._types import DEFAULT, MISSING
 from .errors import SerializationError, UncacheableValueWarning
 from .generations.view import KeyTemplate
@@ -81,7 +81,7 @@ class CachedState:
                 warnings.warn(f"{self.what}: {exc}; called uncached", UncacheableValueWarning, stacklevel=4)
                 return None
         key, epoch = ns._gens.render(template)
-        if slot is not None:
+        if slot is not None and storable(slot):
             if len(memo) >= MEMO_LIMIT:
                 memo.clear()
             memo[slot] = (key, epoch, template.cell, template)
@@ -108,24 +108,24 @@ class CachedState:
 
     def __call__(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The wrapt wrapper: functions, methods looked up on their class, classmethods, staticmethods, and the
-        plugin's wrappers of bound methods. A method looked up on an instance takes :class:`_BoundCached`.
+        plugin's wrappers of bound methods. A plain method looked up on an instance takes the lean binding
+        (:mod:`cachekit._binding`).
         """
-        if kwargs and "skip_cache" in kwargs and kwargs.pop("skip_cache"):
-            return wrapped(*args, **skip_inner(wrapped, kwargs))
         ns = self.namespace
         if ns is None:
             ns = getattr(instance, "cache", None)
             if type(ns) is not Cache:
                 ns = namespace_of(instance, None, self.what)
         if ns.disabled_actions and self.action in ns.disabled_actions:
+            if "skip_cache" in kwargs and kwargs.pop("skip_cache"):
+                return wrapped(*args, **skip_inner(wrapped, kwargs))
             return wrapped(*args, **kwargs)
         name = self.resource or resource_name(instance, self.fallback_name)
         if args:
             slot = memo_key(self, name, args, kwargs)
         elif kwargs:  # keyword-only calls (the plugin's reads, partitioned or not): memo_key's packing, inline
             try:
-                packed = pack(kwargs)
-                slot = (self, name, PACKED, packed) if len(packed) <= PACKED_LIMIT else None
+                slot = (self, name, pack(kwargs))  # its size is checked before it is stored (storable)
             except (TypeError, ValueError, OverflowError):
                 slot = memo_key(self, name, args, kwargs)
         else:
@@ -133,8 +133,12 @@ class CachedState:
         entry = ns._key_memo.get(slot)  # no entry is ever stored under None
         key: str | None
         if entry is not None and entry[1] == entry[2].epoch:
-            key = entry[0]
+            key = entry[0]  # never a skip_cache call: the slot of one is never stored (the check below)
         else:
+            if "skip_cache" in kwargs:
+                if kwargs.pop("skip_cache"):
+                    return wrapped(*args, **skip_inner(wrapped, kwargs))
+                return self(wrapped, instance, args, kwargs)  # skip_cache=False: the call without it
             key = self.memo_lookup(ns, name, instance, args, kwargs, slot)
             if key is None:
                 return wrapped(*args, **kwargs)

@@ -9,6 +9,7 @@ be shared by two calls whose keys may differ:
   bytes are made from the arguments' *current* contents, so a caller that mutates its dict gets a new slot,
   never the old key. Packing is C: a partitioned read's ``partition_values={"region": "eu"}`` costs about as
   much as hashing one string;
+* a packed slot is ``(state, resource, bytes)``: no other slot has ``bytes`` there (see :func:`storable`);
 * what does not pack (a tuple, a set, an int past 64 bits) is frozen by :func:`freeze` instead; anything else,
   or arguments over :data:`PACKED_LIMIT` bytes or :data:`FREEZE_LIMIT` values, has no slot (its key is
   computed on every call).
@@ -25,15 +26,13 @@ from typing import Any
 
 import msgpack
 
-__all__ = ["FREEZE_LIMIT", "PACKED", "PACKED_LIMIT", "freeze", "memo_key", "pack"]
+__all__ = ["FREEZE_LIMIT", "PACKED_LIMIT", "freeze", "memo_key", "pack", "storable"]
 
 #: Values in one argument past which :func:`freeze` gives up (the call has no memo slot).
 FREEZE_LIMIT = 64
 #: Bytes of packed arguments past which a call has no memo slot.
 PACKED_LIMIT = 1024
 _KEYWORDS = object()  # separates positional from keyword arguments in a frozen slot; no argument freezes to it
-#: Tags a packed slot, so no frozen slot can equal it.
-PACKED = object()
 
 
 def _packer() -> Callable[[Any], bytes]:
@@ -89,7 +88,17 @@ def memo_key(state: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any
         return _frozen_slot(state, name, args, kwargs)
     if len(packed) > PACKED_LIMIT:
         return None
-    return (state, name, PACKED, packed)
+    return (state, name, packed)
+
+
+def storable(slot: Any) -> bool:
+    """Whether ``slot`` may be kept: not a packed slot over :data:`PACKED_LIMIT` bytes (the hit paths pack
+    keyword-only calls inline and leave this check to the miss that would store the slot).
+
+    A packed slot is the only one whose third item is ``bytes``: a single argument takes the scalar form only
+    for str/int/None, and :func:`freeze` refuses bytes.
+    """
+    return len(slot) != 3 or type(slot[2]) is not bytes or len(slot[2]) <= PACKED_LIMIT
 
 
 def _frozen_slot(state: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

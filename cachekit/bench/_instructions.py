@@ -34,13 +34,19 @@ _TIMEOUT = 600.0
 def child() -> None:
     """The measured process: ``python -c ... ROW_ID HITS [ARGS]`` runs HITS hits of the row after a warm-up.
 
-    Memory rows call ``repo.get("u1")``; ``async_*`` rows are run by :func:`cachekit.bench._async.instruction_child`.
+    Memory rows call ``repo.get("u1")``; ``async_*`` rows are run by :func:`cachekit.bench._async.instruction_child`,
+    ``plugin_*`` rows by :func:`cachekit.bench._plugin.instruction_child`.
     """
     row_id, hits = sys.argv[1], int(sys.argv[2])
     if row_id.startswith("async_"):
         from ._async import instruction_child
 
         instruction_child(row_id, hits, _WARMUP, *sys.argv[3:])
+        return
+    if row_id.startswith("plugin_"):
+        from ._plugin import instruction_child as plugin_child
+
+        plugin_child(row_id, hits, _WARMUP, *sys.argv[3:])
         return
     from ._memory import contender
 

@@ -8,16 +8,27 @@ group), and the mixed workload's hit rate with precise invalidation against ``in
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from ._core import Case, Outcome, Section, Settings, batch_timer, make_row, measure, per_op_timer
+from ._instructions import count_instructions, instructions_off
 from ._services import Services
 
-__all__ = ["run_plugin"]
+__all__ = ["instruction_child", "run_plugin"]
 
 _BUCKET = "cachekit-bench-plugin"
 _DOCUMENTS = 50
 _PARTITIONS = {"by_region": ["region"]}
+_TARGET = 1.5
+#: Hits per callgrind child: the children's S3 set-up varies by a few million instructions between runs.
+_INSTRUCTION_HITS = 100_000
+_CALLS: dict[str, Callable[[Any], Any]] = {
+    "plugin_count_cached": lambda items: items.count(),
+    "plugin_count_partitioned_cached": lambda items: items.count(
+        partition="by_region", partition_values={"region": "r1"}
+    ),
+}
 
 
 def _database(client: Any, prefix: str, invalidation: str) -> tuple[Any, Any]:
@@ -66,7 +77,45 @@ def _speedup(section: Section, settings: Settings, client: Any) -> None:
             row.extra["speedup"] = 1 / row.ratio
         section.rows.append(row)
     # Issue 11: a partitioned read finds its key as cheaply as a plain one (its dict argument is memoized too).
-    section.rows.append(make_row(found, "plugin_count_partitioned_cached", "plugin_count_cached", target=1.5))
+    section.rows.append(make_row(found, "plugin_count_partitioned_cached", "plugin_count_cached", target=_TARGET))
+    _instructions(section, settings, client)
+
+
+def _instructions(section: Section, settings: Settings, client: Any) -> None:
+    """Instructions per warm ``count()`` and partitioned ``count()``, and their ratio against the target."""
+    wanted = list(_CALLS)
+    rows = {row.id: row for row in section.rows}
+    endpoint = str(client.meta.endpoint_url)
+    counted = count_instructions(wanted, _INSTRUCTION_HITS, (endpoint,)) if settings.instructions else (
+        instructions_off())
+    if isinstance(counted, str):
+        section.notes.append(f"instructions per hit: n/a, {counted}")
+        return
+    for row_id in wanted:
+        rows[row_id].extra["instructions"] = round(counted[row_id])
+    plain, partitioned = counted["plugin_count_cached"], counted["plugin_count_partitioned_cached"]
+    ratio = partitioned / plain
+    section.outcomes.append(Outcome(
+        "plugin_count_partitioned_instructions", "warm partitioned count() vs warm count(): instructions per hit",
+        round(ratio, 3), "x", f"≤ {_TARGET:g}x", "PASS" if ratio <= _TARGET else "MISS",
+        f"{partitioned:,.0f} vs {plain:,.0f} ({_INSTRUCTION_HITS:,} hits; the S3 set-up adds about ±1 %)",
+    ))
+
+
+def instruction_child(row_id: str, hits: int, warmup: int, endpoint: str) -> None:
+    """The callgrind child of a plugin row: a fresh database on ``endpoint``, warmed, then ``hits`` hits."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
+                          aws_secret_access_key="bench")
+    database, items = _database(client, f"instructions-{uuid.uuid4().hex[:8]}", "precise")
+    items.insert_many([{"id": f"d{i:04d}", "region": f"r{i % 4}", "n": i} for i in range(8)])
+    call = _CALLS[row_id]
+    for _ in range(warmup):
+        call(items)
+    for _ in range(hits):
+        call(items)
+    database.close()
 
 
 def _workload(section: Section, settings: Settings, client: Any) -> None:

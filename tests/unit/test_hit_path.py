@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from cachekit import Cache, cached, invalidates
-from cachekit._memo import FREEZE_LIMIT, PACKED_LIMIT, memo_key
+from cachekit._memo import FREEZE_LIMIT, PACKED_LIMIT, memo_key, storable
 from cachekit.codecs import Codec
 from cachekit.errors import CorruptEntryError
 
@@ -95,6 +95,8 @@ def test_positional_and_keyword_arguments_are_different_slots() -> None:
     assert memo_key("s", "r", ({},), {}) == memo_key("s", "r", ({},), {})
     assert memo_key("s", "r", ({"a": [1]},), {}) != memo_key("s", "r", ({"a": (1,)},), {})
     assert memo_key("s", "r", (list(range(PACKED_LIMIT)),), {}) is None  # packs to over PACKED_LIMIT bytes
+    assert not storable(("s", "r", bytes(PACKED_LIMIT + 1)))
+    assert storable(("s", "r", "x" * (PACKED_LIMIT + 1)))
     assert memo_key("s", "r", (tuple(range(FREEZE_LIMIT + 1)),), {}) is None  # a tuple is frozen, within limits
     assert memo_key("s", "r", ((1, 2),), {}) == memo_key("s", "r", ((1, 2),), {}) is not None
     assert memo_key("s", "r", (2**70,), {}) == memo_key("s", "r", (2**70,), {}) is not None  # past msgpack's ints
@@ -172,3 +174,44 @@ def test_a_trusting_codec_still_refuses_what_it_did_not_write() -> None:
     blob[-1] ^= 1
     with pytest.raises(CorruptEntryError):
         checked.decode(bytes(blob))
+
+
+def _keyword_function(cache: Cache, calls: list[dict[str, Any]]) -> Any:
+    @cached(action="query", namespace=cache, resource="docs")
+    def find(*, filter: Any = None, limit: int = 10) -> int:  # called on the wrapt path (CachedState.__call__)
+        calls.append({"filter": filter, "limit": limit})
+        return len(calls)
+
+    return find
+
+
+def test_a_keyword_call_packing_past_the_limit_is_never_memoized() -> None:
+    cache, calls = Cache(namespace="hp-big"), []
+    find = _keyword_function(cache, calls)
+    big = {f"k{i}": "v" * 20 for i in range(100)}  # packs to over PACKED_LIMIT bytes
+    assert find(filter=big) == find(filter=big) == 1  # still cached, by its key
+    assert len(cache._key_memo) == 0
+    find(filter={"k": "v"})
+    assert len(cache._key_memo) == 1
+
+
+def test_skip_cache_bypasses_a_memoized_call_and_false_is_the_plain_call() -> None:
+    cache, calls = Cache(namespace="hp-skip"), []
+    find = _keyword_function(cache, calls)
+    assert find(filter={"a": 1}) == 1
+    assert find(filter={"a": 1}, skip_cache=True) == 2  # read through although the plain call is memoized
+    assert find(filter={"a": 1}, skip_cache=False) == 1  # the cached value, under the same key
+    assert find(filter={"a": 1}) == 1
+    assert all("skip_cache" not in call for call in calls)
+
+
+def test_skip_cache_on_a_disabled_action_never_reaches_the_function() -> None:
+    cache = Cache(namespace="hp-off", method_policies={"query": False, "get": False})
+    calls: list[dict[str, Any]] = []
+    find = _keyword_function(cache, calls)
+    assert find(filter="x", skip_cache=True) == 1
+    assert find(filter="x", skip_cache=False) == 2
+    repo = Repo(cache)
+    repo.get("u1", skip_cache=True)
+    repo.get("u1", skip_cache=False)
+    assert repo.calls == [("get", "u1"), ("get", "u1")]
