@@ -21,7 +21,7 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ from ._options import unknown_options_message
 from ._redact import redact
 from ._types import DEFAULT, MISSING, TTL, Clock, check_key, normalize_ttl
 from .drivers import Driver
-from .drivers._memory_read import memory_reader
+from .drivers._memory_read import decoded_copies, memory_reader
 from .drivers.memory import MemoryDriver
 from .errors import CodecError, ConfigurationError, SerializationError, UncacheableValueWarning
 from .events import EventsMixin, register
@@ -166,6 +166,7 @@ class Cache(LoadingMixin, EventsMixin):
         # it; bounded by the decorators.
         self._key_memo: dict[Any, tuple[str, int, Any, KeyTemplate]] = {}
         self._reads = ReadCounts()
+        self._decode_at: Callable[[str, Any], Any] | None = None  # decode with the key: see _install_read
         self.hits = self.misses = self.sets = self.deletes = self.errors = self.invalidations = 0
         self._install_read()
         register(self)  # events and metrics (cachekit.events): hooks only while something observes
@@ -424,7 +425,8 @@ class Cache(LoadingMixin, EventsMixin):
         decode = self._decode
         if decode is not None:
             try:
-                raw = decode(raw)
+                at = self._decode_at
+                raw = decode(raw) if at is None else at(key, raw)
             except CodecError as exc:
                 self._read_failed(key, exc)
                 self._drop(key)
@@ -459,6 +461,10 @@ class Cache(LoadingMixin, EventsMixin):
         if type(self.driver) is MemoryDriver:
             reader = memory_reader(self.driver, self, self._reads, self._decode, copies=self._trusted_blobs)
             self._read = reader  # type: ignore[method-assign,assignment]
+        elif self._decode is not None and self.codec is not None and not self.codec.signed:
+            first = getattr(self.driver, "_tiers", [None])[0]
+            if first is not None and type(first.driver) is MemoryDriver:  # hits of a memory tier: keep copies
+                self._decode_at = decoded_copies(self._decode, first.driver.decoded_cache_bytes, self._clock)
 
     def _decoded(self, key: str, raw: Any) -> Any:
         if raw is MISSING or self._decode is None:

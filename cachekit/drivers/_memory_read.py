@@ -19,12 +19,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .._types import MISSING
+from ..codecs import Codec
 from ..codecs._copies import Copier, copier_for
 from ..errors import CodecError
 from ..stats import ReadCounts
 from .memory import MemoryDriver
 
-__all__ = ["memory_reader"]
+__all__ = ["decoded_copies", "memory_reader"]
 
 
 class _Reader(Protocol):
@@ -48,7 +49,7 @@ def memory_reader(
     data, clock, prefix, lru = driver._data, driver._clock, driver._prefix, driver._lru
     lookup, move = data.get, data.move_to_end
     owner = weakref.ref(cache)  # not the cache itself: no reference cycle keeps a dropped Cache alive
-    decoded = None if decode is None else _decoded_copies(decode, driver.decoded_cache_bytes if copies else 0)
+    decoded = None if decode is None else decoded_copies(decode, driver.decoded_cache_bytes if copies else 0)
 
     def read(key: str) -> Any:
         # MemoryDriver.get and Cache._read in one frame: every line runs on every hit.
@@ -89,17 +90,28 @@ def _failed(owner: weakref.ref[_Reader], key: str, exc: Exception) -> None:
             cache._drop(key)  # unreadable: the next read stores a good value
 
 
-def _decoded_copies(decode: Callable[[Any], Any], budget: int) -> Callable[[str, Any], Any]:
-    """``decode``, answered for a blob seen before with a copy of its first decoding (within ``budget`` bytes)."""
+def decoded_copies(
+    decode: Callable[[Any], Any], budget: int, clock: Callable[[], float] | None = None
+) -> Callable[[str, Any], Any]:
+    """``decode(blob)`` as ``decoded(key, blob)``: a blob seen before is answered with a copy of its first
+    decoding (values of blobs totalling up to ``budget`` bytes are kept).
+
+    The kept value serves only the very ``bytes`` object it was decoded from (verified then, immutable since).
+    With ``clock`` (a codec that checks envelope deadlines, e.g. behind a memory tier), the envelope's deadline
+    is kept too and checked on each hit, as ``decode`` would.
+    """
     if budget <= 0:
         return lambda key, blob: decode(blob)
-    held: dict[str, tuple[Any, Copier, Any]] = {}  # key -> (blob, copier, value decoded from that blob)
+    held: dict[str, tuple[Any, Copier, Any, float | None]] = {}  # key -> (blob, copier, value, deadline)
     used = [0]
     largest = max(1, budget // 8)  # one blob never takes more than an eighth of the budget
 
     def decoded(key: str, blob: Any) -> Any:
         found = held.get(key)
         if found is not None and found[0] is blob:
+            deadline = found[3]
+            if deadline is not None and clock is not None and deadline <= clock():
+                return MISSING  # expired by its envelope
             return found[1](found[2])
         value = decode(blob)
         if value is MISSING or len(blob) > largest:
@@ -112,7 +124,7 @@ def _decoded_copies(decode: Callable[[Any], Any], budget: int) -> Callable[[str,
         if used[0] + len(blob) > budget:
             held.clear()
             used[0] = 0
-        held[key] = (blob, copier, value)
+        held[key] = (blob, copier, value, Codec.expires_at(blob) if clock is not None else None)
         used[0] += len(blob)
         return copier(value)  # never the kept value itself: the caller may mutate what it gets
 

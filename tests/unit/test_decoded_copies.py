@@ -463,3 +463,52 @@ def test_a_value_holding_one_container_twice_gets_no_plan() -> None:
     assert copier_for({"a": (inner,), "b": inner}) is None
     assert copier_for([[1], [1]]) is not None  # equal is not the same object
     assert copier_for([(), (), "s", "s"]) is not None  # shared immutables are fine
+
+
+def _tiered(tmp_path: Any, clock: Any, **memory: Any) -> Cache:
+    return Cache(
+        namespace="tiered-copies",
+        ttl=60,
+        clock=clock,
+        drivers=[{"driver": "memory", "ttl": 60, "config": memory},
+                 {"driver": "filesystem", "config": {"directory": str(tmp_path / "l2")}}],
+    )
+
+
+def test_memory_tier_hits_are_copies_that_never_leak_a_mutation(tmp_path: Any) -> None:
+    from tests.conftest import FakeClock
+
+    cache = _tiered(tmp_path, FakeClock())
+    cache.set("k", {"a": [1, 2], "b": {"c": "d"}})
+    first, second = cache.get("k"), cache.get("k")
+    assert first == second == {"a": [1, 2], "b": {"c": "d"}}
+    assert first is not second
+    assert first["a"] is not second["a"]
+    assert first["b"] is not second["b"]
+    first["a"].append(3)
+    first["b"]["c"] = "changed"
+    assert cache.get("k") == {"a": [1, 2], "b": {"c": "d"}}
+    cache.set("k", {"a": [9]})
+    assert cache.get("k") == {"a": [9]}  # a new blob: never the old kept value
+
+
+def test_memory_tier_copies_still_honour_the_envelope_deadline(tmp_path: Any) -> None:
+    from tests.conftest import FakeClock
+
+    clock = FakeClock()
+    cache = _tiered(tmp_path, clock)
+    cache.set("k", {"v": 1}, ttl=5)
+    assert cache.get("k") == cache.get("k") == {"v": 1}  # the second is served from the kept value
+    clock.advance(6)
+    assert cache.get("k") is None
+
+
+def test_memory_tier_copies_can_be_turned_off(tmp_path: Any) -> None:
+    from tests.conftest import FakeClock
+
+    cache = _tiered(tmp_path, FakeClock(), decoded_cache_bytes=0)
+    assert cache._decode_at is not None
+    cache.set("k", [1])
+    assert cache.get("k") == cache.get("k") == [1]
+    assert _tiered(tmp_path, FakeClock())._decode_at is not None
+    assert Cache(namespace="plain-redisless")._decode_at is None  # the memory driver has its own reader
