@@ -111,12 +111,22 @@ def test_reads_fail_open_while_s3_is_down_and_recover(private_moto: MotoServer) 
         try:
             create_bucket(restarted.endpoint_url, bucket)
             time.sleep(0.25)  # past the circuit breaker's cool-down: the next read probes S3
-            for _ in range(4):
+            # Under load the restarted server's first answers can miss the 1 s read timeout: read (bounded) until
+            # a value is served from S3 again, then every read is a hit and nothing fails.
+            deadline, tries = time.monotonic() + 20, 0
+            while cache.stats().hits == down.hits and time.monotonic() < deadline and tries < 100:
+                tries += 1
                 assert load_user(7) == {"id": 7, "version": 2}
-            assert calls == [7] * 6
+                time.sleep(0.05)
+            assert cache.stats().hits == down.hits + 1, "reads never went back through S3"
+            settled, loads = cache.stats(), len(calls)
+            assert settled.errors >= errors_while_down
+            for _ in range(3):
+                assert load_user(7) == {"id": 7, "version": 2}
             back = cache.stats()
-            assert back.errors == errors_while_down
-            assert back.hits == down.hits + 3
+            assert len(calls) == loads  # all hits
+            assert back.errors == settled.errors
+            assert back.hits == settled.hits + 3
             assert len(object_keys(restarted.endpoint_url, bucket)) == 1
         finally:
             restarted.stop()
