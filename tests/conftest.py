@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
@@ -116,3 +117,17 @@ def s3_bucket(s3_client: Any) -> str:
     name = f"cachekit-test-{uuid.uuid4().hex[:12]}"
     s3_client.create_bucket(Bucket=name)
     return name
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal, with the same type at every level and the same key order (``1 == 1.0 == True`` would hide a lossy
+    round trip), and aware datetimes at the same offset."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same_value(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dt.datetime):
+        return a == b and a.utcoffset() == b.utcoffset()
+    return bool(a == b)

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from cachekit import Cache, cached
 from cachekit.codecs._copies import MAX_NODES, copier_for
 from cachekit.errors import ConfigurationError, InsecureSerializerWarning
+from tests.conftest import same_value
 
 # -- values and how to compare them ---------------------------------------------------------------------------
 
@@ -45,19 +46,6 @@ def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 
 VALUES = st.recursive(LEAVES, _containers, max_leaves=20)
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal, with the same type at every level."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dt.datetime):
-        return a == b and a.utcoffset() == b.utcoffset()
-    return bool(a == b)
 
 
 def mutable_parts(value: Any) -> list[Any]:
@@ -108,7 +96,7 @@ def test_every_hit_equals_a_fresh_decode_and_shares_no_container(value: Any) -> 
     hits = [cache.get("k") for _ in range(4)]
     reference = fresh_decode(cache, "k")
     for hit in hits:
-        assert same(hit, reference), (hit, reference)
+        assert same_value(hit, reference), (hit, reference)
     owned = [{id(part) for part in mutable_parts(hit)} for hit in hits]
     for i in range(len(hits)):
         for j in range(i + 1, len(hits)):
@@ -124,9 +112,9 @@ def test_a_caller_mutating_its_hit_never_changes_later_hits(value: Any) -> None:
     reference = fresh_decode(cache, "k")
     for _ in range(3):
         hit = cache.get("k")
-        assert same(hit, reference)
+        assert same_value(hit, reference)
         vandalize(hit)
-    assert same(cache.get("k"), reference)
+    assert same_value(cache.get("k"), reference)
 
 
 def test_nested_lists_in_tuples_and_dicts_are_copied() -> None:
@@ -162,11 +150,11 @@ def test_copies_through_cached_methods_and_cache_get(call: str) -> None:
     read: Callable[[], Any] = (lambda: repo.get("x")) if call == "decorated" else (lambda: repo.cache.get(key))
     for _ in range(3):
         hit = read()
-        assert same(hit, expected)
+        assert same_value(hit, expected)
         hit["items"].append(3)
         hit["id"] = "changed"
     assert repo.loads == 1
-    assert same(read(), {"id": "x", "items": [1, 2], "when": dt.datetime(2024, 1, 1), "d": Decimal("1.5")})
+    assert same_value(read(), {"id": "x", "items": [1, 2], "when": dt.datetime(2024, 1, 1), "d": Decimal("1.5")})
 
 
 # -- a new blob is served, never the old value -----------------------------------------------------------------
@@ -422,7 +410,7 @@ def test_a_signed_namespace_gets_no_copies_and_stays_correct() -> None:
     signed.set("k", value)
     for _ in range(3):
         hit = signed.get("k")
-        assert same(hit, value)
+        assert same_value(hit, value)
         hit["t"][1].append(3)
     blob = bytearray(blob_of(signed, "k"))
     blob[-1] ^= 1
@@ -453,7 +441,7 @@ def test_a_plan_copies_exactly_its_value(value: Any) -> None:
     if copier is None:
         return
     copy = copier(value)
-    assert same(copy, value)
+    assert same_value(copy, value)
     assert not {id(p) for p in mutable_parts(copy)} & {id(p) for p in mutable_parts(value)}
 
 

@@ -20,7 +20,7 @@ import cachekit.metrics
 from cachekit import MISSING, Cache, cached
 from cachekit.codecs import Codec
 from cachekit.drivers.memory import MemoryDriver
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, same_value
 
 READER_MODULE = "cachekit.drivers._memory_read"
 
@@ -36,17 +36,6 @@ class BreakableClock(FakeClock):
         if self.broken:
             raise OSError("the clock is gone")
         return self.now
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal, with the same type at every level (``1 == 1.0 == True`` does not count)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
 
 
 def pair(clock: FakeClock, **config: Any) -> tuple[Cache, Cache]:
@@ -128,7 +117,7 @@ def test_the_reader_reads_what_the_generic_path_reads(config: dict[str, Any], op
             continue  # a write with no clock is not what this compares
         got, expected = apply(op, fast), apply(op, slow)
         assert (got is MISSING) == (expected is MISSING), op
-        assert same(got, expected), (op, got, expected)
+        assert same_value(got, expected), (op, got, expected)
         assert counters(fast) == counters(slow), op
         assert list(fast.driver._data) == list(slow.driver._data), op  # type: ignore[attr-defined]
     clock.broken = False

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from cachekit.codecs import Codec
 from cachekit.keys import stable_hash
+from tests.conftest import same_value
 
 SCALARS = st.one_of(
     st.none(),
@@ -41,24 +42,11 @@ VALUES = st.recursive(
 )
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equality that also checks types all the way down (1 == 1.0 == True would hide a lossy round trip)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dt.datetime):
-        return a == b and a.utcoffset() == b.utcoffset()
-    return bool(a == b)
-
-
 @settings(max_examples=300, deadline=None)
 @given(value=VALUES, compress=st.booleans())
 def test_msgpack_codec_round_trips_every_documented_type(value: Any, compress: bool) -> None:
     codec = Codec("msgpack", compression="gzip", compression_threshold=0 if compress else None)
-    assert _same(codec.decode(codec.encode(value, ttl=None)), value)
+    assert same_value(codec.decode(codec.encode(value, ttl=None)), value)
 
 
 @settings(max_examples=200, deadline=None)
