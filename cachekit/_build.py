@@ -15,6 +15,8 @@ from .drivers import Driver, create_driver, resolve_driver_class
 from .errors import CacheWarning, ConfigurationError
 
 _TIER_KEYS = frozenset({"driver", "ttl", "config", "name"})
+#: What ``driver=`` may say next to ``drivers=[...]``: nothing, Cache's default, or the tiered driver.
+_TIERED_NAMES = frozenset({"memory", "tiered"})
 
 _DEFAULT_NAMESPACE = "cachekit"
 #: The TTL used when none is given: five minutes, for every driver.
@@ -91,6 +93,12 @@ def build_driver(
     clock: Clock,
 ) -> Driver:
     if tiers is not None:
+        # "memory" is Cache's default driver, so it cannot tell a contradiction from an omission.
+        if isinstance(driver, Driver) or (driver is not None and str(driver).strip().lower() not in _TIERED_NAMES):
+            raise ConfigurationError(
+                f"driver={redact(repr(driver))} and drivers=[...] contradict each other: give drivers=[...] alone "
+                "for a multi-tier cache (put that driver in a tier), or driver= alone"
+            )
         if options:
             raise ConfigurationError(
                 f"with drivers=[...] each tier takes its own 'config'; move {sorted(options)} into a tier"

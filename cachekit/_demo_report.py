@@ -27,7 +27,11 @@ def print_setup(console: Console, options: DemoOptions, endpoint: str) -> None:
     size = "quick" if options.quick else "full"
     console.print(f"[bold]cachekit demo[/bold] ({size} run)")
     console.print(f"  S3: {where}, bucket {options.bucket!r}")
-    console.print(f"  cache: CachePlugin(driver={options.driver!r}) in front of every resource")
+    if options.tiers is not None:
+        names = " -> ".join(str(tier.get("driver")) for tier in options.tiers["drivers"])
+        console.print(f"  cache: CachePlugin(drivers=[{names}]) in front of every resource", markup=False)
+    else:
+        console.print(f"  cache: CachePlugin(driver={options.driver!r}) in front of every resource")
     console.print()
 
 

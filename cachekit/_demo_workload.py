@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import DriverUnavailable
+from .errors import DriverError, DriverUnavailable
 from .workload import WorkloadResult, run_mixed_workload
 
 if TYPE_CHECKING:
@@ -94,10 +94,33 @@ def _delete_documents(database: Database) -> None:
 def _install_plugin(database: Database, options: DemoOptions, namespace: str, invalidation: str) -> CachePlugin:
     from .plugin import CachePlugin
 
-    plugin = CachePlugin(driver=options.driver, config=dict(options.config), namespace=namespace,
-                         invalidation=invalidation)
+    plugin = CachePlugin(**options.cache_arguments(), namespace=namespace, invalidation=invalidation)
     database.use_plugin(plugin)
     return plugin
+
+
+def _cleaned_up(plugin: CachePlugin, stack: contextlib.ExitStack) -> None:
+    """At exit: the plugin's entries, then its generation counters, so a shared backend keeps nothing of the run."""
+    stack.callback(_drop_generations, plugin)  # callbacks run last-in first-out: after the clear below
+    stack.callback(plugin.clear_all_cache)
+
+
+def _drop_generations(plugin: CachePlugin) -> None:
+    """Delete the run's generation counters (Redis ``~gen/{ns}/``, S3 ``~gen/ns/``); best effort, like the clear.
+
+    Counters of a filesystem cache live in its directory's ``~generations`` store and stay (a few bytes each).
+    """
+    cache = plugin.cache
+    if cache is None:
+        return
+    tiers = getattr(cache.driver, "tiers", None)
+    drivers = [tier.driver for tier in tiers] if tiers is not None else [cache.driver]
+    layouts = {"redis": f"~gen/{{{cache.namespace}}}/", "s3": f"~gen/{cache.namespace}/"}
+    for driver in drivers:
+        prefix = layouts.get(driver.name)
+        if prefix is not None:
+            with contextlib.suppress(DriverError):
+                driver.clear(prefix)
 
 
 # -- phase 1: cold and warm latency -----------------------------------------------------------------------------
@@ -110,7 +133,7 @@ def latency_phase(
     scale = options.scale
     plugin = _install_plugin(database, options, f"demo-{run_id}", "precise")
     # Runs before database.close (LIFO), so a shared Redis/S3/disk cache keeps nothing of the demo.
-    stack.callback(plugin.clear_all_cache)
+    _cleaned_up(plugin, stack)
     orders = database.create_resource("orders", partitions={PARTITION: ["region"]})
     _seed(orders, scale.records, progress)
     results = []
@@ -219,7 +242,7 @@ def mixed_phase(
     scale = options.scale
     database = open_database(client, options, f"cachekit-demo-{run_id}-{mode}", stack)
     plugin = _install_plugin(database, options, f"demo-{run_id}-{mode}", mode)
-    stack.callback(plugin.clear_all_cache)
+    _cleaned_up(plugin, stack)
     events = database.create_resource("events", partitions={"by_region": ["region"]})
     # One call seeds (insert_many), then each operation is one resource call.
     task = progress.add_task(f"Mixed workload, invalidation={mode}", total=scale.mixed_operations + 1)

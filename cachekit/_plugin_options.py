@@ -59,6 +59,12 @@ def check_driver(driver: object, drivers: object, partition_aware: bool) -> Any:
     if partition_aware and (drivers is not None or driver != "filesystem"):
         raise ConfigurationError("partition_aware=True applies to driver='filesystem' only")
     if drivers is not None:
+        named = driver.strip().lower() if isinstance(driver, str) else None
+        if isinstance(driver, Driver) or named not in (None, "memory", "tiered"):
+            raise ConfigurationError(
+                f"driver={driver!r} and drivers=[...] contradict each other: give drivers=[...] alone for a "
+                "multi-tier cache (put that driver in a tier), or driver= alone"
+            )
         if not isinstance(drivers, Sequence) or isinstance(drivers, (str, bytes)) or not drivers:
             raise ConfigurationError("drivers must be a non-empty list of tiers such as [{'driver': 'memory'}, ...]")
         return "memory"  # unused: the tiers decide

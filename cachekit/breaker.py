@@ -220,7 +220,7 @@ class CircuitBreaker:
         raise CircuitOpenError(
             f"{self.name} is skipped: its circuit breaker is open after {self._last_failure or 'failures'}; "
             f"calls fail fast {when}, then one probe call checks it (options breaker_failures, "
-            "breaker_cooldown; reads fail open meanwhile)"
+            "breaker_cooldown)"
         )
 
     def _succeeded(self, probe: bool) -> None:

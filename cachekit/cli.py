@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
-from .cli_cache import UsageError, add_cache_options, opened_view, run_clear, run_keys, run_stats
+from .cli_cache import UsageError, add_cache_options, opened_view, run_clear, run_keys, run_stats, tier_options
 from .drivers import resolve_driver_class
 from .errors import ConfigurationError, DriverError
 
@@ -209,15 +209,18 @@ def _run_keys(args: argparse.Namespace) -> int:
 
 
 def _run_stats(args: argparse.Namespace) -> int:
-    if args.watch:
+    # --interval and --iterations only mean something to --watch: giving one asks for the live view.
+    watch = args.watch or args.interval is not None or args.iterations is not None
+    interval = 1.0 if args.interval is None else args.interval
+    if watch:
         from .cli_watch import check_watch_options
 
-        check_watch_options(args.interval, args.iterations)
+        check_watch_options(interval, args.iterations)
     with opened_view(args, load_config(args.config)) as view:
-        if args.watch:
+        if watch:
             from .cli_watch import run_watch
 
-            return run_watch(view, interval=args.interval, iterations=args.iterations, as_json=args.json)
+            return run_watch(view, interval=interval, iterations=args.iterations, as_json=args.json)
         return run_stats(view, args.json, _print_mapping)
 
 
@@ -264,9 +267,13 @@ def _run_demo(args: argparse.Namespace) -> int:
     from .demo import DemoOptions, run
 
     config = load_config(args.config)
-    driver = args.driver or config.pop("driver", None) or "memory"
-    resolve_driver_class(driver)  # an unknown driver fails now, not after S3 has been seeded
-    options = DemoOptions(quick=args.quick, driver=driver, config=config, endpoint=args.endpoint, bucket=args.bucket)
+    named = args.driver or config.pop("driver", None)
+    driver, tiers = tier_options(named if named or "drivers" in config else "memory", config)
+    assert driver is not None
+    for name in [str(t.get("driver")) for t in tiers["drivers"] if isinstance(t, dict)] if tiers else [driver]:
+        resolve_driver_class(name)  # an unknown driver fails now, not after S3 has been seeded
+    options = DemoOptions(quick=args.quick, driver=driver, config=config, endpoint=args.endpoint, bucket=args.bucket,
+                          tiers=tiers)
     return run(options, Console())
 
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,10 +36,19 @@ from .errors import ConfigurationError
 if TYPE_CHECKING:
     from .namespace import Cache
 
-__all__ = ["CacheView", "add_cache_options", "opened_view", "run_clear", "run_keys", "run_stats"]
+__all__ = [
+    "CLI_CONNECT_TIMEOUT", "CacheView", "add_cache_options", "open_driver", "opened_view", "quiet_logs", "run_clear",
+    "run_keys", "run_stats", "tier_options",
+]
 
 _DEFAULT_NAMESPACE = "cachekit"  # what Cache(...) uses when given no namespace
 _PLUGIN_SLUG = "cache"
+#: Seconds a command waits to connect to Redis or S3 when ``--config`` says nothing (the drivers' default is 5 s,
+#: made for applications; a person at a terminal should hear of a wrong host or a TLS/plain mismatch sooner).
+CLI_CONNECT_TIMEOUT = 2.0
+_TIERED_OPTIONS = ("drivers", "promote_on_hit", "strategy")
+_TIERED_EXAMPLE = ('\'{"drivers": [{"driver": "memory", "ttl": 60}, '
+                   '{"driver": "redis", "config": {"url": "redis://127.0.0.1:6379/0"}}]}\'')
 
 
 class UsageError(Exception):
@@ -101,27 +112,34 @@ class CacheView:
 
 
 def add_cache_options(parser: argparse.ArgumentParser, command: str) -> None:
-    """The options of ``keys``, ``stats`` and ``clear``."""
+    """The options of ``keys``, ``stats``, ``clear``, ``ping`` and ``invalidate``."""
     drivers = ", ".join(available_drivers())
     parser.add_argument("--driver", metavar="NAME", help=f"driver name ({drivers}) or 'module:Class'")
     parser.add_argument("--config", metavar="JSON_OR_FILE",
-                        help="driver options: inline JSON, or a .json or .toml file (may name the driver)")
-    parser.add_argument("--namespace", metavar="NS", help="the Cache(namespace=...) whose entries to use")
-    parser.add_argument("--plugin", nargs="?", const=_PLUGIN_SLUG, metavar="SLUG",
-                        help="a CachePlugin's entries: its slug ('cache', the default, or 'cache--NAME')")
+                        help="driver options: inline JSON, or a .json or .toml file (may name the driver; "
+                             "'drivers': [...] for a multi-tier cache)")
     parser.add_argument("--database", metavar="URL",
                         help="the s3db database (s3://KEY:SECRET@bucket/prefix?endpoint=...) whose CachePlugin "
                              "S3 cache to use; implies --plugin")
-    parser.add_argument("--resource", metavar="R", help="only the entries of this resource (e.g. 'users')")
+    if command == "ping":
+        parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        return
+    parser.add_argument("--namespace", metavar="NS", help="the Cache(namespace=...) whose entries to use")
+    parser.add_argument("--plugin", nargs="?", const=_PLUGIN_SLUG, metavar="SLUG",
+                        help="a CachePlugin's entries: its slug ('cache', the default, or 'cache--NAME')")
+    parser.add_argument("--resource", metavar="R", required=command == "invalidate",
+                        help="only the entries of this resource (e.g. 'users')")
+    if command == "invalidate":
+        return
     parser.add_argument("--prefix", default="", metavar="P",
                         help="only keys starting with this (within the namespace and resource, if given)")
     if command == "stats":
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
         parser.add_argument("--watch", action="store_true", help="a live view, refreshed every --interval seconds")
-        parser.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
-                            help="seconds between two refreshes of --watch (default 1)")
+        parser.add_argument("--interval", type=float, default=None, metavar="SECONDS",
+                            help="seconds between two refreshes of --watch (default 1; implies --watch)")
         parser.add_argument("--iterations", type=int, default=None, metavar="N",
-                            help="stop --watch after N refreshes (default: until Ctrl-C)")
+                            help="stop --watch after N refreshes (default: until Ctrl-C; implies --watch)")
     if command == "clear":
         parser.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 
@@ -148,38 +166,127 @@ def _plugin_namespace(slug: str) -> str | None:
 
 
 @contextmanager
+def quiet_logs() -> Iterator[None]:
+    """Silence cachekit's log lines while a command runs: its one error line says what failed.
+
+    A driver that fails logs it (rate-limited) for the application's logs; on the command line that line would
+    come before the command's own error and say the same thing. ``CACHEKIT_DEBUG=1`` keeps them.
+    """
+    logger = logging.getLogger("cachekit")
+    level = logger.level
+    if not os.environ.get("CACHEKIT_DEBUG"):
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextmanager
 def opened_view(args: argparse.Namespace, config: dict[str, Any]) -> Iterator[CacheView]:
     """The view the options name, closed afterwards. ``config`` is the parsed ``--config``."""
-    if args.namespace and (args.plugin or args.database):
+    namespace, plugin = getattr(args, "namespace", None), getattr(args, "plugin", None)
+    if namespace and (plugin or args.database):
         raise UsageError("give --namespace or --plugin/--database, not both: a plugin's namespace is its slug")
     options = dict(config)
     named = options.pop("driver", None)
     name = args.driver or named
-    view = _database_view(args, name, options) if args.database else _driver_view(args, name, options)
-    try:
-        yield view
-    finally:
-        for close in reversed(view.closers):
-            close()
+    with quiet_logs():
+        view = _database_view(args, name, options) if args.database else _driver_view(args, name, options)
+        try:
+            yield view
+        finally:
+            for close in reversed(view.closers):
+                close()
+
+
+def tier_options(name: object, options: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+    """Take a multi-tier configuration out of ``options``: ``(driver name, {"drivers": [...], ...} or None)``.
+
+    ``--config '{"drivers": [...]}'`` (with or without ``--driver tiered``) is what ``Cache(drivers=[...])``
+    takes, in JSON or TOML (``[[drivers]]`` tables); ``promote_on_hit`` and ``strategy`` go with it.
+
+    :raises UsageError: ``--driver tiered`` without tiers, or another driver named next to ``drivers``.
+    """
+    driver = name.strip().lower() if isinstance(name, str) and name.strip() else None
+    if "drivers" not in options:
+        if driver == "tiered":
+            hint = " ('drivers', not 'tiers')" if "tiers" in options else ""
+            raise UsageError(f"the tiered driver needs its tiers in --config{hint}, fastest first, e.g. "
+                             f"--config {_TIERED_EXAMPLE}")
+        return driver, None
+    if driver not in (None, "tiered"):
+        raise UsageError(f"--driver {name} and 'drivers' in --config contradict each other: give the tiers alone "
+                         "(or with --driver tiered) for a multi-tier cache, or drop 'drivers'")
+    tiers = options.pop("drivers")
+    if isinstance(tiers, (str, bytes, Mapping)) or not isinstance(tiers, list) or not tiers:
+        raise UsageError(f"'drivers' in --config must be a non-empty list of tiers, e.g. {_TIERED_EXAMPLE}")
+    tiered = {"drivers": tiers, **{k: options.pop(k) for k in _TIERED_OPTIONS[1:] if k in options}}
+    return "tiered", tiered
+
+
+def open_driver(name: str, options: dict[str, Any], tiered: Mapping[str, Any] | None = None) -> Driver:
+    """The driver ``--driver``/``--config`` name, for looking inside a cache (never creating one).
+
+    A filesystem directory must hold a cache already; Redis and S3 get a short connect timeout unless the
+    configuration sets one (:data:`CLI_CONNECT_TIMEOUT`). ``tiered`` is :func:`tier_options`'s second result.
+    """
+    if tiered is None:
+        return _create(name, options)
+    if options:
+        raise UsageError(f"with 'drivers' in --config each tier takes its own 'config'; move {sorted(options)} into a "
+                         "tier (or, for namespace options such as 'serializer', keep them at the top level)")
+    from ._build import build_driver
+
+    tiers = [_inspecting_tier(index, tier) for index, tier in enumerate(tiered["drivers"])]
+    return build_driver(None, tiers, {}, bool(tiered.get("promote_on_hit", True)),
+                        tiered.get("strategy", "write-through"), time.time)
+
+
+def _inspecting_tier(index: int, tier: object) -> dict[str, Any]:
+    if not isinstance(tier, Mapping) or not isinstance(tier.get("driver"), str):
+        raise UsageError(f"drivers[{index}] in --config must be an object with a 'driver' name, such as "
+                         f'{{"driver": "memory"}}; got {json.dumps(tier, default=str)}')
+    config = tier.get("config") or {}
+    if not isinstance(config, Mapping):
+        raise UsageError(f"drivers[{index}]['config'] in --config must be an object of driver options")
+    options = dict(config)
+    _inspection_defaults(str(tier["driver"]), options)
+    return {**tier, "config": options}
+
+
+def _inspection_defaults(name: str, options: dict[str, Any]) -> None:
+    accepted = inspect.signature(resolve_driver_class(name)).parameters
+    # Looking inside a cache must not create an empty one where a path was mistyped.
+    if "create_directory" in accepted:
+        options.setdefault("create_directory", False)
+        _check_existing_disk_cache(options.get("directory"), name)
+    if "connect_timeout" in accepted and "client" not in options:
+        options.setdefault("connect_timeout", CLI_CONNECT_TIMEOUT)
 
 
 def _driver_view(args: argparse.Namespace, name: object, options: dict[str, Any]) -> CacheView:
-    if not isinstance(name, str) or not name:
-        raise UsageError(f"--driver is required (one of {', '.join(available_drivers())}), or a 'driver' key in "
-                         "the --config file, or --database URL for a CachePlugin's S3 cache")
+    if (not isinstance(name, str) or not name) and "drivers" not in options:
+        raise UsageError(f"--driver is required (one of {', '.join(available_drivers())}), or a 'driver' key "
+                         "in the --config file, or --database URL for a CachePlugin's S3 cache")
     from .namespace import NAMESPACE_OPTIONS, Cache
 
     namespace_options = {k: options.pop(k) for k in list(options) if k in NAMESPACE_OPTIONS}
-    driver = _create(name, options)
-    if not (args.namespace or args.plugin or args.resource):
-        return CacheView(driver, prefix=args.prefix, closers=[driver.close])
-    namespace = _plugin_slug(args.plugin) if args.plugin else (args.namespace or _DEFAULT_NAMESPACE)
+    driver_name, tiered = tier_options(name, options)
+    assert driver_name is not None  # checked above: a name, or tiers
+    driver = open_driver(driver_name, options, tiered)
+    namespace, plugin = getattr(args, "namespace", None), getattr(args, "plugin", None)
+    resource = getattr(args, "resource", None)
+    if not (namespace or plugin or resource or args.command == "invalidate"):
+        return CacheView(driver, prefix=getattr(args, "prefix", ""), closers=[driver.close])
+    namespace = _plugin_slug(plugin) if plugin else (namespace or _DEFAULT_NAMESPACE)
     try:
-        cache = Cache(driver, namespace=namespace.strip("/"), config=namespace_options)
+        # One try per bump: a person waits at the terminal, and a failure is reported, not retried in the background.
+        cache = Cache(driver, namespace=namespace.strip("/"), config=namespace_options, retry_attempts=1)
     except BaseException:
         driver.close()
         raise
-    return CacheView(driver, cache, args.resource, args.prefix, closers=[cache.close])
+    return CacheView(driver, cache, resource, getattr(args, "prefix", ""), closers=[cache.close])
 
 
 def _database_view(args: argparse.Namespace, name: object, options: dict[str, Any]) -> CacheView:
@@ -187,14 +294,21 @@ def _database_view(args: argparse.Namespace, name: object, options: dict[str, An
         raise UsageError(f"--database finds a CachePlugin's S3 cache; for a {name} cache give --plugin with "
                          "--driver and --config instead")
     try:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         from .s3db import Database
+        from .s3db.errors import ValidationError
     except ImportError as exc:
         raise UsageError(f"--database needs boto3: pip install 'cachekit-orm[s3]' ({exc})") from exc
     from .plugin import CachePlugin
 
-    slug = _plugin_slug(args.plugin or _PLUGIN_SLUG)
-    database = Database.connect(args.database)
+    slug = _plugin_slug(getattr(args, "plugin", None) or _PLUGIN_SLUG)
     try:
+        database = Database.connect(args.database)
+    except ValidationError as exc:
+        raise UsageError(f"--database: {exc}") from exc
+    try:
+        _check_bucket(database, BotoCoreError, ClientError)
         plugin = CachePlugin(driver="s3", config=options, namespace=_plugin_namespace(slug))
         database.use_plugin(plugin)  # builds the plugin's Cache on this database, as the application's did
     except BaseException:
@@ -202,28 +316,70 @@ def _database_view(args: argparse.Namespace, name: object, options: dict[str, An
         raise
     cache = plugin.cache
     assert cache is not None  # use_plugin installed it
-    return CacheView(cache.driver, cache, args.resource, args.prefix, closers=[database.close])
+    return CacheView(cache.driver, cache, getattr(args, "resource", None), getattr(args, "prefix", ""),
+                     closers=[database.close])
+
+
+def _check_bucket(database: Any, boto_error: type[Exception], client_error: type[Exception]) -> None:
+    """One HEAD of the bucket, so that a wrong URL is one line saying which part is wrong."""
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError
+
+    from ._redact import redact
+    from .errors import DriverUnavailable
+
+    try:
+        database.client.head_bucket(Bucket=database.bucket)
+    except NoCredentialsError as exc:
+        raise UsageError("--database: no AWS credentials; put them in the URL (s3://KEY:SECRET@bucket/prefix) or "
+                         "in boto3's usual places (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws)") from exc
+    except EndpointConnectionError as exc:
+        raise DriverUnavailable(f"--database: cannot reach the S3 endpoint: {redact(str(exc))}") from exc
+    except client_error as exc:
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code"))
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise UsageError(f"--database: bucket {database.bucket!r} does not exist at that endpoint") from exc
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise UsageError(f"--database: S3 refused these credentials for bucket {database.bucket!r} "
+                             f"({code}); check KEY:SECRET in the URL") from exc
+        raise DriverUnavailable(f"--database: S3 failed: {redact(str(exc))}") from exc
+    except boto_error as exc:
+        raise DriverUnavailable(f"--database: S3 failed: {redact(str(exc))}") from exc
 
 
 def _create(name: str, options: dict[str, Any]) -> Driver:
-    accepted = inspect.signature(resolve_driver_class(name)).parameters
-    # Looking inside a cache must not create an empty one where a path was mistyped.
-    if "create_directory" in accepted:
-        options.setdefault("create_directory", False)
-        _check_existing_disk_cache(options.get("directory"))
+    _inspection_defaults(name, options)
     try:
         return create_driver(name, **options)
     except TypeError as exc:  # drivers without **unknown reject an option with a TypeError
-        names = [p for p in accepted if p not in ("self", "clock")]
-        raise ConfigurationError(f"bad option for the {name!r} driver ({exc}); it accepts {names}") from exc
+        raise ConfigurationError(_option_advice(name, exc)) from exc
 
 
-def _check_existing_disk_cache(directory: object) -> None:
+def _option_advice(name: str, exc: TypeError) -> str:
+    """Say which option is missing or wrong in --config terms, never as a Python signature."""
+    parameters = inspect.signature(resolve_driver_class(name)).parameters.values()
+    accepted = [p.name for p in parameters
+                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in ("self", "clock")]
+    required = [p.name for p in parameters if p.default is p.empty and p.name in accepted]
+    text = str(exc)
+    if "missing" in text and required:
+        example = json.dumps({option: f"<{option}>" for option in required})
+        return f"the {name} driver needs {', '.join(map(repr, required))} in --config, e.g. --config '{example}'"
+    reason = text.split(") ", 1)[-1]
+    return f"bad option for the {name!r} driver in --config ({reason}); accepted: {', '.join(accepted)}"
+
+
+def _check_existing_disk_cache(directory: object, name: str = "filesystem") -> None:
     # The filesystem drivers keep diskcache's SQLite file in their directory (the partition-aware one in a
     # folder below it); opening a driver on a directory without one would write a new, empty cache there.
+    if directory is None:
+        raise UsageError(f"the {name} driver needs the cache's directory: --config '{{\"directory\": "
+                         "\"/path/to/cache\"}'")
     if not isinstance(directory, (str, os.PathLike)):
-        return  # the driver reports a bad or missing option itself
+        return  # the driver reports a bad option itself
     root = Path(directory).expanduser()
+    if not root.exists():
+        raise UsageError(f"cache directory {str(root)!r} does not exist; check the 'directory' option (cachekit "
+                         "looks inside existing caches only)")
     if root.is_dir() and not any(root.glob("cache.db")) and not any(root.glob("*/cache.db")):
         raise UsageError(f"{root} holds no filesystem cache (no cache.db in it); check the 'directory' option")
 
@@ -267,10 +423,16 @@ def run_stats(view: CacheView, as_json: bool, print_mapping: Callable[[str, Mapp
 
 
 def run_clear(view: CacheView, yes: bool, confirm: Callable[[str], bool]) -> int:
-    """Remove the entries looked at, after a confirmation unless ``yes``; 1 when the user says no."""
+    """Remove the entries looked at, after a confirmation unless ``yes``; 1 when the user says no.
+
+    With nothing to remove it says so and exits 0 without asking.
+    """
     where = view.where
     if not yes:
         count = len(view.keys())
+        if not count:
+            print(f"Nothing to remove: no keys {where}.")
+            return 0
         if not sys.stdin.isatty():
             raise UsageError(f"clear would remove {_n_keys(count)} {where}; pass --yes to confirm "
                              "(stdin is not a terminal, so cachekit cannot ask)")

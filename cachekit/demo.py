@@ -83,8 +83,10 @@ class DemoOptions:
         DemoOptions(quick=True, driver="redis", config={"url": "redis://127.0.0.1:6379/0"})
 
     :param quick: the small :data:`QUICK` scale instead of :data:`FULL`.
-    :param driver: the cache driver name given to :class:`~cachekit.CachePlugin`.
+    :param driver: the cache driver name given to :class:`~cachekit.CachePlugin` (``"tiered"`` with ``tiers``).
     :param config: that driver's options.
+    :param tiers: a multi-tier cache: ``{"drivers": [...], "promote_on_hit": ..., "strategy": ...}``, what
+        ``CachePlugin(drivers=[...])`` takes.
     :param endpoint: an S3 endpoint URL to use instead of starting moto; credentials come from boto3's chain.
     :param bucket: the bucket to use (created when missing).
     :param region: the S3 region name.
@@ -96,11 +98,18 @@ class DemoOptions:
     endpoint: str | None = None
     bucket: str = "cachekit-demo"
     region: str = "us-east-1"
+    tiers: Mapping[str, Any] | None = None
 
     @property
     def scale(self) -> Scale:
         """:data:`QUICK` or :data:`FULL`."""
         return QUICK if self.quick else FULL
+
+    def cache_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`~cachekit.Cache` and :class:`~cachekit.CachePlugin` for this cache."""
+        if self.tiers is not None:
+            return {**self.tiers, "config": dict(self.config)}
+        return {"driver": self.driver, "config": dict(self.config)}
 
 
 
@@ -148,18 +157,24 @@ def check_cache_backend(options: DemoOptions) -> None:
     """
     from .namespace import Cache
 
-    if options.driver == "s3" and "bucket" not in options.config:
-        return
+    if options.tiers is not None:
+        backends = [(str(t.get("driver")), dict(t.get("config") or {})) for t in options.tiers["drivers"]]
+    else:
+        backends = [(options.driver, dict(options.config))]
     cachekit_logger = logging.getLogger("cachekit")
     level = cachekit_logger.level
     cachekit_logger.setLevel(logging.CRITICAL)  # the one error below says it all
     try:
-        with Cache(driver=options.driver, config=dict(options.config), namespace="cachekit-demo-check") as cache:
-            cache.driver.get("cachekit-demo-check/reachable")
-    except DriverError as exc:
-        raise DriverUnavailable(
-            f"the {options.driver!r} cache backend cannot be reached, so the demo did not start: {exc}"
-        ) from exc
+        for driver, config in backends:
+            if driver == "s3" and "bucket" not in config:
+                continue
+            try:
+                with Cache(driver=driver, config=config, namespace="cachekit-demo-check") as cache:
+                    cache.driver.get("cachekit-demo-check/reachable")
+            except DriverError as exc:
+                raise DriverUnavailable(
+                    f"the {driver!r} cache backend cannot be reached, so the demo did not start: {exc}"
+                ) from exc
     finally:
         cachekit_logger.setLevel(level)
 

@@ -152,9 +152,10 @@ def key_scopes(key: str, namespace: str, partitions: Mapping[str, Partitions]) -
     """The scopes a stored key depends on, read back from the key itself (``None``: not a read's key).
 
     The inverse of :func:`read_scopes` over the key layout, used to tell current entries from the orphans that
-    writes left behind (``Cache.keys()``). ``partitions`` maps resource names to their declared partitions.
+    writes left behind (``Cache.keys()``). ``partitions`` maps resource names to their declared partitions; a
+    partition not declared there is recognised by the number of generations the key ends with.
     """
-    base, at, _ = key.rpartition("@")
+    base, at, suffix = key.rpartition("@")
     if not at or not base.startswith(namespace + "/resource="):
         return None
     parts = base[len(namespace) + 1 :].split("/")
@@ -177,7 +178,10 @@ def key_scopes(key: str, namespace: str, partitions: Mapping[str, Partitions]) -
             return (NAMESPACE_SCOPE, resource, f"{resource}/agg")
         return (NAMESPACE_SCOPE, resource, f"{resource}/item/{rest[1]}")
     declared = partitions.get(unquote(resource), {}).get(partition) if partition else None
-    if partition and declared is not None and set(values) == set(declared):
+    # A process that does not know the resource's partitions (``cachekit keys``) reads the key's own layout:
+    # a read of a declared partition value ends with four generations, every other aggregate with three.
+    scoped = set(values) == set(declared) if declared is not None else bool(values) and suffix.count(".") == 3
+    if partition and scoped:
         scope = f"{resource}/p/{segment(partition)}"
         return (NAMESPACE_SCOPE, resource, scope, f"{scope}/{stable_hash(values)}")  # values folded in the key
     return (NAMESPACE_SCOPE, resource, f"{resource}/agg")

@@ -32,6 +32,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
+import redis
+
 from cachekit._redact import redact
 from cachekit._types import MISSING, Clock, Missing
 from cachekit.breaker import DEFAULT_COOLDOWN, DEFAULT_FAILURES, CircuitBreaker
@@ -362,9 +364,14 @@ class RedisDriver(AsyncRedisCommands):
 
     def _failure(self, exc: Exception, command: str) -> DriverError:
         detail = redact(f"{type(exc).__name__}: {exc}")
-        if isinstance(exc, _UNAVAILABLE):
+        if isinstance(exc, redis.AuthenticationError):  # a ConnectionError to redis-py: the server did answer
             return DriverUnavailable(
-                f"Redis at {self._where} is unavailable ({command}: {detail}); check that the server is running "
-                "and reachable, and the timeouts (reads fail open meanwhile)"
+                f"Redis at {self._where} refused the credentials ({command}: {detail}); check the username and "
+                "password (in the URL, or the 'username'/'password' options)"
             )
+        if isinstance(exc, _UNAVAILABLE):
+            hint = "check that the server is running and reachable, and the timeouts"
+            if self._where.startswith("rediss://") and isinstance(exc, redis.TimeoutError):
+                hint = "rediss:// speaks TLS: if the server is plain Redis use redis://; else " + hint
+            return DriverUnavailable(f"Redis at {self._where} is unavailable ({command}: {detail}); {hint}")
         return DriverError(f"Redis {command} failed at {self._where}: {detail}")
