@@ -32,9 +32,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
+import importlib.util
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from ._core import Section, Settings
@@ -57,7 +60,9 @@ def _parse(args: Sequence[str]) -> argparse.Namespace:
         prog="cachekit bench",
         description="Time cachekit against cachetools, cachebox, diskcache, redis-py and boto3 in one run.",
     )
-    parser.add_argument("--quick", action="store_true", help="fewer operations and rounds (under a minute)")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer operations and rounds (about 1-2 min on a busy 2-core machine, every section; "
+                             "progress on stderr)")
     parser.add_argument("--only", metavar="SECTION[,SECTION]", default=",".join(SECTIONS),
                         help=f"sections to run, comma-separated: {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-': stdout)")
@@ -72,7 +77,33 @@ def _parse(args: Sequence[str]) -> argparse.Namespace:
     if unknown or not chosen:
         parser.error(f"--only takes {', '.join(SECTIONS)} (comma-separated); got {options.only!r}")
     options.sections = [name for name in SECTIONS if name in chosen]
+    if options.json and options.json != "-":
+        problem = _unwritable(options.json)
+        if problem:
+            parser.error(f"--json {options.json}: {problem}")  # now, not after minutes of work
     return options
+
+
+def _unwritable(path: str) -> str | None:
+    """Why the JSON report could not be written to ``path``, or ``None``; nothing is created or changed."""
+    target = Path(path).expanduser()
+    folder = target.parent
+    if target.is_dir():
+        return "is a directory; give a file name"
+    if not folder.is_dir():
+        return f"directory {str(folder)!r} does not exist"
+    if not os.access(target if target.exists() else folder, os.W_OK):
+        return "not writable"
+    return None
+
+
+#: What some sections cannot run without (other rows skip a missing library with a note).
+_NEEDS = {"memory": ("diskcache",), "drivers": ("diskcache", "msgpack"), "scale": ("diskcache",)}
+
+
+def _missing(sections: Sequence[str]) -> list[str]:
+    wanted = dict.fromkeys(name for section in sections for name in _NEEDS.get(section, ()))
+    return [name for name in wanted if importlib.util.find_spec(name) is None]
 
 
 def _runner(name: str) -> Callable[[Settings, Services], Section]:
@@ -108,8 +139,10 @@ def run(
     redis_url: str = _DEFAULT_REDIS_URL,
     instructions: bool | None = None,
     progress: Callable[[Section], None] | None = None,
+    starting: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run ``sections`` and return the report (what ``--json`` writes); ``progress`` sees each finished section.
+    """Run ``sections`` and return the report (what ``--json`` writes); ``progress`` sees each finished section,
+    ``starting`` the name of each section about to run.
 
     ``instructions``: count instructions per memory hit under valgrind (``None``: on, off in quick mode).
 
@@ -126,6 +159,8 @@ def run(
     done: dict[str, Any] = {}
     with Services(redis_url=redis_url) as services:
         for name in sections:
+            if starting is not None:
+                starting(name)
             began = time.perf_counter()
             section = _runner(name)(settings, services)
             section.seconds = round(time.perf_counter() - began, 2)
@@ -139,7 +174,9 @@ def run(
         "method": {
             "figure": "ns per operation: median over rounds of the round's figure, which is batch time / operations "
                       "(batch-timed rows) or the batch's median operation (per-op rows)",
-            "ratio": "median over rounds of (row / reference) within the round; both rows in one interleaved group",
+            "figure_per_op": "per-operation rows: the p50 of every operation pooled over rounds (as the table shows)",
+            "ratio": "row figure / reference figure, as shown; both rows in one interleaved group ('paired_ratios': "
+                     "median over rounds of the per-round ratio)",
             "percentiles": "per-operation samples pooled over rounds (per-operation rows only)",
             "settings": vars(settings),
         },
@@ -156,17 +193,38 @@ def main(args: Sequence[str] | None = None) -> int:
         main(["--quick", "--only", "memory", "--json", "bench.json"])
     """
     from cachekit.cli import EXIT_USAGE, UsageError
+    from cachekit.errors import DriverNotFound
 
     try:
         options = _parse(sys.argv[1:] if args is None else args)
     except UsageError as exc:
         print(f"cachekit bench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    missing = _missing(options.sections)
+    if missing:
+        print(f"cachekit bench: error: the benchmark needs {', '.join(missing)}: pip install 'cachekit-orm[bench]'",
+              file=sys.stderr)
+        return EXIT_USAGE
     print(f"cachekit bench ({'quick' if options.quick else 'full'}): {', '.join(options.sections)}", file=sys.stderr)
     # With --json - the JSON owns stdout, so the tables go to stderr.
     stream = sys.stderr if options.json == "-" else sys.stdout
-    report = run(options.sections, quick=options.quick, redis_url=options.redis_url, instructions=options.instructions,
-                 progress=lambda section: print_section(section, stream))
+    count = len(options.sections)
+
+    def starting(name: str) -> None:
+        number = options.sections.index(name) + 1
+        print(f"[{number}/{count}] {name} ...", file=sys.stderr, flush=True)
+
+    def finished(section: Section) -> None:
+        print_section(section, stream)
+        print(f"  {section.name}: {section.seconds:.1f} s", file=sys.stderr, flush=True)
+
+    try:
+        report = run(options.sections, quick=options.quick, redis_url=options.redis_url,
+                     instructions=options.instructions, progress=finished, starting=starting)
+    except (DriverNotFound, ModuleNotFoundError) as exc:  # a library the checks above did not foresee
+        print(f"cachekit bench: error: {exc}; the benchmark's libraries: pip install 'cachekit-orm[bench]'",
+              file=sys.stderr)
+        return EXIT_USAGE
     if options.json:
         write_json(options.json, report)
     return 0

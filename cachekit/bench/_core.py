@@ -3,8 +3,9 @@
 Method (see ``tests/bench/README.md``): every row is timed in batches of ``ops`` operations; the rows that are
 compared with each other are measured in the same *group*, round-robin (A, B, C, then B, C, A, ...), so slow
 drift on a shared machine hits all of them alike. A round's figure is the batch's mean ns per operation
-(batch-timed rows) or its median operation (per-operation rows); a row's figure is the median over the rounds,
-and its ratio to a reference is the median over the rounds of the two rows' per-round ratio.
+(batch-timed rows) or its median operation (per-operation rows); a row's figure is the median over the rounds
+(batch-timed rows) or the median of every operation, its p50 (per-operation rows); its ratio to a reference is
+the ratio of the two figures shown (the median of the per-round ratios is kept as ``paired_ratios``).
 """
 
 from __future__ import annotations
@@ -240,6 +241,12 @@ def _percentiles(samples: Sequence[float]) -> tuple[float | None, float | None, 
     return cuts[49], cuts[89], cuts[98]
 
 
+def _figure(measured: Measurement) -> float:
+    """The ns per unit a row shows: the pooled p50 of a per-operation row, else the median over the rounds."""
+    p50 = _percentiles(measured.samples)[0]
+    return measured.median_ns if p50 is None else p50
+
+
 def make_row(
     found: Mapping[str, Measurement],
     case_id: str,
@@ -257,7 +264,8 @@ def make_row(
     """
     measured = found[case_id]
     p50, p90, p99 = _percentiles(measured.samples)
-    median = measured.median_ns
+    # One figure per row: a per-operation row's median is its pooled p50, so the two columns never disagree.
+    median = measured.median_ns if p50 is None else p50
     row = Row(
         id=case_id, label=measured.case.label, median_ns=median, ops_per_s=1e9 / median if median else 0.0,
         rounds=len(measured.rounds), ops_per_round=measured.case.ops * measured.case.per, spread=measured.spread,
@@ -266,7 +274,10 @@ def make_row(
     )
     for other in [reference, *also]:
         if other is not None and other in found:
-            row.ratios[other] = paired_ratio(measured, found[other])
+            # The ratio of the figures shown, so a reader can check it; the per-round pairing (robust to drift
+            # when the rows were not interleaved) stays in the JSON as ``paired_ratios``.
+            row.ratios[other] = median / _figure(found[other]) if _figure(found[other]) else float("nan")
+            row.extra.setdefault("paired_ratios", {})[other] = paired_ratio(measured, found[other])
     if reference is not None and reference in found:
         row.reference, row.reference_label = reference, found[reference].case.label
         row.ratio = row.ratios[reference]

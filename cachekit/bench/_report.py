@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
@@ -77,7 +78,13 @@ def _format_rate(per_second: float) -> str:
 
 
 def _format_ratio(ratio: float) -> str:
-    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
+    """``1.26x``, ``0.042x``, ``0.000040x``: two significant figures below 0.1, never an exponent."""
+    if not math.isfinite(ratio) or ratio <= 0:
+        return "-"
+    if ratio >= 0.1:
+        return f"{ratio:,.2f}x"
+    decimals = 1 - math.floor(math.log10(ratio))
+    return f"{ratio:.{decimals}f}x"
 
 
 def _ratio_text(row: Row) -> str:
