@@ -8,6 +8,9 @@
     cachekit stats|keys|clear --database S3DB_URL [--plugin SLUG] [--resource R]
     cachekit stats|keys|clear --driver NAME --config JSON_OR_FILE [--prefix P]     (the driver's raw keys)
     cachekit stats ... --watch [--interval 1] [--iterations N]                      (a live view)
+    cachekit keys ... --json                                                          (one JSON object)
+    cachekit ping --driver NAME --config JSON_OR_FILE [--json]                        (latency per tier)
+    cachekit invalidate --driver ... [--namespace NS | --plugin] --resource R --id ID | --partition P [--value F=V]
 
 ``--config`` is inline JSON (``'{"url": "redis://127.0.0.1:6379/0"}'``) or the path of a ``.json`` or ``.toml``
 file holding the driver's options; a ``driver`` key in it stands in for ``--driver``. ``stats``, ``keys`` and
@@ -49,7 +52,7 @@ __all__ = [
 
 PROG = "cachekit"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-_COMMANDS = ("demo", "bench", "stats", "keys", "clear")
+_COMMANDS = ("demo", "bench", "stats", "keys", "clear", "ping", "invalidate")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -105,7 +108,8 @@ def _dispatch(arguments: list[str]) -> int:
     args = build_parser().parse_args(arguments)
     if args.command is None:
         raise UsageError(f"choose a command: {', '.join(_COMMANDS)} (see '{PROG} --help')")
-    handler = {"demo": _run_demo, "stats": _run_stats, "keys": _run_keys, "clear": _run_clear}[args.command]
+    handler = {"demo": _run_demo, "stats": _run_stats, "keys": _run_keys, "clear": _run_clear, "ping": _run_ping,
+               "invalidate": _run_invalidate}[args.command]
     return handler(args)
 
 
@@ -136,10 +140,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_options(commands.add_parser("demo", help="time cold and cached reads of an S3-backed resource"))
     commands.add_parser("bench", add_help=False, help="benchmarks; see 'cachekit bench --help'")
     summaries = {"stats": "show a cache's driver stats and size", "keys": "list stored keys, one a line",
-                 "clear": "remove stored keys"}
+                 "clear": "remove stored keys", "ping": "probe the backend (each tier) and show its latency",
+                 "invalidate": "invalidate a resource's items or partitions in every process (a generation bump)"}
     for name, summary in summaries.items():
-        add_cache_options(commands.add_parser(name, help=summary, description=summary), name)
+        command = commands.add_parser(name, help=summary, description=summary)
+        add_cache_options(command, name)
+        if name == "invalidate":
+            _add_invalidate_options(command)
     return parser
+
+
+def _add_invalidate_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--id", action="append", default=[], metavar="ID", dest="ids",
+                        help="an item written (repeatable): its reads, the aggregates and the partitions")
+    parser.add_argument("--partition", metavar="NAME", help="a declared partition, such as by_region")
+    parser.add_argument("--value", action="append", default=[], metavar="FIELD=VALUE", dest="values",
+                        help="with --partition: one value combination (repeatable), such as region=eu")
+    parser.add_argument("--all", action="store_true", dest="whole", help="every entry of the resource")
 
 
 def _add_demo_options(demo: argparse.ArgumentParser) -> None:
@@ -205,7 +222,7 @@ def _as_options(data: object, where: str) -> dict[str, Any]:
 
 def _run_keys(args: argparse.Namespace) -> int:
     with opened_view(args, load_config(args.config)) as view:
-        return run_keys(view)
+        return run_keys(view, args.json)
 
 
 def _run_stats(args: argparse.Namespace) -> int:
@@ -227,6 +244,20 @@ def _run_stats(args: argparse.Namespace) -> int:
 def _run_clear(args: argparse.Namespace) -> int:
     with opened_view(args, load_config(args.config)) as view:
         return run_clear(view, args.yes, _confirm)
+
+
+def _run_ping(args: argparse.Namespace) -> int:
+    from .cli_ops import run_ping
+
+    with opened_view(args, load_config(args.config)) as view:
+        return run_ping(view, args.json)
+
+
+def _run_invalidate(args: argparse.Namespace) -> int:
+    from .cli_ops import run_invalidate
+
+    with opened_view(args, load_config(args.config)) as view:
+        return run_invalidate(view, ids=args.ids, partition=args.partition, values=args.values, whole=args.whole)
 
 
 def _confirm(question: str) -> bool:

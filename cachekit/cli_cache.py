@@ -133,8 +133,10 @@ def add_cache_options(parser: argparse.ArgumentParser, command: str) -> None:
         return
     parser.add_argument("--prefix", default="", metavar="P",
                         help="only keys starting with this (within the namespace and resource, if given)")
+    if command in ("stats", "keys"):
+        parser.add_argument("--json", action="store_true", help="print JSON instead of a table" if command == "stats"
+                            else "print one JSON object (the keys and where they were looked for)")
     if command == "stats":
-        parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
         parser.add_argument("--watch", action="store_true", help="a live view, refreshed every --interval seconds")
         parser.add_argument("--interval", type=float, default=None, metavar="SECONDS",
                             help="seconds between two refreshes of --watch (default 1; implies --watch)")
@@ -387,9 +389,19 @@ def _check_existing_disk_cache(directory: object, name: str = "filesystem") -> N
 # -- commands -----------------------------------------------------------------------------------------------------
 
 
-def run_keys(view: CacheView) -> int:
-    """Print the keys, one a line; none found is said on stderr (exit status 0 all the same)."""
+def run_keys(view: CacheView, as_json: bool = False) -> int:
+    """Print the keys, one a line (or one JSON object); none found is said on stderr (exit status 0 all the same)."""
     keys = view.keys()
+    if as_json:
+        found: dict[str, Any] = {"driver": view.driver.name, "count": len(keys), "keys": keys}
+        if view.cache is not None:
+            found["namespace"] = view.cache.namespace
+            if view.resource:
+                found["resource"] = view.resource
+        if view.key_prefix:
+            found["prefix"] = view.key_prefix
+        print(json.dumps(found, indent=2, default=str))
+        return 0
     for key in keys:
         sys.stdout.write(key + "\n")
     sys.stdout.flush()

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import asyncio
 
+    from .health import Health
+
 from . import _logging
 from ._async_namespace import aread, configure_async
 from ._build import (
@@ -387,6 +389,15 @@ class Cache(LoadingMixin, EventsMixin):
             driver=self.driver.name,
             details=details,
         )
+
+    def ping(self) -> Health:
+        """Probe the backend once per tier, timed (:mod:`cachekit.health`); never raises for a failing backend.
+
+        E.g. ``cache.ping().ok``, ``cache.ping().tiers[0].latency`` (seconds).
+        """
+        from .health import ping_driver
+
+        return ping_driver(self.driver)
 
     def reset_stats(self) -> None:
         """Zero the hit, miss, set, delete, invalidation and error counters."""

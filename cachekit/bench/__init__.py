@@ -61,7 +61,7 @@ def _parse(args: Sequence[str]) -> argparse.Namespace:
         description="Time cachekit against cachetools, cachebox, diskcache, redis-py and boto3 in one run.",
     )
     parser.add_argument("--quick", action="store_true",
-                        help="fewer operations and rounds (about 1-2 min on a busy 2-core machine, every section; "
+                        help="fewer operations and rounds (about 2 min on a busy 2-core machine, every section; "
                              "progress on stderr)")
     parser.add_argument("--only", metavar="SECTION[,SECTION]", default=",".join(SECTIONS),
                         help=f"sections to run, comma-separated: {', '.join(SECTIONS)} (default: all)")
