@@ -115,7 +115,8 @@ def _drop_generations(plugin: CachePlugin) -> None:
         return
     tiers = getattr(cache.driver, "tiers", None)
     drivers = [tier.driver for tier in tiers] if tiers is not None else [cache.driver]
-    layouts = {"redis": f"~gen/{{{cache.namespace}}}/", "s3": f"~gen/{cache.namespace}/"}
+    tag = cache.namespace.replace("{", "(").replace("}", ")")  # as RedisGenerations names its hash tag
+    layouts = {"redis": f"~gen/{{{tag}}}/", "s3": f"~gen/{cache.namespace}/"}
     for driver in drivers:
         prefix = layouts.get(driver.name)
         if prefix is not None:

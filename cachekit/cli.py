@@ -8,7 +8,7 @@
     cachekit stats|keys|clear --database S3DB_URL [--plugin SLUG] [--resource R]
     cachekit stats|keys|clear --driver NAME --config JSON_OR_FILE [--prefix P]     (the driver's raw keys)
     cachekit stats ... --watch [--interval 1] [--iterations N]                      (a live view)
-    cachekit keys ... --json                                                          (one JSON object)
+    cachekit keys ... [--json] [--orphans]                  (one JSON object; entries left under old generations)
     cachekit ping --driver NAME --config JSON_OR_FILE [--json]                        (latency per tier)
     cachekit invalidate --driver ... [--namespace NS | --plugin] --resource R --id ID | --partition P [--value F=V]
 
@@ -42,7 +42,16 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
-from .cli_cache import UsageError, add_cache_options, opened_view, run_clear, run_keys, run_stats, tier_options
+from .cli_cache import (
+    UsageError,
+    add_cache_options,
+    opened_view,
+    run_clear,
+    run_keys,
+    run_orphans,
+    run_stats,
+    tier_options,
+)
 from .drivers import resolve_driver_class
 from .errors import ConfigurationError, DriverError
 
@@ -222,7 +231,7 @@ def _as_options(data: object, where: str) -> dict[str, Any]:
 
 def _run_keys(args: argparse.Namespace) -> int:
     with opened_view(args, load_config(args.config)) as view:
-        return run_keys(view, args.json)
+        return run_orphans(view, args.json) if args.orphans else run_keys(view, args.json)
 
 
 def _run_stats(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._types import MISSING
 from .drivers import Driver, available_drivers, create_driver, resolve_driver_class
 from .errors import ConfigurationError
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLI_CONNECT_TIMEOUT", "CacheView", "add_cache_options", "open_driver", "opened_view", "quiet_logs", "run_clear",
-    "run_keys", "run_stats", "tier_options",
+    "run_keys", "run_orphans", "run_stats", "tier_options",
 ]
 
 _DEFAULT_NAMESPACE = "cachekit"  # what Cache(...) uses when given no namespace
@@ -46,6 +47,7 @@ _PLUGIN_SLUG = "cache"
 #: Seconds a command waits to connect to Redis or S3 when ``--config`` says nothing (the drivers' default is 5 s,
 #: made for applications; a person at a terminal should hear of a wrong host or a TLS/plain mismatch sooner).
 CLI_CONNECT_TIMEOUT = 2.0
+_ORPHAN_BATCH = 500  # keys per get_many when sizing orphans
 _TIERED_OPTIONS = ("drivers", "promote_on_hit", "strategy")
 _TIERED_EXAMPLE = ('\'{"drivers": [{"driver": "memory", "ttl": 60}, '
                    '{"driver": "redis", "config": {"url": "redis://127.0.0.1:6379/0"}}]}\'')
@@ -98,6 +100,26 @@ class CacheView:
             return sorted(self.driver.keys(self.prefix))
         return sorted(self.cache.keys(self._cache_prefix()))
 
+    def orphans(self) -> dict[str, int | None]:
+        """Stored keys looked at that no read can reach any more (left under old generations), with their bytes.
+
+        ``None`` bytes: the driver stores live objects. An entry that expired meanwhile is left out.
+        """
+        if self.cache is None:
+            raise UsageError("--orphans needs --namespace, --plugin or --resource: generations are per namespace")
+        prefix = self._cache_prefix()
+        current = set(self.cache.keys(prefix))
+        stored = sorted(key for key in self.cache.keys(prefix, orphans=True) if key not in current)
+        found: dict[str, int | None] = {}
+        for start in range(0, len(stored), _ORPHAN_BATCH):
+            batch = stored[start : start + _ORPHAN_BATCH]
+            for key, blob in zip(batch, self.driver.get_many(batch), strict=True):
+                if isinstance(blob, (bytes, bytearray, memoryview)):
+                    found[key] = len(blob)
+                elif blob is not MISSING:
+                    found[key] = None
+        return found
+
     def clear(self) -> int:
         """Remove the entries looked at; return how many were removed."""
         if self.cache is None:
@@ -136,6 +158,10 @@ def add_cache_options(parser: argparse.ArgumentParser, command: str) -> None:
     if command in ("stats", "keys"):
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table" if command == "stats"
                             else "print one JSON object (the keys and where they were looked for)")
+    if command == "keys":
+        parser.add_argument("--orphans", action="store_true",
+                            help="only entries no read can reach any more (left under old generations by writes), "
+                                 "with their bytes")
     if command == "stats":
         parser.add_argument("--watch", action="store_true", help="a live view, refreshed every --interval seconds")
         parser.add_argument("--interval", type=float, default=None, metavar="SECONDS",
@@ -387,6 +413,23 @@ def _check_existing_disk_cache(directory: object, name: str = "filesystem") -> N
 
 
 # -- commands -----------------------------------------------------------------------------------------------------
+
+
+def run_orphans(view: CacheView, as_json: bool = False) -> int:
+    """Print the orphaned entries, ``key  N bytes`` a line (or one JSON object), then their total on stderr."""
+    found = view.orphans()
+    total = sum(size or 0 for size in found.values())
+    if as_json:
+        print(json.dumps({"driver": view.driver.name, "namespace": view.cache.namespace if view.cache else None,
+                          "resource": view.resource, "count": len(found), "bytes": total,
+                          "orphans": [{"key": key, "bytes": size} for key, size in found.items()]}, indent=2))
+        return 0
+    for key, size in found.items():
+        sys.stdout.write(f"{key}  {'-' if size is None else size} bytes\n")
+    sys.stdout.flush()
+    print(f"cachekit: {_n_keys(len(found))} orphaned {view.where}, {total:,} bytes (TTLs and eviction remove them)",
+          file=sys.stderr)
+    return 0
 
 
 def run_keys(view: CacheView, as_json: bool = False) -> int:

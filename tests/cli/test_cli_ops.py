@@ -201,3 +201,23 @@ def test_cache_ping_of_one_driver(tmp_path: Path) -> None:
     assert health.ok
     assert [(tier.name, tier.driver) for tier in health.tiers] == [("filesystem", "filesystem")]
     assert health.as_dict()["tiers"][0]["latency_ms"] >= 0
+
+
+# -- keys --orphans -------------------------------------------------------------------------------------------
+
+
+def test_keys_orphans_lists_what_writes_left_behind_with_bytes(capsys: pytest.CaptureFixture[str], app: Any) -> None:
+    _, options, directory = app
+    stored_before = _current(directory)
+    status, out, err = run(capsys, "keys", *options, "--resource", "users", "--orphans")
+    assert (status, out) == (0, "")
+    assert "0 keys orphaned" in err
+    assert run(capsys, "invalidate", *options, "--resource", "users", "--id", "u1")[0] == 0
+    status, out, err = run(capsys, "keys", *options, "--resource", "users", "--orphans", "--json")
+    listed = json.loads(out)
+    orphans = [orphan["key"] for orphan in listed["orphans"]]
+    assert orphans == sorted(set(stored_before) - set(_current(directory)))
+    assert len(orphans) == 4
+    assert all(orphan["bytes"] > 20 for orphan in listed["orphans"])  # an envelope and a payload
+    assert listed["bytes"] == sum(orphan["bytes"] for orphan in listed["orphans"])
+    assert "--namespace" in one_error(capsys, 2, "keys", *options[:4], "--orphans")
