@@ -8,12 +8,13 @@
     cachekit stats|keys|clear --database S3DB_URL [--plugin SLUG] [--resource R]
     cachekit stats|keys|clear --driver NAME --config JSON_OR_FILE [--prefix P]     (the driver's raw keys)
     cachekit stats ... --watch [--interval 1] [--iterations N]                      (a live view)
-    cachekit keys ... [--json] [--orphans]                  (one JSON object; entries left under old generations)
+    cachekit keys ... [--json] [--orphans]          (one JSON object; the entries left under old generations)
     cachekit ping --driver NAME --config JSON_OR_FILE [--json]                        (latency per tier)
-    cachekit invalidate --driver ... [--namespace NS | --plugin] --resource R --id ID | --partition P [--value F=V]
+    cachekit invalidate ... --resource R (--id ID ... | --partition P [--value F=V ...] | --all)
 
 ``--config`` is inline JSON (``'{"url": "redis://127.0.0.1:6379/0"}'``) or the path of a ``.json`` or ``.toml``
-file holding the driver's options; a ``driver`` key in it stands in for ``--driver``. ``stats``, ``keys`` and
+file holding the driver's options; a ``driver`` key in it stands in for ``--driver``, and ``"drivers": [...]``
+(``[[drivers]]`` in TOML) describes a multi-tier cache as ``Cache(drivers=[...])`` takes it. ``stats``, ``keys`` and
 ``clear`` let an operator look inside a Redis, S3 or filesystem cache that an application filled, by namespace,
 plugin and resource (:mod:`cachekit.cli_cache`); ``keys`` that finds nothing says so on stderr, exit status 0.
 

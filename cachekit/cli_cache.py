@@ -150,7 +150,8 @@ def add_cache_options(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--plugin", nargs="?", const=_PLUGIN_SLUG, metavar="SLUG",
                         help="a CachePlugin's entries: its slug ('cache', the default, or 'cache--NAME')")
     parser.add_argument("--resource", metavar="R", required=command == "invalidate",
-                        help="only the entries of this resource (e.g. 'users')")
+                        help="the resource written to (e.g. 'users')" if command == "invalidate"
+                        else "only the entries of this resource (e.g. 'users')")
     if command == "invalidate":
         return
     parser.add_argument("--prefix", default="", metavar="P",
