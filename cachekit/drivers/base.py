@@ -15,6 +15,8 @@ Rules every driver follows:
 * ``keys(prefix)`` lists stored keys under ``prefix``, without the driver's own ``key_prefix``.
 * A failure to reach the backend raises :class:`~cachekit.errors.DriverUnavailable`; any other backend failure
   raises :class:`~cachekit.errors.DriverError` with the original exception as ``__cause__``.
+* ``add`` (store if absent) and ``replace`` (compare-and-set) are atomic where a driver overrides them
+  (memory, Redis, tiers); the defaults here read then write.
 * Batch operations have ``_many`` names; the defaults here loop, and drivers override them when the backend
   batches (Redis ``MGET``, S3 ``delete_objects``).
 * Every operation has an async twin with an ``a`` prefix (``aget``, ``aset``, ``aclear_many``, ``aclose`` ...),
@@ -116,6 +118,34 @@ class Driver(abc.ABC):
         """Remove every key starting with any of ``prefixes``; drivers that scan override this to scan once."""
         return sum(self.clear(prefix) for prefix in prefixes if prefix)
 
+    def add(self, key: str, blob: bytes, ttl: float | None = None) -> bool:
+        """Store ``blob`` only if ``key`` holds nothing (live); return whether it was stored.
+
+        Atomic where the driver overrides it (memory: under its lock; Redis: ``SET NX``; tiers: on their most
+        shared tier). This default reads then writes, so two concurrent callers may both add. A ``ttl`` of 0
+        stores nothing and returns whether the key was free.
+        """
+        if not isinstance(self.get(key), Missing):
+            return False
+        if ttl != 0:
+            self.set(key, blob, ttl)
+        return True
+
+    def replace(self, key: str, expected: bytes, blob: bytes, ttl: float | None = None) -> bool:
+        """Compare-and-set: store ``blob`` only if ``key`` still holds exactly ``expected``; return whether it did.
+
+        Atomic where the driver overrides it (memory, Redis: one Lua call, tiers: on their most shared tier);
+        this default reads then writes. A ``ttl`` of 0 deletes the key if it still holds ``expected``.
+        """
+        current = self.get(key)
+        if isinstance(current, Missing) or (current is not expected and current != expected):
+            return False
+        if ttl == 0:
+            self.delete(key)
+        else:
+            self.set(key, blob, ttl)
+        return True
+
     def acquire_lock(self, name: str, ttl: float) -> str | None:
         """Try to take the cross-process lock ``name`` for at most ``ttl`` seconds, without waiting.
 
@@ -152,6 +182,14 @@ class Driver(abc.ABC):
     async def aset(self, key: str, blob: bytes, ttl: float | None = None) -> None:
         """Async :meth:`set`."""
         await run_blocking(self, self.set, key, blob, ttl)
+
+    async def aadd(self, key: str, blob: bytes, ttl: float | None = None) -> bool:
+        """Async :meth:`add`."""
+        return await run_blocking(self, self.add, key, blob, ttl)
+
+    async def areplace(self, key: str, expected: bytes, blob: bytes, ttl: float | None = None) -> bool:
+        """Async :meth:`replace`."""
+        return await run_blocking(self, self.replace, key, expected, blob, ttl)
 
     async def aset_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
         """Async :meth:`set_many`."""

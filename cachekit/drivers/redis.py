@@ -40,6 +40,7 @@ from cachekit.drivers._redis_commands import (
     _GLOB_ESCAPES,
     _LOCK_SEGMENT,
     _RELEASE_SCRIPT,
+    _REPLACE_SCRIPT,
     _SCAN_COUNT,
     _UNAVAILABLE,
     _batches,
@@ -291,6 +292,21 @@ class RedisDriver(AsyncRedisCommands):
             lambda client: _unlink(client, (raw for raw in self._scan(client, common) if raw.startswith(heads))),
             name="SCAN+UNLINK",
         )
+
+    def add(self, key: str, blob: bytes, ttl: float | None = None) -> bool:
+        """``SET key blob NX PX ms``: atomic across processes; whether it was stored."""
+        px = _px(ttl)
+        full = self._prefix + key
+        if px == 0:
+            return bool(self.call(lambda client: not client.exists(full), name="EXISTS"))
+        return bool(self.call(lambda client: client.set(full, blob, nx=True, px=px), name="SET NX"))
+
+    def replace(self, key: str, expected: bytes, blob: bytes, ttl: float | None = None) -> bool:
+        """Compare-and-set in one Lua call (atomic across processes); whether ``blob`` replaced ``expected``."""
+        px = _px(ttl)
+        full = self._prefix + key
+        args = (expected, blob, "" if px is None else str(px))
+        return bool(self.call(lambda client: client.eval(_REPLACE_SCRIPT, 1, full, *args), name="EVAL (replace)"))
 
     # -- cross-process locks (single-flight between processes) ---------------------------------------------
 

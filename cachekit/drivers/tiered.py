@@ -244,6 +244,43 @@ class TieredDriver(Driver):
                 tier.sets += len(items)
         raise_if_all_failed("set_many", None, outcome, targets)
 
+    # -- conditional writes: decided by the most shared tier written to, then mirrored in the others ----------
+
+    def add(self, key: str, blob: bytes, ttl: float | None = None) -> bool:
+        """Add on the last tier written to (atomic there: ``SET NX`` on Redis); then copy the new entry into
+        the faster tiers, or, when the key was taken, drop their copies so they read the winner's value."""
+        seconds = normalize_ttl(ttl)
+        authority = self._write_targets()[-1]
+        added = authority.call(lambda driver: driver.add(key, blob, bounded_ttl(seconds, authority.ttl)))
+        self._mirror(authority, key, blob if added else None, seconds)
+        return added
+
+    def replace(self, key: str, expected: bytes, blob: bytes, ttl: float | None = None) -> bool:
+        """Compare-and-set on the last tier written to, mirrored in the others as :meth:`add` does."""
+        seconds = normalize_ttl(ttl)
+        authority = self._write_targets()[-1]
+        bound = bounded_ttl(seconds, authority.ttl)
+        done = authority.call(lambda driver: driver.replace(key, expected, blob, bound))
+        self._mirror(authority, key, blob if done and seconds != 0 else None, seconds)
+        return done
+
+    def _mirror(self, authority: TierState, key: str, blob: bytes | None, seconds: float | None) -> None:
+        targets = self._write_targets()
+        for tier in self._tiers:
+            if tier is authority:
+                continue
+            try:
+                if blob is not None and tier in targets:
+                    bound = bounded_ttl(seconds, tier.ttl)
+                    tier.call(lambda driver: driver.set(key, blob, bound))  # noqa: B023 - called at once
+                else:
+                    tier.call(lambda driver: driver.delete(key))
+            except ConfigurationError:
+                raise
+            except Exception as exc:
+                tier.note_failure(exc)
+                tier.queue(keys=[key], cause=exc)
+
     # -- invalidations: every tier; a tier that misses one is quarantined until it is replayed ---------------
 
     def delete(self, key: str) -> bool:
