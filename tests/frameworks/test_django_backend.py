@@ -298,3 +298,21 @@ def test_entries_show_in_cachekit_keys_and_stats(redis_url: str, redis_prefix: s
         assert main(["keys", "--driver", "redis", "--config", config, "--namespace", "site"]) == 0
     assert out.getvalue().split() == ["site/:1:home"]
     assert backend.cache.stats().hits >= 1
+
+
+# -- the bench section ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_bench_django_section_reports_every_row(redis_url: str) -> None:
+    """Shape only (speed lives in ``cachekit bench``): every row measured, ratios against Django's RedisCache."""
+    from cachekit.bench import run
+
+    report = run(["django"], quick=True, redis_url=redis_url, instructions=False)
+    rows = {row["id"]: row for row in report["sections"]["django"]["rows"]}
+    assert {"django_django_builtin", "django_django_redis", "django_cachekit", "django_cachekit_tiered",
+            "django_aget_builtin", "django_aget_cachekit"} <= set(rows)
+    assert rows["django_cachekit"]["target"]["max_ratio"] == 1.1
+    assert rows["django_cachekit_tiered"]["target"]["max_ratio"] == 0.1
+    assert rows["django_cachekit"]["ratio"] > 0
+    assert rows["django_aget_cachekit"]["reference"] == "django_aget_builtin"
