@@ -194,7 +194,7 @@ class CachekitCache(BaseCache):  # type: ignore[misc]  # django ships no type in
         self._store(full, blob, ttl)
 
     def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
-        """Store ``value`` only if ``key`` holds nothing (atomic on memory, Redis and tiers); whether it did."""
+        """Store ``value`` only if ``key`` holds nothing (atomic but on S3); whether it did."""
         full, ttl = self._key(key, version), self._ttl(timeout)
         blob = self._encode(value, ttl)
         if blob is None:

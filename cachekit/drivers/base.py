@@ -16,7 +16,7 @@ Rules every driver follows:
 * A failure to reach the backend raises :class:`~cachekit.errors.DriverUnavailable`; any other backend failure
   raises :class:`~cachekit.errors.DriverError` with the original exception as ``__cause__``.
 * ``add`` (store if absent) and ``replace`` (compare-and-set) are atomic where a driver overrides them
-  (memory, Redis, tiers); the defaults here read then write.
+  (memory, Redis, filesystem, tiers); the defaults here read then write.
 * Batch operations have ``_many`` names; the defaults here loop, and drivers override them when the backend
   batches (Redis ``MGET``, S3 ``delete_objects``).
 * Every operation has an async twin with an ``a`` prefix (``aget``, ``aset``, ``aclear_many``, ``aclose`` ...),
@@ -121,9 +121,9 @@ class Driver(abc.ABC):
     def add(self, key: str, blob: bytes, ttl: float | None = None) -> bool:
         """Store ``blob`` only if ``key`` holds nothing (live); return whether it was stored.
 
-        Atomic where the driver overrides it (memory: under its lock; Redis: ``SET NX``; tiers: on their most
-        shared tier). This default reads then writes, so two concurrent callers may both add. A ``ttl`` of 0
-        stores nothing and returns whether the key was free.
+        Atomic where the driver overrides it (memory: under its lock; Redis: ``SET NX``; filesystem: one
+        transaction; tiers: on their most shared tier). This default reads then writes, so two concurrent
+        callers may both add. A ``ttl`` of 0 stores nothing and returns whether the key was free.
         """
         if not isinstance(self.get(key), Missing):
             return False
@@ -134,8 +134,9 @@ class Driver(abc.ABC):
     def replace(self, key: str, expected: bytes, blob: bytes, ttl: float | None = None) -> bool:
         """Compare-and-set: store ``blob`` only if ``key`` still holds exactly ``expected``; return whether it did.
 
-        Atomic where the driver overrides it (memory, Redis: one Lua call, tiers: on their most shared tier);
-        this default reads then writes. A ``ttl`` of 0 deletes the key if it still holds ``expected``.
+        Atomic where the driver overrides it (memory, Redis: one Lua call, filesystem, tiers: on their most
+        shared tier); this default reads then writes. A ``ttl`` of 0 deletes the key if it still holds
+        ``expected``.
         """
         current = self.get(key)
         if isinstance(current, Missing) or (current is not expected and current != expected):

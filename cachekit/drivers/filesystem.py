@@ -212,6 +212,49 @@ class FilesystemDriver(DiskStores, Driver):
             store = self._existing_store_for(key)
             return store is not None and store.delete(full_key)
 
+    def add(self, key: str, blob: bytes, ttl: float | None = None) -> bool:
+        """Store only if absent, in one diskcache transaction (SQLite's lock: atomic across processes)."""
+        full_key = self.key_prefix + check_key(key)
+        deadline = self._deadline(ttl)
+        with self._errors("add", key, writes=1):
+            store = self._store_for(key)
+            with store.cache.transact():
+                if self._live(store, full_key) is not None:
+                    return False
+                if ttl != 0:
+                    store.set(full_key, bytes(blob), deadline)
+            self._after_writes(store, 1)
+            return True
+
+    def replace(self, key: str, expected: bytes, blob: bytes, ttl: float | None = None) -> bool:
+        """Compare-and-set in one diskcache transaction (atomic across processes)."""
+        full_key = self.key_prefix + check_key(key)
+        deadline = self._deadline(ttl)
+        with self._errors("replace", key, writes=1):
+            store = self._existing_store_for(key)
+            if store is None:
+                return False
+            with store.cache.transact():
+                found = self._live(store, full_key)
+                if found is None or found[0] != expected:
+                    return False
+                if ttl == 0:
+                    store.delete(full_key)
+                else:
+                    store.set(full_key, bytes(blob), deadline)
+            self._after_writes(store, 1)
+            return True
+
+    def _live(self, store: Store, full_key: str) -> tuple[bytes, float | None] | None:
+        try:
+            found = store.get(full_key)
+        except RefusedRow:  # a foreign row, deleted by get: the key is free
+            self._refused += 1
+            return None
+        if found is None or (found[1] is not None and found[1] <= self._clock()):
+            return None
+        return found
+
     # -- batches -------------------------------------------------------------------------------------------
 
     def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:

@@ -16,7 +16,7 @@ from cachekit.drivers.base import Driver
 from tests.contract.conftest import Harness
 
 #: Drivers whose add/replace are atomic across threads (and processes, for Redis).
-ATOMIC = {"memory", "redis", "redis-cluster"}
+ATOMIC = {"memory", "filesystem", "partition-filesystem", "redis", "redis-cluster", "tiered"}
 
 
 def test_add_stores_only_when_absent(driver: Driver) -> None:

@@ -55,9 +55,6 @@ SKIPPED: dict[str, str] = {
     "test_cache_write_for_model_instance_with_deferred (async)": (
         "as test_cache_read_for_model_instance_with_deferred (async)"
     ),
-    "CacheSessionTests.test_non_default_cache": (
-        "checks LocMemCache and DummyCache under method-level CACHES; our backend is covered by the other tests"
-    ),
 }
 
 
@@ -221,11 +218,19 @@ del _config, _name, _base, _marks, _judged
 # -- sessions on the cache ----------------------------------------------------------------------------------------
 
 
+def _non_default_cache(config: str) -> Any:
+    """Django's ``test_non_default_cache`` with its ``sessions`` cache (LocMem there) ours in ``config``."""
+    caches_setting = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+                      **our_caches({"sessions": {"LOCATION": "session"}}, config)}
+    test = django_session_tests.CacheSessionTests.test_non_default_cache.__wrapped__
+    return override_settings(CACHES=caches_setting, SESSION_CACHE_ALIAS="sessions")(test)
+
+
 @override_settings(CACHES=our_caches({"default": {}}, "memory"), SESSION_CACHE_ALIAS="default")
 class CacheSessionCachekitTests(django_session_tests.CacheSessionTests):
     """``django.contrib.sessions.backends.cache`` on our backend."""
 
-    test_non_default_cache = _skip(SKIPPED["CacheSessionTests.test_non_default_cache"])
+    test_non_default_cache = _non_default_cache("memory")
 
 
 @pytest.mark.redis
@@ -234,7 +239,7 @@ class CacheSessionCachekitTests(django_session_tests.CacheSessionTests):
 class CacheSessionRedisCachekitTests(django_session_tests.CacheSessionTests):
     """``django.contrib.sessions.backends.cache`` on our backend over Redis."""
 
-    test_non_default_cache = _skip(SKIPPED["CacheSessionTests.test_non_default_cache"])
+    test_non_default_cache = _non_default_cache("redis")
 
 
 @override_settings(CACHES=our_caches({"default": {}}, "memory"))
@@ -249,7 +254,6 @@ class TestSkipList:
         "test_get_or_set_racing": BaseCacheTests,
         "test_cache_read_for_model_instance_with_deferred": BaseCacheTests,
         "test_cache_write_for_model_instance_with_deferred": BaseCacheTests,
-        "test_non_default_cache": django_session_tests.CacheSessionTests,
     }
 
     def test_every_skipped_test_exists(self) -> None:
