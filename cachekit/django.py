@@ -11,9 +11,10 @@ E.g.::
         },
     }
 
-``LOCATION`` picks the driver as Django users expect: a ``redis://``/``rediss://`` URL is Redis, an absolute path
-is the filesystem (diskcache), a name (or nothing) is memory, and memory caches with the same ``LOCATION`` share
-one store in the process (as ``LocMemCache`` does). ``OPTIONS`` takes cachekit's own options:
+``LOCATION`` picks the driver as Django users expect: a ``redis://``/``rediss://`` URL is Redis
+(``redis+cluster://`` a Redis Cluster), an absolute path is the filesystem (diskcache), a name (or nothing) is
+memory, and memory caches with the same ``LOCATION`` share one store in the process (as ``LocMemCache`` does).
+``OPTIONS`` takes cachekit's own options:
 
 * ``driver``: any cachekit driver name (``"memory"``, ``"filesystem"``, ``"redis"``, ``"s3"``, a
   ``"module:Class"`` path), overriding what ``LOCATION`` implies;
@@ -72,6 +73,7 @@ DEFAULT_FOREVER_TIMEOUT = 365 * 24 * 3600.0
 _CAS_ATTEMPTS = 100  # incr/touch retries when another writer changed the entry in between
 _NAMESPACE_ONLY = frozenset({"serializer", "deserializer", "signing_key", "verify_keys"})
 _LOCAL_DRIVERS = frozenset({"memory", "filesystem", "partition-filesystem", "null"})
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 
 # Memory stores by LOCATION, shared by every backend instance of the process (as LocMemCache's are).
 _MEMORY: dict[str, tuple[str, Driver]] = {}
@@ -102,7 +104,7 @@ class CachekitCache(BaseCache):  # type: ignore[misc]  # django ships no type in
     through ``redis.asyncio``, memory inline; tiers and the filesystem on cachekit's executor.
     """
 
-    def __init__(self, location: str | None, params: dict[str, Any]) -> None:
+    def __init__(self, location: str | Sequence[str] | None, params: dict[str, Any]) -> None:
         super().__init__(params)
         options = params.get("OPTIONS") or {}
         where = _setting_name(options)
@@ -110,7 +112,7 @@ class CachekitCache(BaseCache):  # type: ignore[misc]  # django ships no type in
             raise ImproperlyConfigured(f"{where} must be a dict; got {options!r}")
         _check_option_names(options, where)
         self._culls = "MAX_ENTRIES" in options or "CULL_FREQUENCY" in options
-        self.cache: Cache = _shared_cache(location or "", options, where)
+        self.cache: Cache = _shared_cache(_one_location(location, where), options, where)
         self._driver: Driver = self.cache.driver
         codec = self.cache.codec
         assert codec is not None  # built with a serializer: never an objects store
@@ -490,6 +492,18 @@ def _setting_name(options: object) -> str:
     return "CACHES[...]['OPTIONS']"
 
 
+def _one_location(location: str | Sequence[str] | None, where: str) -> str:
+    if location is None or isinstance(location, str):
+        return location or ""
+    servers = list(location)
+    if len(servers) == 1 and isinstance(servers[0], str):
+        return servers[0]
+    raise ImproperlyConfigured(
+        f"LOCATION of {where.rpartition('[')[0] or 'CACHES[...]'} lists {len(servers)} servers; CachekitCache takes "
+        "one URL, directory or name (for Redis Cluster, one node: 'redis+cluster://host:port')"
+    )
+
+
 def _check_option_names(options: Mapping[str, Any], where: str) -> None:
     for name in options:
         if name not in OPTION_NAMES:
@@ -530,7 +544,7 @@ def _driver_plan(location: str, options: Mapping[str, Any], where: str) -> tuple
     config = dict(config)
     name = options.get("driver")
     if name is None:
-        if location.startswith(("redis://", "rediss://", "unix://")):
+        if location.startswith(_REDIS_SCHEMES):
             name = "redis"
         elif location.startswith("/"):
             name = "filesystem"
@@ -538,7 +552,7 @@ def _driver_plan(location: str, options: Mapping[str, Any], where: str) -> tuple
             name = "memory"
     if not isinstance(name, str):
         raise ImproperlyConfigured(f"{where}['driver'] must be a cachekit driver name such as 'redis'; got {name!r}")
-    if name == "redis" and location.startswith(("redis://", "rediss://", "unix://")):
+    if name == "redis" and location.startswith(_REDIS_SCHEMES):
         if not {"url", "host", "client"} & set(config):
             config["url"] = location
     elif name in ("filesystem", "partition-filesystem") and location:
@@ -578,7 +592,7 @@ def _tier_list(location: str, options: Mapping[str, Any], where: str) -> list[An
         raise ImproperlyConfigured(f"{where}['tiers'] must be a list of tier dicts, fastest first; got {tiers!r}")
     built = []
     for tier in tiers:
-        redis_url = location.startswith(("redis://", "rediss://"))
+        redis_url = location.startswith(_REDIS_SCHEMES)
         if isinstance(tier, Mapping) and tier.get("driver") == "redis" and redis_url:
             config = dict(tier.get("config") or {})
             if not {"url", "host", "client"} & set(config):

@@ -98,6 +98,12 @@ def test_bad_options_are_improperly_configured_naming_the_setting(options: dict[
     assert message in str(raised.value)
 
 
+def test_several_servers_in_location_are_refused() -> None:
+    with pytest.raises(ImproperlyConfigured, match="2 servers"):
+        CachekitCache(["redis://127.0.0.1:6379/0", "redis://127.0.0.1:6380/0"], {})
+    assert CachekitCache(["one-name"], {}).cache.driver.name == "memory"
+
+
 def test_unreachable_redis_at_start_up_is_one_clear_error() -> None:
     from tests.servers import free_port
 
@@ -316,3 +322,12 @@ def test_bench_django_section_reports_every_row(redis_url: str) -> None:
     assert rows["django_cachekit_tiered"]["target"]["max_ratio"] == 0.1
     assert rows["django_cachekit"]["ratio"] > 0
     assert rows["django_aget_cachekit"]["reference"] == "django_aget_builtin"
+
+
+def test_import_cachekit_does_not_import_django() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, cachekit; cachekit.Cache(driver='memory').set('k', 1); print('django' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "False"
