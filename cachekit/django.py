@@ -569,6 +569,11 @@ def _driver_plan(location: str, options: Mapping[str, Any], where: str) -> tuple
 
 def _namespace_config(options: Mapping[str, Any], config: dict[str, Any], where: str) -> dict[str, Any]:
     """Pop the namespace's options out of ``config`` and add signing, compression and the pickle serializer."""
+    if config.get("store") == "objects":
+        raise ImproperlyConfigured(
+            f"{where}['config']: a memory store of live objects (store='objects') is not supported: Django's "
+            "backends hand out copies, so values are pickled; leave 'store' out"
+        )
     refused = sorted(_NAMESPACE_ONLY & set(config))
     if refused:
         raise ImproperlyConfigured(

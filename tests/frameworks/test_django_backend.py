@@ -88,6 +88,7 @@ def test_memory_caches_with_one_location_share_one_store() -> None:
         ({"config": {"colour": "blue"}}, "colour"),
         ({"config": {"serializer": "json"}}, "may not set ['serializer']"),
         ({"breaker": {"failures": 3, "cooldwn": 1}}, "['breaker']"),
+        ({"driver": "memory", "config": {"store": "objects"}}, "store='objects'"),
     ],
 )
 def test_bad_options_are_improperly_configured_naming_the_setting(options: dict[str, Any], message: str) -> None:
