@@ -101,7 +101,8 @@ class CachekitCache(BaseCache):  # type: ignore[misc]  # django ships no type in
 
     Built by Django from ``CACHES``; see the module docstring for ``LOCATION`` and ``OPTIONS``. The namespace is
     :attr:`cache` (``cachekit stats``/``keys --namespace django`` see it). Every ``a*`` method is native: Redis
-    through ``redis.asyncio``, memory inline; tiers and the filesystem on cachekit's executor.
+    through ``redis.asyncio``, memory and memory-tier hits inline; the filesystem, S3 and the rest of a tiered
+    call on cachekit's executor.
     """
 
     def __init__(self, location: str | Sequence[str] | None, params: dict[str, Any]) -> None:

@@ -149,6 +149,20 @@ class TieredDriver(Driver):
         found = self.get_with_expiry(key, start=start)
         return found if isinstance(found, Missing) else found[0]
 
+    async def aget(self, key: str) -> bytes | Missing:
+        """A hit of a first tier that never blocks (memory) is answered inline, with no thread; anything else
+        (a miss there, a first tier that blocks or is not healthy) takes the sync path on cachekit's executor."""
+        first = self._tiers[0]
+        if not first.driver.blocking and first.idle():
+            try:
+                blob = first.driver.get(key)
+            except Exception:
+                blob = MISSING
+            if not isinstance(blob, Missing):
+                first.hits += 1
+                return blob
+        return await super().aget(key)
+
     def get_with_expiry(self, key: str, *, start: int = 0) -> tuple[bytes, float | None] | Missing:
         """The first tier's hit, promoted into the faster tiers; ``MISSING`` when no tier has ``key``.
 

@@ -252,7 +252,8 @@ def test_a_dead_redis_fails_open(private_redis: Any) -> None:
 
 
 def test_async_methods_on_redis_and_memory_never_use_a_thread(
-    monkeypatch: pytest.MonkeyPatch, memory_backend: CachekitCache, redis_backend: CachekitCache, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, memory_backend: CachekitCache, redis_backend: CachekitCache, tmp_path: Path,
+    redis_url: str, redis_prefix: str,
 ) -> None:
     import cachekit.drivers.base
 
@@ -286,6 +287,11 @@ def test_async_methods_on_redis_and_memory_never_use_a_thread(
     for backend in (memory_backend, redis_backend):
         asyncio.run(every_method(backend))
     assert threaded == []
+    tiers = [{"driver": "memory", "ttl": 30}, {"driver": "redis", "config": {"key_prefix": redis_prefix}}]
+    tiered = CachekitCache(redis_url, {"OPTIONS": {"namespace": "tiered-async", "tiers": tiers}})
+    tiered.set("hot", {"n": 1})
+    assert asyncio.run(tiered.aget("hot")) == {"n": 1}
+    assert threaded == []  # a memory-tier hit is answered inline
     asyncio.run(every_method(CachekitCache(str(tmp_path), {})))  # the filesystem runs on the executor: the spy sees it
     assert threaded
 
