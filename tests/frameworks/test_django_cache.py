@@ -7,7 +7,8 @@ judges the ``a*`` methods (``AsyncDriven``: every ``cache.x(...)`` of the tests 
 memory, Redis and tiers. Django's cache middleware / ``cache_page`` tests and the cache-backed session tests
 (``django.contrib.sessions``' ``cache`` and ``cached_db`` backends) run against our backend too.
 
-Skipped tests (:data:`SKIPPED`) and why; everything else Django's suite has for these classes runs.
+Skipped tests (:data:`SKIPPED`) and tests run in an adapted form (:data:`ADAPTED`), with why; everything else
+Django's suite has for these classes runs as Django wrote it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from unittest import mock
 import pytest
 
 from tests.frameworks.django_judge import (
+    BACKEND,
     REDIS_KEY_PREFIX,
     AsyncDriven,
     base_caches,
@@ -44,16 +46,28 @@ _NO_CULL = frozenset({"cull", "zero_cull"})
 
 #: Every test of Django's suite that does not run here, and why.
 SKIPPED: dict[str, str] = {
-    "test_get_or_set_racing (async)": (
-        "patches the backend class's sync add() to simulate a lost race; aget_or_set() calls aadd(), which the "
-        "patch does not reach (the sync run of the same test passes)"
-    ),
     "test_cache_read_for_model_instance_with_deferred (async)": (
         "pickling an unevaluated QuerySet runs its query, which Django forbids in an async context "
         "(SynchronousOnlyOperation, before the backend is reached); the sync runs pass"
     ),
     "test_cache_write_for_model_instance_with_deferred (async)": (
         "as test_cache_read_for_model_instance_with_deferred (async)"
+    ),
+    "test_cull (Redis, tiers; sync and async)": (
+        "skips itself ('Culling isn't implemented'): as Django does for RedisCache (redis_excluded_caches), the "
+        "culling caches are left out where the store has no cheap entry count; memory and filesystem cull"
+    ),
+    "test_zero_cull (Redis, tiers; sync and async)": "as test_cull",
+    "test_cull_delete_when_store_empty (Redis, tiers; sync and async)": "as test_cull",
+}
+#: Tests that run in an adapted form, and how.
+ADAPTED: dict[str, str] = {
+    "test_get_or_set_racing (async)": (
+        "Django's patches the sync add() to lose the race, but aget_or_set() calls aadd(): the async run patches "
+        "aadd() instead, with the same assertion"
+    ),
+    "CacheSessionTests.test_non_default_cache": (
+        "its method-level CACHES has a LocMemCache 'sessions' cache: ours takes its place, same assertions"
     ),
 }
 
@@ -154,7 +168,12 @@ class _Async:
         self.addCleanup(patcher.stop)
         super().setUp()  # type: ignore[misc]
 
-    test_get_or_set_racing = _skip(SKIPPED["test_get_or_set_racing (async)"])
+    def test_get_or_set_racing(self) -> None:
+        """Django's test patches the sync ``add`` to lose the race; ``aget_or_set`` calls ``aadd``: patch that."""
+        with mock.patch(f"{BACKEND}.aadd", new=mock.AsyncMock(return_value=False)) as aadd:
+            assert django_cache_tests.cache.get_or_set("key", "default") == "default"
+        aadd.assert_awaited_once()
+
     test_cache_read_for_model_instance_with_deferred = _skip(
         SKIPPED["test_cache_read_for_model_instance_with_deferred (async)"]
     )
@@ -251,13 +270,17 @@ class TestSkipList:
     """The skip list stays honest: every entry names a test that exists in Django's suite."""
 
     names: ClassVar[dict[str, type]] = {
+        "test_cull": BaseCacheTests,
+        "test_zero_cull": BaseCacheTests,
+        "test_cull_delete_when_store_empty": BaseCacheTests,
         "test_get_or_set_racing": BaseCacheTests,
+        "test_non_default_cache": django_session_tests.CacheSessionTests,
         "test_cache_read_for_model_instance_with_deferred": BaseCacheTests,
         "test_cache_write_for_model_instance_with_deferred": BaseCacheTests,
     }
 
     def test_every_skipped_test_exists(self) -> None:
-        for entry in SKIPPED:
+        for entry in [*SKIPPED, *ADAPTED]:
             name = entry.split(" ")[0].rpartition(".")[2]
             assert hasattr(self.names[name], name), entry
 
