@@ -47,8 +47,9 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environm
     ) from exc
 
 from ._options import unknown_options_message
+from ._redact import redact
 from ._types import Clock
-from .drivers import Driver
+from .drivers import Driver, resolve_driver_class
 from .drivers.memory import MemoryDriver
 from .drivers.null import NullDriver
 from .errors import CacheError, ConfigurationError
@@ -123,8 +124,11 @@ class CachekitCache(BaseCache):
     :param promote_on_hit: tiers: copy a lower tier's hit into the faster ones.
     :param strategy: tiers: ``"write-through"`` or ``"lazy-promotion"``.
     :param clock: wall clock for deadlines (``time.time``); tests pass a fake one.
-    :raises ConfigurationError: an unknown option, an unknown driver, or a pickle serializer on a shared store
-        without a signing key.
+    :param check_on_start: read from every backend once now and raise if one cannot be reached (``True`` by
+        default through :meth:`factory`, so an app with a wrong ``CACHE_REDIS_URL`` does not start; ``False``:
+        start anyway, reads are misses until the backend is back).
+    :raises ConfigurationError: an unknown option, an unknown driver, a pickle serializer on a shared store
+        without a signing key, or (``check_on_start``) a backend that cannot be reached.
     """
 
     def __init__(
@@ -143,6 +147,7 @@ class CachekitCache(BaseCache):
         promote_on_hit: bool = True,
         strategy: str = "write-through",
         clock: Clock | None = None,
+        check_on_start: bool = False,
         **unknown_options: Any,
     ) -> None:
         if unknown_options:
@@ -165,6 +170,8 @@ class CachekitCache(BaseCache):
                 "next to 'config'), where the backend checks that pickle is only ever read from signed entries"
             )
         bridge, named = _serializer(serializer)
+        if isinstance(driver, str) and drivers is None:
+            resolve_driver_class(driver)  # an unknown driver is the first thing to say
         if bridge is not None and signing_key is None:
             if not _process_local(driver, drivers):
                 raise ConfigurationError(
@@ -196,6 +203,8 @@ class CachekitCache(BaseCache):
         if bridge is not None and self.cachekit.codec is not None and not self.signed:  # pragma: no cover
             raise ConfigurationError("a pickle serializer without a signed envelope: refused")
         self._lock = threading.RLock()
+        if check_on_start:
+            self._check_backends()
 
     # -- Flask-Caching ----------------------------------------------------------------------------------------
 
@@ -219,6 +228,7 @@ class CachekitCache(BaseCache):
                 f"CACHE_ARGS={args!r}: CachekitCache takes keyword options only; put them in CACHE_OPTIONS"
             )
         options = dict(kwargs)
+        options.setdefault("check_on_start", True)
         options.setdefault("key_prefix", config.get("CACHE_KEY_PREFIX") or "")
         _driver_settings(options, config)
         if "signing_key" not in options:
@@ -229,8 +239,8 @@ class CachekitCache(BaseCache):
                 options.setdefault("verify_keys", [_derive_key(old) for old in fallbacks if old])
         try:
             return cls(**options)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"CACHE_TYPE 'cachekit.flask.CachekitCache' (CACHE_OPTIONS): {exc}") from exc
+        except ConfigurationError as exc:  # the same class (DriverNotFound stays one), naming the settings
+            raise type(exc)(f"CACHE_TYPE 'cachekit.flask.CachekitCache' (CACHE_OPTIONS): {exc}") from exc
 
     @property
     def serializer(self) -> Any:
@@ -337,6 +347,21 @@ class CachekitCache(BaseCache):
     def __repr__(self) -> str:
         return f"<CachekitCache namespace={self.cachekit.namespace!r} driver={self.cachekit.driver!r}>"
 
+    def _check_backends(self) -> None:
+        driver = self.cachekit.driver
+        tiers = getattr(driver, "tiers", None)
+        for each in [tier.driver for tier in tiers] if tiers is not None else [driver]:
+            try:
+                each.get(self.cachekit.prefix + "~start-up-check")
+            except CacheError as exc:
+                self.close()
+                raise ConfigurationError(
+                    f"cannot reach the {each.name!r} cache backend {redact(repr(each))} at start-up: {exc}. Check "
+                    "its setting (CACHE_REDIS_URL, CACHE_DIR, CACHE_OPTIONS['config'] or ['drivers']), or pass "
+                    "CACHE_OPTIONS['check_on_start'] = False to start with a failing cache (reads are misses "
+                    "until it is back)"
+                ) from exc
+
     def _key(self, key: str) -> str:
         if not isinstance(key, str):
             raise TypeError(f"cache keys are strings; got {type(key).__name__} {key!r}")
@@ -357,7 +382,7 @@ class CachekitCache(BaseCache):
 
 _OPTION_NAMES = (
     "default_timeout", "key_prefix", "driver", "config", "drivers", "namespace", "serializer", "signing_key",
-    "verify_keys", "ignore_delete_many_errors", "promote_on_hit", "strategy", "clock",
+    "verify_keys", "ignore_delete_many_errors", "promote_on_hit", "strategy", "clock", "check_on_start",
 )
 
 
