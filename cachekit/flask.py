@@ -27,13 +27,15 @@ then need no key.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import math
 import secrets
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 try:
@@ -48,7 +50,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environm
 
 from ._options import unknown_options_message
 from ._redact import redact
-from ._types import Clock
+from ._types import Clock, Missing
 from .drivers import Driver, resolve_driver_class
 from .drivers.memory import MemoryDriver
 from .drivers.null import NullDriver
@@ -59,6 +61,11 @@ from .stats import CacheStats
 __all__ = ["CachekitCache"]
 
 _ABSENT = object()
+_FAILED = object()
+#: Cross-process locks of add/inc/dec: held at most this long (a crashed holder's lock expires), waited for a
+#: little longer.
+_LOCK_TTL, _LOCK_WAIT = 5.0, 6.0
+_LOCK_PREFIX = "flask-rmw/"
 #: Drivers whose blobs never leave the process: a random signing key per process is enough for them.
 _PROCESS_LOCAL = frozenset({"memory", "null"})
 #: Options of ``config`` that belong to this backend's top level, where they are checked together.
@@ -103,7 +110,8 @@ class CachekitCache(BaseCache):
     Timeouts are seconds (``int``, ``float`` or ``timedelta``); ``0`` keeps an entry until it is deleted, a
     negative one removes it. Reads fail open (a backend failure or an unreadable entry is a miss, counted in
     :meth:`stats`); ``set``/``add``/``delete`` return ``False`` when the backend fails. ``add``, ``inc`` and
-    ``dec`` are atomic within a process, not across processes.
+    ``dec`` hold a lock for their read and write: this process's, and the driver's cross-process lock where it
+    has one (Redis, tiers with Redis), so they are atomic across processes there (not on the filesystem).
 
     :param default_timeout: seconds an entry lives when ``set`` gets no timeout (``CACHE_DEFAULT_TIMEOUT``).
     :param key_prefix: prepended to every key (``CACHE_KEY_PREFIX``); ``clear()`` removes only keys under it.
@@ -287,8 +295,8 @@ class CachekitCache(BaseCache):
 
     def add(self, key: str, value: Any, timeout: float | dt.timedelta | None = None) -> bool:
         """Like :meth:`set`, but only when ``key`` holds nothing; ``False`` otherwise."""
-        with self._lock:
-            if self.has(key):
+        with self._exclusive(self._key(key)) as current:
+            if current is _FAILED or current is not _ABSENT:
                 return False
             return self.set(key, value, timeout)
 
@@ -326,8 +334,10 @@ class CachekitCache(BaseCache):
 
     def inc(self, key: str, delta: int = 1) -> int | None:
         """Add ``delta`` to the number under ``key`` (missing: 0) and store it; the new value, ``None`` on failure."""
-        with self._lock:
-            value = (self.get(key) or 0) + delta
+        with self._exclusive(self._key(key)) as current:
+            if current is _FAILED:
+                return None
+            value = (0 if current is _ABSENT else current or 0) + delta
             return value if self.set(key, value) else None
 
     def dec(self, key: str, delta: int = 1) -> int | None:
@@ -346,6 +356,56 @@ class CachekitCache(BaseCache):
 
     def __repr__(self) -> str:
         return f"<CachekitCache namespace={self.cachekit.namespace!r} driver={self.cachekit.driver!r}>"
+
+    @contextlib.contextmanager
+    def _exclusive(self, full: str) -> Iterator[Any]:
+        """Hold ``full`` for a read-modify-write (``add``, ``inc``, ``dec``); yield its current value.
+
+        Always this process's lock; also the driver's cross-process lock where it has one (Redis, tiers with
+        Redis), in which case the value is read from the store that lock guards, past this process's memory
+        tier (which may hold a value another process has replaced). Yields ``_ABSENT`` when there is none and
+        ``_FAILED`` when the backend failed or the lock could not be had in time.
+        """
+        with self._lock:
+            driver = self.cachekit.driver
+            token = self._lock_across_processes(driver, full) if driver.supports_locks else ""
+            try:
+                yield _FAILED if token is None else self._read_shared(driver, full)
+            finally:
+                if token:
+                    try:
+                        driver.release_lock(_LOCK_PREFIX + full, token)
+                    except CacheError:  # it expires by itself
+                        pass
+
+    def _lock_across_processes(self, driver: Driver, full: str) -> str | None:
+        """The lock's token; ``None`` when the backend failed or another holder kept it past ``_LOCK_WAIT``."""
+        deadline = time.monotonic() + _LOCK_WAIT
+        pause = 0.001
+        while True:
+            try:
+                token = driver.acquire_lock(_LOCK_PREFIX + full, _LOCK_TTL)
+            except CacheError as exc:
+                self.cachekit._read_failed(full, exc)
+                return None
+            if token is not None or time.monotonic() >= deadline:
+                return token
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _read_shared(self, driver: Driver, full: str) -> Any:
+        tiers = getattr(driver, "tiers", None)
+        if tiers is None or not driver.supports_locks:
+            return self.cachekit.get(full, _ABSENT)
+        start = next(index for index, tier in enumerate(tiers) if tier.driver.supports_locks)
+        key = self.cachekit._full_key(full)
+        try:
+            found = driver.get_with_expiry(key, start=start)  # type: ignore[call-arg]
+        except CacheError as exc:
+            self.cachekit._read_failed(key, exc)
+            return _FAILED
+        value = self.cachekit._decoded(key, found if isinstance(found, Missing) else found[0])
+        return _ABSENT if isinstance(value, Missing) else value
 
     def _check_backends(self) -> None:
         driver = self.cachekit.driver

@@ -12,6 +12,7 @@ import pickle
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -337,3 +338,41 @@ def test_keys_are_strings_and_add_keeps_the_first_value(tmp_path: Path) -> None:
     assert backend.inc("n", 5) == 5
     assert backend.dec("n", 2) == 3
     assert backend.get_dict("k", "n", "none") == {"k": "first", "n": 3, "none": None}
+
+
+# -- add/inc/dec across processes --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tiers", [False, True], ids=["redis", "memory+redis"])
+def test_inc_and_add_are_atomic_across_processes(tiers: bool, redis_url: str, redis_prefix: str) -> None:
+    """Two backends on one Redis stand for two processes (each has its own process lock and memory tier)."""
+    redis_config = {"url": redis_url, "key_prefix": redis_prefix}
+    where: dict[str, Any] = (
+        {"drivers": [{"driver": "memory", "ttl": 60}, {"driver": "redis", "config": redis_config}]}
+        if tiers else {"driver": "redis", "config": redis_config}
+    )
+    backends = [CachekitCache(signing_key=KEY, **where) for _ in range(2)]
+    for backend in backends:
+        assert backend.get("n") is None  # each memory tier has now seen the counter missing...
+    backends[0].set("n", 0)
+    for backend in backends:
+        assert backend.get("n") == 0  # ...and then 0: a stale copy, once the other process counts
+    rounds, workers = 25, [backend for backend in backends for _ in range(2)]
+
+    def count(backend: CachekitCache) -> None:
+        for _ in range(rounds):
+            assert backend.inc("n") is not None
+            assert backend.dec("n", 2) is not None
+            assert backend.inc("n", 2) is not None
+
+    def claim(backend: CachekitCache, who: int) -> bool:
+        return backend.add("claimed", who)
+
+    with ThreadPoolExecutor(len(workers)) as pool:
+        list(pool.map(count, workers))
+        claims = list(pool.map(claim, workers, range(len(workers))))
+    assert backends[0]._read_shared(backends[0].cachekit.driver, "n") == rounds * len(workers)
+    assert claims.count(True) == 1
+    assert backends[1].get("claimed") == claims.index(True)
+    for backend in backends:
+        backend.close()
