@@ -19,7 +19,6 @@ from typing import Any
 import flask
 import flask_caching
 import pytest
-import redis
 from cachelib.serializers import JSONSerializer
 
 from cachekit import Cache
@@ -248,6 +247,8 @@ def test_each_app_keeps_its_own_key_prefix(redis_url: str, redis_prefix: str) ->
 
 
 def test_redis_expiry_is_native_and_timeout_zero_keeps_the_entry(redis_url: str, redis_prefix: str) -> None:
+    import redis
+
     backend = CachekitCache(driver="redis", config={"url": redis_url, "key_prefix": redis_prefix}, signing_key=KEY)
     client = redis.Redis.from_url(redis_url)
     backend.set("short", 1, timeout=5)

@@ -31,6 +31,7 @@ from tests.frameworks.flask_caching_suite import export_app_tests, generic_tests
 
 CONFIGURATIONS = ("memory", "filesystem", "redis", "memory+redis")
 SECRET_KEY = "flask-caching-suite-secret-key"
+DRIVER_OF = {"memory": "memory", "filesystem": "filesystem", "redis": "redis", "memory+redis": "tiered"}
 
 
 def direct_options(configuration: str, request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
@@ -80,8 +81,10 @@ def app(request: pytest.FixtureRequest, configuration: str, tmp_path: Path, cloc
     for backend in backends:
         if isinstance(backend, CachekitCache):
             backend.close()
-    # the judge judges our backend: every cache the test built on this app is ours
+    # the judge judges our backend, on the configuration named: every cache the test built on this app is ours
     assert all(isinstance(backend, CachekitCache) for backend in backends), backends
+    kinds = {backend.cachekit.driver.name for backend in backends}
+    assert kinds <= {DRIVER_OF[configuration]}, (configuration, kinds)
 
 
 @pytest.fixture
