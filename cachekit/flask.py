@@ -94,7 +94,7 @@ class _CachelibSerializer:
         return bytes(out)
 
     def loads(self, data: bytes) -> Any:
-        return self.inner.loads(bytes(data))
+        return self.inner.loads(data if type(data) is bytes else bytes(data))
 
 
 class CachekitCache(BaseCache):

@@ -11,7 +11,6 @@ import json
 import pickle
 import subprocess
 import sys
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -310,6 +309,7 @@ def test_a_dead_redis_stops_the_app_at_start_unless_told(redis_url: str) -> None
 # -- a cachekit namespace ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # two CLI processes: about 2 s
 def test_entries_are_a_cachekit_namespace_seen_by_the_cli(tmp_path: Path) -> None:
     config = {"directory": str(tmp_path / "cache")}
     backend = CachekitCache(key_prefix="v1:", driver="filesystem", config=config, signing_key=KEY)
@@ -329,8 +329,8 @@ def test_import_cachekit_does_not_import_flask() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_keys_are_strings_and_add_keeps_the_first_value(tmp_path: Path) -> None:
-    backend = CachekitCache(driver="memory", namespace=f"t{uuid.uuid4().hex[:6]}")
+def test_keys_are_strings_and_add_keeps_the_first_value() -> None:
+    backend = CachekitCache(driver="memory")
     with pytest.raises(TypeError, match="cache keys are strings"):
         backend.get(1)  # type: ignore[arg-type]
     assert backend.add("k", "first") is True
