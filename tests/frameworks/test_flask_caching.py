@@ -17,6 +17,7 @@ and why, are :data:`~tests.frameworks.flask_caching_suite.SKIPPED`.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -124,3 +125,42 @@ class TestCachekitCache(generic_tests()):  # type: ignore[misc]
 
 
 APP_TESTS = export_app_tests(globals())
+
+
+@pytest.fixture(scope="module")
+def s3_flask(moto_server: Any) -> Iterator[tuple[Any, str]]:
+    """A boto3 client and one bucket for the S3 class (each test writes under a key prefix of its own): a client
+    and a bucket per test cost more than the test."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=moto_server.endpoint_url, region_name="us-east-1")
+    name = f"cachekit-flask-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=name)
+    yield client, name
+    client.close()
+
+
+@pytest.mark.s3
+class TestCachekitCacheOnS3(generic_tests()):  # type: ignore[misc]
+    """The same generic tests on the S3 driver (moto's server): not one of the four judged configurations, the
+    check that any cachekit driver serves; the app tests are left to the four (S3 round trips are slow)."""
+
+    _can_use_fast_sleep = True
+
+    @pytest.fixture
+    def make_cache(
+        self, s3_flask: tuple[Any, str], clock: FakeClock
+    ) -> Iterator[Callable[..., CachekitCache]]:
+        built: list[CachekitCache] = []
+        client, bucket = s3_flask
+        config = {"bucket": bucket, "client": client, "key_prefix": f"t-{uuid.uuid4().hex[:12]}/"}
+
+        def make(**kwargs: Any) -> CachekitCache:
+            backend = CachekitCache(driver="s3", config=config, signing_key=b"flask-caching-suite-s3-key", clock=clock,
+                                    **kwargs)
+            built.append(backend)
+            return backend
+
+        yield make
+        for backend in built:
+            backend.close()
