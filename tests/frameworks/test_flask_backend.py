@@ -14,6 +14,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import flask
 import flask_caching
@@ -213,7 +214,14 @@ def test_flask_caching_settings_pick_the_driver(tmp_path: Path, redis_url: str, 
                                                                                         "key_prefix": redis_prefix}}]}
     tiered = backend_of(CACHE_OPTIONS=tiers)
     assert [tier.driver.name for tier in tiered.cachekit.driver.tiers] == ["memory", "redis"]
-    for backend in (memory, directory, remote, tiered):
+    parts = urlsplit(redis_url)
+    by_host = backend_of(
+        CACHE_REDIS_HOST=parts.hostname, CACHE_REDIS_PORT=parts.port, CACHE_REDIS_DB=int(parts.path.strip("/") or 0),
+        CACHE_OPTIONS={"config": {"key_prefix": redis_prefix}},
+    )
+    assert by_host.set("k", "v") is True
+    assert remote.get("k") == "v"  # the same server and database as CACHE_REDIS_URL
+    for backend in (memory, directory, remote, tiered, by_host):
         backend.close()
 
 
