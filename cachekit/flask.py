@@ -6,10 +6,11 @@ cachekit's fail-open reads, circuit breakers and ``cachekit stats``/``keys`` (th
 ``flask`` by default). E.g.::
 
     app.config.update(
+        SECRET_KEY="...",                                   # entries are signed with a key derived from it
         CACHE_TYPE="cachekit.flask.CachekitCache",
-        CACHE_REDIS_URL="redis://127.0.0.1:6379/0",       # or CACHE_DIR=..., or neither for memory
-        CACHE_OPTIONS={"drivers": [{"driver": "memory", "ttl": 30},
-                                   {"driver": "redis", "config": {"url": "redis://127.0.0.1:6379/0"}}]},
+        CACHE_REDIS_URL="redis://127.0.0.1:6379/0",       # Redis; or CACHE_DIR=..., or neither for memory
+        # optional: a memory tier in front (the Redis tier takes CACHE_REDIS_URL)
+        CACHE_OPTIONS={"drivers": [{"driver": "memory", "ttl": 30}, {"driver": "redis"}]},
     )
     cache = flask_caching.Cache(app)
 
@@ -491,16 +492,34 @@ def _derive_key(secret: object) -> bytes:
 
 
 def _driver_settings(options: dict[str, Any], config: Mapping[str, Any]) -> None:
-    """Fill the driver and its location from Flask-Caching's own settings where ``CACHE_OPTIONS`` left them out."""
+    """Fill the driver and its location from Flask-Caching's own settings where ``CACHE_OPTIONS`` left them out.
+
+    Tiers (``drivers``) are given their locations the same way: a Redis tier without one gets ``CACHE_REDIS_URL``
+    (or the host settings), a filesystem tier ``CACHE_DIR``; their memory tiers keep their own bounds.
+    """
+    url, host = config.get("CACHE_REDIS_URL"), config.get("CACHE_REDIS_HOST")
     if "drivers" in options:
+        tiers = options["drivers"]
+        if isinstance(tiers, Sequence) and not isinstance(tiers, str):
+            options["drivers"] = [
+                {**tier, "config": _located(str(tier["driver"]), tier.get("config"), config, threshold=False)}
+                if isinstance(tier, Mapping) and isinstance(tier.get("driver"), str) else tier
+                for tier in tiers
+            ]
         return
-    url, host, directory = config.get("CACHE_REDIS_URL"), config.get("CACHE_REDIS_HOST"), config.get("CACHE_DIR")
     if "driver" not in options:
-        options["driver"] = "redis" if url or host else "filesystem" if directory else "memory"
-    name = options["driver"].strip().lower() if isinstance(options["driver"], str) else None
-    if name is None:
-        return
-    driver_config = dict(options.get("config") or {})
+        options["driver"] = "redis" if url or host else "filesystem" if config.get("CACHE_DIR") else "memory"
+    if isinstance(options["driver"], str):
+        options["config"] = _located(options["driver"], options.get("config"), config, threshold=True)
+
+
+def _located(driver: str, given: object, config: Mapping[str, Any], *, threshold: bool) -> Any:
+    """``given`` (a driver's config) with its location filled from Flask-Caching's settings where it has none."""
+    if not isinstance(given, (Mapping, type(None))):
+        return given  # Cache(...) reports it
+    driver_config = dict(given or {})
+    name = driver.strip().lower()
+    url, host, directory = config.get("CACHE_REDIS_URL"), config.get("CACHE_REDIS_HOST"), config.get("CACHE_DIR")
     if name == "redis" and not {"url", "host", "client"} & set(driver_config):
         if url:
             driver_config["url"] = url
@@ -512,8 +531,8 @@ def _driver_settings(options: dict[str, Any], config: Mapping[str, Any]) -> None
                     driver_config[option] = config[setting]
     elif name == "filesystem" and directory and "directory" not in driver_config:
         driver_config["directory"] = str(directory)
-    elif name == "memory" and config.get("CACHE_THRESHOLD") and not {"max_size", "max_memory_bytes"} & set(
-        driver_config
-    ):
+    elif name == "memory" and threshold and config.get("CACHE_THRESHOLD") and not {
+        "max_size", "max_memory_bytes", "max_memory_percent"
+    } & set(driver_config):
         driver_config["max_size"] = config["CACHE_THRESHOLD"]
-    options["config"] = driver_config
+    return driver_config

@@ -210,10 +210,11 @@ def test_flask_caching_settings_pick_the_driver(tmp_path: Path, redis_url: str, 
     remote = backend_of(CACHE_REDIS_URL=redis_url, CACHE_OPTIONS={"config": {"key_prefix": redis_prefix}})
     assert remote.cachekit.driver.name == "redis"
     assert remote.cachekit.driver.key_prefix == redis_prefix
-    tiers = {"drivers": [{"driver": "memory", "ttl": 5}, {"driver": "redis", "config": {"url": redis_url,
-                                                                                        "key_prefix": redis_prefix}}]}
-    tiered = backend_of(CACHE_OPTIONS=tiers)
+    tiers = {"drivers": [{"driver": "memory", "ttl": 5}, {"driver": "redis", "config": {"key_prefix": redis_prefix}}]}
+    tiered = backend_of(CACHE_REDIS_URL=redis_url, CACHE_OPTIONS=tiers)  # the Redis tier takes CACHE_REDIS_URL
     assert [tier.driver.name for tier in tiered.cachekit.driver.tiers] == ["memory", "redis"]
+    assert tiered.set("tiered", 1) is True
+    assert remote.get("tiered") == 1
     parts = urlsplit(redis_url)
     by_host = backend_of(
         CACHE_REDIS_HOST=parts.hostname, CACHE_REDIS_PORT=parts.port, CACHE_REDIS_DB=int(parts.path.strip("/") or 0),

@@ -67,8 +67,9 @@ def flask_settings(configuration: str, request: pytest.FixtureRequest, tmp_path:
     elif configuration == "redis":
         settings["CACHE_REDIS_URL"] = request.getfixturevalue("redis_url")
         options["config"] = {"key_prefix": request.getfixturevalue("redis_prefix")}
-    elif configuration == "memory+redis":
-        redis = {"url": request.getfixturevalue("redis_url"), "key_prefix": request.getfixturevalue("redis_prefix")}
+    elif configuration == "memory+redis":  # the Redis tier takes CACHE_REDIS_URL
+        settings["CACHE_REDIS_URL"] = request.getfixturevalue("redis_url")
+        redis = {"key_prefix": request.getfixturevalue("redis_prefix")}
         options["drivers"] = [{"driver": "memory", "ttl": 60}, {"driver": "redis", "config": redis}]
     settings["CACHE_OPTIONS"] = options
     return settings
