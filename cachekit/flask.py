@@ -227,8 +227,9 @@ class CachekitCache(BaseCache):
         (this class's options: ``driver``, ``config``, ``drivers``, ``namespace``, ``serializer``,
         ``signing_key`` ...). Also read: ``CACHE_KEY_PREFIX``; ``CACHE_REDIS_URL`` (or ``CACHE_REDIS_HOST``/
         ``_PORT``/``_DB``/``_PASSWORD``) for the Redis driver, ``CACHE_DIR`` for the filesystem one, chosen by
-        them when ``CACHE_OPTIONS`` names no driver (else memory, bounded by ``CACHE_THRESHOLD`` entries); and
-        ``SECRET_KEY`` (with ``SECRET_KEY_FALLBACKS``) for the signing key.
+        them when ``CACHE_OPTIONS`` names no driver (else memory, bounded by ``CACHE_THRESHOLD`` entries), and
+        for tiers in ``drivers`` that name no location; and ``SECRET_KEY`` (with ``SECRET_KEY_FALLBACKS``) for the
+        signing key.
 
         :raises ConfigurationError: naming the setting at fault (``CACHE_OPTIONS``, ``CACHE_ARGS`` ...).
         """
