@@ -376,7 +376,7 @@ class CachekitCache(BaseCache):
             finally:
                 if token:
                     try:
-                        driver.release_lock(_LOCK_PREFIX + full, token)
+                        driver.release_lock(self._lock_name(full), token)
                     except CacheError:  # it expires by itself
                         pass
 
@@ -386,7 +386,7 @@ class CachekitCache(BaseCache):
         pause = 0.001
         while True:
             try:
-                token = driver.acquire_lock(_LOCK_PREFIX + full, _LOCK_TTL)
+                token = driver.acquire_lock(self._lock_name(full), _LOCK_TTL)
             except CacheError as exc:
                 self.cachekit._read_failed(full, exc)
                 return None
@@ -394,6 +394,9 @@ class CachekitCache(BaseCache):
                 return token
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
+
+    def _lock_name(self, full: str) -> str:
+        return f"{_LOCK_PREFIX}{self.cachekit.namespace}/{full}"
 
     def _read_shared(self, driver: Driver, full: str) -> Any:
         tiers = getattr(driver, "tiers", None)
