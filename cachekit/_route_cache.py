@@ -20,6 +20,7 @@ from ._async_namespace import astore
 from ._executor import run_blocking
 from ._types import DEFAULT, MISSING, TTL, normalize_ttl
 from .errors import ConfigurationError, CorruptEntryError
+from .generations.view import KeyTemplate
 from .keys import get_key_resolver, item_actions, mark_in_use
 from .namespace import Cache
 
@@ -39,6 +40,8 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
 _FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 _ETAG = re.compile(r'(W/)?"[\x21\x23-\x7e\x80-\xff]*"')
 _MAX_HEADERS = 256
+_MEMO_LIMIT = 4096
+_MEMO_SLOT_BYTES = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,7 @@ class RouteCache:
         self.statuses = statuses
         self.cache_set_cookie = bool(cache_set_cookie)
         self._vary_header = ", ".join(self.vary).encode("latin-1")
+        self._templates: dict[tuple[Any, ...], KeyTemplate] = {}
 
     def __repr__(self) -> str:
         return f"<RouteCache resource={self.resource!r} action={self.action!r} namespace={self.cache.namespace!r}>"
@@ -150,13 +154,28 @@ class RouteCache:
             return None
         return key
 
-    def _template(self, request: Request) -> Any:
+    def _template(self, request: Request) -> KeyTemplate:
+        """The generation-free key of ``request``, memoized by path, query string and ``vary`` values."""
+        scope = request.scope
+        path, query = scope["path"], scope.get("query_string", b"")
+        headers = request.headers
+        slot = (path, query, *(",".join(headers.getlist(name)) for name in self.vary))
+        template = self._templates.get(slot)
+        if template is None:
+            template = self._build_template(request, path, slot[2:])
+            if len(query) + sum(map(len, slot[2:])) <= _MEMO_SLOT_BYTES:  # bounded: 4096 slots of at most 2 KiB
+                if len(self._templates) >= _MEMO_LIMIT:
+                    self._templates.clear()
+                self._templates[slot] = template
+        return template
+
+    def _build_template(self, request: Request, path: str, vary_values: Sequence[str]) -> KeyTemplate:
         params: dict[str, Any] = {
             "~http": [
                 "GET",
-                request.url.path,
+                path,
                 sorted(request.query_params.multi_items(), key=lambda item: item[0]),
-                [[name, ",".join(request.headers.getlist(name))] for name in self.vary],
+                [[name, value] for name, value in zip(self.vary, vary_values, strict=True)],
             ]
         }
         if self.id_param:

@@ -398,3 +398,24 @@ def test_a_write_in_another_process_makes_redis_entries_fresh(redis_url: str, re
             assert users.calls == 2
 
         drive(starlette_app(serving, users), scenario)
+
+
+def test_optional_frameworks_are_imported_only_when_asked_for() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])  # this checkout's cachekit, not an installed one
+    code = (
+        "import sys, cachekit\n"
+        "assert not {'starlette', 'fastapi'} & set(sys.modules), 'import cachekit imported a web framework'\n"
+        "import cachekit.starlette\n"
+        "assert 'starlette' in sys.modules and 'fastapi' not in sys.modules, 'fastapi imported too early'\n"
+        "from cachekit.starlette import CachedAPIRoute\n"
+        "assert 'fastapi' in sys.modules\n"
+    )
+    env = {**os.environ, "PYTHONPATH": root}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False,
+                            env=env)
+    assert result.returncode == 0, result.stderr
