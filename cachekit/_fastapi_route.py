@@ -37,4 +37,5 @@ class CachedAPIRoute(APIRoute):
         policy = route_cache_of(self.endpoint)
         if policy is None:
             return handler
+        policy.check_route(self.path, self.param_convertors)
         return policy.wrap(handler)  # type: ignore[return-value]

@@ -111,6 +111,17 @@ class RouteCache:
     def __repr__(self) -> str:
         return f"<RouteCache resource={self.resource!r} action={self.action!r} namespace={self.cache.namespace!r}>"
 
+    def check_route(self, path: str, parameters: Collection[str]) -> None:
+        """Refuse a route whose path lacks ``id_param`` (called when the route is built, not at its first request).
+
+        :raises ConfigurationError: ``id_param`` is not one of ``parameters``, the path's parameters.
+        """
+        if self.id_param and self.id_param not in parameters:
+            raise ConfigurationError(
+                f"cached_route(id_param={self.id_param!r}) on {path!r}: the path has no such parameter "
+                f"(it has {sorted(parameters)}); name the path parameter holding the item's id"
+            )
+
     # -- the handler ---------------------------------------------------------------------------------------------
 
     def wrap(self, handler: Handler) -> Handler:

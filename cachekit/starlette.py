@@ -162,6 +162,7 @@ class CachedRoute(Route):
 
         handler = functools.wraps(endpoint)(policy.wrap(call))
         super().__init__(path, handler, **options)
+        policy.check_route(path, self.param_convertors)
         self.endpoint = endpoint
 
 

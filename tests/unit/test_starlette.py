@@ -289,6 +289,17 @@ def test_options_are_checked_when_decorating(cache: Cache) -> None:
     with pytest.raises(ConfigurationError, match="Cache"):
         cached_route("cache", resource="users", action="list")  # type: ignore[arg-type]
 
+    @cached_route(cache, resource="users", action="get", id_param="user_id")
+    async def misnamed(request: Request) -> Response:
+        return PlainTextResponse("never")
+
+    with pytest.raises(ConfigurationError, match="no such parameter"):
+        CachedRoute("/users/{id}", misnamed)
+    app = FastAPI()
+    app.router.route_class = CachedAPIRoute
+    with pytest.raises(ConfigurationError, match="no such parameter"):
+        app.get("/users/{id}")(misnamed)
+
 
 # -- FastAPI ------------------------------------------------------------------------------------------------------
 
@@ -419,3 +430,21 @@ def test_optional_frameworks_are_imported_only_when_asked_for() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False,
                             env=env)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_blocking_driver_serves_and_invalidates_through_the_executor(tmp_path: Any) -> None:
+    # The filesystem driver blocks: its reads, stores and generation reads run on cachekit's thread pool.
+    with Cache(driver="filesystem", namespace="disk", config={"directory": str(tmp_path / "cache")}) as disk:
+        users = Users(disk)
+
+        async def scenario(client: httpx.AsyncClient) -> None:
+            first = await client.get("/users/3")
+            assert (await client.get("/users/3")).json() == first.json()
+            assert users.calls == 1
+            assert (await client.get("/users/3", headers={"if-none-match": first.headers["etag"]})).status_code == 304
+            users.update(3, {"name": "Cy"})
+            assert (await client.get("/users/3")).json()["name"] == "Cy"
+            assert users.calls == 2
+            assert disk.stats().hits == 2
+
+        drive(starlette_app(disk, users), scenario)
