@@ -141,7 +141,7 @@ class CachedRoute(Route):
 
         app = Starlette(routes=[CachedRoute("/users/{user_id:int}", get_user)])
 
-    An unmarked endpoint (or an ASGI app) makes a plain ``Route``.
+    An unmarked endpoint makes a plain ``Route``; a marked one must be a function (or method) of the request.
     """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
@@ -149,9 +149,14 @@ class CachedRoute(Route):
         target = endpoint
         while isinstance(target, functools.partial):
             target = target.func
-        if policy is None or not (inspect.isfunction(target) or inspect.ismethod(target)):
+        if policy is None:
             super().__init__(path, endpoint, **options)
             return
+        if not (inspect.isfunction(target) or inspect.ismethod(target)):
+            raise ConfigurationError(
+                f"cached_route marks request -> response functions; {endpoint!r} on {path!r} is an ASGI app or an "
+                "HTTPEndpoint class: cache the function instead"
+            )
 
         async def call(request: Request) -> Response:
             if inspect.iscoroutinefunction(target):

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from fastapi import Response as FastAPIResponse
 from pydantic import BaseModel
 from starlette.applications import Starlette
+from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
@@ -260,11 +261,10 @@ def test_an_entry_that_is_not_a_response_is_a_miss_and_replaced(cache: Cache) ->
 
 
 def test_an_unreachable_cache_never_fails_a_request() -> None:
-    users = Users(Cache(driver="memory"))
     config = {"url": f"redis://127.0.0.1:{free_port()}/0", "connect_timeout": 0.2, "command_timeout": 0.2,
               "retries": 0}
     with Cache(driver="redis", namespace="down", config=config, retry_attempts=1) as down:
-        users.cache = down
+        users = Users(down)
 
         async def scenario(client: httpx.AsyncClient) -> None:
             for _ in range(3):
@@ -295,6 +295,14 @@ def test_options_are_checked_when_decorating(cache: Cache) -> None:
 
     with pytest.raises(ConfigurationError, match="no such parameter"):
         CachedRoute("/users/{id}", misnamed)
+
+    @cached_route(cache, resource="users", action="list")
+    class Endpoint(HTTPEndpoint):
+        async def get(self, request: Request) -> Response:
+            return PlainTextResponse("never cached, so refused")
+
+    with pytest.raises(ConfigurationError, match="HTTPEndpoint"):
+        CachedRoute("/users", Endpoint)
     app = FastAPI()
     app.router.route_class = CachedAPIRoute
     with pytest.raises(ConfigurationError, match="no such parameter"):
