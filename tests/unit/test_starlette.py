@@ -456,3 +456,23 @@ def test_a_blocking_driver_serves_and_invalidates_through_the_executor(tmp_path:
             assert disk.stats().hits == 2
 
         drive(starlette_app(disk, users), scenario)
+
+
+def test_ttl_bounds_an_entry_and_method_policies_apply(clock: Any) -> None:
+    with Cache(driver="memory", namespace="ttl", ttl=300, clock=clock,
+               method_policies={"list": False}) as short:
+        users = Users(short)
+
+        async def scenario(client: httpx.AsyncClient) -> None:
+            await client.get("/users/1")
+            clock.advance(9)
+            await client.get("/users/1")
+            assert users.calls == 1
+            clock.advance(2)  # 11 s after the store: past the route's ttl=10, well within the cache's 300
+            await client.get("/users/1")
+            assert users.calls == 2
+            await client.get("/users")
+            await client.get("/users")  # "list" is disabled by the method policy: never cached
+            assert users.calls == 4
+
+        drive(starlette_app(short, users, ttl=10), scenario)
