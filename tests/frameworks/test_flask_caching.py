@@ -49,7 +49,8 @@ def direct_options(configuration: str, request: pytest.FixtureRequest, tmp_path:
         return {"driver": "memory"}
     key = b"flask-caching-suite-signing-key!"
     if configuration == "filesystem":
-        return {"driver": "filesystem", "config": {"directory": str(tmp_path / "cache")}, "signing_key": key}
+        config = {"directory": str(tmp_path), "key_prefix": f"{uuid.uuid4().hex}/"}
+        return {"driver": "filesystem", "config": config, "signing_key": key}
     redis = {"url": request.getfixturevalue("redis_url"), "key_prefix": request.getfixturevalue("redis_prefix")}
     if configuration == "redis":
         return {"driver": "redis", "config": redis, "signing_key": key}
@@ -63,7 +64,8 @@ def flask_settings(configuration: str, request: pytest.FixtureRequest, tmp_path:
     options: dict[str, Any] = {"clock": clock}
     settings: dict[str, Any] = {"CACHE_TYPE": "cachekit.flask.CachekitCache", "SECRET_KEY": SECRET_KEY}
     if configuration == "filesystem":
-        settings["CACHE_DIR"] = str(tmp_path / "cache")
+        settings["CACHE_DIR"] = str(tmp_path)
+        options["config"] = {"key_prefix": f"{uuid.uuid4().hex}/"}
     elif configuration == "redis":
         settings["CACHE_REDIS_URL"] = request.getfixturevalue("redis_url")
         options["config"] = {"key_prefix": request.getfixturevalue("redis_prefix")}
@@ -75,17 +77,26 @@ def flask_settings(configuration: str, request: pytest.FixtureRequest, tmp_path:
     return settings
 
 
+@pytest.fixture(scope="module")
+def cache_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One diskcache directory for the module: each test writes under a driver key_prefix of its own (creating a
+    diskcache per test cost more than the test)."""
+    return tmp_path_factory.mktemp("flask-caching-suite")
+
+
 @pytest.fixture(params=CONFIGURATIONS)
 def configuration(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
-def app(request: pytest.FixtureRequest, configuration: str, tmp_path: Path, clock: FakeClock) -> Iterator[flask.Flask]:
+def app(
+    request: pytest.FixtureRequest, configuration: str, cache_directory: Path, clock: FakeClock
+) -> Iterator[flask.Flask]:
     """Flask-Caching's ``app`` fixture (its conftest), with our backend as ``CACHE_TYPE``."""
     app = flask.Flask(request.module.__name__, template_folder=str(suite_dir()))
     app.testing = True
-    app.config.update(flask_settings(configuration, request, tmp_path, clock))
+    app.config.update(flask_settings(configuration, request, cache_directory, clock))
     yield app
     backends = list(app.extensions.get("cache", {}).values())
     for backend in backends:
@@ -118,12 +129,12 @@ class TestCachekitCache(GenericCacheTests):  # type: ignore[misc]
 
     @pytest.fixture
     def make_cache(
-        self, request: pytest.FixtureRequest, configuration: str, tmp_path: Path, clock: FakeClock
+        self, request: pytest.FixtureRequest, configuration: str, cache_directory: Path, clock: FakeClock
     ) -> Iterator[Callable[..., CachekitCache]]:
         built: list[CachekitCache] = []
 
         def make(**kwargs: Any) -> CachekitCache:
-            backend = CachekitCache(**direct_options(configuration, request, tmp_path), clock=clock, **kwargs)
+            backend = CachekitCache(**direct_options(configuration, request, cache_directory), clock=clock, **kwargs)
             built.append(backend)
             return backend
 
