@@ -228,6 +228,22 @@ class Cache(LoadingMixin, EventsMixin):
             return key  # from key_for: already folded where case_sensitive=False
         return self.prefix + (key if self.case_sensitive else key.lower())
 
+    def _settable_key(self, key: str) -> str:
+        """The full key of a hand-written ``set``: refused in the decorated reads' key space (issue 19).
+
+        Decorated reads own ``{ns}/resource={r}/action=...`` and ``{ns}/resource={r}/partition=...``; a ``set``
+        there (with or without the namespace) could replace what a decorated read returns, so it is a
+        :class:`ConfigurationError`. Reads (``get``) and ``delete`` of such keys stay allowed.
+        """
+        full = self._full_key(key)
+        rest = full[len(self.prefix) :].split("/", 2)
+        if rest[0].startswith("resource=") and len(rest) > 1 and rest[1].startswith(("action=", "partition=")):
+            raise ConfigurationError(
+                f"cannot set {key!r:.120}: keys under 'resource=.../action=' and 'resource=.../partition=' belong to "
+                "decorated reads (use the read's .refresh(...) to store a value there, or another key of your own)"
+            )
+        return full
+
     # -- the key/value API -----------------------------------------------------------------------------------
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -244,9 +260,12 @@ class Cache(LoadingMixin, EventsMixin):
 
         Returns whether it was stored: ``False`` when the value cannot be serialized (with an
         :class:`~cachekit.errors.UncacheableValueWarning`) or the driver failed (counted in stats).
+
+        :raises ConfigurationError: ``key`` is in the decorated reads' key space (``resource=.../action=...``):
+            a hand-written key never changes what a decorated read returns.
         """
         seconds = self.ttl if ttl is DEFAULT else normalize_ttl(ttl)
-        return self._write(self._full_key(key), value, seconds, None)
+        return self._write(self._settable_key(key), value, seconds, None)
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; return whether it was present. Driver errors propagate (an explicit delete must work)."""
@@ -319,7 +338,8 @@ class Cache(LoadingMixin, EventsMixin):
     def set_many(self, items: Mapping[str, Any], ttl: TTL = DEFAULT) -> int:
         """Store every ``key -> value``; return how many were stored."""
         seconds = self.ttl if ttl is DEFAULT else normalize_ttl(ttl)
-        return sum(self._write(self._full_key(k), v, seconds, None) for k, v in items.items())
+        keys = [self._settable_key(k) for k in items]  # all checked before any is stored
+        return sum(self._write(key, v, seconds, None) for key, v in zip(keys, items.values(), strict=True))
 
     # -- invalidation ----------------------------------------------------------------------------------------
 
