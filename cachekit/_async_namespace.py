@@ -46,7 +46,8 @@ async def aread(ns: Cache, key: str) -> Any:
     decode = ns._decode
     if decode is not None:
         try:
-            raw = decode(raw)
+            at = ns._decode_at  # keyed: a signing codec binds each entry to its key
+            raw = decode(raw) if at is None else at(key, raw)
         except CodecError as exc:
             ns._read_failed(key, exc)
             await _adrop(ns.driver, key)

@@ -478,8 +478,13 @@ class Cache(LoadingMixin, EventsMixin):
     def _install_read(self) -> None:
         """Put the driver's own hit path on the instance where it has one (the memory driver: see
         :mod:`cachekit.drivers._memory_read`); else :meth:`_read` serves. Also called when hooks come off."""
+        if self.codec is not None and self.codec.signed:
+            # A signed entry is bound to its key (issue 19): every decode is given the key it was read under.
+            self._decode_at = self.codec.decode_at
         if type(self.driver) is MemoryDriver:
-            reader = memory_reader(self.driver, self, self._reads, self._decode, copies=self._trusted_blobs)
+            reader = memory_reader(
+                self.driver, self, self._reads, self._decode, copies=self._trusted_blobs, decode_at=self._decode_at
+            )
             self._read = reader  # type: ignore[method-assign,assignment]
         elif self._decode is not None and self.codec is not None and not self.codec.signed:
             first = getattr(self.driver, "_tiers", [None])[0]
@@ -490,7 +495,8 @@ class Cache(LoadingMixin, EventsMixin):
         if raw is MISSING or self._decode is None:
             return raw
         try:
-            return self._decode(raw)
+            at = self._decode_at
+            return self._decode(raw) if at is None else at(key, raw)
         except CodecError as exc:
             self._read_failed(key, exc)
             self._drop(key)
@@ -519,7 +525,7 @@ class Cache(LoadingMixin, EventsMixin):
         if self.codec is None:
             return value
         try:
-            blob = self.codec.encode(value, ttl)
+            blob = self.codec.encode(value, ttl, key)
         except SerializationError as exc:
             warnings.warn(f"{exc}; returned uncached (key {key!r})", UncacheableValueWarning, stacklevel=5)
             return MISSING
