@@ -48,6 +48,7 @@ def check_lock(enabled: object, timeout: object, driver: Driver) -> float | None
     if not isinstance(enabled, bool):
         raise ConfigurationError(f"distributed_lock must be True or False; got {enabled!r}")
     if not enabled:
+        normalize_ttl(timeout, what="lock_timeout")  # checked even while unused: a typo should not wait for a switch
         return None
     if not driver.supports_locks:
         raise ConfigurationError(

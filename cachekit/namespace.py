@@ -21,14 +21,14 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import asyncio
 
 from . import _logging
-from ._async_namespace import aread, configure_async
+from ._async_namespace import REFUSED, aread, configure_async
 from ._build import (
     DEFAULT_NAMESPACE_TTL,
     NAMESPACE_OPTION_NAMES,
@@ -41,7 +41,7 @@ from ._build import (
     check_retries,
 )
 from ._loading import LoadingMixin, _Flight
-from ._options import unknown_options_message
+from ._options import check_flag, unknown_options_message
 from ._redact import redact
 from ._types import DEFAULT, MISSING, TTL, Clock, check_key, normalize_ttl
 from .drivers import Driver
@@ -128,21 +128,21 @@ class Cache(LoadingMixin, EventsMixin):
         self.prefix = self.namespace + "/"
         self.ttl = normalize_ttl(ttl)
         self._clock: Clock = clock or time.time
-        if not isinstance(config, (Mapping, type(None))):
-            raise ConfigurationError(f"config must be a dict of options; got {config!r}")
+        if not isinstance(config, (Mapping, type(None))):  # never echoed: a URL string may carry a password
+            raise ConfigurationError(f"config must be a dict of options; got a {type(config).__name__}")
         options = dict(config or {})
         namespace_options = {k: options.pop(k) for k in NAMESPACE_OPTION_NAMES if k in options}
         self.driver = build_driver(driver, drivers, options, promote_on_hit, strategy, self._clock)
         configure_async(self.driver, namespace_options)
         self.codec = None if self.driver.stores_objects else build_codec(namespace_options, self._clock)
-        self.case_sensitive = bool(namespace_options.get("case_sensitive", True))
-        self.stats_enabled = bool(namespace_options.get("enable_stats", True))
+        self.case_sensitive = check_flag("case_sensitive", namespace_options.get("case_sensitive", True))
+        self.stats_enabled = check_flag("enable_stats", namespace_options.get("enable_stats", True))
         self._policies = parse_method_policies(method_policies)
         for ttl_in_force in (self.ttl, *(p.ttl for p in self._policies.values() if p.ttl is not DEFAULT)):
             check_reclaimable(ttl_in_force, self.driver)
         self._default_policy = MethodPolicy()
         self.disabled_actions = frozenset(a for a, p in self._policies.items() if not p.enabled)
-        self._single_flight = bool(single_flight)
+        self._single_flight = check_flag("single_flight", single_flight)
         self._lock_timeout = check_lock(distributed_lock, lock_timeout, self.driver)
         self._retry_attempts = check_retries(retry_attempts, retry_delay)
         self._retry_delay = float(retry_delay)
@@ -510,6 +510,9 @@ class Cache(LoadingMixin, EventsMixin):
         blob = self._blob(key, value, ttl, max_payload)
         if blob is MISSING:
             return False
+        if blob is REFUSED:
+            self._drop(key)  # the previous value under this key is not what the caller has now (issue 19)
+            return False
         try:
             self.driver.set(key, blob, ttl)
         except Exception as exc:
@@ -519,17 +522,28 @@ class Cache(LoadingMixin, EventsMixin):
         return True
 
     def _blob(self, key: str, value: Any, ttl: float | None, max_payload: int | None) -> Any:
-        """What the driver stores for ``value`` (the value itself for an object store); MISSING: store nothing."""
+        """What the driver stores for ``value`` (the value itself for an object store).
+
+        MISSING: store nothing (``ttl=0``); :data:`REFUSED`: the value cannot be stored (uncacheable, over
+        ``max_payload``), and the caller drops what the key holds.
+        """
         if ttl == 0:
             return MISSING
         if self.codec is None:
+            if isinstance(value, (Iterator, AsyncIterator)):
+                warnings.warn(
+                    f"a {type(value).__qualname__} is an iterator: the first caller would exhaust it and every hit "
+                    f"would get it empty; returned uncached (key {key!r}). Return a list instead",
+                    UncacheableValueWarning, stacklevel=5,
+                )
+                return REFUSED
             return value
         try:
             blob = self.codec.encode(value, ttl, key)
         except SerializationError as exc:
             warnings.warn(f"{exc}; returned uncached (key {key!r})", UncacheableValueWarning, stacklevel=5)
-            return MISSING
-        return MISSING if max_payload is not None and len(blob) - self.codec.overhead > max_payload else blob
+            return REFUSED
+        return REFUSED if max_payload is not None and len(blob) - self.codec.overhead > max_payload else blob
 
     def _drop(self, key: str) -> None:
         try:

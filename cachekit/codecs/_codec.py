@@ -262,7 +262,9 @@ def _mac(base: Any, data: bytes | memoryview, key: str | None) -> bytes:
 def _mac_bases(signing_key: object, verify_keys: object) -> list[Any]:
     """Keyed BLAKE2b states, ``signing_key``'s first; copied per call (cheaper than keying each time)."""
     if isinstance(verify_keys, (str, bytes)) or not isinstance(verify_keys, Iterable):
-        raise ConfigurationError(f"verify_keys must be a list of keys (bytes or str); got {verify_keys!r:.40}")
+        raise ConfigurationError(  # never the value: a lone key passed as a string is a secret
+            f"verify_keys must be a list of keys (bytes or str); got a {type(verify_keys).__name__}"
+        )
     retired = list(verify_keys)
     if signing_key is None:
         if retired:
