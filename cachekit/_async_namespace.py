@@ -21,7 +21,11 @@ if TYPE_CHECKING:
     from .drivers.base import Driver
     from .namespace import Cache
 
-__all__ = ["aread", "astore", "configure_async"]
+__all__ = ["REFUSED", "aread", "astore", "configure_async"]
+
+#: What ``Cache._blob`` returns for a value it refuses to store (uncacheable, over a size limit): the entry
+#: under its key is then dropped, so a read never serves the value this one was meant to replace.
+REFUSED: Any = type("Refused", (), {"__repr__": lambda self: "REFUSED"})()
 
 logger = logging.getLogger("cachekit")
 
@@ -46,7 +50,8 @@ async def aread(ns: Cache, key: str) -> Any:
     decode = ns._decode
     if decode is not None:
         try:
-            raw = decode(raw)
+            at = ns._decode_at  # keyed: a signing codec binds each entry to its key
+            raw = decode(raw) if at is None else at(key, raw)
         except CodecError as exc:
             ns._read_failed(key, exc)
             await _adrop(ns.driver, key)
@@ -62,6 +67,9 @@ async def astore(ns: Cache, key: str, value: Any, ttl: float | None, max_payload
     """Encode ``value`` as the namespace does and store it with ``await driver.aset``; whether it was stored."""
     blob = ns._blob(key, value, ttl, max_payload)
     if blob is MISSING:
+        return False
+    if blob is REFUSED:
+        await _adrop(ns.driver, key)
         return False
     try:
         await ns.driver.aset(key, blob, ttl)

@@ -27,20 +27,28 @@ NAMESPACE_OPTIONS = frozenset(NAMESPACE_OPTION_NAMES)
 
 
 def check_namespace(namespace: str | None) -> str:
+    """The namespace as keys use it (stripped), refused when reserved or ambiguous *after* that normalisation.
+
+    ``" ~gen"`` is refused like ``"~gen"`` (``~`` names the generation stores' own records), as are ``/`` (one
+    namespace would contain another) and control characters (a newline would split a generation notification).
+    """
     if namespace is None:
         return _DEFAULT_NAMESPACE
-    if not isinstance(namespace, str) or not namespace.strip() or "/" in namespace or namespace.startswith("~"):
+    name = namespace.strip() if isinstance(namespace, str) else ""
+    if not name or "/" in name or name.startswith("~") or not name.isprintable():
         raise ConfigurationError(
-            f"namespace must be a non-empty string without '/' and not starting with '~' (reserved), such as "
-            f"'users' (a '/' would let one namespace contain another); got {namespace!r}"
+            f"namespace must be a non-empty string of printable characters without '/' and not starting with '~' "
+            f"(reserved) once stripped, such as 'users' (a '/' would let one namespace contain another); "
+            f"got {namespace!r:.80}"
         )
-    return namespace.strip()
+    return name
 
 
 def check_lock(enabled: object, timeout: object, driver: Driver) -> float | None:
     if not isinstance(enabled, bool):
         raise ConfigurationError(f"distributed_lock must be True or False; got {enabled!r}")
     if not enabled:
+        normalize_ttl(timeout, what="lock_timeout")  # checked even while unused: a typo should not wait for a switch
         return None
     if not driver.supports_locks:
         raise ConfigurationError(

@@ -37,7 +37,12 @@ class _Reader(Protocol):
 
 
 def memory_reader(
-    driver: MemoryDriver, cache: _Reader, counts: ReadCounts, decode: Callable[[Any], Any] | None, copies: bool
+    driver: MemoryDriver,
+    cache: _Reader,
+    counts: ReadCounts,
+    decode: Callable[[Any], Any] | None,
+    copies: bool,
+    decode_at: Callable[[str, Any], Any] | None = None,
 ) -> Callable[[str], Any]:
     """``cache._read`` over ``driver``: the value or :data:`~cachekit.MISSING`; never raises (fail open).
 
@@ -45,11 +50,15 @@ def memory_reader(
     :param decode: the codec's decode (``None`` in objects mode: entries are the values).
     :param copies: give hits copies of values decoded once (only for a codec whose blobs are trusted as
         written: see :meth:`Codec.trust_local_blobs <cachekit.codecs.Codec.trust_local_blobs>`).
+    :param decode_at: ``decode_at(key, blob)``, used instead of ``decode`` when given (a signing codec binds
+        each entry to its key).
     """
     data, clock, prefix, lru = driver._data, driver._clock, driver._prefix, driver._lru
     lookup, move = data.get, data.move_to_end
     owner = weakref.ref(cache)  # not the cache itself: no reference cycle keeps a dropped Cache alive
     decoded = None if decode is None else decoded_copies(decode, driver.decoded_cache_bytes if copies else 0)
+    if decode_at is not None:
+        decoded = decode_at
 
     def read(key: str) -> Any:
         # MemoryDriver.get and Cache._read in one frame: every line runs on every hit.

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .._options import reject_unknown_options
+from .._options import check_flag, reject_unknown_options
 from .._types import MISSING, Clock, Missing
 from ..errors import ConfigurationError
 from .base import Driver
@@ -115,7 +115,7 @@ class MemoryDriver(Driver):
             raise ConfigurationError(f"key_prefix must be a str; got {key_prefix!r}")
         self._prefix = key_prefix
         self._clock: Clock = clock or time.time
-        self._enable_stats = bool(enable_stats)
+        self._enable_stats = check_flag("enable_stats", enable_stats)
         self.decoded_cache_bytes = _check_bytes("decoded_cache_bytes", decoded_cache_bytes)
         self._lru = self._policy == "lru"
         # key -> (value, expires_at or None, accounted bytes)

@@ -107,26 +107,43 @@ class GenerationStore(abc.ABC):
 
 
 class MemoryGenerations(GenerationStore):
-    """Generations of an in-process driver: a dict, authoritative, shared by the Caches on that driver."""
+    """Generations of an in-process driver: a dict, authoritative, shared by the Caches on that driver.
+
+    Bounded (issue 19): at most :attr:`limit` scopes are kept; past it the least recently bumped scope is
+    forgotten and its namespace's *floor* keeps the highest value forgotten. A scope not kept reads as the
+    floor and its next bump goes above it, so no counter ever moves back (an entry stored under an old value
+    is never reachable again). A read never creates a scope.
+    """
 
     shared = False
+    #: The most scopes kept, over all namespaces (about 150 bytes each).
+    limit = 100_000
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         super().__init__()
         self._values: dict[tuple[str, str], int] = {}
+        self._floors: dict[str, int] = {}
         self._lock = threading.Lock()
+        if limit is not None:
+            self.limit = limit
 
     def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
-        values = self._values
-        return [values.get((namespace, scope), 0) for scope in scopes]
+        values, floor = self._values, self._floors.get(namespace, 0)
+        return [values.get((namespace, scope), floor) for scope in scopes]
 
     def bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         with self._lock:
+            values, floor = self._values, self._floors.get(namespace, 0)
             new = []
             for scope in scopes:
-                value = self._values.get((namespace, scope), 0) + 1
-                self._values[(namespace, scope)] = value
+                value = values.pop((namespace, scope), floor) + 1  # re-inserted last: the most recently bumped
+                values[(namespace, scope)] = value
                 new.append(value)
+            while len(values) > self.limit:
+                (space, _), forgotten = oldest = next(iter(values.items()))
+                del values[oldest[0]]
+                if forgotten > self._floors.get(space, 0):
+                    self._floors[space] = forgotten
         self._notify(namespace, list(zip(scopes, new, strict=True)))
         return new
 

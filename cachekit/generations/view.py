@@ -179,6 +179,8 @@ class GenerationView:
         for scope in scopes:
             value = fallback.get(scope)
             if value is None:
+                if len(unreachable) > _KNOWN_LIMIT:
+                    unreachable.clear()  # bounded: a forgotten private generation is replaced by a new one
                 value = unreachable.setdefault(scope, _private_token())
             values.append(value)
         return values
@@ -274,6 +276,8 @@ class GenerationView:
     def reset(self) -> None:
         """Forget what is known (changes may have been missed); keep it as the outage fallback."""
         with self._lock:
+            if len(self._fallback) + len(self._known) > _KNOWN_LIMIT:
+                self._fallback.clear()  # bounded (issue 19): a scope without a fallback is private in an outage
             self._fallback.update(self._known)
             self._known.clear()
             self._moved([NAMESPACE_SCOPE])
