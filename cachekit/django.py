@@ -136,10 +136,10 @@ class CachekitCache(BaseCache):  # type: ignore[misc]  # django ships no type in
         seconds = float(timeout)
         return seconds if seconds > 0 else 0.0
 
-    def _encode(self, value: Any, ttl: float | None) -> bytes | None:
-        """The signed blob of ``value``; raises what pickle raised; ``None`` when the value is over the size cap."""
+    def _encode(self, full: str, value: Any, ttl: float | None) -> bytes | None:
+        """The signed blob of ``value``, bound to its key ``full``; raises what pickle raised; ``None`` when the value is over the size cap."""
         try:
-            return self._codec.encode(value, ttl)
+            return self._codec.encode(value, ttl, full)
         except SerializationError as exc:
             if exc.__cause__ is not None:
                 raise exc.__cause__ from None  # the pickling error, as Django's own backends raise it
@@ -190,7 +190,7 @@ class CachekitCache(BaseCache):  # type: ignore[misc]  # django ships no type in
     def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
         """Store ``value`` for ``timeout`` seconds (``None``: forever; 0 or less: remove the key)."""
         full, ttl = self._key(key, version), self._ttl(timeout)
-        blob = self._encode(value, ttl)
+        blob = self._encode(full, value, ttl)
         if ttl == 0 or blob is None:
             self._discard(full)
             return
@@ -199,7 +199,7 @@ class CachekitCache(BaseCache):  # type: ignore[misc]  # django ships no type in
     def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         """Store ``value`` only if ``key`` holds nothing (atomic but on S3); whether it did."""
         full, ttl = self._key(key, version), self._ttl(timeout)
-        blob = self._encode(value, ttl)
+        blob = self._encode(full, value, ttl)
         if blob is None:
             return False
         try:
@@ -264,7 +264,7 @@ class CachekitCache(BaseCache):  # type: ignore[misc]  # django ships no type in
         dropped: list[str] = []
         for key, value in data.items():
             full = self._key(key, version)
-            blob = self._encode(value, ttl)
+            blob = self._encode(full, value, ttl)
             if blob is None:
                 dropped.append(full)
             else:
@@ -320,7 +320,7 @@ class CachekitCache(BaseCache):  # type: ignore[misc]  # django ships no type in
         value = self._decode(full, raw)
         if value is MISSING:
             return None
-        return self._codec.encode(value, ttl) if ttl != 0 else raw
+        return self._codec.encode(value, ttl, full) if ttl != 0 else raw
 
     def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
         """Add ``delta`` to the number under ``key`` atomically (compare-and-set), keeping its expiry.
@@ -343,7 +343,7 @@ class CachekitCache(BaseCache):  # type: ignore[misc]  # django ships no type in
         if isinstance(remaining, Missing):
             raise ValueError(f"Key '{key}' not found")
         new = value + delta
-        return self._codec.encode(new, remaining), remaining, new
+        return self._codec.encode(new, remaining, full), remaining, new
 
     def clear(self) -> None:
         """Remove every entry of this namespace (only its keys: never other applications' on the server)."""
@@ -365,7 +365,7 @@ class CachekitCache(BaseCache):  # type: ignore[misc]  # django ships no type in
     async def aset(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
         """Async :meth:`set`."""
         full, ttl = self._key(key, version), self._ttl(timeout)
-        blob = self._encode(value, ttl)
+        blob = self._encode(full, value, ttl)
         try:
             if ttl == 0 or blob is None:
                 await self._driver.adelete(full)
@@ -381,7 +381,7 @@ class CachekitCache(BaseCache):  # type: ignore[misc]  # django ships no type in
     async def aadd(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         """Async :meth:`add` (``SET NX`` through ``redis.asyncio``)."""
         full, ttl = self._key(key, version), self._ttl(timeout)
-        blob = self._encode(value, ttl)
+        blob = self._encode(full, value, ttl)
         if blob is None:
             return False
         try:

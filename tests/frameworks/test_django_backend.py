@@ -164,7 +164,7 @@ def test_a_planted_pickle_is_a_miss_and_never_unpickled(backend: CachekitCache, 
 def test_the_same_blob_signed_with_the_right_key_is_unpickled(backend: CachekitCache) -> None:
     """The control of the test above: it would see a pickle that ran."""
     RAN.clear()
-    _plant(backend, "signed", backend._codec.encode(Boom(), 60))
+    _plant(backend, "signed", backend._codec.encode(Boom(), 60, backend._key("signed", None)))
     backend.get("signed")
     assert RAN == ["code ran"]
 

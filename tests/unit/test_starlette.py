@@ -248,7 +248,8 @@ def test_an_entry_that_is_not_a_response_is_a_miss_and_replaced(cache: Cache) ->
 
     async def scenario(client: httpx.AsyncClient) -> None:
         for value in planted:
-            cache.set(key, value)
+            assert cache.codec is not None  # planted as another writer of the store would: past Cache.set's key check
+            cache.driver.set(key, cache.codec.encode(value, 60, key), 60)
             response = await client.get("/users/1")
             assert response.json()["name"] == "user 1"
             assert "x-evil" not in response.headers
