@@ -137,7 +137,8 @@ class CachekitCache(BaseCache):  # type: ignore[misc]  # django ships no type in
         return seconds if seconds > 0 else 0.0
 
     def _encode(self, full: str, value: Any, ttl: float | None) -> bytes | None:
-        """The signed blob of ``value``, bound to its key ``full``; raises what pickle raised; ``None`` when the value is over the size cap."""
+        """The signed blob of ``value``, bound to its key ``full``; raises what pickle raised; ``None`` when
+        the value is over the size cap."""
         try:
             return self._codec.encode(value, ttl, full)
         except SerializationError as exc:
