@@ -63,6 +63,7 @@ logger = logging.getLogger("cachekit")
 #: The TTL used when none is given: five minutes, for every driver.
 DEFAULT_TTL = DEFAULT_NAMESPACE_TTL
 _RETRY_INTERVAL = 1.0  # seconds between retries of a failed bump
+_FAILED: Any = object()  # get_many: a key whose blob was corrupt (an error, not a miss)
 
 
 class Cache(LoadingMixin, EventsMixin):
@@ -307,13 +308,16 @@ class Cache(LoadingMixin, EventsMixin):
             self._read_failed(None, exc)
             return {}
         found: dict[str, Any] = {}
+        failed = 0
         for key, full_key, blob in zip(wanted, full, blobs, strict=True):
-            value = self._decoded(full_key, blob)
-            if value is not MISSING:
+            value = self._decoded(full_key, blob, _FAILED)
+            if value is _FAILED:
+                failed += 1  # counted in errors, not in misses: as a read of that key alone (_read)
+            elif value is not MISSING:
                 found[key] = value
-        hits = sum(1 for key in wanted if key in found)
+        hits = sum(1 for key in wanted if key in found)  # each requested key counts, repeated ones too
         self.hits += hits
-        self.misses += len(wanted) - hits
+        self.misses += len(wanted) - hits - failed
         return found
 
     def set_many(self, items: Mapping[str, Any], ttl: TTL = DEFAULT) -> int:
@@ -466,7 +470,8 @@ class Cache(LoadingMixin, EventsMixin):
             if first is not None and type(first.driver) is MemoryDriver:  # hits of a memory tier: keep copies
                 self._decode_at = decoded_copies(self._decode, first.driver.decoded_cache_bytes, self._clock)
 
-    def _decoded(self, key: str, raw: Any) -> Any:
+    def _decoded(self, key: str, raw: Any, failed: Any = MISSING) -> Any:
+        """The value of a blob the driver returned, MISSING; ``failed`` for a corrupt one (counted, dropped)."""
         if raw is MISSING or self._decode is None:
             return raw
         try:
@@ -474,7 +479,7 @@ class Cache(LoadingMixin, EventsMixin):
         except CodecError as exc:
             self._read_failed(key, exc)
             self._drop(key)
-            return MISSING
+            return failed
 
     def _aread(self, key: str) -> Awaitable[Any]:
         """The async twin of :meth:`_read`: the driver's own async get (no thread for Redis or memory)."""

@@ -148,10 +148,16 @@ class MemoryDriver(Driver):
         return self.get(key)
 
     def get_with_expiry(self, key: str) -> tuple[Any, float | None] | Missing:
+        """:meth:`get` with the entry's deadline (a hit is a use: it moves the key in the LRU order too)."""
         full = self._prefix + key
         entry = self._data.get(full)
         if entry is None or (entry[1] is not None and entry[1] <= self._clock()):
             return MISSING if entry is None else self._expire(full, entry)
+        if self._lru:
+            try:
+                self._data.move_to_end(full)
+            except KeyError:  # deleted by another thread between the two calls; the value read is still valid
+                pass
         return entry[0], entry[1]
 
     def keys(self, prefix: str = "") -> list[str]:
