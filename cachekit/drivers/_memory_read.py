@@ -5,7 +5,7 @@ dozen attribute lookups per hit. Over the memory driver the namespace puts this 
 instead (``cache._read``): the driver's dict, clock and policy are closure cells, so a hit is a dict lookup,
 a deadline check, an LRU move and, in bytes mode, a copy of the value decoded at the first hit (see
 :mod:`cachekit.codecs._copies`). It does what ``Cache._read`` does over ``MemoryDriver.get``, and gives the
-same values: the two are tested side by side (tests/unit/test_hit_path.py).
+same values: the two are tested side by side (tests/unit/test_memory_reader.py).
 
 Decoded values kept for copying are bounded by the driver's ``decoded_cache_bytes`` (counted in blob bytes;
 the whole set is dropped when full) and are used only for the very blob object they were decoded from, so a
