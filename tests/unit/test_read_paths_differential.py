@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cachekit import MISSING, Cache
@@ -50,6 +50,9 @@ STEPS = st.one_of(
 )
 READ = st.tuples(st.just("read"), KEYS)
 OPS = st.lists(st.one_of(STEPS, READ, READ), max_size=40)
+# Always tried first, whatever hypothesis draws: a hit, a miss, a corrupt entry read twice, an envelope expiry.
+BASICS = [("set", "a", [1], 1.0), ("read", "a"), ("read", "b"), ("corrupt", "c", b"garbage"), ("read", "c"),
+          ("read", "c"), ("advance", 3.0), ("read", "a")]  # fmt: skip
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -165,6 +168,7 @@ def generic(cache: Cache, key: str) -> Any:
 
 @SETTINGS
 @given(ops=OPS)
+@example(ops=BASICS)
 def test_the_async_read_reads_what_the_generic_path_reads(drivers: Drivers, ops: list[tuple[Any, ...]]) -> None:
     twins = drivers.twins()
 
@@ -188,6 +192,8 @@ MANY = st.tuples(st.just("many"), st.lists(KEYS, unique=True, max_size=4))
 
 @SETTINGS
 @given(ops=st.lists(st.one_of(STEPS, MANY, MANY), max_size=40))
+@example(ops=[("set", "a", [1], 1.0), ("corrupt", "c", b"garbage"), ("many", ["a", "b", "c"]), ("many", ["c"]),
+              ("advance", 3.0), ("many", ["a"])])  # fmt: skip
 def test_get_many_finds_what_get_finds(drivers: Drivers, ops: list[tuple[Any, ...]]) -> None:
     twins = drivers.twins()
     try:
@@ -221,6 +227,7 @@ def test_get_many_finds_what_get_finds(drivers: Drivers, ops: list[tuple[Any, ..
 
 @SETTINGS
 @given(ops=OPS)
+@example(ops=BASICS)
 def test_the_single_flight_recheck_reads_what_the_generic_path_reads(
     drivers: Drivers, ops: list[tuple[Any, ...]]
 ) -> None:
@@ -279,6 +286,7 @@ def tier_hits(cache: Cache, tiers: list[Any]) -> dict[str, tuple[int, int]]:
 @pytest.mark.usefixtures("_fresh_series")
 @SETTINGS
 @given(ops=OPS)
+@example(ops=BASICS)
 def test_an_observed_cache_reads_what_an_unobserved_one_reads(
     observer: tuple[Drivers, bool, bool], ops: list[tuple[Any, ...]]
 ) -> None:
