@@ -18,7 +18,7 @@ _TIER_KEYS = frozenset({"driver", "ttl", "config", "name"})
 
 _DEFAULT_NAMESPACE = "cachekit"
 #: The TTL used when none is given: five minutes, for every driver.
-DEFAULT_NAMESPACE_TTL = 300.0
+DEFAULT_TTL = 300.0
 _CODEC_OPTIONS = ("enable_compression", "compression", "compression_threshold", "compression_level",
                   "serializer", "deserializer", "max_value_bytes", "signing_key", "verify_keys")
 NAMESPACE_OPTION_NAMES = (*_CODEC_OPTIONS, "case_sensitive", "enable_stats", "async_workers")

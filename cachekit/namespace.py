@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 from . import _logging
 from ._async_namespace import aread, configure_async
 from ._build import (
-    DEFAULT_NAMESPACE_TTL,
+    DEFAULT_TTL,
     NAMESPACE_OPTION_NAMES,
     NAMESPACE_OPTIONS,
     build_codec,
@@ -60,8 +60,6 @@ __all__ = ["DEFAULT_TTL", "NAMESPACE_OPTIONS", "Cache", "Namespace"]
 
 logger = logging.getLogger("cachekit")
 
-#: The TTL used when none is given: five minutes, for every driver.
-DEFAULT_TTL = DEFAULT_NAMESPACE_TTL
 _RETRY_INTERVAL = 1.0  # seconds between retries of a failed bump
 _FAILED: Any = object()  # get_many: a key whose blob was corrupt (an error, not a miss)
 

@@ -39,8 +39,8 @@ name every prefix a caller may clear (``ns/``, ``ns/resource=users/``, a partiti
 column already carries the deadline. diskcache has no public range query, so the scans use
 ``Cache._sql`` - the statement executor diskcache's own methods use, unchanged since diskcache 3.
 
-:class:`~cachekit.drivers.partition_filesystem.PartitionAwareFilesystemCache` (in its own module, also
-importable from here) spreads keys over one diskcache per resource and per partition folder, so clearing a
+:class:`~cachekit.drivers.partition_filesystem.PartitionAwareFilesystemCache` (in its own module,
+which imports this one) spreads keys over one diskcache per resource and per partition folder, so clearing a
 partition touches only that partition's database.
 
 This module is the home of :class:`FilesystemDriver`'s operations. Opening a directory's store, reopening a
@@ -352,12 +352,3 @@ class FilesystemDriver(DiskStores, Driver):
             if store is not None:
                 groups.setdefault(store, []).append(key)
         return groups
-
-
-def __getattr__(name: str) -> Any:
-    # PartitionAwareFilesystemCache lives in its own module (which imports this one); still importable here.
-    if name == "PartitionAwareFilesystemCache":
-        from cachekit.drivers.partition_filesystem import PartitionAwareFilesystemCache
-
-        return PartitionAwareFilesystemCache
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
