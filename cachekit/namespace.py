@@ -265,7 +265,7 @@ class Cache(LoadingMixin, EventsMixin):
         try:
             removed = self.driver.clear_many([self._full_prefix(prefix)])
         except Exception as exc:
-            self._read_failed(None, exc)
+            self._backend_failed(None, exc)
             return 0
         self.deletes += removed
         return removed
@@ -303,7 +303,7 @@ class Cache(LoadingMixin, EventsMixin):
         try:
             blobs = self.driver.get_many(full)
         except Exception as exc:
-            self._read_failed(None, exc)
+            self._backend_failed(None, exc)
             return {}
         found: dict[str, Any] = {}
         failed = 0
@@ -419,7 +419,7 @@ class Cache(LoadingMixin, EventsMixin):
         try:
             raw: Any = self._driver_get(key)
         except Exception as exc:
-            self._read_failed(key, exc)
+            self._backend_failed(key, exc)
             return MISSING
         if raw is MISSING:
             self.misses += 1
@@ -430,7 +430,7 @@ class Cache(LoadingMixin, EventsMixin):
                 at = self._decode_at
                 raw = decode(raw) if at is None else at(key, raw)
             except CodecError as exc:
-                self._read_failed(key, exc)
+                self._backend_failed(key, exc)
                 self._drop(key)
                 return MISSING
             if raw is MISSING:  # expired by its envelope
@@ -475,7 +475,7 @@ class Cache(LoadingMixin, EventsMixin):
         try:
             return self._decode(raw)
         except CodecError as exc:
-            self._read_failed(key, exc)
+            self._backend_failed(key, exc)
             self._drop(key)
             return failed
 
@@ -490,7 +490,7 @@ class Cache(LoadingMixin, EventsMixin):
         try:
             self.driver.set(key, blob, ttl)
         except Exception as exc:
-            self._read_failed(key, exc)
+            self._backend_failed(key, exc)
             return False
         self.sets += 1
         return True
@@ -514,7 +514,8 @@ class Cache(LoadingMixin, EventsMixin):
         except Exception as exc:
             logger.debug("cachekit: could not drop corrupt entry %r: %s", key, exc)
 
-    def _read_failed(self, key: str | None, exc: BaseException) -> None:
+    def _backend_failed(self, key: str | None, exc: BaseException) -> None:
+        """Count and log (rate-limited) a failed driver call or codec decode: a read, write, clear or lock."""
         self.errors += 1
         if not _logging.read_failed(self.namespace, self.driver.name, key, exc):
             logger.debug("cachekit: %s failed for %r: %s", self.driver.name, key, exc)

@@ -31,7 +31,7 @@ __all__ = ["decoded_copies", "memory_reader"]
 class _Reader(Protocol):
     """What the reader reports failures to: the namespace (held weakly: the reader lives on it)."""
 
-    def _read_failed(self, key: str | None, exc: BaseException) -> None: ...
+    def _backend_failed(self, key: str | None, exc: BaseException) -> None: ...
 
     def _drop(self, key: str) -> None: ...
 
@@ -85,7 +85,7 @@ def memory_reader(
 def _failed(owner: weakref.ref[_Reader], key: str, exc: Exception) -> None:
     cache = owner()
     if cache is not None:
-        cache._read_failed(key, exc)
+        cache._backend_failed(key, exc)
         if isinstance(exc, CodecError):
             cache._drop(key)  # unreadable: the next read stores a good value
 
