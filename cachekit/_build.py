@@ -144,10 +144,6 @@ def _build_tier(index: int, tier: Mapping[str, Any] | Driver, clock: Clock, tier
     return tier_cls(built, ttl=normalize_ttl(tier.get("ttl"), what=f"drivers[{index}]['ttl']"), name=tier.get("name"))
 
 
-#: Drivers that never remove an entry by themselves unless it has a TTL (no size bound, no eviction of theirs).
-_UNBOUNDED = frozenset({"redis", "s3"})
-
-
 def check_reclaimable(ttl: float | None, driver: Driver) -> None:
     """Refuse ``ttl=None`` where entries left under old generations would never be removed.
 
@@ -158,8 +154,8 @@ def check_reclaimable(ttl: float | None, driver: Driver) -> None:
     if ttl is not None:
         return
     tiers = getattr(driver, "tiers", None)
-    names = [t.driver.name for t in tiers if t.ttl is None] if tiers is not None else [driver.name]
-    unbounded = sorted(set(names) & _UNBOUNDED)
+    drivers = [t.driver for t in tiers if t.ttl is None] if tiers is not None else [driver]
+    unbounded = sorted(d.name for d in drivers if d.leaves_orphans)  # the backend never removes an entry itself
     if unbounded:
         raise ConfigurationError(
             f"ttl=None on {unbounded[0]!r} would keep every entry forever: a write leaves old entries unreachable "

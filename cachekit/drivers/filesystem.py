@@ -76,8 +76,9 @@ from cachekit.drivers._fs_options import (
     prefix_range,
 )
 from cachekit.drivers._fs_stores import FAILURES, DiskStores
-from cachekit.drivers.base import Driver
+from cachekit.drivers.base import HOST, Driver
 from cachekit.errors import ConfigurationError, DriverUnavailable
+from cachekit.generations import GenerationStore
 
 __all__ = [
     "CLEANUP_BATCH",
@@ -127,6 +128,7 @@ class FilesystemDriver(DiskStores, Driver):
     """
 
     name = "filesystem"
+    sharing = HOST
     blocking = True
 
     def __init__(
@@ -276,6 +278,12 @@ class FilesystemDriver(DiskStores, Driver):
             removed = sum(store.delete_expired(now, None) for store in self._stores_for_prefix(""))
         self._expired_removed += removed
         return removed
+
+    def generation_store(self) -> GenerationStore:
+        """Counters in a diskcache of their own in the directory, polled by every process that opens it."""
+        from cachekit.generations.polled import FilesystemGenerations
+
+        return FilesystemGenerations(self.directory, driver=self)
 
     def stats(self) -> dict[str, Any]:
         """Live ``entries`` of this ``key_prefix``, ``volume_bytes`` on disk, and the options."""

@@ -24,7 +24,7 @@ from typing import Any
 from .._options import reject_unknown_options
 from .._types import MISSING, Clock, Missing
 from ..errors import ConfigurationError
-from .base import Driver
+from .base import PROCESS, Driver
 
 __all__ = ["MemoryDriver", "available_memory_bytes"]
 
@@ -86,6 +86,7 @@ class MemoryDriver(Driver):
     """
 
     name = "memory"
+    sharing = PROCESS
     blocking = False
     supports_async = True  # the async twins run inline: nothing here waits on I/O
 
