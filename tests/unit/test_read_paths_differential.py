@@ -390,6 +390,9 @@ TIER_OPS = st.lists(
 @pytest.mark.parametrize("promote", [True, False])
 @settings(max_examples=60, deadline=None)
 @given(ops=TIER_OPS)
+# A hit of the older of two L1 entries moves it in L1's LRU order, on either path.
+@example(ops=[("set", "b", b"1", None), ("set", "a", b"2", None), ("get", "b"), ("set", "c", b"3", None),
+              ("get", "b")])  # fmt: skip
 # L1 fails until its breaker opens, then answers again during the cool-down: the generic walk skips it.
 @example(ops=[("set", "a", b"x", None), ("l1", True), ("get", "a"), ("get", "a"), ("get", "a"), ("get", "a"),
               ("l1", False), ("get", "a"), ("get", "b")])  # fmt: skip
