@@ -42,7 +42,7 @@ async def aread(ns: Cache, key: str) -> Any:
     try:
         raw: Any = await ns.driver.aget(key)
     except Exception as exc:
-        ns._read_failed(key, exc)
+        ns._backend_failed(key, exc)
         return MISSING
     if raw is MISSING:
         ns.misses += 1
@@ -53,7 +53,7 @@ async def aread(ns: Cache, key: str) -> Any:
             at = ns._decode_at  # keyed: a signing codec binds each entry to its key
             raw = decode(raw) if at is None else at(key, raw)
         except CodecError as exc:
-            ns._read_failed(key, exc)
+            ns._backend_failed(key, exc)
             await _adrop(ns.driver, key)
             return MISSING
         if raw is MISSING:  # expired by its envelope
@@ -74,7 +74,7 @@ async def astore(ns: Cache, key: str, value: Any, ttl: float | None, max_payload
     try:
         await ns.driver.aset(key, blob, ttl)
     except Exception as exc:
-        ns._read_failed(key, exc)
+        ns._backend_failed(key, exc)
         return False
     ns.sets += 1
     return True

@@ -18,7 +18,7 @@ _TIER_KEYS = frozenset({"driver", "ttl", "config", "name"})
 
 _DEFAULT_NAMESPACE = "cachekit"
 #: The TTL used when none is given: five minutes, for every driver.
-DEFAULT_NAMESPACE_TTL = 300.0
+DEFAULT_TTL = 300.0
 _CODEC_OPTIONS = ("enable_compression", "compression", "compression_threshold", "compression_level",
                   "serializer", "deserializer", "max_value_bytes", "signing_key", "verify_keys")
 NAMESPACE_OPTION_NAMES = (*_CODEC_OPTIONS, "case_sensitive", "enable_stats", "async_workers")
@@ -152,10 +152,6 @@ def _build_tier(index: int, tier: Mapping[str, Any] | Driver, clock: Clock, tier
     return tier_cls(built, ttl=normalize_ttl(tier.get("ttl"), what=f"drivers[{index}]['ttl']"), name=tier.get("name"))
 
 
-#: Drivers that never remove an entry by themselves unless it has a TTL (no size bound, no eviction of theirs).
-_UNBOUNDED = frozenset({"redis", "s3"})
-
-
 def check_reclaimable(ttl: float | None, driver: Driver) -> None:
     """Refuse ``ttl=None`` where entries left under old generations would never be removed.
 
@@ -166,8 +162,8 @@ def check_reclaimable(ttl: float | None, driver: Driver) -> None:
     if ttl is not None:
         return
     tiers = getattr(driver, "tiers", None)
-    names = [t.driver.name for t in tiers if t.ttl is None] if tiers is not None else [driver.name]
-    unbounded = sorted(set(names) & _UNBOUNDED)
+    drivers = [t.driver for t in tiers if t.ttl is None] if tiers is not None else [driver]
+    unbounded = sorted(d.name for d in drivers if d.leaves_orphans)  # the backend never removes an entry itself
     if unbounded:
         raise ConfigurationError(
             f"ttl=None on {unbounded[0]!r} would keep every entry forever: a write leaves old entries unreachable "

@@ -49,7 +49,8 @@ class CachedState:
         self.what = f"@cached {self.fallback_name}()"
         self.id_param = id_param
         self.fn = fn
-        #: The ``_CachedFunction`` of this state (set by it), for the wrapt binding of :class:`_BoundCached`.
+        #: The :class:`~cachekit._binding.CachedFunction` of this state (set by it), for the wrapt binding of
+        #: :class:`~cachekit._binding.BoundCached`.
         self.wrapper: Any = None
 
     # -- keys ------------------------------------------------------------------------------------------------

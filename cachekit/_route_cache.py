@@ -161,7 +161,7 @@ class RouteCache:
             if key is None:  # a generation must come from the backend: not on the event loop
                 key = (await run_blocking(cache.driver, cache._gens.render, template))[0]
         except Exception as exc:
-            cache._read_failed(None, exc)
+            cache._backend_failed(None, exc)
             return None
         return key
 
@@ -205,7 +205,8 @@ class RouteCache:
             return None
         stored = _parse(value)
         if stored is None:
-            cache._read_failed(key, CorruptEntryError(f"{key!r} does not hold a response cached by cachekit.starlette"))
+            problem = CorruptEntryError(f"{key!r} does not hold a response cached by cachekit.starlette")
+            cache._backend_failed(key, problem)
             try:
                 await cache.driver.adelete(key)
             except Exception as exc:
@@ -249,7 +250,7 @@ class RouteCache:
                 else:
                     await run_blocking(cache.driver, cache._write, key, value, *plan)
         except Exception as exc:
-            cache._read_failed(key, exc)
+            cache._backend_failed(key, exc)
             return None
         return etag
 

@@ -144,14 +144,14 @@ class CachekitCache(BaseCache):  # type: ignore[misc]  # django ships no type in
         except SerializationError as exc:
             if exc.__cause__ is not None:
                 raise exc.__cause__ from None  # the pickling error, as Django's own backends raise it
-            self.cache._read_failed(None, exc)  # over max_value_bytes: not stored (counted, logged once)
+            self.cache._backend_failed(None, exc)  # over max_value_bytes: not stored (counted, logged once)
             return None
 
     def _decode(self, full: str, raw: Any) -> Any:
         return self.cache._decoded(full, raw)
 
     def _failed(self, full: str | None, exc: Exception) -> None:
-        self.cache._read_failed(full, exc)
+        self.cache._backend_failed(full, exc)
 
     def _remaining(self, raw: bytes) -> float | Missing | None:
         """The TTL left on a stored blob (``None``: none), or MISSING once past its deadline."""

@@ -388,7 +388,7 @@ class CachekitCache(BaseCache):
             try:
                 token = driver.acquire_lock(self._lock_name(full), _LOCK_TTL)
             except CacheError as exc:
-                self.cachekit._read_failed(full, exc)
+                self.cachekit._backend_failed(full, exc)
                 return None
             if token is not None or time.monotonic() >= deadline:
                 return token
@@ -407,7 +407,7 @@ class CachekitCache(BaseCache):
         try:
             found = driver.get_with_expiry(key, start=start)  # type: ignore[call-arg]
         except CacheError as exc:
-            self.cachekit._read_failed(key, exc)
+            self.cachekit._backend_failed(key, exc)
             return _FAILED
         value = self.cachekit._decoded(key, found if isinstance(found, Missing) else found[0])
         return _ABSENT if isinstance(value, Missing) else value
@@ -441,7 +441,7 @@ class CachekitCache(BaseCache):
         try:
             return self.cachekit.delete(full)
         except CacheError as exc:
-            self.cachekit._read_failed(full, exc)
+            self.cachekit._backend_failed(full, exc)
             return None
 
 

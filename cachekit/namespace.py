@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 from . import _logging
 from ._async_namespace import REFUSED, aread, configure_async
 from ._build import (
-    DEFAULT_NAMESPACE_TTL,
+    DEFAULT_TTL,
     NAMESPACE_OPTION_NAMES,
     NAMESPACE_OPTIONS,
     build_codec,
@@ -60,9 +60,8 @@ __all__ = ["DEFAULT_TTL", "NAMESPACE_OPTIONS", "Cache", "Namespace"]
 
 logger = logging.getLogger("cachekit")
 
-#: The TTL used when none is given: five minutes, for every driver.
-DEFAULT_TTL = DEFAULT_NAMESPACE_TTL
 _RETRY_INTERVAL = 1.0  # seconds between retries of a failed bump
+_FAILED: Any = object()  # get_many: a key whose blob was corrupt (an error, not a miss)
 
 
 class Cache(LoadingMixin, EventsMixin):
@@ -285,7 +284,7 @@ class Cache(LoadingMixin, EventsMixin):
         try:
             removed = self.driver.clear_many([self._full_prefix(prefix)])
         except Exception as exc:
-            self._read_failed(None, exc)
+            self._backend_failed(None, exc)
             return 0
         self.deletes += removed
         return removed
@@ -323,16 +322,19 @@ class Cache(LoadingMixin, EventsMixin):
         try:
             blobs = self.driver.get_many(full)
         except Exception as exc:
-            self._read_failed(None, exc)
+            self._backend_failed(None, exc)
             return {}
         found: dict[str, Any] = {}
+        failed = 0
         for key, full_key, blob in zip(wanted, full, blobs, strict=True):
-            value = self._decoded(full_key, blob)
-            if value is not MISSING:
+            value = self._decoded(full_key, blob, _FAILED)
+            if value is _FAILED:
+                failed += 1  # counted in errors, not in misses: as a read of that key alone (_read)
+            elif value is not MISSING:
                 found[key] = value
-        hits = sum(1 for key in wanted if key in found)
+        hits = sum(1 for key in wanted if key in found)  # each requested key counts, repeated ones too
         self.hits += hits
-        self.misses += len(wanted) - hits
+        self.misses += len(wanted) - hits - failed
         return found
 
     def set_many(self, items: Mapping[str, Any], ttl: TTL = DEFAULT) -> int:
@@ -437,7 +439,7 @@ class Cache(LoadingMixin, EventsMixin):
         try:
             raw: Any = self._driver_get(key)
         except Exception as exc:
-            self._read_failed(key, exc)
+            self._backend_failed(key, exc)
             return MISSING
         if raw is MISSING:
             self.misses += 1
@@ -448,7 +450,7 @@ class Cache(LoadingMixin, EventsMixin):
                 at = self._decode_at
                 raw = decode(raw) if at is None else at(key, raw)
             except CodecError as exc:
-                self._read_failed(key, exc)
+                self._backend_failed(key, exc)
                 self._drop(key)
                 return MISSING
             if raw is MISSING:  # expired by its envelope
@@ -491,16 +493,17 @@ class Cache(LoadingMixin, EventsMixin):
             if first is not None and type(first.driver) is MemoryDriver:  # hits of a memory tier: keep copies
                 self._decode_at = decoded_copies(self._decode, first.driver.decoded_cache_bytes, self._clock)
 
-    def _decoded(self, key: str, raw: Any) -> Any:
+    def _decoded(self, key: str, raw: Any, failed: Any = MISSING) -> Any:
+        """The value of a blob the driver returned, MISSING; ``failed`` for a corrupt one (counted, dropped)."""
         if raw is MISSING or self._decode is None:
             return raw
         try:
             at = self._decode_at
             return self._decode(raw) if at is None else at(key, raw)
         except CodecError as exc:
-            self._read_failed(key, exc)
+            self._backend_failed(key, exc)
             self._drop(key)
-            return MISSING
+            return failed
 
     def _aread(self, key: str) -> Awaitable[Any]:
         """The async twin of :meth:`_read`: the driver's own async get (no thread for Redis or memory)."""
@@ -516,7 +519,7 @@ class Cache(LoadingMixin, EventsMixin):
         try:
             self.driver.set(key, blob, ttl)
         except Exception as exc:
-            self._read_failed(key, exc)
+            self._backend_failed(key, exc)
             return False
         self.sets += 1
         return True
@@ -551,7 +554,8 @@ class Cache(LoadingMixin, EventsMixin):
         except Exception as exc:
             logger.debug("cachekit: could not drop corrupt entry %r: %s", key, exc)
 
-    def _read_failed(self, key: str | None, exc: BaseException) -> None:
+    def _backend_failed(self, key: str | None, exc: BaseException) -> None:
+        """Count and log (rate-limited) a failed driver call or codec decode: a read, write, clear or lock."""
         self.errors += 1
         if not _logging.read_failed(self.namespace, self.driver.name, key, exc):
             logger.debug("cachekit: %s failed for %r: %s", self.driver.name, key, exc)

@@ -5,7 +5,7 @@ dozen attribute lookups per hit. Over the memory driver the namespace puts this 
 instead (``cache._read``): the driver's dict, clock and policy are closure cells, so a hit is a dict lookup,
 a deadline check, an LRU move and, in bytes mode, a copy of the value decoded at the first hit (see
 :mod:`cachekit.codecs._copies`). It does what ``Cache._read`` does over ``MemoryDriver.get``, and gives the
-same values: the two are tested side by side (tests/unit/test_hit_path.py).
+same values: the two are tested side by side (tests/unit/test_memory_reader.py).
 
 Decoded values kept for copying are bounded by the driver's ``decoded_cache_bytes`` (counted in blob bytes;
 the whole set is dropped when full) and are used only for the very blob object they were decoded from, so a
@@ -31,7 +31,7 @@ __all__ = ["decoded_copies", "memory_reader"]
 class _Reader(Protocol):
     """What the reader reports failures to: the namespace (held weakly: the reader lives on it)."""
 
-    def _read_failed(self, key: str | None, exc: BaseException) -> None: ...
+    def _backend_failed(self, key: str | None, exc: BaseException) -> None: ...
 
     def _drop(self, key: str) -> None: ...
 
@@ -94,7 +94,7 @@ def memory_reader(
 def _failed(owner: weakref.ref[_Reader], key: str, exc: Exception) -> None:
     cache = owner()
     if cache is not None:
-        cache._read_failed(key, exc)
+        cache._backend_failed(key, exc)
         if isinstance(exc, CodecError):
             cache._drop(key)  # unreadable: the next read stores a good value
 

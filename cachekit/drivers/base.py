@@ -24,6 +24,21 @@ Rules every driver follows:
   through ``redis.asyncio``; the memory driver inline, it never blocks). The defaults here run the sync method
   on cachekit's bounded executor (:mod:`cachekit._executor`), never the event loop's default executor, or
   inline when the driver does not block.
+
+**Capabilities and generations.** A driver says who sees its entries (:attr:`Driver.sharing`) and, when other
+processes do, brings the store of the generation counters that invalidation bumps
+(:meth:`Driver.generation_store`; see :mod:`cachekit.generations`): cachekit never picks either by the driver's
+name. A driver that declares neither is refused by :class:`~cachekit.Cache` rather than given in-process
+generations, which would serve stale entries after another process's write. Adding a backend is one module with
+its :class:`Driver` subclass plus one line in the registry (:func:`cachekit.drivers.register_driver`)::
+
+    class MemcachedDriver(Driver):
+        name = "memcached"
+        sharing = NETWORK                   # every process reaching the server sees the entries
+        leaves_orphans = False              # memcached evicts by itself
+        def generation_store(self) -> GenerationStore:
+            return MemcachedGenerations(self)   # counters in the backend, bumped atomically, watched or polled
+        ...
 """
 
 from __future__ import annotations
@@ -31,12 +46,22 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from .._executor import BoundedExecutor, run_blocking
 from .._types import Missing
 
-__all__ = ["Driver"]
+if TYPE_CHECKING:
+    from ..generations import GenerationStore
+
+__all__ = ["HOST", "NETWORK", "PROCESS", "Driver"]
+
+#: :attr:`Driver.sharing`: entries live in this process only (the memory and null drivers).
+PROCESS: Final = "process"
+#: :attr:`Driver.sharing`: processes of one machine share the entries (a directory).
+HOST: Final = "host"
+#: :attr:`Driver.sharing`: every process that reaches the server or bucket shares them (Redis, S3).
+NETWORK: Final = "network"
 
 
 class Driver(abc.ABC):
@@ -64,6 +89,21 @@ class Driver(abc.ABC):
     supports_async: bool = False
     #: Where the default async twins run blocking calls; ``None``: the shared pool (``CACHEKIT_ASYNC_WORKERS``).
     async_executor: BoundedExecutor | None = None
+    #: Who sees the entries: :data:`PROCESS`, :data:`HOST` or :data:`NETWORK`. ``None`` (undeclared) is refused by
+    #: :class:`~cachekit.Cache` unless :meth:`generation_store` gives a store: a shared backend with in-process
+    #: generations would serve entries another process's write invalidated.
+    sharing: str | None = None
+    #: True when the backend never removes an entry by itself (no size bound, no eviction of its own): entries
+    #: left under old generations then need a TTL, and ``ttl=None`` is refused (Redis, S3).
+    leaves_orphans: bool = False
+
+    def generation_store(self) -> GenerationStore | None:
+        """The store of this backend's generation counters, shared by every process that shares the entries.
+
+        ``None`` (the default): a driver whose :attr:`sharing` is :data:`PROCESS` gets in-process generations;
+        any other is refused. Called once per driver instance (:func:`cachekit.generations.store_for` keeps it).
+        """
+        return None
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes | Missing:

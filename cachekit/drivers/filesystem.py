@@ -39,8 +39,8 @@ name every prefix a caller may clear (``ns/``, ``ns/resource=users/``, a partiti
 column already carries the deadline. diskcache has no public range query, so the scans use
 ``Cache._sql`` - the statement executor diskcache's own methods use, unchanged since diskcache 3.
 
-:class:`~cachekit.drivers.partition_filesystem.PartitionAwareFilesystemCache` (in its own module, also
-importable from here) spreads keys over one diskcache per resource and per partition folder, so clearing a
+:class:`~cachekit.drivers.partition_filesystem.PartitionAwareFilesystemCache` (in its own module,
+which imports this one) spreads keys over one diskcache per resource and per partition folder, so clearing a
 partition touches only that partition's database.
 
 This module is the home of :class:`FilesystemDriver`'s operations. Opening a directory's store, reopening a
@@ -76,8 +76,9 @@ from cachekit.drivers._fs_options import (
     prefix_range,
 )
 from cachekit.drivers._fs_stores import FAILURES, DiskStores
-from cachekit.drivers.base import Driver
+from cachekit.drivers.base import HOST, Driver
 from cachekit.errors import ConfigurationError, DriverUnavailable
+from cachekit.generations import GenerationStore
 
 __all__ = [
     "CLEANUP_BATCH",
@@ -127,6 +128,7 @@ class FilesystemDriver(DiskStores, Driver):
     """
 
     name = "filesystem"
+    sharing = HOST
     blocking = True
 
     def __init__(
@@ -320,6 +322,12 @@ class FilesystemDriver(DiskStores, Driver):
         self._expired_removed += removed
         return removed
 
+    def generation_store(self) -> GenerationStore:
+        """Counters in a diskcache of their own in the directory, polled by every process that opens it."""
+        from cachekit.generations.polled import FilesystemGenerations
+
+        return FilesystemGenerations(self.directory, driver=self)
+
     def stats(self) -> dict[str, Any]:
         """Live ``entries`` of this ``key_prefix``, ``volume_bytes`` on disk, and the options."""
         with self._errors("stats"):
@@ -395,12 +403,3 @@ class FilesystemDriver(DiskStores, Driver):
             if store is not None:
                 groups.setdefault(store, []).append(key)
         return groups
-
-
-def __getattr__(name: str) -> Any:
-    # PartitionAwareFilesystemCache lives in its own module (which imports this one); still importable here.
-    if name == "PartitionAwareFilesystemCache":
-        from cachekit.drivers.partition_filesystem import PartitionAwareFilesystemCache
-
-        return PartitionAwareFilesystemCache
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,7 @@ from typing import Any
 from .._options import check_flag, reject_unknown_options
 from .._types import MISSING, Clock, Missing
 from ..errors import ConfigurationError
-from .base import Driver
+from .base import PROCESS, Driver
 
 __all__ = ["MemoryDriver", "available_memory_bytes"]
 
@@ -86,6 +86,7 @@ class MemoryDriver(Driver):
     """
 
     name = "memory"
+    sharing = PROCESS
     blocking = False
     supports_async = True  # the async twins run inline: nothing here waits on I/O
 
@@ -148,10 +149,16 @@ class MemoryDriver(Driver):
         return self.get(key)
 
     def get_with_expiry(self, key: str) -> tuple[Any, float | None] | Missing:
+        """:meth:`get` with the entry's deadline (a hit is a use: it moves the key in the LRU order too)."""
         full = self._prefix + key
         entry = self._data.get(full)
         if entry is None or (entry[1] is not None and entry[1] <= self._clock()):
             return MISSING if entry is None else self._expire(full, entry)
+        if self._lru:
+            try:
+                self._data.move_to_end(full)
+            except KeyError:  # deleted by another thread between the two calls; the value read is still valid
+                pass
         return entry[0], entry[1]
 
     def keys(self, prefix: str = "") -> list[str]:

@@ -50,8 +50,10 @@ from cachekit.drivers._redis_commands import (
     _verdict,
 )
 from cachekit.drivers._redis_config import Client, reject_options, resolve_connection
+from cachekit.drivers.base import NETWORK
 from cachekit.drivers.redis_async import AsyncRedisCommands, LoopClients
 from cachekit.errors import ConfigurationError, DriverError, DriverUnavailable
+from cachekit.generations import GenerationStore
 
 __all__ = ["RedisDriver"]
 
@@ -93,6 +95,8 @@ class RedisDriver(AsyncRedisCommands):
     """
 
     name = "redis"
+    sharing = NETWORK
+    leaves_orphans = True  # unless the server's maxmemory-policy evicts: entries need a TTL
     supports_locks = True
     blocking = True
     supports_async = True
@@ -332,6 +336,12 @@ class RedisDriver(AsyncRedisCommands):
         return self._conn()
 
     # -- housekeeping ----------------------------------------------------------------------------------------
+
+    def generation_store(self) -> GenerationStore:
+        """Counters on the server, bumped by Lua scripts and announced by PUBLISH to every process."""
+        from cachekit.generations.redis import RedisGenerations
+
+        return RedisGenerations(self)
 
     def stats(self) -> dict[str, Any]:
         """Configuration facts and the circuit breaker's state, without I/O and without the password."""

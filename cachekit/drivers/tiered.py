@@ -49,8 +49,9 @@ from cachekit._options import reject_unknown_options
 from cachekit._types import MISSING, Missing, normalize_ttl
 from cachekit.drivers._tier import Outcome, TierGuard, TierState, in_service, raise_if_all_failed
 from cachekit.drivers._tier_config import STRATEGIES, Tier, bounded_ttl, build_tiers, check_strategy
-from cachekit.drivers.base import Driver
+from cachekit.drivers.base import HOST, NETWORK, PROCESS, Driver
 from cachekit.errors import ConfigurationError, DriverError
+from cachekit.generations import GenerationStore, store_for
 
 __all__ = ["STRATEGIES", "Tier", "TieredDriver"]
 
@@ -122,6 +123,19 @@ class TieredDriver(Driver):
     def blocking(self) -> bool:  # type: ignore[override]
         """True when any tier may block on I/O."""
         return any(tier.driver.blocking for tier in self._tiers)
+
+    @property
+    def sharing(self) -> str | None:  # type: ignore[override]
+        """The widest sharing of the tiers (a shared tier makes the whole driver shared)."""
+        return self._widest_tier().sharing
+
+    def generation_store(self) -> GenerationStore:
+        """The store of the most widely shared tier (the first of those on a tie: the faster one)."""
+        return store_for(self._widest_tier())
+
+    def _widest_tier(self) -> Driver:
+        ranks = {PROCESS: 0, HOST: 1, NETWORK: 2}  # undeclared: 3, so that it decides (a store of its own, or refused)
+        return max((tier.driver for tier in self._tiers), key=lambda driver: ranks.get(driver.sharing or "", 3))
 
     @property
     def tiers(self) -> tuple[Tier, ...]:

@@ -14,8 +14,10 @@ on. Each :class:`~cachekit.Cache` keeps a local copy of the generations it has s
   shared driver: a fresh random token per bump): a background poll of one epoch entry per namespace tells a
   process that another one bumped something, and it then forgets what it knew.
 
-:func:`store_for` picks the store of a driver (a multi-tier driver uses its most shared tier's), one per driver
-instance, so every :class:`~cachekit.Cache` on one driver shares it.
+:func:`store_for` asks the driver for its store (:meth:`Driver.generation_store
+<cachekit.drivers.base.Driver.generation_store>`: each driver brings its own, a multi-tier driver its most shared
+tier's; no driver is known here by name), one per driver instance, so every :class:`~cachekit.Cache` on one
+driver shares it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol
+
+from ..errors import ConfigurationError
 
 __all__ = ["GenerationListener", "GenerationStore", "MemoryGenerations", "store_for"]
 
@@ -152,7 +156,8 @@ _ATTRIBUTE = "_cachekit_generation_store"
 
 
 def store_for(driver: Any) -> GenerationStore:
-    """The generation store of ``driver``: its own ``generation_store()`` if it has one, else by kind.
+    """The generation store of ``driver``: what its ``generation_store()`` gives, else in-process generations
+    for a driver whose ``sharing`` is ``"process"``; any other driver is refused (a ConfigurationError).
 
     One store per driver instance, kept on the driver, so every Cache on it shares subscriptions and values.
     """
@@ -168,34 +173,16 @@ def store_for(driver: Any) -> GenerationStore:
 
 
 def _build(driver: Any) -> GenerationStore:
-    own = getattr(driver, "generation_store", None)
-    if callable(own):
-        store = own()
-        if not isinstance(store, GenerationStore):
-            raise TypeError(f"{type(driver).__name__}.generation_store() must return a GenerationStore; got {store!r}")
-        return store
-    name = getattr(driver, "name", "")
-    if name == "tiered":
-        return store_for(_most_shared_tier(driver))
-    if name == "redis":
-        from .redis import RedisGenerations
-
-        return RedisGenerations(driver)
-    if name in ("filesystem", "partition-filesystem"):
-        from .polled import FilesystemGenerations
-
-        return FilesystemGenerations(driver.directory, driver=driver)
-    if name == "s3":
-        from .polled import TokenGenerations
-
-        return TokenGenerations(driver)
-    return MemoryGenerations()
-
-
-_SHARING = {"redis": 3, "s3": 2, "filesystem": 1, "partition-filesystem": 1}
-
-
-def _most_shared_tier(driver: Any) -> Any:
-    """The tier whose backend the most processes share (Redis before S3 before the filesystem), else the first."""
-    tiers = [tier.driver for tier in driver.tiers]
-    return max(tiers, key=lambda tier: _SHARING.get(getattr(tier, "name", ""), 0))
+    own = driver.generation_store() if callable(getattr(driver, "generation_store", None)) else None
+    if own is not None:
+        if not isinstance(own, GenerationStore):
+            raise TypeError(f"{type(driver).__name__}.generation_store() must return a GenerationStore; got {own!r}")
+        return own
+    if getattr(driver, "sharing", None) == "process":
+        return MemoryGenerations()
+    raise ConfigurationError(
+        f"{type(driver).__name__} (driver {getattr(driver, 'name', '?')!r}) has no generation store: set its class "
+        "attribute sharing = 'process' if its entries live in this process only, or give it a generation_store() "
+        "that every process sharing its entries shares (see cachekit.drivers.base). In-process generations on a "
+        "shared backend would serve entries that another process's write invalidated"
+    )

@@ -28,6 +28,7 @@ class FlakyDriver(Driver):
     """A dict-backed driver whose operations fail on demand, as a backend that goes away and comes back."""
 
     name = "flaky"
+    sharing = "process"
     blocking = False
 
     def __init__(self) -> None:
