@@ -268,14 +268,34 @@ def _msgspec_engine(annotation: Any) -> tuple[Callable[[Any], bytes], Callable[[
 
 
 def _pydantic_engine(annotation: Any) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
+    """Pydantic's JSON (``dump_json`` / ``validate_json``, one pass in Rust each way), tagged ``J``; a value whose
+    JSON does not come back equal (bytes that are not UTF-8, infinities) is stored as msgpack of its Python-mode
+    dump instead (tagged ``P``, read by ``validate_python``)."""
+    import msgspec
     import pydantic
+    import pydantic_core
 
     adapter = pydantic.TypeAdapter(annotation)
+    validate_json, validate_python, unpack = adapter.validate_json, adapter.validate_python, msgspec.msgpack.decode
 
     def encode(value: Any) -> bytes:
-        return adapter.dump_json(value, round_trip=True, warnings="error")
+        try:
+            text = adapter.dump_json(value, round_trip=True, warnings="error")
+            if validate_json(text) == value:
+                return b"J" + text
+        except pydantic_core.PydanticSerializationError:
+            pass
+        return b"P" + msgspec.msgpack.encode(adapter.dump_python(value, round_trip=True, warnings="error"))
 
-    return encode, adapter.validate_json
+    def decode(payload: bytes) -> Any:
+        tag = payload[:1]
+        if tag == b"J":
+            return validate_json(payload[1:])
+        if tag == b"P":
+            return validate_python(unpack(payload[1:]))
+        raise ValueError(f"unknown typed payload tag {tag!r}")
+
+    return encode, decode
 
 
 _ENGINES: dict[str, Callable[[Any], tuple[Callable[[Any], bytes], Callable[[bytes], Any]]]] = {
