@@ -77,28 +77,41 @@ class Refusal:
         self.message, self.warned = message, False
 
 
+Form = tuple[Callable[[Any], bytes], Callable[[bytes], Any]]  # (encode, decode) of one stored form
+
+
 class Plan:
-    """How values of one annotation become bytes and back (see the module docstring)."""
+    """How values of one annotation become bytes and back (see the module docstring).
 
-    __slots__ = ("annotation", "decode", "encode", "engine", "fingerprint")
+    An engine may have more than one *form* (Pydantic: JSON, else msgpack of the Python-mode dump); each form
+    has a fingerprint of its own, so a hit finds its decoder with one dict lookup and no tag to slice off.
+    """
 
-    def __init__(
-        self, annotation: Any, engine: str, fingerprint: bytes, encode: Callable[[Any], bytes],
-        decode: Callable[[bytes], Any],
-    ) -> None:  # fmt: skip
-        self.annotation, self.engine, self.fingerprint = annotation, engine, fingerprint
-        self.encode, self.decode = encode, decode
+    __slots__ = ("annotation", "decoders", "engine", "fingerprint", "forms")
+
+    def __init__(self, annotation: Any, engine: str, fingerprint: bytes, forms: list[Form]) -> None:
+        self.annotation, self.engine, self.fingerprint = annotation, engine, fingerprint  # the key's: form 0's
+        self.forms = [(_form_fingerprint(fingerprint, i), encode, decode) for i, (encode, decode) in enumerate(forms)]
+        self.decoders: dict[bytes, Callable[[bytes], Any]] = {fp: decode for fp, _, decode in self.forms}
 
     def box(self, value: Any) -> TypedBlob:
-        """``value`` encoded for this schema; :class:`_Unstorable` when it does not come back equal."""
-        try:
-            payload = self.encode(value)
-            again = self.decode(payload)
-        except Exception as exc:
-            raise _Unstorable(value, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
-        if type(again) is not type(value) or again != value:
-            raise _Unstorable(value, f"it decodes as {again!r:.120} (not equal)")
-        return TypedBlob(self.fingerprint, payload, value)
+        """``value`` in the first form that gives it back equal; :class:`_Unstorable` when none does."""
+        reason = ""
+        for fingerprint, encode, decode in self.forms:
+            try:
+                payload = encode(value)
+                again = decode(payload)
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+                continue
+            if type(again) is type(value) and again == value:
+                return TypedBlob(fingerprint, payload, value)
+            reason = f"it decodes as {again!r:.120} (not equal)"
+        raise _Unstorable(value, reason)
+
+
+def _form_fingerprint(fingerprint: bytes, index: int) -> bytes:
+    return fingerprint if index == 0 else hashlib.blake2b(fingerprint + bytes([index]), digest_size=8).digest()
 
 
 class _Unstorable(Exception):
@@ -248,7 +261,7 @@ def plan_for(annotation: Any) -> Plan | Refusal | None:
     errors = []
     for engine in engines:
         try:
-            encode, decode = _ENGINES[engine](annotation)
+            forms = _ENGINES[engine](annotation)
         except ImportError as exc:
             errors.append(f"{engine} is not installed ({exc}); pip install 'cachekit-orm[typed]'")
             continue
@@ -256,49 +269,46 @@ def plan_for(annotation: Any) -> Plan | Refusal | None:
             errors.append(f"{engine}: {type(exc).__name__}: {str(exc)[:200]}")
             continue
         fingerprint = hashlib.blake2b(f"{engine}|{description}".encode(), digest_size=8).digest()
-        return Plan(annotation, engine, fingerprint, encode, decode)
+        return Plan(annotation, engine, fingerprint, forms)
     return Refusal(f"{_describe(annotation)} cannot be stored ({'; '.join(errors)}): {_FIX}")
 
 
-def _msgspec_engine(annotation: Any) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
+def _msgspec_engine(annotation: Any) -> list[Form]:
     import msgspec
 
-    decoder = msgspec.msgpack.Decoder(annotation)
-    return msgspec.msgpack.encode, decoder.decode
+    return [(msgspec.msgpack.encode, msgspec.msgpack.Decoder(annotation).decode)]
 
 
-def _pydantic_engine(annotation: Any) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
-    """Pydantic's JSON (``dump_json`` / ``validate_json``, one pass in Rust each way), tagged ``J``; a value whose
-    JSON does not come back equal (bytes that are not UTF-8, infinities) is stored as msgpack of its Python-mode
-    dump instead (tagged ``P``, read by ``validate_python``)."""
+def _pydantic_engine(annotation: Any) -> list[Form]:
+    """Pydantic's JSON (``dump_json`` / ``validate_json``, one pass in Rust each way); for a value whose JSON does
+    not come back equal (bytes that are not UTF-8, infinities), msgpack of its Python-mode dump."""
     import msgspec
     import pydantic
     import pydantic_core
 
     adapter = pydantic.TypeAdapter(annotation)
-    validate_json, validate_python, unpack = adapter.validate_json, adapter.validate_python, msgspec.msgpack.decode
+    validator = adapter.validator
+    validate_json: Callable[..., Any]
+    validate_python: Callable[..., Any]
+    if isinstance(validator, pydantic_core.SchemaValidator):  # the validator itself: no Python frame per hit
+        validate_json, validate_python = validator.validate_json, validator.validate_python
+    else:
+        validate_json, validate_python = adapter.validate_json, adapter.validate_python
+    unpack = msgspec.msgpack.decode
 
-    def encode(value: Any) -> bytes:
-        try:
-            text = adapter.dump_json(value, round_trip=True, warnings="error")
-            if validate_json(text) == value:
-                return b"J" + text
-        except pydantic_core.PydanticSerializationError:
-            pass
-        return b"P" + msgspec.msgpack.encode(adapter.dump_python(value, round_trip=True, warnings="error"))
+    def to_json(value: Any) -> bytes:
+        return adapter.dump_json(value, round_trip=True, warnings="error")
 
-    def decode(payload: bytes) -> Any:
-        tag = payload[:1]
-        if tag == b"J":
-            return validate_json(payload[1:])
-        if tag == b"P":
-            return validate_python(unpack(payload[1:]))
-        raise ValueError(f"unknown typed payload tag {tag!r}")
+    def to_msgpack(value: Any) -> bytes:
+        return msgspec.msgpack.encode(adapter.dump_python(value, round_trip=True, warnings="error"))
 
-    return encode, decode
+    def from_msgpack(payload: bytes) -> Any:
+        return validate_python(unpack(payload))
+
+    return [(to_json, validate_json), (to_msgpack, from_msgpack)]
 
 
-_ENGINES: dict[str, Callable[[Any], tuple[Callable[[Any], bytes], Callable[[bytes], Any]]]] = {
+_ENGINES: dict[str, Callable[[Any], list[Form]]] = {
     "msgspec": _msgspec_engine,
     "pydantic": _pydantic_engine,
 }
@@ -411,9 +421,10 @@ class TypedReturn:
         """The object a hit gives, or MISSING (a clean miss: counted as an error, the entry dropped)."""
         if type(value) is TypedBlob:
             plan = self._plan
-            if type(plan) is Plan and value.fingerprint == plan.fingerprint:
+            decode = plan.decoders.get(value.fingerprint) if type(plan) is Plan else None
+            if decode is not None:
                 try:
-                    return plan.decode(value.payload)
+                    return decode(value.payload)
                 except Exception as exc:
                     error = self._undecodable(plan, exc)
             else:
@@ -443,10 +454,11 @@ class TypedReturn:
         """(the object a stored ``value`` gives, ``None``), or (MISSING, why it gives none)."""
         if type(value) is TypedBlob:
             plan = self._plan
-            if type(plan) is not Plan or value.fingerprint != plan.fingerprint:
+            decode = plan.decoders.get(value.fingerprint) if type(plan) is Plan else None
+            if decode is None:
                 return MISSING, CorruptEntryError(f"{self.what}: a typed value written for another schema")
             try:
-                return plan.decode(value.payload), None
+                return decode(value.payload), None
             except Exception as exc:
                 return MISSING, self._undecodable(plan, exc)
         error = self._plain_error(ns, value)
