@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._types import MISSING
 from .codecs import MsgpackSerializer
+from .codecs._copies import _SHARED, MAX_NODES
 from .codecs._typed_blob import TypedBlob
 from .errors import CorruptEntryError, UncacheableValueWarning
 
@@ -62,6 +63,7 @@ _CONTAINERS: Final = frozenset(
      collections.abc.MutableSet, typing.Union, types.UnionType, typing.Literal}
 )  # fmt: skip
 _UNRESOLVED = object()
+_SEEN, _NO_COPY = object(), object()  # TypedBlob.kept: seen by one hit; holds nothing a copy can be made of
 _FIX = (
     "return a dataclass, a Pydantic model, an attrs class, a msgspec Struct or plain data (dict/list/...), "
     "or use store='objects' on the memory driver"
@@ -314,6 +316,92 @@ _ENGINES: dict[str, Callable[[Any], list[Form]]] = {
 }
 
 
+def model_copier(value: Any) -> Callable[[Any], Any] | None:
+    """A copier of a decoded Pydantic value (models, dict/list/tuple/set, immutable leaves, enum members), or
+    ``None`` when it holds anything else (then every hit decodes).
+
+    Pydantic re-validates on ``validate_json`` (17,100 instructions for a 10-field model); a copy that rebuilds
+    each model as ``BaseModel.__copy__`` does (``__dict__``, fields set; no extra, no private attributes) and
+    each mutable container costs a fraction, gives every caller its own objects, and runs no validator again.
+    """
+    try:
+        plan = _copy_plan(value, [MAX_NODES], 0, set())
+    except _NoCopy:
+        return None
+    return plan if plan is not None else _itself
+
+
+class _NoCopy(Exception):
+    pass
+
+
+def _itself(value: Any) -> Any:
+    return value
+
+
+_setattr, _new = object.__setattr__, object.__new__
+
+
+def _copy_plan(value: Any, budget: list[int], depth: int, seen: set[int]) -> Callable[[Any], Any] | None:
+    budget[0] -= 1
+    if budget[0] < 0 or depth > 32:
+        raise _NoCopy
+    kind = type(value)
+    if kind in _SHARED or isinstance(value, enum.Enum):
+        return None
+    if id(value) in seen:
+        raise _NoCopy  # one object in two places: copies would split it
+    seen.add(id(value))
+    if _is_pydantic(kind):
+        if getattr(value, "__pydantic_extra__", None) is not None or getattr(value, "__pydantic_private__", None):
+            raise _NoCopy
+        inner = tuple((name, plan) for name, field in value.__dict__.items()
+                      if (plan := _copy_plan(field, budget, depth + 1, seen)) is not None)  # fmt: skip
+        return functools.partial(_copy_model, kind, inner)
+    base = _copier_for_container(kind)
+    if base is None:
+        raise _NoCopy
+    if kind is dict:
+        inner = tuple((k, p) for k, v in value.items() if (p := _copy_plan(v, budget, depth + 1, seen)) is not None)
+        return functools.partial(_copy_dict, inner) if inner else dict.copy
+    plans = tuple(_copy_plan(item, budget, depth + 1, seen) for item in value)
+    if kind is set or kind is frozenset:
+        if any(plans):
+            raise _NoCopy
+        return set.copy if kind is set else None
+    if not any(plans):
+        return list.copy if kind is list else None
+    return functools.partial(_copy_sequence, kind, plans)
+
+
+def _copier_for_container(kind: type) -> type | None:
+    return kind if kind in (dict, list, tuple, set, frozenset) else None
+
+
+def _copy_model(cls: type, inner: tuple[tuple[str, Callable[[Any], Any]], ...], model: Any) -> Any:
+    new: Any = _new(cls)
+    fields = model.__dict__.copy()
+    for name, plan in inner:
+        fields[name] = plan(fields[name])
+    _setattr(new, "__dict__", fields)
+    _setattr(new, "__pydantic_fields_set__", set(model.__pydantic_fields_set__))
+    _setattr(new, "__pydantic_extra__", None)
+    _setattr(new, "__pydantic_private__", None)
+    return new
+
+
+def _copy_dict(inner: tuple[tuple[Any, Callable[[Any], Any]], ...], value: dict[Any, Any]) -> dict[Any, Any]:
+    copy = value.copy()
+    for key, plan in inner:
+        copy[key] = plan(value[key])
+    return copy
+
+
+def _copy_sequence(kind: type, plans: tuple[Callable[[Any], Any] | None, ...], value: Any) -> Any:
+    items = [item if plan is None else plan(item) for item, plan in zip(value, plans, strict=True)]
+    return items if kind is list else kind(items)
+
+
 def _describe(annotation: Any) -> str:
     return getattr(annotation, "__qualname__", None) or repr(annotation)
 
@@ -420,13 +508,28 @@ class TypedReturn:
     def hit(self, ns: Cache, key: str, value: Any) -> Any:
         """The object a hit gives, or MISSING (a clean miss: counted as an error, the entry dropped)."""
         if type(value) is TypedBlob:
+            kept = value.kept
+            if type(kept) is tuple:
+                return kept[0](kept[1])  # a copy of this very blob's decoding (Pydantic models)
             plan = self._plan
             decode = plan.decoders.get(value.fingerprint) if type(plan) is Plan else None
             if decode is not None:
                 try:
-                    return decode(value.payload)
+                    decoded = decode(value.payload)
                 except Exception as exc:
                     error = self._undecodable(plan, exc)
+                else:
+                    if plan.engine != "pydantic" or kept is _NO_COPY:
+                        return decoded
+                    if kept is None:  # first sight: most blobs (Redis, S3...) are read once; the memory
+                        value.kept = _SEEN  # reader hands the same blob to every hit of its entry
+                        return decoded
+                    copier = model_copier(decoded)
+                    if copier is None:
+                        value.kept = _NO_COPY
+                        return decoded
+                    value.kept = (copier, decoded)  # never handed out itself: every hit gets a copy
+                    return copier(decoded)
             else:
                 error = CorruptEntryError(f"{self.what}: a typed value written for another schema")
         else:

@@ -24,12 +24,17 @@ FINGERPRINT_SIZE: Final = 8
 
 
 class TypedBlob:
-    """A typed value's fingerprint and payload; ``value`` is the source's object when made by a load."""
+    """A typed value's fingerprint and payload; ``value`` is the source's object when made by a load.
 
-    __slots__ = ("fingerprint", "payload", "value")
+    ``kept`` is set by the first hit of a blob the memory reader holds (``(copier, decoded object)``): later hits
+    of that very blob get a copy instead of a decode (see :func:`cachekit._typed.model_copier`).
+    """
+
+    __slots__ = ("fingerprint", "kept", "payload", "value")
 
     def __init__(self, fingerprint: bytes, payload: bytes, value: Any = MISSING) -> None:
         self.fingerprint, self.payload, self.value = fingerprint, payload, value
+        self.kept: Any = None
 
     @classmethod
     def from_ext(cls, data: bytes) -> TypedBlob:

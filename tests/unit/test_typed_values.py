@@ -184,6 +184,22 @@ def test_a_hit_is_a_new_object_that_a_caller_may_mutate() -> None:
     assert repo.get("k") == user()
 
 
+def test_pydantic_hits_are_copies_no_caller_can_alter() -> None:
+    repo = repository(list[PUser], lambda: [puser("a"), puser("b")], Cache("memory", namespace="typed"))
+    repo.get("k")
+    first = repo.get("k")  # the first hit decodes and keeps the decoded value; later hits copy it
+    first[0].address.city = "changed"
+    first[0].name = "changed"
+    first.append(puser("c"))
+    for _ in range(2):
+        again = repo.get("k")
+        assert again == [puser("a"), puser("b")]
+        assert again[0] is not first[0]
+        assert again[0].address is not first[0].address
+        assert again[0].model_fields_set == puser("a").model_fields_set
+    assert repo.calls == 1
+
+
 def test_objects_mode_keeps_the_live_object() -> None:
     made = user()
     repo = repository(User, lambda: made, Cache("memory", namespace="typed", config={"store": "objects"}))
