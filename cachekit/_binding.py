@@ -199,6 +199,7 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
     """
     fn, action, ttl, what = state.fn, state.action, state.ttl, state.what
     explicit, resource, fallback, lookup = state.namespace, state.resource, state.fallback_name, state.memo_lookup
+    typed = state.typed  # a typed return (cachekit._typed), else None: one test per hit
 
     def __call__(self: BoundCached, *args: Any, **kwargs: Any) -> Any:
         instance = self.__self__
@@ -237,6 +238,12 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
             if key is None:
                 return fn(instance, *args, **kwargs)
         value = ns._read(key)
+        if typed is not None:
+            if value is not MISSING:
+                value = typed.hit(ns, key, value)
+                if value is not MISSING:
+                    return value
+            return typed.load(ns, key, action, functools.partial(fn, instance, *args, **kwargs), ttl)
         if value is not MISSING:
             return value
         return ns._load(key, action, functools.partial(fn, instance, *args, **kwargs), ttl)

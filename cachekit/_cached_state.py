@@ -8,15 +8,18 @@ and methods looked up on their class; a plain method looked up on an instance ta
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._calls import namespace_of, resource_name, signatures
+from ._key_options import UnkeyableArgument, keyed_params, unkeyable_argument
 from ._memo import memo_key, pack, storable
+from ._typed import TypedReturn, typed_return
 from ._types import DEFAULT, MISSING
-from .errors import ConfigurationError, UncacheableValueWarning
+from .errors import ConfigurationError, SerializationError, UncacheableValueWarning
 from .generations.view import KeyTemplate
 from .keys import get_key_resolver
 from .namespace import Cache
@@ -37,7 +40,16 @@ class CachedState:
     """Everything fixed at decoration time; ``__call__``/``acall`` are the wrapt wrappers."""
 
     def __init__(
-        self, fn: Any, action: str, namespace: Cache | None, resource: str | None, ttl: Any, id_param: str
+        self,
+        fn: Any,
+        action: str,
+        namespace: Cache | None,
+        resource: str | None,
+        ttl: Any,
+        id_param: str,
+        *,
+        version: str | None = None,
+        ignore: frozenset[str] = frozenset(),
     ) -> None:
         self.action = action
         self.namespace = namespace
@@ -52,6 +64,11 @@ class CachedState:
         #: The :class:`~cachekit._binding.CachedFunction` of this state (set by it), for the wrapt binding of
         #: :class:`~cachekit._binding.BoundCached`.
         self.wrapper: Any = None
+        # Issue 17: typed results (cachekit._typed), @cached(version=...), @cached(ignore=...).
+        self.typed: TypedReturn | None = typed_return(fn, self.what)
+        self.version = version
+        self.ignore = ignore
+        self._unkeyable_warned: set[str] = set()
 
     # -- keys ------------------------------------------------------------------------------------------------
 
@@ -70,6 +87,8 @@ class CachedState:
     ) -> str | None:
         """The key in memo slot ``slot`` (``None``: the call has none), rendered again when its epoch moved."""
         memo = ns._key_memo
+        if slot is None and self.ignore:  # an ignored argument (a session) does not pack: slot the others
+            slot = memo_key(self, name, (), keyed_params(self, instance, args, kwargs))
         entry = memo.get(slot) if slot is not None else None
         if entry is not None:
             if entry[1] == entry[2].epoch:
@@ -78,6 +97,11 @@ class CachedState:
         else:
             try:
                 template = self.template(ns, name, instance, args, kwargs)
+            except UnkeyableArgument as exc:
+                if exc.parameter not in self._unkeyable_warned:  # once per parameter, not once per request
+                    self._unkeyable_warned.add(exc.parameter)
+                    warnings.warn(f"{self.what}: {exc}", UncacheableValueWarning, stacklevel=4)
+                return None
             except ConfigurationError:
                 raise  # a mistake in the code (a reserved resource name, an action without a resolver)
             except Exception as exc:  # arguments that cannot be keyed, a key resolver that raises: run uncached
@@ -95,15 +119,28 @@ class CachedState:
         self, ns: Cache, name: str, instance: Any, args: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> KeyTemplate:
         """The generation-free key of a call, with the scopes it depends on."""
-        signature = self.free if instance is None else self.bound
-        params = signature.params(args, kwargs)
+        params = keyed_params(self, instance, args, kwargs)
         if self.id_param != "id" and self.id_param in params:
             params["id"] = params.pop(self.id_param)
         spec = self.resolver(name, self.action, params)
+        variant = self.key_variant()
+        if variant is not None:  # the schema and version= travel in the key: another one never reads it
+            spec = dataclasses.replace(spec, params={**spec.params, "~variant": variant})
         partitions = getattr(instance, "partitions", None) if instance is not None else None
         if isinstance(partitions, Mapping):
             ns.declare_partitions(name, partitions)
-        return ns.key_template(spec)
+        try:
+            return ns.key_template(spec)
+        except SerializationError as exc:
+            raise unkeyable_argument(self, params, exc) from exc
+
+    def key_variant(self) -> str | None:
+        """The part of the key that is neither the resource, the action nor the arguments: the schema
+        fingerprint of a typed return (:mod:`cachekit._typed`) and ``version=``; ``None`` when neither."""
+        schema = self.typed.key_variant() if self.typed is not None else None
+        if self.version is None:
+            return schema
+        return f"{schema or ''}/v={self.version}"
 
     def compute_key(self, ns: Cache, name: str, instance: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
         return ns._gens.render(self.template(ns, name, instance, args, kwargs))[0]
@@ -147,6 +184,13 @@ class CachedState:
             if key is None:
                 return wrapped(*args, **kwargs)
         value = ns._read(key)
+        typed = self.typed
+        if typed is not None:  # a typed return (cachekit._typed): decode the hit, store the typed form
+            if value is not MISSING:
+                value = typed.hit(ns, key, value)
+                if value is not MISSING:
+                    return value
+            return typed.load(ns, key, self.action, functools.partial(wrapped, *args, **kwargs), self.ttl)
         if value is not MISSING:
             return value
         return ns._load(key, self.action, functools.partial(wrapped, *args, **kwargs), self.ttl)
@@ -162,13 +206,22 @@ class CachedState:
             return await wrapped(*args, **kwargs)
         # A blocking driver must not stall the event loop: its async twins (native for Redis, else cachekit's executor).
         value = await ns._aread(key) if ns.driver.blocking else ns._read(key)
+        typed = self.typed
+        if typed is not None:  # a typed return (cachekit._typed)
+            if value is not MISSING:
+                value = await typed.ahit(ns, key, value)
+                if value is not MISSING:
+                    return value
+            return await typed.aload(ns, key, self.action, functools.partial(wrapped, *args, **kwargs), self.ttl)
         if value is not MISSING:
             return value
         return await ns._aload(key, self.action, functools.partial(wrapped, *args, **kwargs), self.ttl)
 
     def refresh(self, ns: Cache, key: str, value: Any) -> Any:
         ttl = self.ttl if self.ttl is not DEFAULT else ns.policy(self.action).ttl
-        ns._write(key, value, ns.ttl if ttl is DEFAULT else ttl, None)
+        stored = value if self.typed is None else self.typed.refresh_value(ns, value)
+        if stored is not MISSING:
+            ns._write(key, stored, ns.ttl if ttl is DEFAULT else ttl, None)
         return value
 
 

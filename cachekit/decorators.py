@@ -15,12 +15,13 @@ wrappers and the lean hit path of methods), :mod:`cachekit._invalidates` (writes
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 
 from ._binding import cached_function
 from ._cached_state import CachedState
 from ._invalidates import invalidates
+from ._key_options import check_ignore
 from ._types import DEFAULT, TTL, normalize_ttl
 from ._typing import CachedDecorator
 from .errors import ConfigurationError
@@ -39,6 +40,8 @@ def cached(
     resource: str | None = None,
     ttl: TTL = DEFAULT,
     id_param: str | None = None,
+    version: str | None = None,
+    ignore: Iterable[str] = (),
 ) -> CachedDecorator:
     """Cache a read: a hit returns the stored value, a miss calls through and stores the result.
 
@@ -69,6 +72,15 @@ def cached(
     :param id_param: for one-item actions (``get``, ``exists`` ...), the parameter that holds the item id
         (default ``"id"``): writes to that id invalidate the entry. Never a position: ``get(email=...)`` on
         ``def get(self, id=None, *, email=None)`` is keyed by the email and invalidated by any write.
+    :param version: a version of this function's results, part of its keys: entries written under another
+        version are never read (at once, with no scan). Change it when a deploy changes what the function
+        returns; see also ``Cache(version=...)``.
+    :param ignore: parameters left out of the key (``ignore=("session", "request")``): arguments that do not
+        change the result and cannot be hashed. A name that is not a parameter is refused here.
+
+    A return annotation naming a dataclass, Pydantic model, attrs class, enum, ``NamedTuple``, ``TypedDict`` or
+    msgspec ``Struct`` (or containers and unions of them) makes hits return that type: see
+    :mod:`cachekit._typed` and the README.
     """
     if action is not None and not isinstance(action, str):
         raise ConfigurationError(
@@ -79,6 +91,8 @@ def cached(
     if id_param is not None and (not isinstance(id_param, str) or not id_param.isidentifier()):
         raise ConfigurationError(f"id_param must be a parameter name such as 'email'; got {id_param!r}")
     seconds = ttl if ttl is DEFAULT else normalize_ttl(ttl)
+    if version is not None and (not isinstance(version, str) or not version):
+        raise ConfigurationError(f"version must be a non-empty string such as '2'; got {version!r}")
 
     def decorate(fn: F) -> F:
         name: str = action or getattr(fn, "__name__", "") or "call"
@@ -86,7 +100,8 @@ def cached(
             register_key_resolver(name)
         mark_in_use(name)
         chosen = _check_id_param(fn, name, id_param)
-        state = CachedState(fn, name, namespace, resource, seconds, chosen)
+        ignored = check_ignore(fn, ignore)
+        state = CachedState(fn, name, namespace, resource, seconds, chosen, version=version, ignore=ignored)
         target = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
         return cast(F, cached_function(fn, state, inspect.iscoroutinefunction(target)))
 

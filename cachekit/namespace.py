@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import threading
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from .health import Health
 
 from . import _logging
+from ._async_api import AsyncCacheMixin
 from ._async_namespace import REFUSED, aread, configure_async
 from ._build import (
     DEFAULT_TTL,
@@ -66,7 +68,7 @@ _RETRY_INTERVAL = 1.0  # seconds between retries of a failed bump
 _FAILED: Any = object()  # get_many: a key whose blob was corrupt (an error, not a miss)
 
 
-class Cache(LoadingMixin, EventsMixin):
+class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
     """A cache namespace: a driver, a codec, policies and stats.
 
     E.g.::
@@ -100,6 +102,12 @@ class Cache(LoadingMixin, EventsMixin):
     :param retry_attempts: tries for each invalidation before giving up (default 3).
     :param retry_delay: seconds before the first retry; doubled each time (default 0.05).
     :param clock: wall clock for TTLs (``time.time``); tests pass a fake one.
+    :param version: a version of what this namespace's reads return, part of every key they compute: entries
+        written under another version are never read (at once, O(1): nothing is scanned). Two deploys live at once
+        (a rolling deploy) each read and write their own entries. Keys of your own (``set``/``get``) are unchanged.
+
+    Async code has twins of the key/value API: ``await cache.aget(key)``, ``aset``, ``adelete``, ``aget_many``,
+    ``aset_many``, ``aclear``, ``ainvalidate``, ``ainvalidate_resource``, ``aclose``.
     """
 
     def __init__(
@@ -119,6 +127,7 @@ class Cache(LoadingMixin, EventsMixin):
         retry_attempts: int = 3,
         retry_delay: float = 0.05,
         clock: Clock | None = None,
+        version: str | None = None,
         **unknown_options: Any,
     ) -> None:
         if unknown_options:
@@ -126,6 +135,9 @@ class Cache(LoadingMixin, EventsMixin):
             message = unknown_options_message("Cache", unknown_options, accepted)
             raise ConfigurationError(f"{message}. Driver options go in config={{...}}")
         self.namespace = check_namespace(namespace)
+        if version is not None and (not isinstance(version, str) or not version):
+            raise ConfigurationError(f"version must be a non-empty string such as '2026-01'; got {version!r}")
+        self.version = version
         self.prefix = self.namespace + "/"
         self.ttl = normalize_ttl(ttl)
         self._clock: Clock = clock or time.time
@@ -206,6 +218,8 @@ class Cache(LoadingMixin, EventsMixin):
         """
         if partitions is None:
             partitions = self._partitions.get(spec.resource)
+        if self.version is not None:  # Cache(version=...): part of every read's key (the scopes are shared)
+            spec = dataclasses.replace(spec, params={**spec.params, "~version": self.version})
         base = format_key(self.namespace, spec, case_sensitive=self.case_sensitive)
         return self._gens.template(base, read_scopes(spec, partitions, case_sensitive=self.case_sensitive))
 

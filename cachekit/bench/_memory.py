@@ -10,6 +10,7 @@ from typing import Any
 
 from ._core import Case, Section, Settings, batch_timer, make_row, measure
 from ._instructions import add_instruction_counts
+from ._typed import typed_contender, typed_outcomes, typed_repos
 
 __all__ = ["RECORD", "contender", "memory_repos", "run_memory"]
 
@@ -107,6 +108,7 @@ def memory_repos(notes: list[str]) -> dict[str, tuple[str, Any]]:
     repos["cachekit_objects"] = ('cachekit @cached, Cache(driver="memory", store="objects")', _cachekit_repo("objects"))
     repos["cachekit_msgpack"] = ('cachekit @cached, Cache(driver="memory") (msgpack)', _cachekit_repo("msgpack"))
     repos["cachekit_tiered_l1"] = ("cachekit @cached, memory -> filesystem tiers, L1 hit", _cachekit_repo("tiered"))
+    repos.update(typed_repos(notes))  # issue 17: typed results vs the dict row and pickle.loads
     return repos
 
 
@@ -114,6 +116,9 @@ def contender(row_id: str) -> Any:
     """The repository of one row, built alone (what an instruction-counting child process measures)."""
     if row_id == "plain":
         return _plain_repo()
+    typed = typed_contender(row_id)
+    if typed is not None:
+        return typed
     if row_id.startswith("cachekit_"):
         return _cachekit_repo({"cachekit_tiered_l1": "tiered"}.get(row_id, row_id.removeprefix("cachekit_")))
     return _peer_repos([])[row_id][1]
@@ -136,6 +141,9 @@ def run_memory(settings: Settings) -> Section:
         if case_id == "cachekit_tiered_l1":
             section.rows.append(make_row(found, case_id, "cachekit_msgpack", target=1.2))
             continue
+        if case_id.startswith("pickle_") or case_id in ("cachekit_dataclass", "cachekit_pydantic"):
+            section.rows.append(make_row(found, case_id, "cachekit_msgpack"))  # typed rows: see bench/_typed.py
+            continue
         target = _TARGETS.get(case_id) if reference == _REFERENCE else None
         also = [_CACHEBOX] if case_id.startswith("cachekit") and _CACHEBOX in found else []
         section.rows.append(make_row(found, case_id, reference, also=also, target=target))
@@ -145,4 +153,5 @@ def run_memory(settings: Settings) -> Section:
         "cachekit uses the resource name."
     )
     add_instruction_counts(section, list(found), settings)
+    typed_outcomes(section)
     return section

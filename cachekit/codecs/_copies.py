@@ -22,6 +22,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final
 
+from ._typed_blob import TypedBlob
+
 __all__ = ["MAX_NODES", "Copier", "copier_for"]
 
 Copier = Callable[[Any], Any]
@@ -31,8 +33,8 @@ MAX_NODES: Final = 512
 _MAX_DEPTH: Final = 32
 _SHARED: Final = frozenset(
     {str, int, float, bool, type(None), bytes, complex, _dt.datetime, _dt.date, _dt.time, _dt.timedelta,
-     Decimal, uuid.UUID, frozenset}
-)  # fmt: skip
+     Decimal, uuid.UUID, frozenset, TypedBlob}
+)  # fmt: skip  (a TypedBlob is never mutated: each hit decodes its payload into new objects)
 
 
 class _NoPlan(Exception):

@@ -24,6 +24,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 import msgpack
 
 from ..errors import ConfigurationError, InsecureSerializerWarning
+from ._typed_blob import EXT_TYPED, TypedBlob
 
 __all__ = [
     "MAX_DEPTH",
@@ -77,6 +78,8 @@ _FROZENSET_MARK = msgpack.ExtType(_EXT_FROZENSET, b"")
 
 def _msgpack_default(obj: Any) -> Any:
     # strict_types=True sends tuples and subclasses here, so a tuple is not silently turned into a list.
+    if type(obj) is TypedBlob:  # a typed return value, already encoded for its schema (cachekit._typed)
+        return msgpack.ExtType(EXT_TYPED, obj.ext_data())
     if isinstance(obj, Enum):
         raise TypeError(f"Enum member {obj!r} would come back as its value; store .value or use pickle")
     if isinstance(obj, tuple):
@@ -148,6 +151,7 @@ _LEAVES: dict[int, Callable[[bytes], Any]] = {
     _EXT_TIMEDELTA: _timedelta,
     _EXT_DECIMAL: lambda data: Decimal(data.decode()),
     _EXT_UUID: lambda data: uuid.UUID(bytes=data),
+    EXT_TYPED: TypedBlob.from_ext,  # decoded only by the @cached function that knows its schema
 }
 
 
