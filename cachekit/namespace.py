@@ -49,7 +49,7 @@ from ._options import check_flag, unknown_options_message
 from ._redact import redact
 from ._types import DEFAULT, MISSING, TTL, Clock, check_key, normalize_ttl
 from .drivers import Driver
-from .drivers._memory_read import decoded_copies, memory_reader
+from .drivers._memory_read import memory_reader, tier_decoder
 from .drivers.memory import MemoryDriver
 from .errors import CodecError, ConfigurationError, SerializationError, UncacheableValueWarning
 from .events import EventsMixin, register
@@ -516,7 +516,7 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
         elif self._decode is not None and self.codec is not None and not self.codec.signed:
             first = getattr(self.driver, "_tiers", [None])[0]
             if first is not None and type(first.driver) is MemoryDriver:  # hits of a memory tier: keep copies
-                self._decode_at = decoded_copies(self._decode, first.driver.decoded_cache_bytes, self._clock)
+                self._decode_at = tier_decoder(first.driver, self._decode, self.codec.expires_at, self._clock)
 
     def _decoded(self, key: str, raw: Any, failed: Any = MISSING) -> Any:
         """The value of a blob the driver returned, MISSING; ``failed`` for a corrupt one (counted, dropped)."""

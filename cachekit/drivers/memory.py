@@ -2,14 +2,28 @@
 
 Two storage modes:
 
-* ``store="bytes"`` (default): entries are the codec's blobs. Byte accounting is exact (blob length plus the
-  key's UTF-8 length), so ``max_memory_bytes`` bounds what the cache holds; every reader gets its own copy.
+* ``store="bytes"`` (default): entries are the codec's blobs. Byte accounting counts the blob's length, the
+  key's UTF-8 length and the decoded value an entry keeps for its hits (below), so ``max_memory_bytes`` bounds
+  what the cache holds; every reader gets its own copy.
 * ``store="objects"``: entries are the live Python objects, with no serialization at all: the fastest hits.
   The trade-off: every caller receives *the same object*, so a caller that mutates a result mutates the cached
   value for everyone; and sizes are unknown, so only ``max_size`` (entries) can bound it.
 
 ``max_memory_percent`` is a fraction of the memory this process may use: the lower of the host's RAM (psutil)
 and the container's cgroup limit (v2 ``memory.max`` or v1 ``memory.limit_in_bytes``).
+
+An entry is one tuple in one ``OrderedDict`` (no per-entry object or dict of our own):
+
+* ``(blob, expires_at, None)``: as written (objects mode: ``(object, expires_at, None)``);
+* ``(blob, expires_at, copier, value, value_bytes, envelope_deadline)``: a bytes-mode entry that was hit, with
+  the value decoded at its first hit and the plan that copies it for each later hit
+  (:mod:`cachekit.drivers._memory_read`, :mod:`cachekit.codecs._copies`). ``value_bytes`` is what the value holds
+  (estimated once, when kept), counted in the driver's bytes and in ``decoded_cache_bytes``; the value lives and
+  dies with its entry (eviction, expiry, overwrite, delete, clear). An entry whose value has no plan keeps
+  ``(blob, expires_at, decode, blob, 0, None)``: every hit decodes, and none plans again.
+
+The accounted bytes of an entry are not stored: they are the blob's and the key's lengths (plus
+``value_bytes``), computed again when it leaves.
 """
 
 from __future__ import annotations
@@ -17,9 +31,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from .._options import check_flag, reject_unknown_options
 from .._types import MISSING, Clock, Missing
@@ -32,8 +46,11 @@ _POLICIES = ("lru", "fifo")
 _STORES = ("bytes", "objects")
 _OPTIONS = ("max_size", "eviction_policy", "max_memory_bytes", "max_memory_percent", "store", "key_prefix",
             "enable_stats", "clock", "decoded_cache_bytes")
-#: The default of ``decoded_cache_bytes``: blobs of up to 4 MiB in all keep their decoded value for hits to copy.
+#: The default of ``decoded_cache_bytes``: up to 4 MiB of decoded values kept in entries for their hits to copy.
 DEFAULT_DECODED_CACHE_BYTES = 4 << 20
+#: ``(blob or object, expires_at, None)``, or a kept entry ``(blob, expires_at, copier, value, value_bytes,
+#: envelope_deadline)``: see the module docstring.
+Entry: TypeAlias = tuple[Any, ...]
 _CGROUP_LIMIT_FILES = (
     Path("/sys/fs/cgroup/memory.max"),
     Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
@@ -74,15 +91,17 @@ class MemoryDriver(Driver):
 
     :param max_size: most entries kept (``0`` or ``None``: no count limit). Default 1000.
     :param eviction_policy: ``"lru"`` (least recently read goes first) or ``"fifo"`` (oldest write goes first).
-    :param max_memory_bytes: most bytes kept (keys + blobs). Not with ``max_memory_percent``.
+    :param max_memory_bytes: most bytes kept (keys + blobs + decoded values kept). Not with
+        ``max_memory_percent``.
     :param max_memory_percent: a fraction in (0, 1] of the memory available to the process.
     :param store: ``"bytes"`` or ``"objects"`` (see the module docstring).
     :param key_prefix: prepended to every key.
     :param clock: wall clock for TTL deadlines (``time.time``).
-    :param decoded_cache_bytes: in bytes mode, hits of blobs totalling up to this many bytes get a copy of the
-        value decoded at their first hit rather than a fresh decoding (several times faster; each caller still
-        gets its own object). It holds decoded values beyond ``max_memory_bytes``; ``0`` decodes every hit.
-        Default 4 MiB.
+    :param decoded_cache_bytes: in bytes mode, an entry's first hit keeps the decoded value in the entry, and
+        later hits get a copy of it rather than a fresh decoding (several times faster; each caller still gets
+        its own object). At most this many bytes of decoded values are kept at once (their real size, estimated
+        when kept; one value at most an eighth of it), counted in ``max_memory_bytes`` too, of which they take
+        at most half; a value goes with its entry. ``0`` decodes every hit. Default 4 MiB.
     """
 
     name = "memory"
@@ -118,10 +137,14 @@ class MemoryDriver(Driver):
         self._clock: Clock = clock or time.time
         self._enable_stats = check_flag("enable_stats", enable_stats)
         self.decoded_cache_bytes = _check_bytes("decoded_cache_bytes", decoded_cache_bytes)
+        # The bytes of decoded values entries may keep: none in objects mode, at most half of a byte limit.
+        self.kept_budget = 0 if self.stores_objects else self.decoded_cache_bytes
+        if self._max_bytes is not None:
+            self.kept_budget = min(self.kept_budget, self._max_bytes // 2)
         self._lru = self._policy == "lru"
-        # key -> (value, expires_at or None, accounted bytes)
-        self._data: OrderedDict[str, tuple[Any, float | None, int]] = OrderedDict()
-        self._bytes = 0
+        self._data: OrderedDict[str, Entry] = OrderedDict()  # full key -> entry (see the module docstring)
+        self._bytes = 0  # keys + blobs + kept values
+        self.kept_bytes = 0  # kept values alone
         self._lock = threading.Lock()
         self.evictions = self.evicted_due_to_memory = self.evicted_due_to_size = self.expirations = 0
 
@@ -165,8 +188,8 @@ class MemoryDriver(Driver):
         now, start, cut = self._clock(), self._prefix + prefix, len(self._prefix)
         return [
             k[cut:]
-            for k, (_, exp, _) in list(self._data.items())
-            if k.startswith(start) and (exp is None or exp > now)
+            for k, entry in list(self._data.items())
+            if k.startswith(start) and (entry[1] is None or entry[1] > now)
         ]
 
     def size(self) -> int:
@@ -233,12 +256,12 @@ class MemoryDriver(Driver):
                 return len(doomed)
             count = len(self._data)
             self._data.clear()
-            self._bytes = 0
+            self._bytes = self.kept_bytes = 0
             return count
 
     # -- internals (call with the lock held, except _expire) ----------------------------------------------
 
-    def _live(self, full: str) -> tuple[Any, float | None, int] | None:
+    def _live(self, full: str) -> Entry | None:
         entry = self._data.get(full)
         if entry is None or entry[1] is None or entry[1] > self._clock():
             return entry
@@ -246,31 +269,59 @@ class MemoryDriver(Driver):
 
     def _put(self, full: str, blob: Any, ttl: float | None) -> None:
         expires_at = None if ttl is None else self._clock() + ttl
-        size = 0 if self.stores_objects else len(blob) + len(full.encode())
+        size = 0 if self.stores_objects else len(blob) + _key_bytes(full)
         if self._max_bytes is not None and size > self._max_bytes:
             self._remove(full)
             self.evicted_due_to_memory += 1  # larger than the whole cache: refused, and the old value is gone
             return
         old = self._data.get(full)
         if old is not None:  # replaced in place: a concurrent (lock-free) read sees the old or the new entry
-            self._bytes -= old[2]
-            self._data[full] = (blob, expires_at, size)
+            self._forget(full, old)
+            self._data[full] = (blob, expires_at, None)
             self._data.move_to_end(full)  # a new write, for FIFO too
             self._bytes += size
             self._make_room(0, adding=False)
             return
         self._make_room(size)
-        self._data[full] = (blob, expires_at, size)
+        self._data[full] = (blob, expires_at, None)
         self._bytes += size
+
+    def _keep(self, full: str, entry: Entry, copier: Callable[[Any], Any], value: Any, size: int,
+             deadline: float | None) -> bool:
+        """Keep ``value`` (decoded from ``entry``'s blob, ``size`` bytes) in ``entry`` for its hits to copy.
+
+        Under the lock, and only while ``entry`` is still the one stored under ``full`` (a write, delete or
+        eviction since the hit made it unreachable: nothing is kept for it) and the value fits in
+        ``kept_budget``. ``deadline``: the envelope's, for a reader that must check it (a memory tier). Returns
+        whether it was kept.
+        """
+        with self._lock:
+            if self._data.get(full) is not entry or len(entry) != 3 or self.kept_bytes + size > self.kept_budget:
+                return False
+            self._data[full] = (entry[0], entry[1], copier, value, size, deadline)
+            self.kept_bytes += size
+            self._bytes += size
+            if size and self._max_bytes is not None:
+                self._make_room(0, adding=False)
+            return True
+
+    def _forget(self, full: str, entry: Entry) -> None:
+        """Take ``entry`` (stored under ``full``, just removed or replaced) out of the byte counts."""
+        if self.stores_objects:
+            return
+        self._bytes -= len(entry[0]) + _key_bytes(full)
+        if len(entry) > 3:
+            self._bytes -= entry[4]
+            self.kept_bytes -= entry[4]
 
     def _remove(self, full: str) -> bool:
         entry = self._data.pop(full, None)
         if entry is None:
             return False
-        self._bytes -= entry[2]
+        self._forget(full, entry)
         return True
 
-    def _expire(self, full: str, entry: tuple[Any, float | None, int]) -> Missing:
+    def _expire(self, full: str, entry: Entry) -> Missing:
         with self._lock:
             if self._data.get(full) is entry:
                 self._remove(full)
@@ -289,15 +340,15 @@ class MemoryDriver(Driver):
 
     def _evict_one(self) -> None:
         # Both policies evict from the front: LRU moves hits to the end, FIFO never reorders.
-        _, entry = self._data.popitem(last=False)
-        self._bytes -= entry[2]
+        full, entry = self._data.popitem(last=False)
+        self._forget(full, entry)
         self.evictions += 1
 
     # -- introspection ---------------------------------------------------------------------------------------
 
     @property
     def memory_usage_bytes(self) -> int:
-        """Bytes held now (keys + blobs; 0 in objects mode)."""
+        """Bytes held now (keys + blobs + decoded values kept; 0 in objects mode)."""
         return self._bytes
 
     def get_memory_stats(self) -> dict[str, Any]:
@@ -327,6 +378,7 @@ class MemoryDriver(Driver):
             "eviction_policy": self._policy,
             "store": self._store,
             "memory_usage_bytes": self._bytes,
+            "decoded_bytes": self.kept_bytes,
             "max_memory_bytes": self._max_bytes,
             "evictions": self.evictions,
             "evicted_due_to_memory": self.evicted_due_to_memory,
@@ -337,10 +389,15 @@ class MemoryDriver(Driver):
     def close(self) -> None:
         with self._lock:
             self._data.clear()
-            self._bytes = 0
+            self._bytes = self.kept_bytes = 0
 
     def __repr__(self) -> str:
         return f"<MemoryDriver {self._policy} entries={len(self._data)} bytes={self._bytes}>"
+
+
+def _key_bytes(full: str) -> int:
+    """The UTF-8 length of ``full`` (its length when ASCII: no encoding)."""
+    return len(full) if full.isascii() else len(full.encode())
 
 
 def _check_max_size(max_size: int | None) -> int:

@@ -291,35 +291,39 @@ def test_zero_decodes_every_hit() -> None:
     assert pair.loads == 5
 
 
-def test_a_blob_over_an_eighth_of_the_budget_is_decoded_every_hit() -> None:
+def test_a_value_over_an_eighth_of_the_budget_is_decoded_every_hit() -> None:
     cache, pair = counting_cache(decoded_cache_bytes=8000)
-    cache.set("small", ["x" * 900])  # ~ 930 bytes of blob: under 1000
+    cache.set("small", ["x" * 800])  # a list (72 B) and a str (849 B): under 1000 B
     cache.set("big", ["x" * 1000])  # over budget / 8
     for _ in range(4):
-        assert cache.get("small") == ["x" * 900]
+        assert cache.get("small") == ["x" * 800]
         assert cache.get("big") == ["x" * 1000]
     assert pair.loads == 1 + 4
+    assert 800 < cache.driver.kept_bytes < 1000  # type: ignore[attr-defined]
 
 
-def test_a_full_budget_is_cleared_and_the_reads_stay_correct() -> None:
+def test_a_full_budget_keeps_nothing_more_until_an_entry_goes() -> None:
     cache, pair = counting_cache(decoded_cache_bytes=8000)
     keys = [f"k{i}" for i in range(8)]
     for key in keys:
-        cache.set(key, [key, "x" * 900])
+        cache.set(key, [key, "x" * 800])
     for key in keys:
-        cache.get(key)  # 8 blobs of ~ 950 bytes: all kept (< 8000)
+        cache.get(key)  # 8 values of ~ 930 bytes: all kept (< 8000)
     assert pair.loads == 8
     for key in keys:
-        assert cache.get(key) == [key, "x" * 900]
+        assert cache.get(key) == [key, "x" * 800]
     assert pair.loads == 8
-    cache.set("k8", ["k8", "x" * 900])
-    assert cache.get("k8") == ["k8", "x" * 900]  # would go over the budget: the kept set is cleared first
-    assert pair.loads == 9
-    assert cache.get("k8") == ["k8", "x" * 900]
-    assert pair.loads == 9  # k8 itself is kept
+    cache.set("k8", ["k8", "x" * 800])
+    for _ in range(3):
+        assert cache.get("k8") == ["k8", "x" * 800]  # would go over the budget: not kept, decoded every hit
+    assert pair.loads == 11
     for key in keys:
-        assert cache.get(key) == [key, "x" * 900]
-    assert pair.loads == 17  # the others were dropped, so decoded again
+        assert cache.get(key) == [key, "x" * 800]
+    assert pair.loads == 11  # the others are still kept
+    cache.delete("k0")  # its value goes with it
+    assert cache.get("k8") == ["k8", "x" * 800]  # now fits: kept
+    assert cache.get("k8") == ["k8", "x" * 800]
+    assert pair.loads == 12
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "4MiB", None])
@@ -500,3 +504,160 @@ def test_memory_tier_copies_can_be_turned_off(tmp_path: Any) -> None:
     assert cache.get("k") == cache.get("k") == [1]
     assert _tiered(tmp_path, FakeClock())._decode_at is not None
     assert Cache(namespace="plain-redisless")._decode_at is None  # the memory driver has its own reader
+
+
+# -- kept values live in the driver's entries: bounded, accounted, gone with their entry -------------------------
+
+
+def _record(i: int) -> dict[str, Any]:
+    return {"id": f"u{i}", "name": "Ann", "age": 41, "active": True, "score": 3.5, "tags": ["a", "b"],
+            "region": "eu", "meta": {"k": 1}, "nothing": None, "email": f"ann{i}@example.com"}  # fmt: skip
+
+
+def test_memory_under_max_size_stays_bounded_whatever_the_number_of_distinct_keys() -> None:
+    """tracemalloc on from before the warm-up: what 3,000 more distinct keys add to a max_size=200 cache."""
+    import gc
+    import tracemalloc
+
+    cache = Cache(driver="memory", namespace="dc-bound", config={"max_size": 200})
+    tracemalloc.start()
+    try:
+        for i in range(1000):
+            cache.set(f"k{i}", _record(i))
+            assert cache.get(f"k{i}") == _record(i)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(1000, 4000):
+            cache.set(f"k{i}", _record(i))
+            cache.get(f"k{i}")
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 256 << 10, grown  # the kept values of 3,000 records would be ~ 2 MB
+    driver = cache.driver
+    assert len(driver._data) == 200  # type: ignore[attr-defined]
+    assert 200 * 400 < driver.kept_bytes < 200 * 1200  # type: ignore[attr-defined]
+
+
+def test_kept_values_are_counted_and_dropped_with_their_entry(clock: Any) -> None:
+    cache = Cache(driver="memory", namespace="dc-drop", clock=clock, config={"max_size": 3})
+    driver: Any = cache.driver
+    assert driver.kept_bytes == 0
+    cache.set("a", _record(1), ttl=10)
+    blob_bytes = driver.memory_usage_bytes
+    assert cache.get("a") == _record(1)
+    kept = driver.kept_bytes
+    assert 400 < kept < 1200  # the record's dict, strings, list and inner dict, estimated when kept
+    assert driver.memory_usage_bytes == blob_bytes + kept
+    assert driver.stats()["decoded_bytes"] == kept
+
+    cache.set("a", _record(2))  # overwrite: the old entry and its value are gone
+    assert driver.kept_bytes == 0
+    assert cache.get("a") == _record(2)
+    assert driver.kept_bytes == kept
+    cache.delete("a")  # delete
+    assert driver.kept_bytes == 0
+    assert driver.memory_usage_bytes == 0
+
+    for key in "bcd":
+        cache.set(key, _record(3), ttl=5)
+        cache.get(key)
+    assert driver.kept_bytes == 3 * kept
+    cache.set("e", _record(4))  # evicts b (LRU, max_size 3)
+    assert driver.kept_bytes == 2 * kept
+    clock.advance(6)
+    assert cache.get("c") is None  # expired
+    assert cache.get("d") is None
+    assert driver.kept_bytes == 0
+    cache.clear()
+    assert driver.memory_usage_bytes == 0
+
+
+def test_kept_values_count_in_max_memory_bytes_and_take_at_most_half() -> None:
+    cache = Cache(driver="memory", namespace="dc-bytes", config={"max_memory_bytes": 20_000, "max_size": 0})
+    driver: Any = cache.driver
+    for i in range(200):
+        cache.set(f"k{i}", _record(i))
+        assert cache.get(f"k{i}") == _record(i)
+        assert cache.get(f"k{i}") == _record(i)
+        assert driver.memory_usage_bytes <= 20_000
+        assert driver.kept_bytes <= 10_000
+    assert driver.kept_bytes > 5_000
+    assert driver.evicted_due_to_memory > 0
+
+
+def test_concurrent_writers_and_readers_under_eviction_never_read_stale() -> None:
+    """Writers bump versions while readers read and a third thread churns other keys (evictions, max_size 8)."""
+    cache = Cache(driver="memory", namespace="dc-churn", config={"max_size": 8})
+    keys = ["x", "y"]
+    committed = dict.fromkeys(keys, 0)
+    lock = threading.Lock()
+    stale: list[tuple[str, int, int]] = []
+    stop = threading.Event()
+    hits = [0]
+
+    def writer(key: str) -> None:
+        # At least 3,000 versions, and on until the readers have had hits (a loaded machine may schedule them
+        # late), bounded in time.
+        deadline, version = time.monotonic() + 20, 0
+        while version < 3000 or (hits[0] <= 200 and time.monotonic() < deadline):
+            version += 1
+            cache.set(key, {"v": version, "pad": [key]})
+            with lock:
+                committed[key] = version
+        stop.set()
+
+    def churn() -> None:
+        n = 0
+        while not stop.is_set():
+            cache.set(f"other{n % 50}", {"n": n})
+            cache.get(f"other{n % 50}")
+            n += 1
+
+    def reader() -> None:
+        while not stop.is_set():
+            for key in keys:
+                with lock:
+                    required = committed[key]
+                value = cache.get(key)
+                if value is None:  # evicted by the churn: a miss, never stale
+                    continue
+                value["pad"].append("mutated")
+                if value["v"] < required or len(value["pad"]) != 1 + 1:
+                    stale.append((key, value["v"], required))
+                hits[0] += 1
+
+    threads = [threading.Thread(target=writer, args=(key,)) for key in keys]
+    threads += [threading.Thread(target=churn), threading.Thread(target=reader), threading.Thread(target=reader)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert stale == [], stale[:10]
+    assert hits[0] > 100
+    driver: Any = cache.driver
+    with driver._lock:
+        expected = sum(e[4] for e in driver._data.values() if len(e) > 3)
+        assert driver.kept_bytes == expected  # the accounting agrees with what the entries hold
+
+
+def test_records_of_one_shape_share_one_plan() -> None:
+    first, second = copier_for(_record(1)), copier_for(_record(2))
+    assert first is not None
+    assert first is second
+    assert same_value(first(_record(3)), _record(3))
+
+
+def test_memory_tier_kept_values_live_in_the_tier_entries(tmp_path: Any) -> None:
+    from tests.conftest import FakeClock
+
+    cache = _tiered(tmp_path, FakeClock())
+    tier: Any = cache.driver._tiers[0].driver  # type: ignore[attr-defined]
+    cache.set("k", _record(1))
+    assert cache.get("k") == cache.get("k") == _record(1)
+    assert tier.kept_bytes > 400
+    cache.delete("k")
+    assert tier.kept_bytes == 0
+    assert cache.get("k") is None
