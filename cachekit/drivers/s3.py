@@ -214,6 +214,28 @@ class S3Driver(Driver):
                 body.close()
         return blob, deadline
 
+    def get_prefix(self, key: str, size: int) -> bytes | Missing:
+        """At most the first ``size`` bytes of ``key`` (one ranged GetObject): for small records such as the
+        generation tokens, whose object another writer may have made arbitrarily large (issue 19)."""
+        object_key = self._object_key(key)
+        with self._errors("get", key):
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=object_key, Range=f"bytes=0-{size - 1}")
+            except ClientError as exc:
+                if is_not_found(exc):
+                    return MISSING
+                if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                    return b""  # an empty object: no byte to range over
+                raise
+            body = response["Body"]
+            try:
+                if self._expired(_deadline(response)):
+                    return MISSING
+                blob: bytes = body.read(size)  # never more, even from a server that ignored the range
+            finally:
+                body.close()
+        return blob
+
     def set(self, key: str, blob: bytes, ttl: float | None = None) -> None:
         object_key = self._object_key(key)
         if not isinstance(blob, (bytes, bytearray, memoryview)):

@@ -253,9 +253,22 @@ class TokenGenerations(PolledGenerations):
     def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         values = []
         for scope in scopes:
-            blob = self._driver.get(f"~gen/{namespace}/{scope}")
-            values.append(0 if blob is MISSING else int.from_bytes(bytes(blob)[:8], "big"))
+            blob = self._token(f"~gen/{namespace}/{scope}")
+            if blob is MISSING:
+                values.append(0)
+            elif len(blob) == 8 and 0 < int.from_bytes(blob, "big") < 1 << 49:
+                values.append(int.from_bytes(blob, "big"))
+            else:
+                values.append(private_value())  # not a token of ours: unknown, private (issue 19)
         return values
+
+    def _token(self, key: str) -> Any:
+        """At most the bytes of a token (a ranged GET where the driver has one), or MISSING."""
+        prefix = getattr(self._driver, "get_prefix", None)
+        if prefix is not None:
+            return prefix(key, EPOCH_SIZE + 1)  # one more: a longer object is not a token
+        blob = self._driver.get(key)
+        return blob if blob is MISSING else bytes(blob)[: EPOCH_SIZE + 1]
 
     def _bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         values = []
@@ -269,7 +282,7 @@ class TokenGenerations(PolledGenerations):
         return bool(getattr(self._driver, "_closed", False))
 
     def _read_epoch(self, namespace: str) -> bytes | None:
-        blob = self._driver.get(f"~gen/{namespace}/{_EPOCH}")
+        blob = self._token(f"~gen/{namespace}/{_EPOCH}")  # a few bytes, however large the object
         return None if blob is MISSING else bytes(blob)
 
     def _write_epoch(self, namespace: str) -> bytes:
