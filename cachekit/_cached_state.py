@@ -49,6 +49,9 @@ class CachedState:
         self.what = f"@cached {self.fallback_name}()"
         self.id_param = id_param
         self.fn = fn
+        #: A staticmethod: called without an instance, but keyed, namespaced and named by the class it is looked
+        #: up on (the ``instance`` its wrappers get is that class or instance, never an argument).
+        self.static = isinstance(fn, staticmethod)
         #: The ``_CachedFunction`` of this state (set by it), for the wrapt binding of :class:`_BoundCached`.
         self.wrapper: Any = None
 
@@ -91,7 +94,7 @@ class CachedState:
         self, ns: Cache, name: str, instance: Any, args: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> KeyTemplate:
         """The generation-free key of a call, with the scopes it depends on."""
-        signature = self.free if instance is None else self.bound
+        signature = self.free if instance is None or self.static else self.bound
         params = signature.params(args, kwargs)
         if self.id_param != "id" and self.id_param in params:
             params["id"] = params.pop(self.id_param)
