@@ -378,7 +378,23 @@ def _watch(store_ref: weakref.ref[RedisGenerations], stop: threading.Event) -> N
             failures[0] += 1
         finally:
             if pubsub is not None:
-                try:
-                    pubsub.close()
-                except Exception:
-                    pass
+                _close_subscription(pubsub, stop)
+
+
+def _close_subscription(pubsub: Any, stop: threading.Event) -> None:
+    """Give the subscription's connection back; once the store is closed, only close its socket.
+
+    The store closes when its driver does, and the driver's pool has then disconnected every connection: going
+    through the pool again takes its lock, which a daemon thread stopped at interpreter exit would hold forever
+    (the main thread's ``Redis.__del__`` then waits for it: the process never exits).
+    """
+    try:
+        if not stop.is_set():
+            pubsub.close()
+            return
+        connection, pubsub.connection = pubsub.connection, None  # nor may its __del__ (PubSub.reset)
+        sock = getattr(connection, "_sock", None)
+        if sock is not None:
+            sock.close()
+    except Exception:
+        pass

@@ -153,6 +153,30 @@ def test_no_process_wide_setting_changes_by_default(redis_url: str, redis_prefix
     assert after == before, "starting a generation subscriber must not change the switch interval"
 
 
+_EXIT = """
+import sys
+from cachekit import Cache
+cache = Cache(driver="redis", namespace="latency", config={"url": sys.argv[1], "key_prefix": sys.argv[2]})
+cache.set("a", 1)
+cache.invalidate_resource("users")  # starts the subscriber
+cache.driver.clear()
+if sys.argv[3] == "close":
+    cache.close()
+"""
+
+
+@pytest.mark.parametrize("close", ["close", "no close"])
+def test_a_process_exits_right_after_starting_a_subscriber(redis_url: str, redis_prefix: str, close: str) -> None:
+    # The subscriber thread must not be inside redis-py's pool (its lock) when the interpreter exits: the main
+    # thread's Redis.__del__ then waited for that lock forever.
+    for _ in range(5):
+        out = subprocess.run(
+            [sys.executable, "-c", _EXIT, redis_url, redis_prefix, close],
+            capture_output=True, text=True, timeout=30, check=False,
+        )
+        assert out.returncode == 0, out.stderr
+
+
 if __name__ == "__main__":  # python -m tests.concurrency.test_notification_latency redis://127.0.0.1:6379/0
     prefix = f"cachekit-latency:{os.getpid()}:"
     found, switch = measure(sys.argv[1] if len(sys.argv) > 1 else "redis://127.0.0.1:6379/0", prefix)
