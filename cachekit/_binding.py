@@ -71,9 +71,10 @@ class BoundCachedFunction(_BoundFunctionWrapper, CachedCallable):
         return self.__wrapped__(*args, **kwargs)
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        """Remove this call's entry; return whether one was there."""
-        _, ns, _, _, _ = self._cache_parts(args)
-        return ns.delete(self.cache_key(*args, **kwargs))
+        """Invalidate this call's entry in every process (a generation bump); return whether one was here."""
+        state, ns, instance, args, _ = self._cache_parts(args)
+        name = state.resource or resource_name(instance, state.fallback_name)
+        return state.invalidate(ns, name, instance, args, kwargs)
 
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
         """Call the method, store its result whatever the policies say, and return it."""
@@ -136,7 +137,7 @@ class BoundCached(CachedCallable):
         return self._wrapt().uncached(*args, **kwargs)
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        """Remove this call's entry; return whether one was there."""
+        """Invalidate this call's entry in every process (a generation bump); return whether one was here."""
         return self._wrapt().invalidate(*args, **kwargs)
 
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
@@ -183,8 +184,9 @@ class CachedFunction(_FunctionWrapper, CachedCallable):
         return self.__wrapped__(*args, **skip_inner(self.__wrapped__, kwargs))
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        """Remove this call's entry; return whether one was there."""
-        return self._free()[1].delete(self.cache_key(*args, **kwargs))
+        """Invalidate this call's entry in every process (a generation bump); return whether one was here."""
+        state, ns = self._free()
+        return state.invalidate(ns, state.resource or state.fallback_name, None, args, kwargs)
 
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function, store its result whatever the policies say, and return it."""

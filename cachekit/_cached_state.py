@@ -107,6 +107,18 @@ class CachedState:
     def compute_key(self, ns: Cache, name: str, instance: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
         return ns._gens.render(self.template(ns, name, instance, args, kwargs))[0]
 
+    def invalidate(self, ns: Cache, name: str, instance: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+        """Invalidate a call's entry in every process; return whether this process's store had one.
+
+        Bumps the narrowest scope the call's key depends on (the item's for ``get(id)``, else the value's of a
+        partition read, else the resource's aggregates), as a write would: other processes' memory tiers hear of
+        it like any write. Deleting the one key, as this did before, reached no other process (issue 23, item 8).
+        """
+        template = self.template(ns, name, instance, args, kwargs)
+        found = ns.delete(ns._gens.render(template)[0])
+        ns._bump([template.scopes[-1]])
+        return found
+
     # -- calls -----------------------------------------------------------------------------------------------
 
     def __call__(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
