@@ -90,6 +90,30 @@ class CachedState:
             memo[slot] = (key, epoch, template.cell, template)
         return key
 
+    async def akey(self, ns: Cache, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        """:meth:`key` on the event loop: a current memo slot as is, else rendered with generations read through
+        the store's async client (``GenerationView.arender``), never a blocking call on the loop's thread."""
+        name = self.resource or resource_name(instance, self.fallback_name)
+        slot = memo_key(self, name, args, kwargs)
+        memo = ns._key_memo
+        entry = memo.get(slot) if slot is not None else None
+        if entry is not None:
+            if entry[1] == entry[2].epoch:
+                return entry[0]
+            template = entry[3]
+        else:
+            try:
+                template = self.template(ns, name, instance, args, kwargs)
+            except (SerializationError, RecursionError) as exc:
+                warnings.warn(f"{self.what}: {exc}; called uncached", UncacheableValueWarning, stacklevel=3)
+                return None
+        key, epoch = await ns._gens.arender(template)
+        if slot is not None and storable(slot):
+            if len(memo) >= MEMO_LIMIT:
+                memo.clear()
+            memo[slot] = (key, epoch, template.cell, template)
+        return key
+
     def template(
         self, ns: Cache, name: str, instance: Any, args: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> KeyTemplate:
@@ -168,7 +192,7 @@ class CachedState:
         ns = self.namespace or namespace_of(instance, None, self.what)
         if self.action in ns.disabled_actions:
             return await wrapped(*args, **kwargs)
-        key = self.key(ns, instance, args, kwargs)
+        key = await self.akey(ns, instance, args, kwargs)
         if key is None:
             return await wrapped(*args, **kwargs)
         # A blocking driver must not stall the event loop: its async twins (native for Redis, else cachekit's executor).

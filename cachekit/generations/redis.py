@@ -19,6 +19,7 @@ switch interval (the subscriber alone would need the GIL once per notification, 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -72,6 +73,8 @@ redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
 return out
 """
 
+_READ_SHA = hashlib.sha1(_READ.encode()).hexdigest()  # the script's name in Redis
+
 #: Seconds a counter lives without a bump (its re-creation is safe, see the module docstring).
 DEFAULT_GENERATION_TTL = 86_400.0
 _RECONNECT_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)
@@ -104,6 +107,31 @@ class RedisGenerations(GenerationStore):
         self._ensure_watching()
         keys = [self._key(namespace, s) for s in scopes]
         values = self._run("read", lambda script, client: script(keys=keys, args=[self._ttl_ms], client=client))
+        return [int(v) for v in values]
+
+    async def aread(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+        """:meth:`read` through ``redis.asyncio`` (the driver's async client and breaker): never blocks the loop."""
+        self._ensure_watching()
+        driver = self._driver
+        if getattr(driver, "_aclients", None) is None:  # a driver on a ready sync client: its executor
+            from .._executor import run_blocking
+
+            return await run_blocking(driver, self.read, namespace, scopes)
+        keys = [self._key(namespace, s) for s in scopes]
+
+        async def command(client: Any) -> Any:
+            return await client.evalsha(_READ_SHA, len(keys), *keys, self._ttl_ms)
+
+        try:
+            values = await driver._acall(command, "EVALSHA (generations read)")
+        except Exception as exc:
+            if "NOSCRIPT" not in str(exc):
+                raise
+
+            async def load(client: Any) -> Any:
+                return await client.eval(_READ, len(keys), *keys, self._ttl_ms)
+
+            values = await driver._acall(load, "EVAL (generations read)")
         return [int(v) for v in values]
 
     def bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:

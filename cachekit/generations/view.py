@@ -113,6 +113,47 @@ class GenerationView:
         suffix = ".".join(format(v, "x") for v in values)
         return f"{template.base}@{suffix}", epoch if certain else UNTRUSTED
 
+    async def arender(self, template: KeyTemplate) -> tuple[str, int]:
+        """:meth:`render` for the event loop: generations not known locally come from the store's ``aread``
+        (``redis.asyncio`` for Redis), never from a blocking call on the loop's thread; a store without one
+        (in-process or polled: their reads are local or short file reads) is asked as :meth:`render` does."""
+        aread = getattr(self.store, "aread", None)
+        if aread is None:
+            return self.render(template)
+        trusted = self.store.trusted(self.namespace)
+        epoch = template.cell.epoch if trusted else UNTRUSTED
+        private, known = self._private, self._known
+        values: list[int] = []
+        missing: list[int] = []
+        for index, scope in enumerate(template.scopes):
+            value = private.get(scope)
+            if value is None and trusted:
+                value = known.get(scope)
+            if value is None:
+                missing.append(index)
+                value = 0
+            values.append(value)
+        certain = True
+        if missing:
+            scopes = [template.scopes[i] for i in missing]
+            now = self._clock()
+            if now < self._retry_at:
+                fetched, certain = self._offline(scopes), False
+            else:
+                changes = self._changes
+                try:
+                    fetched = await aread(self.namespace, scopes)
+                except Exception as exc:
+                    self._retry_at = now + self._retry_interval
+                    self._failed("read generations", exc)
+                    fetched, certain = self._offline(scopes), False
+                else:
+                    self._remember(scopes, fetched, changes, trusted)
+            for index, value in zip(missing, fetched, strict=True):
+                values[index] = value
+        suffix = ".".join(format(v, "x") for v in values)
+        return f"{template.base}@{suffix}", epoch if certain else UNTRUSTED
+
     def key(self, base: str, scopes: Sequence[str]) -> str:
         """The full key of ``base`` depending on ``scopes`` (for one-off keys: facades, warmers)."""
         return self.render(self.template(base, scopes))[0]
@@ -147,13 +188,16 @@ class GenerationView:
             self._retry_at = now + self._retry_interval
             self._failed("read generations", exc)
             return self._offline(scopes), False
+        self._remember(scopes, values, changes, remember)
+        return values, True
+
+    def _remember(self, scopes: list[str], values: list[int], changes: int, remember: bool) -> None:
         if remember:
             with self._lock:
                 if changes == self._changes:  # nothing changed meanwhile: what was read is still current
                     self._merge(zip(scopes, values, strict=True))
         for scope in scopes:
             self._unreachable.pop(scope, None)
-        return values, True
 
     def _offline(self, scopes: list[str]) -> list[int]:
         fallback, unreachable = self._fallback, self._unreachable
