@@ -229,8 +229,25 @@ class GenerationView:
                     self._go_private(scopes)
                     return False
                 self.changed(list(zip(scopes, values, strict=True)))
+                self._reached(scopes)
                 return True
         return False  # pragma: no cover - attempts >= 1
+
+    def _reached(self, scopes: Sequence[str]) -> None:
+        """A bump of ``scopes`` reached the store: their private generations (and pending bumps) are over.
+
+        Kept, a private generation froze the scope's keys: a later write's bump reached the store, but reads
+        still used the private value the first failed write gave, under which a load begun before the later
+        write had stored its value (issue 23, item 1: every stale read after a recovery, until the pending
+        retry, throttled to once a second, went through).
+        """
+        if not self._private:
+            return
+        with self._lock:  # after changed(): the store's value is known before the private one goes
+            over = [scope for scope in scopes if self._private.pop(scope, None) is not None]
+            self._pending.difference_update(over)
+            if over:
+                self._moved(over)  # keys rendered with the private value meanwhile must be rendered again
 
     @property
     def pending(self) -> frozenset[str]:
@@ -310,12 +327,22 @@ class GenerationView:
         self.flush()
 
     def _merge(self, pairs: Iterable[tuple[str, int]]) -> None:
-        known, ordered = self._known, self.store.ordered
+        # The fallback (what an offline read uses) learns every value too: a bump that reached the store while
+        # reads could not (a subscription not confirmed yet, the read retry window) must not leave it with the
+        # value from before that bump, under which a load begun before the write may have been stored.
+        known, fallback, ordered = self._known, self._fallback, self.store.ordered
         if len(known) > _KNOWN_LIMIT:
             known.clear()  # bounded: what is forgotten is read again when needed
+        if len(fallback) > _KNOWN_LIMIT:
+            fallback.clear()
+        unreachable = self._unreachable
         for scope, value in pairs:
             old = known.get(scope)
-            known[scope] = value if old is None or not ordered else max(old, value)
+            latest = value if old is None or not ordered else max(old, value)
+            known[scope] = latest
+            older = fallback.get(scope)
+            fallback[scope] = latest if older is None or not ordered else max(older, latest)
+            unreachable.pop(scope, None)
         self._changes += 1
 
     def _moved(self, scopes: Sequence[str]) -> None:
