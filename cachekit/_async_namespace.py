@@ -21,7 +21,11 @@ if TYPE_CHECKING:
     from .drivers.base import Driver
     from .namespace import Cache
 
-__all__ = ["aread", "astore", "configure_async"]
+__all__ = ["REFUSED", "aread", "astore", "configure_async"]
+
+#: What ``Cache._blob`` returns for a value it refuses to store (uncacheable, over a size limit): the entry
+#: under its key is then dropped, so a read never serves the value this one was meant to replace.
+REFUSED: Any = type("Refused", (), {"__repr__": lambda self: "REFUSED"})()
 
 logger = logging.getLogger("cachekit")
 
@@ -38,7 +42,7 @@ async def aread(ns: Cache, key: str) -> Any:
     try:
         raw: Any = await ns.driver.aget(key)
     except Exception as exc:
-        ns._read_failed(key, exc)
+        ns._backend_failed(key, exc)
         return MISSING
     if raw is MISSING:
         ns.misses += 1
@@ -46,9 +50,10 @@ async def aread(ns: Cache, key: str) -> Any:
     decode = ns._decode
     if decode is not None:
         try:
-            raw = decode(raw)
+            at = ns._decode_at  # keyed: a signing codec binds each entry to its key
+            raw = decode(raw) if at is None else at(key, raw)
         except CodecError as exc:
-            ns._read_failed(key, exc)
+            ns._backend_failed(key, exc)
             await _adrop(ns.driver, key)
             return MISSING
         if raw is MISSING:  # expired by its envelope
@@ -63,10 +68,13 @@ async def astore(ns: Cache, key: str, value: Any, ttl: float | None, max_payload
     blob = ns._blob(key, value, ttl, max_payload)
     if blob is MISSING:
         return False
+    if blob is REFUSED:
+        await _adrop(ns.driver, key)
+        return False
     try:
         await ns.driver.aset(key, blob, ttl)
     except Exception as exc:
-        ns._read_failed(key, exc)
+        ns._backend_failed(key, exc)
         return False
     ns.sets += 1
     return True

@@ -111,7 +111,7 @@ class BoundCached(CachedCallable):
 
     __slots__ = ("__self__",)
     __self__: Any
-    _state: CachedState  # a class attribute of each method's own subclass (see lean_wrapper)
+    _state: CachedState  # a class attribute of each method's own subclass (see cached_function)
 
     # What a bound method has, from the wrapt binding. Not a __getattr__: Python then reads every attribute,
     # those of the hit path too, through a slower hook. (``__qualname__`` cannot be a property of a class.)

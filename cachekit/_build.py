@@ -18,7 +18,7 @@ _TIER_KEYS = frozenset({"driver", "ttl", "config", "name"})
 
 _DEFAULT_NAMESPACE = "cachekit"
 #: The TTL used when none is given: five minutes, for every driver.
-DEFAULT_NAMESPACE_TTL = 300.0
+DEFAULT_TTL = 300.0
 _CODEC_OPTIONS = ("enable_compression", "compression", "compression_threshold", "compression_level",
                   "serializer", "deserializer", "max_value_bytes", "signing_key", "verify_keys")
 NAMESPACE_OPTION_NAMES = (*_CODEC_OPTIONS, "case_sensitive", "enable_stats", "async_workers")
@@ -27,20 +27,28 @@ NAMESPACE_OPTIONS = frozenset(NAMESPACE_OPTION_NAMES)
 
 
 def check_namespace(namespace: str | None) -> str:
+    """The namespace as keys use it (stripped), refused when reserved or ambiguous *after* that normalisation.
+
+    ``" ~gen"`` is refused like ``"~gen"`` (``~`` names the generation stores' own records), as are ``/`` (one
+    namespace would contain another) and control characters (a newline would split a generation notification).
+    """
     if namespace is None:
         return _DEFAULT_NAMESPACE
-    if not isinstance(namespace, str) or not namespace.strip() or "/" in namespace or namespace.startswith("~"):
+    name = namespace.strip() if isinstance(namespace, str) else ""
+    if not name or "/" in name or name.startswith("~") or not name.isprintable():
         raise ConfigurationError(
-            f"namespace must be a non-empty string without '/' and not starting with '~' (reserved), such as "
-            f"'users' (a '/' would let one namespace contain another); got {namespace!r}"
+            f"namespace must be a non-empty string of printable characters without '/' and not starting with '~' "
+            f"(reserved) once stripped, such as 'users' (a '/' would let one namespace contain another); "
+            f"got {namespace!r:.80}"
         )
-    return namespace.strip()
+    return name
 
 
 def check_lock(enabled: object, timeout: object, driver: Driver) -> float | None:
     if not isinstance(enabled, bool):
         raise ConfigurationError(f"distributed_lock must be True or False; got {enabled!r}")
     if not enabled:
+        normalize_ttl(timeout, what="lock_timeout")  # checked even while unused: a typo should not wait for a switch
         return None
     if not driver.supports_locks:
         raise ConfigurationError(
@@ -144,10 +152,6 @@ def _build_tier(index: int, tier: Mapping[str, Any] | Driver, clock: Clock, tier
     return tier_cls(built, ttl=normalize_ttl(tier.get("ttl"), what=f"drivers[{index}]['ttl']"), name=tier.get("name"))
 
 
-#: Drivers that never remove an entry by themselves unless it has a TTL (no size bound, no eviction of theirs).
-_UNBOUNDED = frozenset({"redis", "s3"})
-
-
 def check_reclaimable(ttl: float | None, driver: Driver) -> None:
     """Refuse ``ttl=None`` where entries left under old generations would never be removed.
 
@@ -158,8 +162,8 @@ def check_reclaimable(ttl: float | None, driver: Driver) -> None:
     if ttl is not None:
         return
     tiers = getattr(driver, "tiers", None)
-    names = [t.driver.name for t in tiers if t.ttl is None] if tiers is not None else [driver.name]
-    unbounded = sorted(set(names) & _UNBOUNDED)
+    drivers = [t.driver for t in tiers if t.ttl is None] if tiers is not None else [driver]
+    unbounded = sorted(d.name for d in drivers if d.leaves_orphans)  # the backend never removes an entry itself
     if unbounded:
         raise ConfigurationError(
             f"ttl=None on {unbounded[0]!r} would keep every entry forever: a write leaves old entries unreachable "

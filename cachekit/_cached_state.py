@@ -16,7 +16,7 @@ from typing import Any
 from ._calls import namespace_of, resource_name, signatures
 from ._memo import memo_key, pack, storable
 from ._types import DEFAULT, MISSING
-from .errors import SerializationError, UncacheableValueWarning
+from .errors import ConfigurationError, UncacheableValueWarning
 from .generations.view import KeyTemplate
 from .keys import get_key_resolver
 from .namespace import Cache
@@ -52,7 +52,8 @@ class CachedState:
         #: A staticmethod: called without an instance, but keyed, namespaced and named by the class it is looked
         #: up on (the ``instance`` its wrappers get is that class or instance, never an argument).
         self.static = isinstance(fn, staticmethod)
-        #: The ``_CachedFunction`` of this state (set by it), for the wrapt binding of :class:`_BoundCached`.
+        #: The :class:`~cachekit._binding.CachedFunction` of this state (set by it), for the wrapt binding of
+        #: :class:`~cachekit._binding.BoundCached`.
         self.wrapper: Any = None
 
     # -- keys ------------------------------------------------------------------------------------------------
@@ -80,8 +81,11 @@ class CachedState:
         else:
             try:
                 template = self.template(ns, name, instance, args, kwargs)
-            except (SerializationError, RecursionError) as exc:
-                warnings.warn(f"{self.what}: {exc}; called uncached", UncacheableValueWarning, stacklevel=4)
+            except ConfigurationError:
+                raise  # a mistake in the code (a reserved resource name, an action without a resolver)
+            except Exception as exc:  # arguments that cannot be keyed, a key resolver that raises: run uncached
+                warnings.warn(f"{self.what}: cannot key this call ({type(exc).__name__}: {exc}); called uncached",
+                              UncacheableValueWarning, stacklevel=4)
                 return None
         key, epoch = ns._gens.render(template)
         if slot is not None and storable(slot):
@@ -104,8 +108,11 @@ class CachedState:
         else:
             try:
                 template = self.template(ns, name, instance, args, kwargs)
-            except (SerializationError, RecursionError) as exc:
-                warnings.warn(f"{self.what}: {exc}; called uncached", UncacheableValueWarning, stacklevel=3)
+            except ConfigurationError:
+                raise  # a mistake in the code (as in memo_lookup)
+            except Exception as exc:  # arguments that cannot be keyed, a key resolver that raises: run uncached
+                warnings.warn(f"{self.what}: cannot key this call ({type(exc).__name__}: {exc}); called uncached",
+                              UncacheableValueWarning, stacklevel=3)
                 return None
         key, epoch = await ns._gens.arender(template)
         if slot is not None and storable(slot):

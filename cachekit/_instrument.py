@@ -3,7 +3,7 @@
 A cache nobody observes runs exactly the class code: no flag is tested on its hit path. When metrics are on
 (:mod:`cachekit.metrics`) or someone listens (:meth:`Cache.on <cachekit.events.EventsMixin.on>`), the methods
 the decorators call through the instance (``_read``, ``_load``, ``_aload``, ``_write``, ``_bump``,
-``_read_failed``) get per-instance wrappers that call the class's method and then count, time and emit. For a
+``_backend_failed``) get per-instance wrappers that call the class's method and then count, time and emit. For a
 multi-tier driver each tier's ``call`` is wrapped too, to tell which tier served a hit. Removing the hooks
 deletes the instance attributes again (and puts back the driver's own hit path, if it has one).
 
@@ -34,7 +34,7 @@ __all__ = ["EVENTS", "HOOKED", "Instrumentation", "instrumentation_of", "key_lab
 #: The event names of :meth:`Cache.on`.
 EVENTS: Final = ("hit", "miss", "set", "invalidate", "error", "breaker")
 #: The instance attributes the hooks occupy.
-HOOKED: Final = ("_read", "_load", "_aload", "_write", "_bump", "_read_failed")
+HOOKED: Final = ("_read", "_load", "_aload", "_write", "_bump", "_backend_failed")
 _KEY_MEMO_LIMIT: Final = 4096
 
 Listener = Callable[["CacheEvent"], None]
@@ -98,7 +98,7 @@ class Instrumentation:
             slots["_read"] = self._plain_read(histogram=False)  # events carry durations; metrics do not time
         else:
             slots["_read"] = self._in_process_read()
-        slots["_read_failed"] = self._hook_read_failed(type(cache)._read_failed)
+        slots["_backend_failed"] = self._hook_backend_failed(type(cache)._backend_failed)
         slots["_write"] = self._hook_write(type(cache)._write)
         slots["_load"] = self._hook_load(type(cache)._load)
         slots["_aload"] = self._hook_aload(type(cache)._aload)
@@ -238,17 +238,17 @@ class Instrumentation:
 
         return tier_call
 
-    def _hook_read_failed(self, read_failed: Callable[..., None]) -> Callable[[str | None, BaseException], None]:
+    def _hook_backend_failed(self, failed: Callable[..., None]) -> Callable[[str | None, BaseException], None]:
         cache = self.cache
 
-        def _read_failed(key: str | None, exc: BaseException) -> None:
-            read_failed(cache, key, exc)
+        def _backend_failed(key: str | None, exc: BaseException) -> None:
+            failed(cache, key, exc)
             counters = self.counters_of(key, getattr(self._local, "tier", None) if self.tiers else None)
             counters.errors += 1
             if self.listeners["error"]:
                 self.emit("error", key, counters, None, error=exc)
 
-        return _read_failed
+        return _backend_failed
 
     # -- the write and load hooks ----------------------------------------------------------------------------
 

@@ -66,7 +66,7 @@ class LoadingMixin:
 
     if TYPE_CHECKING:
 
-        def _read_failed(self, key: str | None, exc: BaseException) -> None: ...
+        def _backend_failed(self, key: str | None, exc: BaseException) -> None: ...
         def _decoded(self, key: str, raw: Any) -> Any: ...
         def _write(self, key: str, value: Any, ttl: float | None, max_payload: int | None) -> bool: ...
 
@@ -129,7 +129,7 @@ class LoadingMixin:
         try:
             return self.driver.acquire_lock(key, timeout)
         except Exception as exc:
-            self._read_failed(key, exc)
+            self._backend_failed(key, exc)
             return ""
 
     def _unlock(self, key: str, token: str) -> None:

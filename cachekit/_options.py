@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from .errors import ConfigurationError
 
-__all__ = ["reject_unknown_options", "unknown_options_message"]
+__all__ = ["check_flag", "reject_unknown_options", "unknown_options_message"]
 
 
 def unknown_options_message(owner: str, unknown: Iterable[str], accepted: Iterable[str]) -> str:
@@ -27,6 +27,14 @@ def unknown_options_message(owner: str, unknown: Iterable[str], accepted: Iterab
         parts.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
     noun = "option" if len(names) == 1 else "options"
     return f"unknown {owner} {noun} {', '.join(parts)}; accepted options: {', '.join(valid)}"
+
+
+def check_flag(name: str, value: object) -> bool:
+    """``value`` if it is a ``bool``; else a :class:`~cachekit.errors.ConfigurationError` (``"false"`` is truthy,
+    so ``bool(value)`` would silently turn it into ``True``)."""
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False; got a {type(value).__name__}")
+    return value
 
 
 def reject_unknown_options(owner: str, unknown: Iterable[str], accepted: Iterable[str]) -> None:

@@ -36,7 +36,8 @@ _ABSENT = object()
 class ResourceCache:
     """``resource.cache``: one plugin instance's cache for one resource, with warmers and invalidation.
 
-    Names it does not define reach the driver (``users.cache.get_memory_stats()``).
+    The driver's own methods are on :attr:`driver` (``users.cache.driver.size()``); a name this object does not
+    define is an :class:`AttributeError` naming that spelling, never a silent call of the driver.
 
     E.g.::
 
@@ -277,10 +278,19 @@ class ResourceCache:
             unwrap(self.resource, action, wrapper)
         unregister(self.resource, self)
 
+    def get_memory_stats(self) -> dict[str, Any]:
+        """The memory driver's use against its limit (s3db.js ``getMemoryStats()``); drivers without it raise."""
+        stats = getattr(self.driver, "get_memory_stats", None)
+        if stats is None:
+            raise AttributeError(f"{type(self.driver).__name__} has no get_memory_stats() (a memory driver's)")
+        return dict(stats())
+
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.namespace_cache.driver, name)
+        # Only names this class does not define get here: say where a driver's own attribute is.
+        hint = ""
+        if not name.startswith("_") and hasattr(self.namespace_cache.driver, name):
+            hint = f"; the driver's is resource.cache.driver.{name}"
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}{hint}")
 
     def __repr__(self) -> str:
         return f"<ResourceCache {self.slug!r} resource={self.resource.name!r} driver={self.driver_name}>"

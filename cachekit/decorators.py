@@ -21,7 +21,6 @@ from typing import Any, TypeVar, cast
 from ._binding import cached_function
 from ._cached_state import CachedState
 from ._invalidates import invalidates
-from ._memo import Unfreezable, freeze, memo_key
 from ._types import DEFAULT, TTL, normalize_ttl
 from ._typing import CachedDecorator
 from .errors import ConfigurationError
@@ -31,11 +30,6 @@ from .namespace import Cache
 __all__ = ["cached", "invalidates"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# Kept importable under their old names (tests and the metrics helper use them).
-_memo_key = memo_key
-_freeze = freeze
-_Unfreezable = Unfreezable
 
 
 def cached(

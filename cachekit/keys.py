@@ -146,12 +146,11 @@ def segment(value: Any, fold: bool = False) -> str:
     return quote(text.lower() if fold else text, safe=_SAFE)
 
 
-_segment = segment
 
 
 def resource_prefix(namespace: str, resource: str, *, case_sensitive: bool = True) -> str:
     """``{namespace}/resource={name}/``: the prefix of every key of one resource."""
-    return f"{namespace}/resource={_segment(resource, not case_sensitive)}/"
+    return f"{namespace}/resource={segment(resource, not case_sensitive)}/"
 
 
 def coarse_text(value: Any) -> str:
@@ -176,7 +175,7 @@ def coarse_text(value: Any) -> str:
 
 def _value_segment(value: Any, fold: bool) -> str:
     # The scope's spelling (see coarse_text); the key's final hash carries the values with their types.
-    return _segment(coarse_text(value), fold)
+    return segment(coarse_text(value), fold)
 
 
 #: The id segment of an item key read without an id (``get(email=...)``): such reads depend on the aggregates.
@@ -191,8 +190,8 @@ def id_segment(item_id: Any, *, case_sensitive: bool = True) -> str:
 
 
 def _partition_path(partition: str, values: Mapping[str, Any], fold: bool) -> str:
-    fields = "/".join(f"{_segment(k, fold)}={_value_segment(values[k], fold)}" for k in sorted(values))
-    return f"partition={_segment(partition, fold)}/{fields}"
+    fields = "/".join(f"{segment(k, fold)}={_value_segment(values[k], fold)}" for k in sorted(values))
+    return f"partition={segment(partition, fold)}/{fields}"
 
 
 def partition_prefix(
@@ -211,7 +210,7 @@ def partition_prefix(
     fold = not case_sensitive
     base = resource_prefix(namespace, resource, case_sensitive=case_sensitive)
     if not partition_values:
-        return f"{base}partition={_segment(partition, fold)}/"
+        return f"{base}partition={segment(partition, fold)}/"
     return f"{base}{_partition_path(partition, partition_values, fold)}/"
 
 
@@ -222,7 +221,7 @@ def format_key(namespace: str, spec: KeySpec, *, case_sensitive: bool = True) ->
     if spec.has_item:
         # An item entry lives under its id, wherever the item sits: a write to another item of the same
         # partition leaves it alone, and a write to this id clears it in every partition.
-        parts.append(f"action={_segment(spec.action, fold)}/")
+        parts.append(f"action={segment(spec.action, fold)}/")
         parts.append(id_segment(spec.item_id, case_sensitive=case_sensitive))
         extra = dict(spec.params)
         if spec.item_id is not None and not isinstance(spec.item_id, str):
@@ -236,7 +235,7 @@ def format_key(namespace: str, spec: KeySpec, *, case_sensitive: bool = True) ->
     if spec.partition and spec.partition_values:
         parts.append(_partition_path(spec.partition, spec.partition_values, fold) + "/")
         params = [spec.params, dict(spec.partition_values)]  # the path is for people; the hash tells 1 from "1"
-    parts.append(f"action={_segment(spec.action, fold)}/")
+    parts.append(f"action={segment(spec.action, fold)}/")
     parts.append(stable_hash(params, case_sensitive=case_sensitive))
     return "".join(parts)
 

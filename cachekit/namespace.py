@@ -21,16 +21,16 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import asyncio
 
 from . import _logging
-from ._async_namespace import aread, configure_async
+from ._async_namespace import REFUSED, aread, configure_async
 from ._build import (
-    DEFAULT_NAMESPACE_TTL,
+    DEFAULT_TTL,
     NAMESPACE_OPTION_NAMES,
     NAMESPACE_OPTIONS,
     build_codec,
@@ -41,7 +41,7 @@ from ._build import (
     check_retries,
 )
 from ._loading import LoadingMixin, _Flight
-from ._options import unknown_options_message
+from ._options import check_flag, unknown_options_message
 from ._redact import redact
 from ._types import DEFAULT, MISSING, TTL, Clock, check_key, normalize_ttl
 from .drivers import Driver
@@ -60,9 +60,8 @@ __all__ = ["DEFAULT_TTL", "NAMESPACE_OPTIONS", "Cache", "Namespace"]
 
 logger = logging.getLogger("cachekit")
 
-#: The TTL used when none is given: five minutes, for every driver.
-DEFAULT_TTL = DEFAULT_NAMESPACE_TTL
 _RETRY_INTERVAL = 1.0  # seconds between retries of a failed bump
+_FAILED: Any = object()  # get_many: a key whose blob was corrupt (an error, not a miss)
 
 
 class Cache(LoadingMixin, EventsMixin):
@@ -128,21 +127,21 @@ class Cache(LoadingMixin, EventsMixin):
         self.prefix = self.namespace + "/"
         self.ttl = normalize_ttl(ttl)
         self._clock: Clock = clock or time.time
-        if not isinstance(config, (Mapping, type(None))):
-            raise ConfigurationError(f"config must be a dict of options; got {config!r}")
+        if not isinstance(config, (Mapping, type(None))):  # never echoed: a URL string may carry a password
+            raise ConfigurationError(f"config must be a dict of options; got a {type(config).__name__}")
         options = dict(config or {})
         namespace_options = {k: options.pop(k) for k in NAMESPACE_OPTION_NAMES if k in options}
         self.driver = build_driver(driver, drivers, options, promote_on_hit, strategy, self._clock)
         configure_async(self.driver, namespace_options)
         self.codec = None if self.driver.stores_objects else build_codec(namespace_options, self._clock)
-        self.case_sensitive = bool(namespace_options.get("case_sensitive", True))
-        self.stats_enabled = bool(namespace_options.get("enable_stats", True))
+        self.case_sensitive = check_flag("case_sensitive", namespace_options.get("case_sensitive", True))
+        self.stats_enabled = check_flag("enable_stats", namespace_options.get("enable_stats", True))
         self._policies = parse_method_policies(method_policies)
         for ttl_in_force in (self.ttl, *(p.ttl for p in self._policies.values() if p.ttl is not DEFAULT)):
             check_reclaimable(ttl_in_force, self.driver)
         self._default_policy = MethodPolicy()
         self.disabled_actions = frozenset(a for a, p in self._policies.items() if not p.enabled)
-        self._single_flight = bool(single_flight)
+        self._single_flight = check_flag("single_flight", single_flight)
         self._lock_timeout = check_lock(distributed_lock, lock_timeout, self.driver)
         self._retry_attempts = check_retries(retry_attempts, retry_delay)
         self._retry_delay = float(retry_delay)
@@ -231,6 +230,22 @@ class Cache(LoadingMixin, EventsMixin):
             return key  # from key_for: already folded where case_sensitive=False
         return self.prefix + (key if self.case_sensitive else key.lower())
 
+    def _settable_key(self, key: str) -> str:
+        """The full key of a hand-written ``set``: refused in the decorated reads' key space (issue 19).
+
+        Decorated reads own ``{ns}/resource={r}/action=...`` and ``{ns}/resource={r}/partition=...``; a ``set``
+        there (with or without the namespace) could replace what a decorated read returns, so it is a
+        :class:`ConfigurationError`. Reads (``get``) and ``delete`` of such keys stay allowed.
+        """
+        full = self._full_key(key)
+        rest = full[len(self.prefix) :].split("/", 2)
+        if rest[0].startswith("resource=") and len(rest) > 1 and rest[1].startswith(("action=", "partition=")):
+            raise ConfigurationError(
+                f"cannot set {key!r:.120}: keys under 'resource=.../action=' and 'resource=.../partition=' belong to "
+                "decorated reads (use the read's .refresh(...) to store a value there, or another key of your own)"
+            )
+        return full
+
     # -- the key/value API -----------------------------------------------------------------------------------
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -247,9 +262,12 @@ class Cache(LoadingMixin, EventsMixin):
 
         Returns whether it was stored: ``False`` when the value cannot be serialized (with an
         :class:`~cachekit.errors.UncacheableValueWarning`) or the driver failed (counted in stats).
+
+        :raises ConfigurationError: ``key`` is in the decorated reads' key space (``resource=.../action=...``):
+            a hand-written key never changes what a decorated read returns.
         """
         seconds = self.ttl if ttl is DEFAULT else normalize_ttl(ttl)
-        return self._write(self._full_key(key), value, seconds, None)
+        return self._write(self._settable_key(key), value, seconds, None)
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; return whether it was present. Driver errors propagate (an explicit delete must work)."""
@@ -269,7 +287,7 @@ class Cache(LoadingMixin, EventsMixin):
         try:
             removed = self.driver.clear_many([self._full_prefix(prefix)])
         except Exception as exc:
-            self._read_failed(None, exc)
+            self._backend_failed(None, exc)
             return 0
         self.deletes += removed
         return removed
@@ -307,22 +325,26 @@ class Cache(LoadingMixin, EventsMixin):
         try:
             blobs = self.driver.get_many(full)
         except Exception as exc:
-            self._read_failed(None, exc)
+            self._backend_failed(None, exc)
             return {}
         found: dict[str, Any] = {}
+        failed = 0
         for key, full_key, blob in zip(wanted, full, blobs, strict=True):
-            value = self._decoded(full_key, blob)
-            if value is not MISSING:
+            value = self._decoded(full_key, blob, _FAILED)
+            if value is _FAILED:
+                failed += 1  # counted in errors, not in misses: as a read of that key alone (_read)
+            elif value is not MISSING:
                 found[key] = value
-        hits = sum(1 for key in wanted if key in found)
+        hits = sum(1 for key in wanted if key in found)  # each requested key counts, repeated ones too
         self.hits += hits
-        self.misses += len(wanted) - hits
+        self.misses += len(wanted) - hits - failed
         return found
 
     def set_many(self, items: Mapping[str, Any], ttl: TTL = DEFAULT) -> int:
         """Store every ``key -> value``; return how many were stored."""
         seconds = self.ttl if ttl is DEFAULT else normalize_ttl(ttl)
-        return sum(self._write(self._full_key(k), v, seconds, None) for k, v in items.items())
+        keys = [self._settable_key(k) for k in items]  # all checked before any is stored
+        return sum(self._write(key, v, seconds, None) for key, v in zip(keys, items.values(), strict=True))
 
     # -- invalidation ----------------------------------------------------------------------------------------
 
@@ -420,7 +442,7 @@ class Cache(LoadingMixin, EventsMixin):
         try:
             raw: Any = self._driver_get(key)
         except Exception as exc:
-            self._read_failed(key, exc)
+            self._backend_failed(key, exc)
             return MISSING
         if raw is MISSING:
             self.misses += 1
@@ -431,7 +453,7 @@ class Cache(LoadingMixin, EventsMixin):
                 at = self._decode_at
                 raw = decode(raw) if at is None else at(key, raw)
             except CodecError as exc:
-                self._read_failed(key, exc)
+                self._backend_failed(key, exc)
                 self._drop(key)
                 return MISSING
             if raw is MISSING:  # expired by its envelope
@@ -461,23 +483,30 @@ class Cache(LoadingMixin, EventsMixin):
     def _install_read(self) -> None:
         """Put the driver's own hit path on the instance where it has one (the memory driver: see
         :mod:`cachekit.drivers._memory_read`); else :meth:`_read` serves. Also called when hooks come off."""
+        if self.codec is not None and self.codec.signed:
+            # A signed entry is bound to its key (issue 19): every decode is given the key it was read under.
+            self._decode_at = self.codec.decode_at
         if type(self.driver) is MemoryDriver:
-            reader = memory_reader(self.driver, self, self._reads, self._decode, copies=self._trusted_blobs)
+            reader = memory_reader(
+                self.driver, self, self._reads, self._decode, copies=self._trusted_blobs, decode_at=self._decode_at
+            )
             self._read = reader  # type: ignore[method-assign,assignment]
         elif self._decode is not None and self.codec is not None and not self.codec.signed:
             first = getattr(self.driver, "_tiers", [None])[0]
             if first is not None and type(first.driver) is MemoryDriver:  # hits of a memory tier: keep copies
                 self._decode_at = decoded_copies(self._decode, first.driver.decoded_cache_bytes, self._clock)
 
-    def _decoded(self, key: str, raw: Any) -> Any:
+    def _decoded(self, key: str, raw: Any, failed: Any = MISSING) -> Any:
+        """The value of a blob the driver returned, MISSING; ``failed`` for a corrupt one (counted, dropped)."""
         if raw is MISSING or self._decode is None:
             return raw
         try:
-            return self._decode(raw)
+            at = self._decode_at
+            return self._decode(raw) if at is None else at(key, raw)
         except CodecError as exc:
-            self._read_failed(key, exc)
+            self._backend_failed(key, exc)
             self._drop(key)
-            return MISSING
+            return failed
 
     def _aread(self, key: str) -> Awaitable[Any]:
         """The async twin of :meth:`_read`: the driver's own async get (no thread for Redis or memory)."""
@@ -487,26 +516,40 @@ class Cache(LoadingMixin, EventsMixin):
         blob = self._blob(key, value, ttl, max_payload)
         if blob is MISSING:
             return False
+        if blob is REFUSED:
+            self._drop(key)  # the previous value under this key is not what the caller has now (issue 19)
+            return False
         try:
             self.driver.set(key, blob, ttl)
         except Exception as exc:
-            self._read_failed(key, exc)
+            self._backend_failed(key, exc)
             return False
         self.sets += 1
         return True
 
     def _blob(self, key: str, value: Any, ttl: float | None, max_payload: int | None) -> Any:
-        """What the driver stores for ``value`` (the value itself for an object store); MISSING: store nothing."""
+        """What the driver stores for ``value`` (the value itself for an object store).
+
+        MISSING: store nothing (``ttl=0``); :data:`REFUSED`: the value cannot be stored (uncacheable, over
+        ``max_payload``), and the caller drops what the key holds.
+        """
         if ttl == 0:
             return MISSING
         if self.codec is None:
+            if isinstance(value, (Iterator, AsyncIterator)):
+                warnings.warn(
+                    f"a {type(value).__qualname__} is an iterator: the first caller would exhaust it and every hit "
+                    f"would get it empty; returned uncached (key {key!r}). Return a list instead",
+                    UncacheableValueWarning, stacklevel=5,
+                )
+                return REFUSED
             return value
         try:
-            blob = self.codec.encode(value, ttl)
+            blob = self.codec.encode(value, ttl, key)
         except SerializationError as exc:
             warnings.warn(f"{exc}; returned uncached (key {key!r})", UncacheableValueWarning, stacklevel=5)
-            return MISSING
-        return MISSING if max_payload is not None and len(blob) - self.codec.overhead > max_payload else blob
+            return REFUSED
+        return REFUSED if max_payload is not None and len(blob) - self.codec.overhead > max_payload else blob
 
     def _drop(self, key: str) -> None:
         try:
@@ -514,7 +557,8 @@ class Cache(LoadingMixin, EventsMixin):
         except Exception as exc:
             logger.debug("cachekit: could not drop corrupt entry %r: %s", key, exc)
 
-    def _read_failed(self, key: str | None, exc: BaseException) -> None:
+    def _backend_failed(self, key: str | None, exc: BaseException) -> None:
+        """Count and log (rate-limited) a failed driver call or codec decode: a read, write, clear or lock."""
         self.errors += 1
         if not _logging.read_failed(self.namespace, self.driver.name, key, exc):
             logger.debug("cachekit: %s failed for %r: %s", self.driver.name, key, exc)

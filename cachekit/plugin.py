@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._build import check_retries
+from ._options import check_flag
 from ._plugin_facade import READ_ACTIONS, ResourceCache
 from ._plugin_options import (
     check_config,
@@ -131,7 +132,7 @@ class CachePlugin:
         if invalidation not in ("precise", "resource"):
             raise ConfigurationError(f"invalidation must be 'precise' or 'resource'; got {invalidation!r}")
         self.invalidation = invalidation
-        self.promote_on_hit = bool(promote_on_hit)
+        self.promote_on_hit = check_flag("promote_on_hit", promote_on_hit)
         self.strategy = check_strategy(strategy)
         self.retry_attempts, self.retry_delay = retry_attempts, retry_delay
         self.clock = clock

@@ -6,8 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._options import unknown_options_message
 from ._types import DEFAULT, normalize_ttl
 from .errors import ConfigurationError
+from .keys import registered_actions
 
 __all__ = ["MethodPolicy", "parse_method_policies"]
 
@@ -64,7 +66,15 @@ def parse_method_policies(options: Mapping[str, object] | None) -> dict[str, Met
         return {}
     if not isinstance(options, Mapping):
         raise ConfigurationError(f"method_policies must be a dict of action -> policy; got {options!r}")
-    return {str(action): MethodPolicy.parse(str(action), option) for action, option in options.items()}
+    known = registered_actions()
+    unknown = [action for action in options if not isinstance(action, str) or action not in known]
+    if unknown:  # a typo ("gett") would silently leave the real action's policy at its default
+        raise ConfigurationError(
+            unknown_options_message("method_policies", [str(action) for action in unknown], known).replace(
+                "option", "action"
+            ) + ". Register a custom action's key resolver (cachekit.register_key_resolver) before the Cache"
+        )
+    return {action: MethodPolicy.parse(action, option) for action, option in options.items()}
 
 
 def _check_bool(action: str, name: str, value: object) -> bool:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from .errors import ConfigurationError
 from .keys import NO_ID, KeySpec, coarse_text, id_segment, item_actions, segment, stable_hash
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "partition_scopes",
     "read_scopes",
     "resource_of",
+    "resource_scope",
 ]
 
 #: The scope every read of a namespace depends on: bumping it invalidates the whole namespace.
@@ -74,6 +76,21 @@ class Invalidation:
     partitions: Partitions = field(default_factory=dict)
     records_complete: bool = False
     whole: bool = False
+
+
+def resource_scope(resource: str, fold: bool = False) -> str:
+    """The scope of ``resource`` (its key segment), refused when reserved *after* quoting and case folding.
+
+    Scope names share the generation stores' key space with their own records (``~epoch``), so a resource whose
+    segment starts with ``~`` (``"~epoch"``, ``"~gen"``) or is empty is a :class:`ConfigurationError`.
+    """
+    scope = segment(resource, fold)
+    if not scope or scope.startswith("~"):
+        raise ConfigurationError(
+            f"resource name {resource!r:.80} is reserved: names starting with '~' (and empty names) are cachekit's "
+            "own records; rename the resource"
+        )
+    return scope
 
 
 def resource_of(scope: str) -> str:
@@ -105,7 +122,7 @@ def declared_partition(spec: KeySpec, partitions: Partitions | None) -> bool:
 def read_scopes(spec: KeySpec, partitions: Partitions | None, *, case_sensitive: bool = True) -> tuple[str, ...]:
     """The scopes the read ``spec`` depends on, namespace first (see the module docstring)."""
     fold = not case_sensitive
-    resource = segment(spec.resource, fold)
+    resource = resource_scope(spec.resource, fold)
     if spec.has_item and spec.item_id is not None:
         return (NAMESPACE_SCOPE, resource, _item_scope(resource, spec.item_id, fold))
     partition, values = spec.partition, spec.partition_values
@@ -123,7 +140,7 @@ def read_scopes(spec: KeySpec, partitions: Partitions | None, *, case_sensitive:
 def invalidation_scopes(inv: Invalidation, *, case_sensitive: bool = True) -> list[str]:
     """The scopes a write must bump: its items, the aggregates, and the partitions it touched."""
     fold = not case_sensitive
-    resource = segment(inv.resource, fold)
+    resource = resource_scope(inv.resource, fold)
     if inv.whole:
         return [resource]
     scopes = [f"{resource}/agg"]
@@ -142,7 +159,7 @@ def partition_scopes(
 ) -> list[str]:
     """The scope of one partition value combination, or of every value of the partition (``values=None``)."""
     fold = not case_sensitive
-    name = segment(resource, fold)
+    name = resource_scope(resource, fold)
     if not values:
         return [_partition_scope(name, partition, fold)]
     return [_value_scope(name, partition, values, fold)]

@@ -13,6 +13,9 @@ Speed is checked here, never in timed test asserts. Sections (``--only`` picks s
   workload's hit rate with precise invalidation against clearing the whole resource on each write.
 * ``scale``: one write's invalidation with 1,000 to 1,000,000 entries cached, per driver (target: the largest
   at most 2x the smallest), and the entries alive and orphaned after 1,000,000 writes.
+* ``django``: ``cache.get`` of a 10-field dict through ``cachekit.django.CachekitCache`` on Redis against
+  Django's ``RedisCache`` and django-redis (target <= 1.1x), with a memory tier in front (target: 10x faster
+  than ``RedisCache``), and ``aget`` against the built-in's (a thread per call).
 * ``fuzz``: not a timing: :meth:`Codec.decode` against >= 100,000 hostile blobs in a child process under an
   address-space limit, counted by outcome; the target is that nothing but ``CorruptEntryError`` escapes.
 
@@ -44,7 +47,7 @@ from ._services import Services
 __all__ = ["SECTIONS", "main", "run"]
 
 #: Section names in the order they run.
-SECTIONS = ("memory", "drivers", "async", "plugin", "scale", "fuzz")
+SECTIONS = ("memory", "drivers", "async", "plugin", "scale", "fuzz", "django")
 _DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _SCHEMA = 1
 
@@ -96,6 +99,10 @@ def _runner(name: str) -> Callable[[Settings, Services], Section]:
         from ._fuzz import run_fuzz
 
         return run_fuzz
+    if name == "django":
+        from ._django import run_django
+
+        return run_django
     from ._plugin import run_plugin
 
     return run_plugin

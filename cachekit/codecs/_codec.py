@@ -18,7 +18,10 @@ from ._serializers import make_serializer
 __all__ = ["CHECKSUM_SIZE", "DEFAULT_MAX_VALUE_BYTES", "HEADER_SIZE", "MAC_SIZE", "Codec"]
 
 _MAGIC = 0xCE
-_CHECKED, _SIGNED = 2, 3  # the format byte: a CRC-32 trailer, or a keyed BLAKE2b trailer
+# The format byte: a CRC-32 trailer; a keyed BLAKE2b trailer over the envelope (3, before issue 19, no longer
+# accepted: such an entry could be copied under any key); the same MAC over the entry's key and the envelope (4).
+_CHECKED, _UNBOUND, _SIGNED = 2, 3, 4
+_KEY_LENGTH = struct.Struct("<I")
 _HEADER = struct.Struct("<BBBBdd")  # magic, format, serializer, flags, stored_at, expires_at
 _CRC = struct.Struct("<I")
 #: Bytes before the payload.
@@ -67,7 +70,9 @@ class Codec:
         (:class:`~cachekit.errors.SerializationError`), and a stored payload that decompresses to more is
         corrupt; default 64 MiB (:data:`DEFAULT_MAX_VALUE_BYTES`).
     :param signing_key: sign every envelope with this key (``bytes`` or ``str``, 16 to 64 bytes) and accept
-        only envelopes signed with it or with one of ``verify_keys``.
+        only envelopes signed with it or with one of ``verify_keys``. The MAC also covers the cache key the
+        envelope is stored under (``encode``/``decode``'s ``key``; the namespace passes the full key, with its
+        namespace and generations), so a valid entry copied under another key is refused.
     :param verify_keys: older keys still accepted on read, for key rotation (see the README).
     """
 
@@ -131,8 +136,11 @@ class Codec:
         signed = ", signed" if self.signed else ""  # never the keys
         return f"<Codec {type(self.serializer).__name__} compression={self.compression!r}{signed}>"
 
-    def encode(self, value: Any, ttl: float | None) -> bytes:
+    def encode(self, value: Any, ttl: float | None, key: str | None = None) -> bytes:
         """Serialize ``value`` into an envelope that expires ``ttl`` seconds from now (``None``: never).
+
+        A signing codec binds the envelope to ``key`` (``None`` is the empty key): only ``decode`` with the same
+        key accepts it. A checked (unsigned) envelope ignores ``key``.
 
         :raises SerializationError: the value cannot be serialized, or is over ``max_value_bytes`` (the caller
             keeps it uncached).
@@ -156,11 +164,13 @@ class Codec:
         flags = compression | (_EXTENDED if extended else 0)
         body = _HEADER.pack(_MAGIC, self._format, self._sid, flags, now, 0.0 if ttl is None else now + ttl) + payload
         if self.signed:
-            return body + _mac(self._macs[0], body)
+            return body + _mac(self._macs[0], body, key)
         return body + _CRC.pack(zlib.crc32(body))
 
-    def decode(self, blob: bytes) -> Any:
+    def decode(self, blob: bytes, key: str | None = None) -> Any:
         """Return the value in ``blob``, or :data:`~cachekit.MISSING` when it has expired.
+
+        A signing codec accepts ``blob`` only when its MAC covers ``key`` (the key it was encoded with).
 
         :raises CorruptEntryError: the blob is not an envelope this codec wrote or accepts (truncated, foreign,
             corrupt, unsigned or signed with an unknown key, too large once decompressed).
@@ -173,7 +183,7 @@ class Codec:
             raise self._foreign(magic, form, sid)
         if not self._trusted:  # see trust_local_blobs
             if self.signed:
-                self._authenticate(blob)
+                self._authenticate(blob, key)
             elif _crc32(blob) != _CRC_RESIDUE:
                 raise CorruptEntryError("the envelope's checksum does not match: the stored bytes were altered")
             if expires_at and expires_at <= self._clock():
@@ -190,6 +200,10 @@ class Codec:
                 except Exception:
                     pass
             raise CorruptEntryError(f"stored payload does not decode: {_brief(exc)}") from exc
+
+    def decode_at(self, key: str, blob: bytes) -> Any:
+        """``decode(blob, key)`` with the key first: the shape of the namespace's keyed decoders."""
+        return self.decode(blob, key)
 
     @staticmethod
     def expires_at(blob: bytes) -> float | None:
@@ -210,17 +224,21 @@ class Codec:
         except Exception as exc:
             raise CorruptEntryError(f"stored payload does not decompress: {_brief(exc)}") from exc
 
-    def _authenticate(self, blob: bytes) -> None:
+    def _authenticate(self, blob: bytes, key: str | None) -> None:
         signed, tag = memoryview(blob)[:-MAC_SIZE], blob[-MAC_SIZE:]
         for base in self._macs:
-            if len(signed) >= HEADER_SIZE and hmac.compare_digest(_mac(base, signed), tag):
+            if len(signed) >= HEADER_SIZE and hmac.compare_digest(_mac(base, signed, key), tag):
                 return
         raise CorruptEntryError(
-            "the envelope's signature matches neither signing_key nor verify_keys: it was altered, planted, or "
-            "signed with a retired key"
+            "the envelope's signature matches neither signing_key nor verify_keys for this key: it was altered, "
+            "planted, copied from another key, or signed with a retired key"
         )
 
     def _foreign(self, magic: int, form: int, sid: int) -> CorruptEntryError:
+        if magic == _MAGIC and sid == self._sid and form == _UNBOUND:
+            return CorruptEntryError(
+                "a signed envelope not bound to its key (written before cachekit bound MACs to keys): refused"
+            )
         if magic == _MAGIC and sid == self._sid and form in (_CHECKED, _SIGNED):
             if self.signed:
                 return CorruptEntryError("an unsigned envelope, but this codec has a signing_key: refused")
@@ -231,8 +249,12 @@ class Codec:
         )
 
 
-def _mac(base: Any, data: bytes | memoryview) -> bytes:
+def _mac(base: Any, data: bytes | memoryview, key: str | None) -> bytes:
+    """The MAC of ``key`` (length-prefixed, so no two keys and envelopes concatenate alike) and ``data``."""
     mac = base.copy()
+    raw = b"" if key is None else key.encode("utf-8", "surrogatepass")
+    mac.update(_KEY_LENGTH.pack(len(raw)))
+    mac.update(raw)
     mac.update(data)
     return bytes(mac.digest())
 
@@ -240,7 +262,9 @@ def _mac(base: Any, data: bytes | memoryview) -> bytes:
 def _mac_bases(signing_key: object, verify_keys: object) -> list[Any]:
     """Keyed BLAKE2b states, ``signing_key``'s first; copied per call (cheaper than keying each time)."""
     if isinstance(verify_keys, (str, bytes)) or not isinstance(verify_keys, Iterable):
-        raise ConfigurationError(f"verify_keys must be a list of keys (bytes or str); got {verify_keys!r:.40}")
+        raise ConfigurationError(  # never the value: a lone key passed as a string is a secret
+            f"verify_keys must be a list of keys (bytes or str); got a {type(verify_keys).__name__}"
+        )
     retired = list(verify_keys)
     if signing_key is None:
         if retired:

@@ -160,7 +160,8 @@ def _ext_hook(code: int, data: bytes) -> Any:
         if data:
             raise ValueError(f"a {marker.name} marker carries no data; got {len(data)} bytes")
         return marker
-    return msgpack.ExtType(code, data)
+    # An ext code cachekit never writes (issue 19): a corrupt entry, never a raw ExtType handed to the caller.
+    raise ValueError(f"unknown msgpack ext type {code} ({len(data)} bytes): not written by this cachekit")
 
 
 def _list_hook(items: list[Any]) -> Any:

@@ -5,7 +5,7 @@ dozen attribute lookups per hit. Over the memory driver the namespace puts this 
 instead (``cache._read``): the driver's dict, clock and policy are closure cells, so a hit is a dict lookup,
 a deadline check, an LRU move and, in bytes mode, a copy of the value decoded at the first hit (see
 :mod:`cachekit.codecs._copies`). It does what ``Cache._read`` does over ``MemoryDriver.get``, and gives the
-same values: the two are tested side by side (tests/unit/test_hit_path.py).
+same values: the two are tested side by side (tests/unit/test_memory_reader.py).
 
 Decoded values kept for copying are bounded by the driver's ``decoded_cache_bytes`` (counted in blob bytes;
 the whole set is dropped when full) and are used only for the very blob object they were decoded from, so a
@@ -31,13 +31,18 @@ __all__ = ["decoded_copies", "memory_reader"]
 class _Reader(Protocol):
     """What the reader reports failures to: the namespace (held weakly: the reader lives on it)."""
 
-    def _read_failed(self, key: str | None, exc: BaseException) -> None: ...
+    def _backend_failed(self, key: str | None, exc: BaseException) -> None: ...
 
     def _drop(self, key: str) -> None: ...
 
 
 def memory_reader(
-    driver: MemoryDriver, cache: _Reader, counts: ReadCounts, decode: Callable[[Any], Any] | None, copies: bool
+    driver: MemoryDriver,
+    cache: _Reader,
+    counts: ReadCounts,
+    decode: Callable[[Any], Any] | None,
+    copies: bool,
+    decode_at: Callable[[str, Any], Any] | None = None,
 ) -> Callable[[str], Any]:
     """``cache._read`` over ``driver``: the value or :data:`~cachekit.MISSING`; never raises (fail open).
 
@@ -45,11 +50,15 @@ def memory_reader(
     :param decode: the codec's decode (``None`` in objects mode: entries are the values).
     :param copies: give hits copies of values decoded once (only for a codec whose blobs are trusted as
         written: see :meth:`Codec.trust_local_blobs <cachekit.codecs.Codec.trust_local_blobs>`).
+    :param decode_at: ``decode_at(key, blob)``, used instead of ``decode`` when given (a signing codec binds
+        each entry to its key).
     """
     data, clock, prefix, lru = driver._data, driver._clock, driver._prefix, driver._lru
     lookup, move = data.get, data.move_to_end
     owner = weakref.ref(cache)  # not the cache itself: no reference cycle keeps a dropped Cache alive
     decoded = None if decode is None else decoded_copies(decode, driver.decoded_cache_bytes if copies else 0)
+    if decode_at is not None:
+        decoded = decode_at
 
     def read(key: str) -> Any:
         # MemoryDriver.get and Cache._read in one frame: every line runs on every hit.
@@ -85,7 +94,7 @@ def memory_reader(
 def _failed(owner: weakref.ref[_Reader], key: str, exc: Exception) -> None:
     cache = owner()
     if cache is not None:
-        cache._read_failed(key, exc)
+        cache._backend_failed(key, exc)
         if isinstance(exc, CodecError):
             cache._drop(key)  # unreadable: the next read stores a good value
 

@@ -30,6 +30,22 @@ end
 return 0
 """
 
+#: Compare-and-set of one entry, in one Lua call (``RedisDriver.replace``): ARGV = expected, new blob, PX in ms
+#: ("" for no expiry, "0" to delete instead).
+_REPLACE_SCRIPT = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then
+    return 0
+end
+if ARGV[3] == '' then
+    redis.call('set', KEYS[1], ARGV[2])
+elseif ARGV[3] == '0' then
+    redis.call('del', KEYS[1])
+else
+    redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return 1
+"""
+
 #: Keys per UNLINK / pipeline, so one call never blocks the server on a huge argument list.
 _BATCH: Final = 500
 #: SCAN's COUNT hint: keys examined per round trip.

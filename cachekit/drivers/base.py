@@ -15,6 +15,8 @@ Rules every driver follows:
 * ``keys(prefix)`` lists stored keys under ``prefix``, without the driver's own ``key_prefix``.
 * A failure to reach the backend raises :class:`~cachekit.errors.DriverUnavailable`; any other backend failure
   raises :class:`~cachekit.errors.DriverError` with the original exception as ``__cause__``.
+* ``add`` (store if absent) and ``replace`` (compare-and-set) are atomic where a driver overrides them
+  (memory, Redis, filesystem, tiers); the defaults here read then write.
 * Batch operations have ``_many`` names; the defaults here loop, and drivers override them when the backend
   batches (Redis ``MGET``, S3 ``delete_objects``).
 * Every operation has an async twin with an ``a`` prefix (``aget``, ``aset``, ``aclear_many``, ``aclose`` ...),
@@ -22,6 +24,21 @@ Rules every driver follows:
   through ``redis.asyncio``; the memory driver inline, it never blocks). The defaults here run the sync method
   on cachekit's bounded executor (:mod:`cachekit._executor`), never the event loop's default executor, or
   inline when the driver does not block.
+
+**Capabilities and generations.** A driver says who sees its entries (:attr:`Driver.sharing`) and, when other
+processes do, brings the store of the generation counters that invalidation bumps
+(:meth:`Driver.generation_store`; see :mod:`cachekit.generations`): cachekit never picks either by the driver's
+name. A driver that declares neither is refused by :class:`~cachekit.Cache` rather than given in-process
+generations, which would serve stale entries after another process's write. Adding a backend is one module with
+its :class:`Driver` subclass plus one line in the registry (:func:`cachekit.drivers.register_driver`)::
+
+    class MemcachedDriver(Driver):
+        name = "memcached"
+        sharing = NETWORK                   # every process reaching the server sees the entries
+        leaves_orphans = False              # memcached evicts by itself
+        def generation_store(self) -> GenerationStore:
+            return MemcachedGenerations(self)   # counters in the backend, bumped atomically, watched or polled
+        ...
 """
 
 from __future__ import annotations
@@ -29,12 +46,22 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from .._executor import BoundedExecutor, run_blocking
 from .._types import Missing
 
-__all__ = ["Driver"]
+if TYPE_CHECKING:
+    from ..generations import GenerationStore
+
+__all__ = ["HOST", "NETWORK", "PROCESS", "Driver"]
+
+#: :attr:`Driver.sharing`: entries live in this process only (the memory and null drivers).
+PROCESS: Final = "process"
+#: :attr:`Driver.sharing`: processes of one machine share the entries (a directory).
+HOST: Final = "host"
+#: :attr:`Driver.sharing`: every process that reaches the server or bucket shares them (Redis, S3).
+NETWORK: Final = "network"
 
 
 class Driver(abc.ABC):
@@ -62,6 +89,21 @@ class Driver(abc.ABC):
     supports_async: bool = False
     #: Where the default async twins run blocking calls; ``None``: the shared pool (``CACHEKIT_ASYNC_WORKERS``).
     async_executor: BoundedExecutor | None = None
+    #: Who sees the entries: :data:`PROCESS`, :data:`HOST` or :data:`NETWORK`. ``None`` (undeclared) is refused by
+    #: :class:`~cachekit.Cache` unless :meth:`generation_store` gives a store: a shared backend with in-process
+    #: generations would serve entries another process's write invalidated.
+    sharing: str | None = None
+    #: True when the backend never removes an entry by itself (no size bound, no eviction of its own): entries
+    #: left under old generations then need a TTL, and ``ttl=None`` is refused (Redis, S3).
+    leaves_orphans: bool = False
+
+    def generation_store(self) -> GenerationStore | None:
+        """The store of this backend's generation counters, shared by every process that shares the entries.
+
+        ``None`` (the default): a driver whose :attr:`sharing` is :data:`PROCESS` gets in-process generations;
+        any other is refused. Called once per driver instance (:func:`cachekit.generations.store_for` keeps it).
+        """
+        return None
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes | Missing:
@@ -116,6 +158,35 @@ class Driver(abc.ABC):
         """Remove every key starting with any of ``prefixes``; drivers that scan override this to scan once."""
         return sum(self.clear(prefix) for prefix in prefixes if prefix)
 
+    def add(self, key: str, blob: bytes, ttl: float | None = None) -> bool:
+        """Store ``blob`` only if ``key`` holds nothing (live); return whether it was stored.
+
+        Atomic where the driver overrides it (memory: under its lock; Redis: ``SET NX``; filesystem: one
+        transaction; tiers: on their most shared tier). This default reads then writes, so two concurrent
+        callers may both add. A ``ttl`` of 0 stores nothing and returns whether the key was free.
+        """
+        if not isinstance(self.get(key), Missing):
+            return False
+        if ttl != 0:
+            self.set(key, blob, ttl)
+        return True
+
+    def replace(self, key: str, expected: bytes, blob: bytes, ttl: float | None = None) -> bool:
+        """Compare-and-set: store ``blob`` only if ``key`` still holds exactly ``expected``; return whether it did.
+
+        Atomic where the driver overrides it (memory, Redis: one Lua call, filesystem, tiers: on their most
+        shared tier); this default reads then writes. A ``ttl`` of 0 deletes the key if it still holds
+        ``expected``.
+        """
+        current = self.get(key)
+        if isinstance(current, Missing) or (current is not expected and current != expected):
+            return False
+        if ttl == 0:
+            self.delete(key)
+        else:
+            self.set(key, blob, ttl)
+        return True
+
     def acquire_lock(self, name: str, ttl: float) -> str | None:
         """Try to take the cross-process lock ``name`` for at most ``ttl`` seconds, without waiting.
 
@@ -152,6 +223,14 @@ class Driver(abc.ABC):
     async def aset(self, key: str, blob: bytes, ttl: float | None = None) -> None:
         """Async :meth:`set`."""
         await run_blocking(self, self.set, key, blob, ttl)
+
+    async def aadd(self, key: str, blob: bytes, ttl: float | None = None) -> bool:
+        """Async :meth:`add`."""
+        return await run_blocking(self, self.add, key, blob, ttl)
+
+    async def areplace(self, key: str, expected: bytes, blob: bytes, ttl: float | None = None) -> bool:
+        """Async :meth:`replace`."""
+        return await run_blocking(self, self.replace, key, expected, blob, ttl)
 
     async def aset_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
         """Async :meth:`set_many`."""

@@ -39,8 +39,8 @@ name every prefix a caller may clear (``ns/``, ``ns/resource=users/``, a partiti
 column already carries the deadline. diskcache has no public range query, so the scans use
 ``Cache._sql`` - the statement executor diskcache's own methods use, unchanged since diskcache 3.
 
-:class:`~cachekit.drivers.partition_filesystem.PartitionAwareFilesystemCache` (in its own module, also
-importable from here) spreads keys over one diskcache per resource and per partition folder, so clearing a
+:class:`~cachekit.drivers.partition_filesystem.PartitionAwareFilesystemCache` (in its own module,
+which imports this one) spreads keys over one diskcache per resource and per partition folder, so clearing a
 partition touches only that partition's database.
 
 This module is the home of :class:`FilesystemDriver`'s operations. Opening a directory's store, reopening a
@@ -76,8 +76,9 @@ from cachekit.drivers._fs_options import (
     prefix_range,
 )
 from cachekit.drivers._fs_stores import FAILURES, DiskStores
-from cachekit.drivers.base import Driver
+from cachekit.drivers.base import HOST, Driver
 from cachekit.errors import ConfigurationError, DriverUnavailable
+from cachekit.generations import GenerationStore
 
 __all__ = [
     "CLEANUP_BATCH",
@@ -127,6 +128,7 @@ class FilesystemDriver(DiskStores, Driver):
     """
 
     name = "filesystem"
+    sharing = HOST
     blocking = True
 
     def __init__(
@@ -212,6 +214,49 @@ class FilesystemDriver(DiskStores, Driver):
             store = self._existing_store_for(key)
             return store is not None and store.delete(full_key)
 
+    def add(self, key: str, blob: bytes, ttl: float | None = None) -> bool:
+        """Store only if absent, in one diskcache transaction (SQLite's lock: atomic across processes)."""
+        full_key = self.key_prefix + check_key(key)
+        deadline = self._deadline(ttl)
+        with self._errors("add", key, writes=1):
+            store = self._store_for(key)
+            with store.cache.transact():
+                if self._live(store, full_key) is not None:
+                    return False
+                if ttl != 0:
+                    store.set(full_key, bytes(blob), deadline)
+            self._after_writes(store, 1)
+            return True
+
+    def replace(self, key: str, expected: bytes, blob: bytes, ttl: float | None = None) -> bool:
+        """Compare-and-set in one diskcache transaction (atomic across processes)."""
+        full_key = self.key_prefix + check_key(key)
+        deadline = self._deadline(ttl)
+        with self._errors("replace", key, writes=1):
+            store = self._existing_store_for(key)
+            if store is None:
+                return False
+            with store.cache.transact():
+                found = self._live(store, full_key)
+                if found is None or found[0] != expected:
+                    return False
+                if ttl == 0:
+                    store.delete(full_key)
+                else:
+                    store.set(full_key, bytes(blob), deadline)
+            self._after_writes(store, 1)
+            return True
+
+    def _live(self, store: Store, full_key: str) -> tuple[bytes, float | None] | None:
+        try:
+            found = store.get(full_key)
+        except RefusedRow:  # a foreign row, deleted by get: the key is free
+            self._refused += 1
+            return None
+        if found is None or (found[1] is not None and found[1] <= self._clock()):
+            return None
+        return found
+
     # -- batches -------------------------------------------------------------------------------------------
 
     def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
@@ -276,6 +321,12 @@ class FilesystemDriver(DiskStores, Driver):
             removed = sum(store.delete_expired(now, None) for store in self._stores_for_prefix(""))
         self._expired_removed += removed
         return removed
+
+    def generation_store(self) -> GenerationStore:
+        """Counters in a diskcache of their own in the directory, polled by every process that opens it."""
+        from cachekit.generations.polled import FilesystemGenerations
+
+        return FilesystemGenerations(self.directory, driver=self)
 
     def stats(self) -> dict[str, Any]:
         """Live ``entries`` of this ``key_prefix``, ``volume_bytes`` on disk, and the options."""
@@ -352,12 +403,3 @@ class FilesystemDriver(DiskStores, Driver):
             if store is not None:
                 groups.setdefault(store, []).append(key)
         return groups
-
-
-def __getattr__(name: str) -> Any:
-    # PartitionAwareFilesystemCache lives in its own module (which imports this one); still importable here.
-    if name == "PartitionAwareFilesystemCache":
-        from cachekit.drivers.partition_filesystem import PartitionAwareFilesystemCache
-
-        return PartitionAwareFilesystemCache
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

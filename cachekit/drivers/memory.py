@@ -21,10 +21,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .._options import reject_unknown_options
+from .._options import check_flag, reject_unknown_options
 from .._types import MISSING, Clock, Missing
 from ..errors import ConfigurationError
-from .base import Driver
+from .base import PROCESS, Driver
 
 __all__ = ["MemoryDriver", "available_memory_bytes"]
 
@@ -86,6 +86,7 @@ class MemoryDriver(Driver):
     """
 
     name = "memory"
+    sharing = PROCESS
     blocking = False
     supports_async = True  # the async twins run inline: nothing here waits on I/O
 
@@ -115,7 +116,7 @@ class MemoryDriver(Driver):
             raise ConfigurationError(f"key_prefix must be a str; got {key_prefix!r}")
         self._prefix = key_prefix
         self._clock: Clock = clock or time.time
-        self._enable_stats = bool(enable_stats)
+        self._enable_stats = check_flag("enable_stats", enable_stats)
         self.decoded_cache_bytes = _check_bytes("decoded_cache_bytes", decoded_cache_bytes)
         self._lru = self._policy == "lru"
         # key -> (value, expires_at or None, accounted bytes)
@@ -148,10 +149,16 @@ class MemoryDriver(Driver):
         return self.get(key)
 
     def get_with_expiry(self, key: str) -> tuple[Any, float | None] | Missing:
+        """:meth:`get` with the entry's deadline (a hit is a use: it moves the key in the LRU order too)."""
         full = self._prefix + key
         entry = self._data.get(full)
         if entry is None or (entry[1] is not None and entry[1] <= self._clock()):
             return MISSING if entry is None else self._expire(full, entry)
+        if self._lru:
+            try:
+                self._data.move_to_end(full)
+            except KeyError:  # deleted by another thread between the two calls; the value read is still valid
+                pass
         return entry[0], entry[1]
 
     def keys(self, prefix: str = "") -> list[str]:
@@ -174,24 +181,31 @@ class MemoryDriver(Driver):
     def set(self, key: str, blob: Any, ttl: float | None = None) -> None:
         """Store ``blob`` (any object in objects mode) for ``ttl`` seconds; evict as the limits require."""
         full = self._prefix + key
-        expires_at = None if ttl is None else self._clock() + ttl
-        size = 0 if self.stores_objects else len(blob) + len(full.encode())
         with self._lock:
-            if self._max_bytes is not None and size > self._max_bytes:
+            self._put(full, blob, ttl)
+
+    def add(self, key: str, blob: Any, ttl: float | None = None) -> bool:
+        """Store ``blob`` only if ``key`` holds no live entry (atomic: under the driver's lock)."""
+        full = self._prefix + key
+        with self._lock:
+            if self._live(full) is not None:
+                return False
+            if ttl != 0:
+                self._put(full, blob, ttl)
+            return True
+
+    def replace(self, key: str, expected: Any, blob: Any, ttl: float | None = None) -> bool:
+        """Compare-and-set (atomic: under the driver's lock); ``ttl`` 0 deletes the entry if it matches."""
+        full = self._prefix + key
+        with self._lock:
+            entry = self._live(full)
+            if entry is None or (entry[0] is not expected and entry[0] != expected):
+                return False
+            if ttl == 0:
                 self._remove(full)
-                self.evicted_due_to_memory += 1  # larger than the whole cache: refused, and the old value is gone
-                return
-            old = self._data.get(full)
-            if old is not None:  # replaced in place: a concurrent (lock-free) read sees the old or the new entry
-                self._bytes -= old[2]
-                self._data[full] = (blob, expires_at, size)
-                self._data.move_to_end(full)  # a new write, for FIFO too
-                self._bytes += size
-                self._make_room(0, adding=False)
-                return
-            self._make_room(size)
-            self._data[full] = (blob, expires_at, size)
-            self._bytes += size
+            else:
+                self._put(full, blob, ttl)
+            return True
 
     def delete(self, key: str) -> bool:
         with self._lock:
@@ -223,6 +237,31 @@ class MemoryDriver(Driver):
             return count
 
     # -- internals (call with the lock held, except _expire) ----------------------------------------------
+
+    def _live(self, full: str) -> tuple[Any, float | None, int] | None:
+        entry = self._data.get(full)
+        if entry is None or entry[1] is None or entry[1] > self._clock():
+            return entry
+        return None
+
+    def _put(self, full: str, blob: Any, ttl: float | None) -> None:
+        expires_at = None if ttl is None else self._clock() + ttl
+        size = 0 if self.stores_objects else len(blob) + len(full.encode())
+        if self._max_bytes is not None and size > self._max_bytes:
+            self._remove(full)
+            self.evicted_due_to_memory += 1  # larger than the whole cache: refused, and the old value is gone
+            return
+        old = self._data.get(full)
+        if old is not None:  # replaced in place: a concurrent (lock-free) read sees the old or the new entry
+            self._bytes -= old[2]
+            self._data[full] = (blob, expires_at, size)
+            self._data.move_to_end(full)  # a new write, for FIFO too
+            self._bytes += size
+            self._make_room(0, adding=False)
+            return
+        self._make_room(size)
+        self._data[full] = (blob, expires_at, size)
+        self._bytes += size
 
     def _remove(self, full: str) -> bool:
         entry = self._data.pop(full, None)

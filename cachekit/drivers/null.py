@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._types import MISSING, Missing
-from .base import Driver
+from .base import PROCESS, Driver
 
 __all__ = ["NullDriver"]
 
@@ -19,6 +19,7 @@ class NullDriver(Driver):
     """
 
     name = "null"
+    sharing = PROCESS
     blocking = False
     supports_async = True  # the default async twins run inline
 

@@ -41,6 +41,7 @@ from cachekit.drivers._redis_commands import (
     _INTERNAL,
     _LOCK_SEGMENT,
     _RELEASE_SCRIPT,
+    _REPLACE_SCRIPT,
     _SCAN_COUNT,
     _UNAVAILABLE,
     _batches,
@@ -50,8 +51,10 @@ from cachekit.drivers._redis_commands import (
     _verdict,
 )
 from cachekit.drivers._redis_config import Client, reject_options, resolve_connection
+from cachekit.drivers.base import NETWORK
 from cachekit.drivers.redis_async import AsyncRedisCommands, LoopClients
 from cachekit.errors import ConfigurationError, DriverError, DriverUnavailable
+from cachekit.generations import GenerationStore
 
 __all__ = ["RedisDriver"]
 
@@ -93,6 +96,8 @@ class RedisDriver(AsyncRedisCommands):
     """
 
     name = "redis"
+    sharing = NETWORK
+    leaves_orphans = True  # unless the server's maxmemory-policy evicts: entries need a TTL
     supports_locks = True
     blocking = True
     supports_async = True
@@ -293,6 +298,21 @@ class RedisDriver(AsyncRedisCommands):
             name="SCAN+UNLINK",
         )
 
+    def add(self, key: str, blob: bytes, ttl: float | None = None) -> bool:
+        """``SET key blob NX PX ms``: atomic across processes; whether it was stored."""
+        px = _px(ttl)
+        full = self._prefix + key
+        if px == 0:
+            return bool(self.call(lambda client: not client.exists(full), name="EXISTS"))
+        return bool(self.call(lambda client: client.set(full, blob, nx=True, px=px), name="SET NX"))
+
+    def replace(self, key: str, expected: bytes, blob: bytes, ttl: float | None = None) -> bool:
+        """Compare-and-set in one Lua call (atomic across processes); whether ``blob`` replaced ``expected``."""
+        px = _px(ttl)
+        full = self._prefix + key
+        args = (expected, blob, "" if px is None else str(px))
+        return bool(self.call(lambda client: client.eval(_REPLACE_SCRIPT, 1, full, *args), name="EVAL (replace)"))
+
     # -- cross-process locks (single-flight between processes) ---------------------------------------------
 
     def acquire_lock(self, name: str, ttl: float) -> str | None:
@@ -317,6 +337,12 @@ class RedisDriver(AsyncRedisCommands):
         return self._conn()
 
     # -- housekeeping ----------------------------------------------------------------------------------------
+
+    def generation_store(self) -> GenerationStore:
+        """Counters on the server, bumped by Lua scripts and announced by PUBLISH to every process."""
+        from cachekit.generations.redis import RedisGenerations
+
+        return RedisGenerations(self)
 
     def stats(self) -> dict[str, Any]:
         """Configuration facts and the circuit breaker's state, without I/O and without the password."""

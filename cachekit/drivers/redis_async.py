@@ -29,7 +29,16 @@ import redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from cachekit._types import MISSING, Missing
-from cachekit.drivers._redis_commands import _BATCH, _FAILURES, _GLOB_ESCAPES, _INTERNAL, _SCAN_COUNT, _px, _verdict
+from cachekit.drivers._redis_commands import (
+    _BATCH,
+    _FAILURES,
+    _GLOB_ESCAPES,
+    _INTERNAL,
+    _REPLACE_SCRIPT,
+    _SCAN_COUNT,
+    _px,
+    _verdict,
+)
 from cachekit.drivers._redis_config import AsyncClient
 from cachekit.drivers.base import Driver
 from cachekit.errors import DriverError
@@ -302,6 +311,25 @@ class AsyncRedisCommands(Driver):
 
         await self._acall(set_all, "SET (pipeline)")
         return None
+
+    async def aadd(self, key: str, blob: bytes, ttl: float | None = None) -> bool:
+        """``SET key blob NX PX ms`` through ``redis.asyncio``; whether it was stored."""
+        if self._aclients is None:
+            return await super().aadd(key, blob, ttl)
+        px = _px(ttl)
+        full = self._prefix + key
+        if px == 0:
+            return not await self._acall(lambda client: client.exists(full), "EXISTS")
+        return bool(await self._acall(lambda client: client.set(full, blob, nx=True, px=px), "SET NX"))
+
+    async def areplace(self, key: str, expected: bytes, blob: bytes, ttl: float | None = None) -> bool:
+        """Compare-and-set in one Lua call through ``redis.asyncio``."""
+        if self._aclients is None:
+            return await super().areplace(key, expected, blob, ttl)
+        px = _px(ttl)
+        full = self._prefix + key
+        args = (expected, blob, "" if px is None else str(px))
+        return bool(await self._acall(lambda client: client.eval(_REPLACE_SCRIPT, 1, full, *args), "EVAL (replace)"))
 
     async def adelete(self, key: str) -> bool:
         """``UNLINK``; whether the key was there."""

@@ -47,8 +47,9 @@ from cachekit.drivers._s3_config import (
     normalize_key_prefix,
     reject_client_options,
 )
-from cachekit.drivers.base import Driver
+from cachekit.drivers.base import NETWORK, Driver
 from cachekit.errors import ConfigurationError, DriverError, DriverUnavailable
+from cachekit.generations import GenerationStore
 
 __all__ = ["S3Driver"]
 
@@ -100,6 +101,8 @@ class S3Driver(Driver):
     """
 
     name = "s3"
+    sharing = NETWORK
+    leaves_orphans = True  # unless a lifecycle rule expires objects: entries need a TTL
     blocking = True
 
     def __init__(
@@ -285,6 +288,12 @@ class S3Driver(Driver):
         records = self.key_prefix + _GENERATIONS
         with self._errors("size"):
             return sum(1 for key in self._list(self.key_prefix) if not key.startswith(records))
+
+    def generation_store(self) -> GenerationStore:
+        """A random token per bump in an object of the bucket, polled by every process (S3 has no increment)."""
+        from cachekit.generations.polled import TokenGenerations
+
+        return TokenGenerations(self)
 
     def stats(self) -> dict[str, Any]:
         """Configuration facts (the endpoint without credentials) and the circuit breaker's state; no I/O."""

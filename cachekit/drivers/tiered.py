@@ -49,8 +49,9 @@ from cachekit._options import reject_unknown_options
 from cachekit._types import MISSING, Missing, normalize_ttl
 from cachekit.drivers._tier import Outcome, TierGuard, TierState, in_service, raise_if_all_failed
 from cachekit.drivers._tier_config import STRATEGIES, Tier, bounded_ttl, build_tiers, check_strategy
-from cachekit.drivers.base import Driver
+from cachekit.drivers.base import HOST, NETWORK, PROCESS, Driver
 from cachekit.errors import ConfigurationError, DriverError
+from cachekit.generations import GenerationStore, store_for
 
 __all__ = ["STRATEGIES", "Tier", "TieredDriver"]
 
@@ -124,6 +125,19 @@ class TieredDriver(Driver):
         return any(tier.driver.blocking for tier in self._tiers)
 
     @property
+    def sharing(self) -> str | None:  # type: ignore[override]
+        """The widest sharing of the tiers (a shared tier makes the whole driver shared)."""
+        return self._widest_tier().sharing
+
+    def generation_store(self) -> GenerationStore:
+        """The store of the most widely shared tier (the first of those on a tie: the faster one)."""
+        return store_for(self._widest_tier())
+
+    def _widest_tier(self) -> Driver:
+        ranks = {PROCESS: 0, HOST: 1, NETWORK: 2}  # undeclared: 3, so that it decides (a store of its own, or refused)
+        return max((tier.driver for tier in self._tiers), key=lambda driver: ranks.get(driver.sharing or "", 3))
+
+    @property
     def tiers(self) -> tuple[Tier, ...]:
         """The tiers, fastest first, with their effective ``ttl`` and ``name``."""
         return tuple(Tier(tier.driver, tier.ttl, tier.name) for tier in self._tiers)
@@ -148,6 +162,20 @@ class TieredDriver(Driver):
                 start = 1
         found = self.get_with_expiry(key, start=start)
         return found if isinstance(found, Missing) else found[0]
+
+    async def aget(self, key: str) -> bytes | Missing:
+        """A hit of a first tier that never blocks (memory) is answered inline, with no thread; anything else
+        (a miss there, a first tier that blocks or is not healthy) takes the sync path on cachekit's executor."""
+        first = self._tiers[0]
+        if not first.driver.blocking and first.idle():
+            try:
+                blob = first.driver.get(key)
+            except Exception:
+                blob = MISSING
+            if not isinstance(blob, Missing):
+                first.hits += 1
+                return blob
+        return await super().aget(key)
 
     def get_with_expiry(self, key: str, *, start: int = 0) -> tuple[bytes, float | None] | Missing:
         """The first tier's hit, promoted into the faster tiers; ``MISSING`` when no tier has ``key``.
@@ -243,6 +271,43 @@ class TieredDriver(Driver):
                 tier.call(lambda driver: driver.set_many(items, bound))  # noqa: B023 - called at once
                 tier.sets += len(items)
         raise_if_all_failed("set_many", None, outcome, targets)
+
+    # -- conditional writes: decided by the most shared tier written to, then mirrored in the others ----------
+
+    def add(self, key: str, blob: bytes, ttl: float | None = None) -> bool:
+        """Add on the last tier written to (atomic there: ``SET NX`` on Redis); then copy the new entry into
+        the faster tiers, or, when the key was taken, drop their copies so they read the winner's value."""
+        seconds = normalize_ttl(ttl)
+        authority = self._write_targets()[-1]
+        added = authority.call(lambda driver: driver.add(key, blob, bounded_ttl(seconds, authority.ttl)))
+        self._mirror(authority, key, blob if added else None, seconds)
+        return added
+
+    def replace(self, key: str, expected: bytes, blob: bytes, ttl: float | None = None) -> bool:
+        """Compare-and-set on the last tier written to, mirrored in the others as :meth:`add` does."""
+        seconds = normalize_ttl(ttl)
+        authority = self._write_targets()[-1]
+        bound = bounded_ttl(seconds, authority.ttl)
+        done = authority.call(lambda driver: driver.replace(key, expected, blob, bound))
+        self._mirror(authority, key, blob if done and seconds != 0 else None, seconds)
+        return done
+
+    def _mirror(self, authority: TierState, key: str, blob: bytes | None, seconds: float | None) -> None:
+        targets = self._write_targets()
+        for tier in self._tiers:
+            if tier is authority:
+                continue
+            try:
+                if blob is not None and tier in targets:
+                    bound = bounded_ttl(seconds, tier.ttl)
+                    tier.call(lambda driver: driver.set(key, blob, bound))  # noqa: B023 - called at once
+                else:
+                    tier.call(lambda driver: driver.delete(key))
+            except ConfigurationError:
+                raise
+            except Exception as exc:
+                tier.note_failure(exc)
+                tier.queue(keys=[key], cause=exc)
 
     # -- invalidations: every tier; a tier that misses one is quarantined until it is replayed ---------------
 

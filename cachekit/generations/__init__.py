@@ -14,8 +14,10 @@ on. Each :class:`~cachekit.Cache` keeps a local copy of the generations it has s
   shared driver: a fresh random token per bump): a background poll of one epoch entry per namespace tells a
   process that another one bumped something, and it then forgets what it knew.
 
-:func:`store_for` picks the store of a driver (a multi-tier driver uses its most shared tier's), one per driver
-instance, so every :class:`~cachekit.Cache` on one driver shares it.
+:func:`store_for` asks the driver for its store (:meth:`Driver.generation_store
+<cachekit.drivers.base.Driver.generation_store>`: each driver brings its own, a multi-tier driver its most shared
+tier's; no driver is known here by name), one per driver instance, so every :class:`~cachekit.Cache` on one
+driver shares it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol
+
+from ..errors import ConfigurationError
 
 __all__ = ["GenerationListener", "GenerationStore", "MemoryGenerations", "store_for"]
 
@@ -107,26 +111,43 @@ class GenerationStore(abc.ABC):
 
 
 class MemoryGenerations(GenerationStore):
-    """Generations of an in-process driver: a dict, authoritative, shared by the Caches on that driver."""
+    """Generations of an in-process driver: a dict, authoritative, shared by the Caches on that driver.
+
+    Bounded (issue 19): at most :attr:`limit` scopes are kept; past it the least recently bumped scope is
+    forgotten and its namespace's *floor* keeps the highest value forgotten. A scope not kept reads as the
+    floor and its next bump goes above it, so no counter ever moves back (an entry stored under an old value
+    is never reachable again). A read never creates a scope.
+    """
 
     shared = False
+    #: The most scopes kept, over all namespaces (about 150 bytes each).
+    limit = 100_000
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         super().__init__()
         self._values: dict[tuple[str, str], int] = {}
+        self._floors: dict[str, int] = {}
         self._lock = threading.Lock()
+        if limit is not None:
+            self.limit = limit
 
     def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
-        values = self._values
-        return [values.get((namespace, scope), 0) for scope in scopes]
+        values, floor = self._values, self._floors.get(namespace, 0)
+        return [values.get((namespace, scope), floor) for scope in scopes]
 
     def bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         with self._lock:
+            values, floor = self._values, self._floors.get(namespace, 0)
             new = []
             for scope in scopes:
-                value = self._values.get((namespace, scope), 0) + 1
-                self._values[(namespace, scope)] = value
+                value = values.pop((namespace, scope), floor) + 1  # re-inserted last: the most recently bumped
+                values[(namespace, scope)] = value
                 new.append(value)
+            while len(values) > self.limit:
+                (space, _), forgotten = oldest = next(iter(values.items()))
+                del values[oldest[0]]
+                if forgotten > self._floors.get(space, 0):
+                    self._floors[space] = forgotten
         self._notify(namespace, list(zip(scopes, new, strict=True)))
         return new
 
@@ -135,7 +156,8 @@ _ATTRIBUTE = "_cachekit_generation_store"
 
 
 def store_for(driver: Any) -> GenerationStore:
-    """The generation store of ``driver``: its own ``generation_store()`` if it has one, else by kind.
+    """The generation store of ``driver``: what its ``generation_store()`` gives, else in-process generations
+    for a driver whose ``sharing`` is ``"process"``; any other driver is refused (a ConfigurationError).
 
     One store per driver instance, kept on the driver, so every Cache on it shares subscriptions and values.
     """
@@ -151,34 +173,16 @@ def store_for(driver: Any) -> GenerationStore:
 
 
 def _build(driver: Any) -> GenerationStore:
-    own = getattr(driver, "generation_store", None)
-    if callable(own):
-        store = own()
-        if not isinstance(store, GenerationStore):
-            raise TypeError(f"{type(driver).__name__}.generation_store() must return a GenerationStore; got {store!r}")
-        return store
-    name = getattr(driver, "name", "")
-    if name == "tiered":
-        return store_for(_most_shared_tier(driver))
-    if name == "redis":
-        from .redis import RedisGenerations
-
-        return RedisGenerations(driver)
-    if name in ("filesystem", "partition-filesystem"):
-        from .polled import FilesystemGenerations
-
-        return FilesystemGenerations(driver.directory, driver=driver)
-    if name == "s3":
-        from .polled import TokenGenerations
-
-        return TokenGenerations(driver)
-    return MemoryGenerations()
-
-
-_SHARING = {"redis": 3, "s3": 2, "filesystem": 1, "partition-filesystem": 1}
-
-
-def _most_shared_tier(driver: Any) -> Any:
-    """The tier whose backend the most processes share (Redis before S3 before the filesystem), else the first."""
-    tiers = [tier.driver for tier in driver.tiers]
-    return max(tiers, key=lambda tier: _SHARING.get(getattr(tier, "name", ""), 0))
+    own = driver.generation_store() if callable(getattr(driver, "generation_store", None)) else None
+    if own is not None:
+        if not isinstance(own, GenerationStore):
+            raise TypeError(f"{type(driver).__name__}.generation_store() must return a GenerationStore; got {own!r}")
+        return own
+    if getattr(driver, "sharing", None) == "process":
+        return MemoryGenerations()
+    raise ConfigurationError(
+        f"{type(driver).__name__} (driver {getattr(driver, 'name', '?')!r}) has no generation store: set its class "
+        "attribute sharing = 'process' if its entries live in this process only, or give it a generation_store() "
+        "that every process sharing its entries shares (see cachekit.drivers.base). In-process generations on a "
+        "shared backend would serve entries that another process's write invalidated"
+    )

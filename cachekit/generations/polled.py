@@ -7,7 +7,9 @@ another's write within about one interval, and its own writes at once.
 
 * :class:`FilesystemGenerations`: counters in a diskcache of their own (``{directory}/~generations``) that is
   never culled, created at the clock in microseconds and then incremented inside a transaction, so they only
-  grow, even when one expires after ``generation_ttl`` seconds unused (which bounds their number).
+  grow, even when one expires after ``generation_ttl`` seconds unused (which bounds their number). Records are
+  written and parsed by cachekit (:mod:`._records`): inline integers only, never a pickle or a file; a record
+  cachekit did not write reads as a private generation.
 * :class:`TokenGenerations`: a fresh random token per bump, written through the driver itself under
   ``~gen/{namespace}/{scope}`` (S3 has no atomic increment; a new token is all a generation needs). Give the
   whole ``key_prefix`` one lifecycle rule, so tokens never outlive the entries stored before them.
@@ -27,12 +29,15 @@ from typing import Any
 
 from .._types import MISSING
 from . import GenerationStore
+from ._records import ABSENT, EPOCH_SIZE, RecordDisk, parse_counter, private_value, select_record
 
 __all__ = ["FilesystemGenerations", "PolledGenerations", "TokenGenerations"]
 
 logger = logging.getLogger("cachekit")
 
 _EPOCH = "~epoch"
+#: What a planted epoch record reads as: a constant, so it moves the epoch once, not at every poll.
+_UNPARSABLE_EPOCH = b"unparsable"
 
 
 def _now_us() -> int:
@@ -139,6 +144,8 @@ class FilesystemGenerations(PolledGenerations):
         self._cache: Any = None
         self._lock = threading.Lock()
         self._next_expire = 0.0
+        #: Generation records found that cachekit did not write (read as private generations).
+        self.refused_records = 0
 
     def _db(self) -> Any:
         cache = self._cache
@@ -151,7 +158,7 @@ class FilesystemGenerations(PolledGenerations):
                     self.directory.mkdir(exist_ok=True)
                     self._cache = diskcache.Cache(
                         str(self.directory), eviction_policy="none", cull_limit=0, size_limit=2**62,
-                        statistics=False, timeout=self._timeout,
+                        statistics=False, timeout=self._timeout, disk=RecordDisk,
                     )
                 cache = self._cache
         return cache
@@ -178,11 +185,11 @@ class FilesystemGenerations(PolledGenerations):
             values = []
             for scope in scopes:
                 key = f"{namespace}/{scope}"
-                value = cache.get(key)
-                if value is None:
+                found = parse_counter(select_record(cache._sql, key, time.time()))
+                if found == ABSENT:
                     cache.add(key, _now_us(), expire=self._ttl)  # atomic: only if still absent
-                    value = cache.get(key, 0)
-                values.append(int(value))
+                    found = parse_counter(select_record(cache._sql, key, time.time()))
+                values.append(found if isinstance(found, int) else self._refused(key))
             return values
 
         return list(self._using(read))
@@ -193,24 +200,38 @@ class FilesystemGenerations(PolledGenerations):
             with cache.transact():
                 for scope in scopes:
                     key = f"{namespace}/{scope}"
-                    old = cache.get(key)
-                    value = _now_us() if old is None else int(old) + 1
+                    old = parse_counter(select_record(cache._sql, key, time.time()))
+                    # Absent or planted: restart at the clock, above any value it had (see the module docstring).
+                    value = old + 1 if isinstance(old, int) else _now_us()
                     cache.set(key, value, expire=self._ttl)
                     values.append(value)
             return values
 
         return list(self._using(bump))
 
+    def _refused(self, key: str) -> int:
+        """A record cachekit did not write: counted, logged once, read as a private generation."""
+        self.refused_records += 1
+        if self.refused_records == 1:
+            logger.warning(
+                "cachekit: generation record %r in %s is not one cachekit wrote (not read; this process uses a "
+                "private generation until the next write); is another program writing the cache directory?",
+                key, self.directory,
+            )
+        return private_value()
+
     def _read_epoch(self, namespace: str) -> bytes | None:
         now = time.monotonic()
         if now >= self._next_expire:
             self._next_expire = now + 60.0
-            self._using(lambda cache: cache.expire())
-        value = self._using(lambda cache: cache.get(f"{namespace}/{_EPOCH}"))
-        return None if value is None else bytes(value)
+            self._using(lambda cache: cache.expire())  # RecordDisk: removes rows, never files
+        found = self._using(lambda cache: select_record(cache._sql, f"{namespace}/{_EPOCH}", time.time()))
+        if isinstance(found, bytes):
+            return found
+        return None if found == ABSENT else _UNPARSABLE_EPOCH
 
     def _write_epoch(self, namespace: str) -> bytes:
-        token = random.getrandbits(64).to_bytes(8, "big")
+        token = random.getrandbits(64).to_bytes(EPOCH_SIZE, "big")
         self._using(lambda cache: cache.set(f"{namespace}/{_EPOCH}", token))
         return token
 

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import GenerationStore
+from ._notifications import parse_notification
 
 __all__ = ["RedisGenerations"]
 
@@ -86,6 +87,8 @@ class RedisGenerations(GenerationStore):
     """The generation store of a :class:`~cachekit.drivers.redis.RedisDriver` (see the module docstring)."""
 
     ordered = True
+    #: Messages on the channel that were not cachekit bumps (counted and dropped; issue 19).
+    malformed_notifications = 0
 
     def __init__(self, driver: Any, *, generation_ttl: float = DEFAULT_GENERATION_TTL) -> None:
         prefix: str = getattr(driver, "key_prefix", None) or driver._prefix
@@ -221,13 +224,14 @@ class RedisGenerations(GenerationStore):
             logger.warning("cachekit: lost the generation subscription to Redis (%s); reads ask Redis meanwhile", exc)
 
     def _on_message(self, data: bytes | str) -> None:
-        text = data.decode() if isinstance(data, bytes) else data
-        namespace, *lines = text.split("\n")
-        pairs = []
-        for line in lines:
-            scope, _, value = line.rpartition("\t")
-            pairs.append((scope, int(value)))
-        self._notify(namespace, pairs)
+        # Issue 19: a message that does not parse is counted and dropped, never a lost subscription.
+        parsed = parse_notification(data)
+        if parsed is None:
+            self.malformed_notifications += 1
+            if self.malformed_notifications == 1:
+                logger.warning("cachekit: dropped a malformed message on %r (not a cachekit bump)", self.channel)
+            return
+        self._notify(*parsed)
 
 
 def _switch_interval() -> None:

@@ -154,6 +154,24 @@ class GenerationView:
         suffix = ".".join(format(v, "x") for v in values)
         return f"{template.base}@{suffix}", epoch if certain else UNTRUSTED
 
+    def render_local(self, template: KeyTemplate) -> str | None:
+        """The key of :meth:`render` from local copies only, or ``None`` when it would have to ask the store.
+
+        For callers on an event loop (:mod:`cachekit.starlette`): ``None`` means "render on a worker thread".
+        """
+        if not self.store.trusted(self.namespace):
+            return None
+        private, known = self._private, self._known
+        values = []
+        for scope in template.scopes:
+            value = private.get(scope)
+            if value is None:
+                value = known.get(scope)
+                if value is None:
+                    return None
+            values.append(value)
+        return template.base + "@" + ".".join(format(v, "x") for v in values)
+
     def key(self, base: str, scopes: Sequence[str]) -> str:
         """The full key of ``base`` depending on ``scopes`` (for one-off keys: facades, warmers)."""
         return self.render(self.template(base, scopes))[0]
@@ -205,6 +223,8 @@ class GenerationView:
         for scope in scopes:
             value = fallback.get(scope)
             if value is None:
+                if len(unreachable) > _KNOWN_LIMIT:
+                    unreachable.clear()  # bounded: a forgotten private generation is replaced by a new one
                 value = unreachable.setdefault(scope, _private_token())
             values.append(value)
         return values
@@ -317,6 +337,8 @@ class GenerationView:
     def reset(self) -> None:
         """Forget what is known (changes may have been missed); keep it as the outage fallback."""
         with self._lock:
+            if len(self._fallback) + len(self._known) > _KNOWN_LIMIT:
+                self._fallback.clear()  # bounded (issue 19): a scope without a fallback is private in an outage
             self._fallback.update(self._known)
             self._known.clear()
             self._moved([NAMESPACE_SCOPE])

@@ -62,7 +62,7 @@ def _build(name: str, prefix: str, clock: FakeClock, tmp: Path, fixture: Callabl
 
         return Harness(FilesystemDriver(directory=tmp / "fs", key_prefix=prefix, clock=clock), clock, False)
     if name == "partition-filesystem":
-        from cachekit.drivers.filesystem import PartitionAwareFilesystemCache
+        from cachekit.drivers.partition_filesystem import PartitionAwareFilesystemCache
 
         driver = PartitionAwareFilesystemCache(directory=tmp / "pfs", key_prefix=prefix, clock=clock)
         return Harness(driver, clock, False)

@@ -74,12 +74,14 @@ def test_key_for_an_action_the_resource_does_not_cache(db: Database, users: Reso
         users.cache.key_for("content", {"id": "u1"})
 
 
-def test_driver_methods_pass_through(db: Database, users: Resource) -> None:
+def test_driver_methods_are_on_driver_and_a_typo_is_an_attribute_error(db: Database, users: Resource) -> None:
     db.use_plugin(CachePlugin(driver="memory"))
     users.count()
     assert users.cache.get_memory_stats()["memory_usage"]["current"] > 0
-    assert users.cache.size() == 1  # MemoryDriver.size, not a facade method
-    with pytest.raises(AttributeError):
+    assert users.cache.driver.size() == 1  # the driver's own methods are on .driver
+    with pytest.raises(AttributeError, match=r"no attribute 'size'; the driver's is resource.cache.driver.size"):
+        users.cache.size()  # a typo or a driver method never reaches the driver silently
+    with pytest.raises(AttributeError, match=r"no attribute 'no_such_driver_method'$"):
         users.cache.no_such_driver_method()
     with pytest.raises(AttributeError):
         users.cache._private_thing  # noqa: B018

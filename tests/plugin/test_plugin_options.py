@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cachekit import CachePlugin
-from cachekit.drivers.filesystem import PartitionAwareFilesystemCache
+from cachekit.drivers.partition_filesystem import PartitionAwareFilesystemCache
 from cachekit.errors import ConfigurationError, DriverNotFound
 from cachekit.s3db import Database, Resource
 from tests.conftest import FakeClock

@@ -150,12 +150,14 @@ def test_entries_survive_a_restart_with_their_deadlines(kind: str, tmp_path: Pat
 
 
 def test_two_processes_see_each_others_writes(kind: str, tmp_path: Path) -> None:
-    cls = "FilesystemDriver" if kind == "filesystem" else "PartitionAwareFilesystemCache"
+    module, cls = ("filesystem", "FilesystemDriver") if kind == "filesystem" else (
+        "partition_filesystem", "PartitionAwareFilesystemCache"
+    )
     key = "ns/resource=users/partition=by_region/region=eu/action=count/h"
     script = textwrap.dedent(
         f"""
         import sys
-        from cachekit.drivers.filesystem import {cls}
+        from cachekit.drivers.{module} import {cls}
         with {cls}(directory=sys.argv[1]) as driver:
             print(driver.get({key!r}).decode())
             driver.set("from-child", b"hello parent")

@@ -231,7 +231,7 @@ def test_off_by_default_and_off_again_means_no_hooks() -> None:
     assert vars(cache)["_read"] is not Cache._read
     cachekit.metrics.disable()
     assert instrumentation_of(cache) is None
-    assert not {"_load", "_write", "_bump", "_read_failed"} & set(vars(cache))
+    assert not {"_load", "_write", "_bump", "_backend_failed"} & set(vars(cache))
     assert cache._read.__module__ == "cachekit.drivers._memory_read"  # the memory driver's own hit path again
 
 

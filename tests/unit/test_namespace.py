@@ -28,6 +28,7 @@ class FlakyDriver(Driver):
     """A dict-backed driver whose operations fail on demand, as a backend that goes away and comes back."""
 
     name = "flaky"
+    sharing = "process"
     blocking = False
 
     def __init__(self) -> None:
@@ -615,12 +616,14 @@ def test_case_insensitive_namespace_folds_manual_keys(clock: FakeClock) -> None:
 def test_case_insensitive_namespace_finds_keys_from_key_for(clock: FakeClock) -> None:
     cache = Cache(namespace="ci", clock=clock, config={"case_sensitive": False})
     key = cache.key_for("count", resource="users", partition="by_city", partition_values={"city": "São Paulo"})
-    cache.set(key, 3)
+    with pytest.raises(ConfigurationError, match="belong to decorated reads"):
+        cache.set(key, 3)  # a read's key: only the read itself stores there (issue 19)
+    cache._write(key, 3, 60.0, None)  # as the decorated read stores it
     assert cache.keys() == [key]
     assert cache.get(key) == 3
     upper = Cache(namespace="CI", clock=clock, config={"case_sensitive": False})
     key = upper.key_for("list", resource="users")
-    upper.set(key, [1])
+    upper._write(key, [1], 60.0, None)
     assert upper.get(key) == [1]
 
 

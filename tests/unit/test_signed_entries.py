@@ -58,7 +58,7 @@ def test_stored_entries_are_signed_and_hit(signed_cache: Cache) -> None:
     assert _read_through(repo, "u1") == {"id": "u1", "calls": 1}
     assert _read_through(repo, "u1") == {"id": "u1", "calls": 1}
     blob = signed_cache.driver.get(repo.get.cache_key("u1"))
-    assert Codec(signing_key=SIGNING_KEY).decode(blob) == {"id": "u1", "calls": 1}
+    assert Codec(signing_key=SIGNING_KEY).decode(blob, repo.get.cache_key("u1")) == {"id": "u1", "calls": 1}
     assert signed_cache.stats().hits == 1
 
 

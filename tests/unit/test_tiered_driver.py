@@ -24,6 +24,7 @@ class DownDriver(Driver):
     """A backend that is down: every call raises, as a driver whose server is unreachable does."""
 
     name = "down"
+    sharing = "process"
     blocking = False
 
     def __init__(self) -> None:
@@ -65,6 +66,7 @@ class DictDriver(Driver):
     """A minimal blob store that cannot tell deadlines (``get_with_expiry`` gives ``None``)."""
 
     name = "dict"
+    sharing = "process"
     blocking = False
 
     def __init__(self) -> None:

@@ -1,0 +1,175 @@
+"""Plant one-line faults in the fast copies of the read path and check that the tests catch each one.
+
+The architecture review (issue 18) planted ten one-line mutants in the copies of "read one key"; four survived
+the whole suite. This script keeps that check runnable: each mutant is one textual edit of one line, applied to
+a *copy* of the tree (the working tree is never touched), then the tests that could catch it run with ``-x``.
+A mutant is *killed* when they fail; the first failing test is reported.
+
+    PYTHONPATH=$PWD python tests/bench/mutants.py            # every mutant
+    PYTHONPATH=$PWD python tests/bench/mutants.py R3-miss H1-kwargs   # some of them
+    PYTHONPATH=$PWD python tests/bench/mutants.py --list
+
+Exit status 1 when a mutant survives (or no longer applies: the line it edits changed; update its ``old``).
+Needs Redis on 127.0.0.1:6379 for the contract tests (as the suite does). About 5 minutes on 2 busy cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+READS = ["tests/unit/test_read_paths_differential.py", "tests/unit/test_memory_reader.py",
+         "tests/contract/test_reader_contract.py"]  # fmt: skip
+CALLS = ["tests/unit/test_call_paths_differential.py", "tests/unit/test_lean_binding.py",
+         "tests/unit/test_decorators.py", "tests/unit/test_async_cached.py"]  # fmt: skip
+DIFF = "tests/unit/test_read_paths_differential.py"
+TIERS = [f"{DIFF}::test_the_l1_bypass_reads_what_the_generic_tier_walk_reads",
+         f"{DIFF}::test_an_observed_cache_reads_what_an_unobserved_one_reads", "tests/unit/test_tiered_driver.py",
+         "tests/contract/test_reader_contract.py"]  # fmt: skip
+_LRU_MOVE = ("                {move}\n            except KeyError:  # deleted by another thread between the two calls; "
+             "the value read is still valid\n                pass\n        return entry[0], entry[1]")
+OBSERVED = ["tests/unit/test_read_paths_differential.py", "tests/unit/test_metrics.py", "tests/unit/test_events.py"]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One fault: in ``path``, the one line containing ``old`` (unique in the file) becomes ``new``."""
+
+    name: str
+    what: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTANTS = [
+    # -- the four that survived the review's run ---------------------------------------------------------------
+    Mutant("R3-miss", "R3 (async read) forgets to count a miss", "cachekit/_async_namespace.py",
+           "    if raw is MISSING:\n        ns.misses += 1", "    if raw is MISSING:\n        pass", (*READS,)),
+    Mutant("R3-corrupt", "R3 keeps a corrupt entry instead of dropping it", "cachekit/_async_namespace.py",
+           "await _adrop(ns.driver, key)", "pass", (*READS,)),
+    Mutant("R4-corrupt", "R4 (get_many) keeps a corrupt entry", "cachekit/namespace.py",
+           "            self._backend_failed(key, exc)\n            self._drop(key)\n            return failed",
+           "            self._backend_failed(key, exc)\n            pass\n            return failed", (*READS,)),
+    Mutant("H1-kwargs", "H1 calls a disabled action with its keyword arguments dropped", "cachekit/_binding.py",
+           "            if kwargs:  # skip_cache and all: the generic path handles it",
+           "            if False:  # skip_cache and all: the generic path handles it", (*CALLS,)),
+    # -- planted for issue 18's tests-first step ---------------------------------------------------------------
+    Mutant("H2-kwargs", "H2 calls a disabled action with its keyword arguments dropped", "cachekit/_cached_state.py",
+           "            return wrapped(*args, **kwargs)\n        name = self.resource",
+           "            return wrapped(*args)\n        name = self.resource", (*CALLS,)),
+    Mutant("H2-skip-false", "H2 treats skip_cache=False as skip_cache=True", "cachekit/_cached_state.py",
+           "return self(wrapped, instance, args, kwargs)  # skip_cache=False",
+           "return wrapped(*args, **kwargs)  # skip_cache=False", (*CALLS,)),
+    Mutant("H3-kwargs", "H3 (async) calls a disabled action with its keyword arguments dropped",
+           "cachekit/_cached_state.py",
+           "        if self.action in ns.disabled_actions:\n            return await wrapped(*args, **kwargs)",
+           "        if self.action in ns.disabled_actions:\n            return await wrapped(*args)", (*CALLS,)),
+    Mutant("H3-no-store", "H3 loads a miss without storing it", "cachekit/_cached_state.py",
+           "return await ns._aload(key, self.action, functools.partial(wrapped, *args, **kwargs), self.ttl)",
+           "return await wrapped(*args, **kwargs)", (*CALLS,)),
+    Mutant("R2-hit", "R2 (memory reader) forgets to count a hit", "cachekit/drivers/_memory_read.py",
+           "        counts.hits += 1", "        pass", (*READS,)),
+    Mutant("R2-corrupt", "R2 keeps a corrupt entry", "cachekit/drivers/_memory_read.py",
+           "cache._drop(key)  # unreadable", "pass  # unreadable", (*READS,)),
+    Mutant("R4-miss", "R4 counts a corrupt entry as a miss too (the bug fixed in this step)",
+           "cachekit/namespace.py", "failed += 1  # counted in errors", "pass  # counted in errors", (*READS,)),
+    Mutant("D1-miss", "D1 (tiered L1 bypass) forgets the L1 miss", "cachekit/drivers/tiered.py",
+           "                first.misses += 1", "                pass", (*TIERS,)),
+    Mutant("D1-idle", "D1 reads L1 even while it is quarantined or its breaker is open",
+           "cachekit/drivers/tiered.py", "        if first.idle():", "        if True:", (*TIERS,)),
+    Mutant("D2-lru", "D2 (MemoryDriver.get_with_expiry) skips the LRU move (the bug fixed in this step)",
+           "cachekit/drivers/memory.py",
+           _LRU_MOVE.format(move="self._data.move_to_end(full)"), _LRU_MOVE.format(move="pass"),
+           (*TIERS,)),
+    Mutant("R5-miss", "R5 (observed, timed) counts a miss as a hit", "cachekit/_instrument.py",
+           "                counters.misses += 1\n                if miss_listeners:\n"
+           "                    emit(\"miss\", key, counters, elapsed)",
+           "                counters.hits += 1\n                if miss_listeners:\n"
+           "                    emit(\"miss\", key, counters, elapsed)", (*OBSERVED,)),
+    Mutant("R6-miss", "R6 (observed, in process) forgets to count a miss", "cachekit/_instrument.py",
+           "                counters.misses += 1\n                if miss_listeners:\n"
+           "                    emit(\"miss\", key, counters, None)",
+           "                pass\n                if miss_listeners:\n"
+           "                    emit(\"miss\", key, counters, None)", (*OBSERVED,)),
+    Mutant("R7-tier", "R7 (observed tiers) labels an L1 bypass hit with no tier", "cachekit/_instrument.py",
+           "tier = first  # the tiered driver's fast path", "tier = \"\"  # the tiered driver's fast path",
+           (*OBSERVED,)),
+    Mutant("R5-error", "the observed read-failure hook forgets to count the error", "cachekit/_instrument.py",
+           "            counters.errors += 1", "            pass", (*OBSERVED,)),
+]  # fmt: skip
+
+
+def plant(tree: Path, mutant: Mutant) -> None:
+    """Edit the copy; raise when ``old`` is not exactly once in the file (the mutant no longer applies)."""
+    path = tree / mutant.path
+    text = path.read_text()
+    count = text.count(mutant.old)
+    if count != 1:
+        raise LookupError(f"{mutant.name}: {mutant.old!r} found {count} times in {mutant.path}")
+    path.write_text(text.replace(mutant.old, mutant.new))
+
+
+def copy_tree() -> Path:
+    """A copy of the package and the tests (the working tree is never edited)."""
+    tree = Path(tempfile.mkdtemp(prefix="cachekit-mutants-"))
+    for name in ("cachekit", "tests"):
+        shutil.copytree(ROOT / name, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "setup.cfg"):
+        if (ROOT / name).exists():
+            shutil.copy(ROOT / name, tree / name)
+    return tree
+
+
+def run(mutant: Mutant) -> tuple[str, str, float]:
+    """``(verdict, killing test or reason, seconds)`` for one mutant."""
+    tree = copy_tree()
+    start = time.monotonic()
+    try:
+        try:
+            plant(tree, mutant)
+        except LookupError as exc:
+            return "STALE", str(exc), 0.0
+        command = [sys.executable, "-m", "pytest", "-x", "-q", "--no-header", *mutant.tests]
+        env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
+        done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=1200, check=False)
+        found = re.search(r"^FAILED (\S+)", done.stdout, re.MULTILINE)
+        if done.returncode == 0:
+            return "SURVIVED", "", time.monotonic() - start
+        return "killed", found.group(1) if found else f"pytest exit {done.returncode}", time.monotonic() - start
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="mutants to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    options = parser.parse_args(argv)
+    chosen = [m for m in MUTANTS if not options.names or m.name in options.names]
+    if options.list:
+        for mutant in MUTANTS:
+            print(f"{mutant.name:14} {mutant.what}  ({mutant.path})")
+        return 0
+    survived = 0
+    print("| mutant | what | result | killed by | s |\n| --- | --- | --- | --- | ---: |")
+    for mutant in chosen:
+        verdict, detail, seconds = run(mutant)
+        survived += verdict != "killed"
+        print(f"| {mutant.name} | {mutant.what} | {verdict} | {detail} | {seconds:.0f} |", flush=True)
+    print(f"\n{len(chosen) - survived} of {len(chosen)} mutants killed")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
