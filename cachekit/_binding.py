@@ -42,11 +42,17 @@ class BoundCachedFunction(_BoundFunctionWrapper, CachedCallable):
         state: CachedState = self._self_parent._self_state
         binding, instance = self._self_binding, self._self_instance
         if binding == "staticmethod":
-            instance = None  # wrapt reports the instance it was looked up on; a staticmethod has no self
-        elif binding == "classmethod" and instance is None:
+            # No self to pass, but the class (or instance) it was looked up on names its resource and holds
+            # its cache, as for the class's other methods; the state keys it by the free signature.
+            return state, namespace_of(self._context(), state.namespace, state.what), self._context(), args, False
+        if binding == "classmethod" and instance is None:
             instance = self._self_owner  # looked up on the class: wrapt binds the class only at call time
         instance, args, unbound = split_instance(instance, binding, args)
         return state, namespace_of(instance, state.namespace, state.what), instance, args, unbound
+
+    def _context(self) -> Any:
+        """What a staticmethod was looked up on: the instance, else the class."""
+        return self._self_instance if self._self_instance is not None else self._self_owner
 
     def cache_key(self, *args: Any, **kwargs: Any) -> str:
         """The key this call would read and write."""
@@ -65,15 +71,28 @@ class BoundCachedFunction(_BoundFunctionWrapper, CachedCallable):
         return self.__wrapped__(*args, **kwargs)
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        """Remove this call's entry; return whether one was there."""
-        _, ns, _, _, _ = self._cache_parts(args)
-        return ns.delete(self.cache_key(*args, **kwargs))
+        """Invalidate this call's entry in every process (a generation bump); return whether one was here."""
+        state, ns, instance, args, _ = self._cache_parts(args)
+        name = state.resource or resource_name(instance, state.fallback_name)
+        return state.invalidate(ns, name, instance, args, kwargs)
 
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
         """Call the method, store its result whatever the policies say, and return it."""
         state, ns, _, _, _ = self._cache_parts(args)
         key = self.cache_key(*args, **kwargs)
         return state.refresh(ns, key, self.uncached(*args, **kwargs))
+
+
+class BoundStaticCached(BoundCachedFunction):
+    """A ``@cached`` staticmethod looked up on its class or an instance.
+
+    wrapt hands a staticmethod's wrapper no instance; this one passes what it was looked up on, so the call
+    finds the class's ``cache`` and ``name`` (and is cleared by the class's ``@invalidates``) like any method.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        wrapper: Callable[..., Any] = self._self_wrapper
+        return wrapper(self.__wrapped__, self._context(), args, kwargs)
 
 
 def _forwarded(name: str) -> Any:
@@ -118,7 +137,7 @@ class BoundCached(CachedCallable):
         return self._wrapt().uncached(*args, **kwargs)
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        """Remove this call's entry; return whether one was there."""
+        """Invalidate this call's entry in every process (a generation bump); return whether one was here."""
         return self._wrapt().invalidate(*args, **kwargs)
 
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
@@ -165,8 +184,9 @@ class CachedFunction(_FunctionWrapper, CachedCallable):
         return self.__wrapped__(*args, **skip_inner(self.__wrapped__, kwargs))
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        """Remove this call's entry; return whether one was there."""
-        return self._free()[1].delete(self.cache_key(*args, **kwargs))
+        """Invalidate this call's entry in every process (a generation bump); return whether one was here."""
+        state, ns = self._free()
+        return state.invalidate(ns, state.resource or state.fallback_name, None, args, kwargs)
 
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function, store its result whatever the policies say, and return it."""
@@ -174,8 +194,16 @@ class CachedFunction(_FunctionWrapper, CachedCallable):
         return state.refresh(ns, self.cache_key(*args, **kwargs), self.uncached(*args, **kwargs))
 
 
+class _StaticCachedFunction(CachedFunction):
+    """A ``@cached`` staticmethod: binds to :class:`BoundStaticCached`."""
+
+    __bound_function_wrapper__ = BoundStaticCached
+
+
 def cached_function(fn: Any, state: CachedState, is_async: bool) -> CachedFunction:
     """The wrapper of ``fn``: a lean-binding class of its own for a plain sync ``def``, else the shared one."""
+    if isinstance(fn, staticmethod):
+        return _StaticCachedFunction(fn, state, is_async)
     if type(fn) is not types.FunctionType or is_async:
         return CachedFunction(fn, state, is_async)
     # The method's own __doc__ and __module__, as a bound method has (a class statement would set its own).

@@ -61,6 +61,9 @@ class CachedState:
         self.what = f"@cached {self.fallback_name}()"
         self.id_param = id_param
         self.fn = fn
+        #: A staticmethod: called without an instance, but keyed, namespaced and named by the class it is looked
+        #: up on (the ``instance`` its wrappers get is that class or instance, never an argument).
+        self.static = isinstance(fn, staticmethod)
         #: The :class:`~cachekit._binding.CachedFunction` of this state (set by it), for the wrapt binding of
         #: :class:`~cachekit._binding.BoundCached`.
         self.wrapper: Any = None
@@ -115,6 +118,33 @@ class CachedState:
             memo[slot] = (key, epoch, template.cell, template)
         return key
 
+    async def akey(self, ns: Cache, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        """:meth:`key` on the event loop: a current memo slot as is, else rendered with generations read through
+        the store's async client (``GenerationView.arender``), never a blocking call on the loop's thread."""
+        name = self.resource or resource_name(instance, self.fallback_name)
+        slot = memo_key(self, name, args, kwargs)
+        memo = ns._key_memo
+        entry = memo.get(slot) if slot is not None else None
+        if entry is not None:
+            if entry[1] == entry[2].epoch:
+                return entry[0]
+            template = entry[3]
+        else:
+            try:
+                template = self.template(ns, name, instance, args, kwargs)
+            except ConfigurationError:
+                raise  # a mistake in the code (as in memo_lookup)
+            except Exception as exc:  # arguments that cannot be keyed, a key resolver that raises: run uncached
+                warnings.warn(f"{self.what}: cannot key this call ({type(exc).__name__}: {exc}); called uncached",
+                              UncacheableValueWarning, stacklevel=3)
+                return None
+        key, epoch = await ns._gens.arender(template)
+        if slot is not None and storable(slot):
+            if len(memo) >= MEMO_LIMIT:
+                memo.clear()
+            memo[slot] = (key, epoch, template.cell, template)
+        return key
+
     def template(
         self, ns: Cache, name: str, instance: Any, args: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> KeyTemplate:
@@ -144,6 +174,18 @@ class CachedState:
 
     def compute_key(self, ns: Cache, name: str, instance: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
         return ns._gens.render(self.template(ns, name, instance, args, kwargs))[0]
+
+    def invalidate(self, ns: Cache, name: str, instance: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+        """Invalidate a call's entry in every process; return whether this process's store had one.
+
+        Bumps the narrowest scope the call's key depends on (the item's for ``get(id)``, else the value's of a
+        partition read, else the resource's aggregates), as a write would: other processes' memory tiers hear of
+        it like any write. Deleting the one key, as this did before, reached no other process (issue 23, item 8).
+        """
+        template = self.template(ns, name, instance, args, kwargs)
+        found = ns.delete(ns._gens.render(template)[0])
+        ns._bump([template.scopes[-1]])
+        return found
 
     # -- calls -----------------------------------------------------------------------------------------------
 
@@ -201,7 +243,7 @@ class CachedState:
         ns = self.namespace or namespace_of(instance, None, self.what)
         if self.action in ns.disabled_actions:
             return await wrapped(*args, **kwargs)
-        key = self.key(ns, instance, args, kwargs)
+        key = await self.akey(ns, instance, args, kwargs)
         if key is None:
             return await wrapped(*args, **kwargs)
         # A blocking driver must not stall the event loop: its async twins (native for Redis, else cachekit's executor).

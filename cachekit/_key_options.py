@@ -50,7 +50,7 @@ def check_ignore(fn: Any, ignore: object) -> frozenset[str]:
 
 def keyed_params(state: Any, instance: Any, args: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The call's arguments by name that go into its key: not those left at their defaults, nor ignored ones."""
-    signature = state.free if instance is None else state.bound
+    signature = state.free if instance is None or state.static else state.bound  # a staticmethod has no self
     params: dict[str, Any] = signature.params(args, kwargs)
     for name in state.ignore:
         params.pop(name, None)

@@ -54,7 +54,7 @@ class BoundCached(Protocol[P, R_co]):
         ...
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
-        """Remove this call's entry; return whether one was there."""
+        """Invalidate this call's entry in every process (a generation bump); return whether one was here."""
         ...
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
@@ -79,7 +79,7 @@ class CachedMethod(Protocol[S_contra, P, R_co]):
         ...
 
     def invalidate(self, first: S_contra, /, *args: P.args, **kwargs: P.kwargs) -> bool:
-        """Remove this call's entry; return whether one was there."""
+        """Invalidate this call's entry in every process (a generation bump); return whether one was here."""
         ...
 
     def refresh(self, first: S_contra, /, *args: P.args, **kwargs: P.kwargs) -> R_co:

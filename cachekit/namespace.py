@@ -173,6 +173,9 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
         self._gens = GenerationView(
             store_for(self.driver), self.namespace, retry_interval=_RETRY_INTERVAL, clock=self._clock
         )
+        probed = getattr(self._gens.store, "probed", None)
+        if probed is not None:  # hear of other processes' bumps at the next read (generations/redis.py)
+            self._driver_get = probed(self._driver_get)
         self._partitions: dict[str, Mapping[str, Sequence[str]]] = {}
         # Keys already rendered by decorated reads, per call shape: (key, epoch, cell, template), valid while the
         # cell's epoch is the one rendered under. Kept on the namespace so a discarded Cache takes its memo with

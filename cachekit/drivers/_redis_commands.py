@@ -20,6 +20,8 @@ from cachekit.drivers._redis_config import Client
 
 #: Lock entries live under ``{key_prefix}~lock/`` (cachekit keys never start with ``~``) and expire on their own.
 _LOCK_SEGMENT = "~lock/"
+#: Keys that are not entries: distributed locks and generation counters (``generations/redis.py``).
+_INTERNAL = (_LOCK_SEGMENT, "~gen/")
 #: Compare-and-delete of a lock entry, in one Lua call (``RedisDriver.release_lock``).
 _RELEASE_SCRIPT = """
 if redis.call('get', KEYS[1]) == ARGV[1] then

@@ -40,6 +40,7 @@ from cachekit.breaker import DEFAULT_COOLDOWN, DEFAULT_FAILURES, CircuitBreaker
 from cachekit.drivers._redis_commands import (
     _FAILURES,
     _GLOB_ESCAPES,
+    _INTERNAL,
     _LOCK_SEGMENT,
     _RELEASE_SCRIPT,
     _REPLACE_SCRIPT,
@@ -233,13 +234,13 @@ class RedisDriver(AsyncRedisCommands):
         start = len(self._prefix)
         raw_keys = self.call(lambda client: list(self._scan(client, prefix)), name="SCAN")
         found = (raw.decode("utf-8", "replace")[start:] for raw in raw_keys)
-        return sorted(key for key in found if not key.startswith(_LOCK_SEGMENT))
+        return sorted(key for key in found if not key.startswith(_INTERNAL))
 
     def size(self) -> int:
         """Number of keys under ``key_prefix`` (a full SCAN: O(keys in the database))."""
-        lock_prefix = (self._prefix + _LOCK_SEGMENT).encode()
+        internal = tuple((self._prefix + segment).encode() for segment in _INTERNAL)
         return self.call(
-            lambda client: sum(1 for raw in self._scan(client, "") if not raw.startswith(lock_prefix)), name="SCAN"
+            lambda client: sum(1 for raw in self._scan(client, "") if not raw.startswith(internal)), name="SCAN"
         )
 
     # -- writes --------------------------------------------------------------------------------------------

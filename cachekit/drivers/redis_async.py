@@ -33,7 +33,7 @@ from cachekit.drivers._redis_commands import (
     _BATCH,
     _FAILURES,
     _GLOB_ESCAPES,
-    _LOCK_SEGMENT,
+    _INTERNAL,
     _REPLACE_SCRIPT,
     _SCAN_COUNT,
     _px,
@@ -272,7 +272,7 @@ class AsyncRedisCommands(Driver):
         start = len(self._prefix)
         raw_keys = await self._acall(lambda client: self._ascan(client, prefix), "SCAN")
         found = (raw.decode("utf-8", "replace")[start:] for raw in raw_keys)
-        return sorted(key for key in found if not key.startswith(_LOCK_SEGMENT))
+        return sorted(key for key in found if not key.startswith(_INTERNAL))
 
     async def asize(self) -> int:
         """Number of keys under ``key_prefix`` (a full SCAN)."""

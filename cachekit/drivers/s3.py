@@ -55,6 +55,8 @@ __all__ = ["S3Driver"]
 
 #: The metadata name under which the deadline is stored (S3 sends it as ``x-amz-meta-cachekit-expires-at``).
 EXPIRES_AT_METADATA = "cachekit-expires-at"
+#: Objects that are generation records, not entries (``generations/polled.py``, ``TokenGenerations``).
+_GENERATIONS = "~gen/"
 
 _CLIENT_OPTIONS = (
     "endpoint_url", "region", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
@@ -300,11 +302,14 @@ class S3Driver(Driver):
         full_prefix = self.key_prefix + check_prefix(prefix)
         cut = len(self.key_prefix)
         with self._errors("keys", prefix):
-            return [object_key[cut:] for object_key in self._list(full_prefix)]
+            found = (object_key[cut:] for object_key in self._list(full_prefix))
+            return [key for key in found if not key.startswith(_GENERATIONS)]
 
     def size(self) -> int:
+        """Number of entries under ``key_prefix`` (generation records are not entries)."""
+        records = self.key_prefix + _GENERATIONS
         with self._errors("size"):
-            return sum(1 for _ in self._list(self.key_prefix))
+            return sum(1 for key in self._list(self.key_prefix) if not key.startswith(records))
 
     def generation_store(self) -> GenerationStore:
         """A random token per bump in an object of the bucket, polled by every process (S3 has no increment)."""

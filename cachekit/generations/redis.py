@@ -9,12 +9,22 @@ reachable again. Counters expire after ``generation_ttl`` seconds without a bump
 Every bump is published on ``{key_prefix}~gen`` in the same script. Each process subscribes in a daemon thread;
 while the subscription is confirmed, local copies are trusted (a hit costs no extra round trip); when it drops,
 local copies are discarded and every read asks Redis (``EVALSHA`` of the read script) until it is back.
+
+The subscriber reads its socket itself (:class:`_Inbox`), into a zeroed buffer: the kernel copies a
+notification there while the subscriber still waits for the GIL, and the read path of a Cache on this store
+(:meth:`RedisGenerations.probed`) looks at one byte of that buffer before each driver read and applies what
+arrived. A process busy with memory-tier hits thus hears of a bump at its next read, whatever the interpreter's
+switch interval (the subscriber alone would need the GIL once per notification, one switch interval each).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import socket
+import ssl
+import struct
 import sys
 import threading
 import weakref
@@ -64,11 +74,13 @@ redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
 return out
 """
 
+_READ_SHA = hashlib.sha1(_READ.encode()).hexdigest()  # the script's name in Redis
+
 #: Seconds a counter lives without a bump (its re-creation is safe, see the module docstring).
 DEFAULT_GENERATION_TTL = 86_400.0
 _RECONNECT_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)
-_DRAIN_LIMIT = 10_000
-_SWITCH_INTERVAL = 0.001
+_WAIT = 0.5
+_BUFFER = 1 << 16
 
 
 class RedisGenerations(GenerationStore):
@@ -90,6 +102,7 @@ class RedisGenerations(GenerationStore):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._inbox: _Inbox | None = None
 
     # -- the store -------------------------------------------------------------------------------------------
 
@@ -97,6 +110,31 @@ class RedisGenerations(GenerationStore):
         self._ensure_watching()
         keys = [self._key(namespace, s) for s in scopes]
         values = self._run("read", lambda script, client: script(keys=keys, args=[self._ttl_ms], client=client))
+        return [int(v) for v in values]
+
+    async def aread(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+        """:meth:`read` through ``redis.asyncio`` (the driver's async client and breaker): never blocks the loop."""
+        self._ensure_watching()
+        driver = self._driver
+        if getattr(driver, "_aclients", None) is None:  # a driver on a ready sync client: its executor
+            from .._executor import run_blocking
+
+            return await run_blocking(driver, self.read, namespace, scopes)
+        keys = [self._key(namespace, s) for s in scopes]
+
+        async def command(client: Any) -> Any:
+            return await client.evalsha(_READ_SHA, len(keys), *keys, self._ttl_ms)
+
+        try:
+            values = await driver._acall(command, "EVALSHA (generations read)")
+        except Exception as exc:
+            if "NOSCRIPT" not in str(exc):
+                raise
+
+            async def load(client: Any) -> Any:
+                return await client.eval(_READ, len(keys), *keys, self._ttl_ms)
+
+            values = await driver._acall(load, "EVAL (generations read)")
         return [int(v) for v in values]
 
     def bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
@@ -114,6 +152,23 @@ class RedisGenerations(GenerationStore):
     def close(self) -> None:
         self._stop.set()
         self._subscribed.clear()
+        self._inbox = None
+
+    def probed(self, get: Callable[[str], Any]) -> Callable[[str], Any]:
+        """``get`` preceded by a look at the subscription's buffer (one byte), applying any bump that arrived.
+
+        A Cache on this store reads through it, so it hears of another process's write at its next read even
+        while the subscriber thread waits for the GIL (see the module docstring).
+        """
+        store = self
+
+        def probed_get(key: str) -> Any:
+            inbox = store._inbox
+            if inbox is not None and inbox.buf[inbox.probe]:
+                inbox.drain(store, blocking=False)
+            return get(key)
+
+        return probed_get
 
     # -- internals -------------------------------------------------------------------------------------------
 
@@ -136,7 +191,7 @@ class RedisGenerations(GenerationStore):
             return
         with self._start_lock:
             if self._thread is None:
-                _shorten_switch_interval()
+                _switch_interval()
                 self._thread = threading.Thread(
                     target=_watch, args=(weakref.ref(self), self._stop), name="cachekit-generations", daemon=True
                 )
@@ -144,7 +199,7 @@ class RedisGenerations(GenerationStore):
 
     def _subscribe(self) -> Any:
         pubsub = self._driver.client.pubsub()
-        pubsub.subscribe(self.channel)
+        pubsub.subscribe(self.channel)  # sent; its confirmation is read by the inbox
         return pubsub
 
     def _on_subscribed(self) -> None:
@@ -179,18 +234,151 @@ class RedisGenerations(GenerationStore):
         self._notify(*parsed)
 
 
-def _shorten_switch_interval() -> None:
-    """Let the subscriber thread run within about a millisecond of a bump arriving.
+def _switch_interval() -> None:
+    """Opt-in only: ``CACHEKIT_SWITCH_INTERVAL=0.001`` sets the interpreter's switch interval (seconds).
 
-    A thread busy with memory-tier hits (pure Python, never blocking) hands the GIL to a thread woken by I/O only
-    every switch interval, 5 ms by default, and the subscriber needs it several times per message: under a
-    stream of bumps it falls behind and another process's writes are seen ever later (hundreds of ms in the
-    two-process test). At 1 ms it keeps up. ``CACHEKIT_KEEP_SWITCH_INTERVAL=1`` leaves the interpreter's setting alone.
+    cachekit changes no process-wide setting by default; notifications do not need it (see the module docstring).
     """
-    if os.environ.get("CACHEKIT_KEEP_SWITCH_INTERVAL") == "1":
+    wanted = os.environ.get("CACHEKIT_SWITCH_INTERVAL")
+    if not wanted:
         return
-    if sys.getswitchinterval() > _SWITCH_INTERVAL:
-        sys.setswitchinterval(_SWITCH_INTERVAL)
+    try:
+        seconds = float(wanted)
+    except ValueError:
+        logger.warning("cachekit: CACHEKIT_SWITCH_INTERVAL=%r is not a number of seconds; ignored", wanted)
+        return
+    if 0 < seconds < sys.getswitchinterval():
+        sys.setswitchinterval(seconds)
+
+
+def _wait_in_the_kernel(sock: socket.socket) -> None:
+    """Make ``recv_into`` wait in the ``recv`` call itself, up to ``_WAIT`` seconds, then fail with EAGAIN.
+
+    With a Python-level timeout, a socket first polls, then takes the GIL back, then reads: the notification
+    would reach the buffer only once the subscriber got the GIL. Blocking mode with ``SO_RCVTIMEO`` copies it
+    there as soon as it arrives, while the subscriber waits for the GIL.
+    """
+    sock.settimeout(None)
+    seconds = int(_WAIT)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", seconds, int((_WAIT - seconds) * 1e6)))
+
+
+class _Inbox:
+    """The subscription's socket, read into a zeroed buffer that a reading thread may look at without a call.
+
+    RESP frames are parsed from ``buf``: ``parsed`` is where the first unapplied frame starts, ``filled`` where
+    the subscriber's next ``recv_into`` writes, ``probe`` the first byte nobody has seen yet. The kernel writes
+    each byte of a notification once, from 0 to its final (non-zero) value, so a frame whose every byte is
+    non-zero is complete, whichever thread sees it and whenever. State changes only under ``lock``; the only
+    write outside it is the kernel's, into ``buf[filled:]``, which nobody else writes.
+    """
+
+    __slots__ = ("buf", "filled", "lock", "parsed", "probe", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray(_BUFFER)
+        self.parsed = self.filled = self.probe = 0
+        self.lock = threading.Lock()
+
+    def receive(self, store_ref: weakref.ref[RedisGenerations]) -> bool:
+        """Wait (GIL released) for bytes and apply the frames they complete; False when the store is gone."""
+        buf = self.buf
+        if self.filled == len(buf):
+            with self.lock:
+                self._make_room()
+        try:
+            count = self.sock.recv_into(memoryview(self.buf)[self.filled :])
+        except (TimeoutError, BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+            count = -1
+        store = store_ref()
+        if store is None:
+            return False
+        if count == 0:
+            raise ConnectionError("the generation subscription was closed by the server")
+        with self.lock:
+            if count > 0:
+                self.filled += count
+            self._apply(store, self.filled, replies=True)
+            if self.parsed == self.filled:  # all applied: zero what was used, start again at 0
+                self.buf[: self.filled] = bytes(self.filled)
+                self.parsed = self.filled = 0
+            self.probe = self.filled
+        return True
+
+    def drain(self, store: RedisGenerations, *, blocking: bool) -> None:
+        """Apply the complete notifications already in the buffer (a reading thread: never waits)."""
+        if not self.lock.acquire(blocking):
+            return  # the subscriber is applying them
+        try:
+            end = self.buf.find(0, self.parsed)
+            if end < 0:
+                end = len(self.buf)
+            self._apply(store, end, replies=False)
+            if end < len(self.buf):
+                self.probe = end
+        finally:
+            self.lock.release()
+
+    def _make_room(self) -> None:
+        """The buffer is full of unapplied bytes: move them to the front, or grow it for one large frame."""
+        start, buf = self.parsed, self.buf
+        if start == 0:
+            self.buf = buf + bytearray(len(buf))
+            return
+        kept = bytes(buf[start : self.filled])
+        buf[:] = bytes(len(buf))
+        buf[: len(kept)] = kept
+        self.parsed, self.filled, self.probe = 0, len(kept), len(kept)
+
+    def _apply(self, store: RedisGenerations, end: int, *, replies: bool) -> None:
+        """Apply the frames wholly in ``buf[parsed:end]``; other replies (the subscription's) only if ``replies``."""
+        buf = self.buf
+        while self.parsed < end:
+            parsed = _frame(buf, self.parsed, end)
+            if parsed is None:
+                return
+            items, after = parsed
+            kind = items[0] if items else b""
+            if kind == b"message" and len(items) == 3 and isinstance(items[2], bytes):
+                store._on_message(items[2])
+            elif not replies:
+                return  # the subscriber thread handles everything else
+            elif kind == b"subscribe":
+                store._on_subscribed()
+            self.parsed = after
+
+
+def _frame(buf: bytearray, start: int, end: int) -> tuple[list[bytes | int], int] | None:
+    """One RESP array (``*``, or a RESP3 push ``>``) of bulk strings and integers at ``start``; None: incomplete."""
+    line = buf.find(b"\r\n", start, end)
+    if line < 0 or buf[start] not in b"*>":
+        return None if line < 0 else ([], line + 2)
+    try:
+        count = int(buf[start + 1 : line])
+    except ValueError:
+        return None
+    position = line + 2
+    items: list[bytes | int] = []
+    for _ in range(count):
+        line = buf.find(b"\r\n", position, end)
+        if line < 0:
+            return None
+        head, body = buf[position], buf[position + 1 : line]
+        try:
+            size = int(body)
+        except ValueError:
+            return None
+        if head == 0x24:  # $: a bulk string of `size` bytes
+            data_end = line + 2 + size
+            if data_end + 2 > end or buf[data_end : data_end + 2] != b"\r\n":
+                return None
+            items.append(bytes(buf[line + 2 : data_end]))
+            position = data_end + 2
+        else:  # :, an integer
+            items.append(size)
+            position = line + 2
+    return items, position
 
 
 def _watch(store_ref: weakref.ref[RedisGenerations], stop: threading.Event) -> None:
@@ -203,41 +391,42 @@ def _watch(store_ref: weakref.ref[RedisGenerations], stop: threading.Event) -> N
         pubsub = None
         try:
             pubsub = store._subscribe()
+            sock = pubsub.connection._sock
+            _wait_in_the_kernel(sock)
+            inbox = _Inbox(sock)
+            store._inbox = inbox
             del store
-            _listen(pubsub, store_ref, stop, failures)
+            while not stop.is_set():
+                if not inbox.receive(store_ref):
+                    return
+                failures[0] = 0
         except Exception as exc:
             store = store_ref()
             if store is not None:
+                store._inbox = None
                 store._on_lost(exc)
             del store
             stop.wait(_RECONNECT_DELAYS[min(failures[0], len(_RECONNECT_DELAYS) - 1)])
             failures[0] += 1
         finally:
             if pubsub is not None:
-                try:
-                    pubsub.close()
-                except Exception:
-                    pass
+                _close_subscription(pubsub, stop)
 
 
-def _listen(
-    pubsub: Any, store_ref: weakref.ref[RedisGenerations], stop: threading.Event, failures: list[int]
-) -> None:
-    while not stop.is_set():
-        message = pubsub.get_message(timeout=0.5)
-        store = store_ref()
-        if store is None:
+def _close_subscription(pubsub: Any, stop: threading.Event) -> None:
+    """Give the subscription's connection back; once the store is closed, only close its socket.
+
+    The store closes when its driver does, and the driver's pool has then disconnected every connection: going
+    through the pool again takes its lock, which a daemon thread stopped at interpreter exit would hold forever
+    (the main thread's ``Redis.__del__`` then waits for it: the process never exits).
+    """
+    try:
+        if not stop.is_set():
+            pubsub.close()
             return
-        # Drain what is buffered while this thread holds the GIL: a busy hit loop in another thread gives it
-        # back only every switch interval (5 ms), so one message per wake-up would fall behind the writers.
-        drained = 0
-        while message is not None and drained < _DRAIN_LIMIT:
-            kind = message.get("type")
-            if kind == "subscribe":
-                failures[0] = 0
-                store._on_subscribed()
-            elif kind == "message":
-                store._on_message(message["data"])
-            drained += 1
-            message = pubsub.get_message(timeout=0.0)
-        del store
+        connection, pubsub.connection = pubsub.connection, None  # nor may its __del__ (PubSub.reset)
+        sock = getattr(connection, "_sock", None)
+        if sock is not None:
+            sock.close()
+    except Exception:
+        pass

@@ -113,6 +113,47 @@ class GenerationView:
         suffix = ".".join(format(v, "x") for v in values)
         return f"{template.base}@{suffix}", epoch if certain else UNTRUSTED
 
+    async def arender(self, template: KeyTemplate) -> tuple[str, int]:
+        """:meth:`render` for the event loop: generations not known locally come from the store's ``aread``
+        (``redis.asyncio`` for Redis), never from a blocking call on the loop's thread; a store without one
+        (in-process or polled: their reads are local or short file reads) is asked as :meth:`render` does."""
+        aread = getattr(self.store, "aread", None)
+        if aread is None:
+            return self.render(template)
+        trusted = self.store.trusted(self.namespace)
+        epoch = template.cell.epoch if trusted else UNTRUSTED
+        private, known = self._private, self._known
+        values: list[int] = []
+        missing: list[int] = []
+        for index, scope in enumerate(template.scopes):
+            value = private.get(scope)
+            if value is None and trusted:
+                value = known.get(scope)
+            if value is None:
+                missing.append(index)
+                value = 0
+            values.append(value)
+        certain = True
+        if missing:
+            scopes = [template.scopes[i] for i in missing]
+            now = self._clock()
+            if now < self._retry_at:
+                fetched, certain = self._offline(scopes), False
+            else:
+                changes = self._changes
+                try:
+                    fetched = await aread(self.namespace, scopes)
+                except Exception as exc:
+                    self._retry_at = now + self._retry_interval
+                    self._failed("read generations", exc)
+                    fetched, certain = self._offline(scopes), False
+                else:
+                    self._remember(scopes, fetched, changes, trusted)
+            for index, value in zip(missing, fetched, strict=True):
+                values[index] = value
+        suffix = ".".join(format(v, "x") for v in values)
+        return f"{template.base}@{suffix}", epoch if certain else UNTRUSTED
+
     def render_local(self, template: KeyTemplate) -> str | None:
         """The key of :meth:`render` from local copies only, or ``None`` when it would have to ask the store.
 
@@ -165,13 +206,16 @@ class GenerationView:
             self._retry_at = now + self._retry_interval
             self._failed("read generations", exc)
             return self._offline(scopes), False
+        self._remember(scopes, values, changes, remember)
+        return values, True
+
+    def _remember(self, scopes: list[str], values: list[int], changes: int, remember: bool) -> None:
         if remember:
             with self._lock:
                 if changes == self._changes:  # nothing changed meanwhile: what was read is still current
                     self._merge(zip(scopes, values, strict=True))
         for scope in scopes:
             self._unreachable.pop(scope, None)
-        return values, True
 
     def _offline(self, scopes: list[str]) -> list[int]:
         fallback, unreachable = self._fallback, self._unreachable
@@ -205,8 +249,25 @@ class GenerationView:
                     self._go_private(scopes)
                     return False
                 self.changed(list(zip(scopes, values, strict=True)))
+                self._reached(scopes)
                 return True
         return False  # pragma: no cover - attempts >= 1
+
+    def _reached(self, scopes: Sequence[str]) -> None:
+        """A bump of ``scopes`` reached the store: their private generations (and pending bumps) are over.
+
+        Kept, a private generation froze the scope's keys: a later write's bump reached the store, but reads
+        still used the private value the first failed write gave, under which a load begun before the later
+        write had stored its value (issue 23, item 1: every stale read after a recovery, until the pending
+        retry, throttled to once a second, went through).
+        """
+        if not self._private:
+            return
+        with self._lock:  # after changed(): the store's value is known before the private one goes
+            over = [scope for scope in scopes if self._private.pop(scope, None) is not None]
+            self._pending.difference_update(over)
+            if over:
+                self._moved(over)  # keys rendered with the private value meanwhile must be rendered again
 
     @property
     def pending(self) -> frozenset[str]:
@@ -288,12 +349,22 @@ class GenerationView:
         self.flush()
 
     def _merge(self, pairs: Iterable[tuple[str, int]]) -> None:
-        known, ordered = self._known, self.store.ordered
+        # The fallback (what an offline read uses) learns every value too: a bump that reached the store while
+        # reads could not (a subscription not confirmed yet, the read retry window) must not leave it with the
+        # value from before that bump, under which a load begun before the write may have been stored.
+        known, fallback, ordered = self._known, self._fallback, self.store.ordered
         if len(known) > _KNOWN_LIMIT:
             known.clear()  # bounded: what is forgotten is read again when needed
+        if len(fallback) > _KNOWN_LIMIT:
+            fallback.clear()
+        unreachable = self._unreachable
         for scope, value in pairs:
             old = known.get(scope)
-            known[scope] = value if old is None or not ordered else max(old, value)
+            latest = value if old is None or not ordered else max(old, value)
+            known[scope] = latest
+            older = fallback.get(scope)
+            fallback[scope] = latest if older is None or not ordered else max(older, latest)
+            unreachable.pop(scope, None)
         self._changes += 1
 
     def _moved(self, scopes: Sequence[str]) -> None:
