@@ -96,54 +96,56 @@ class CachedState:
         if entry is not None:
             if entry[1] == entry[2].epoch:
                 return entry[0]
-            template = entry[3]
+            template: KeyTemplate = entry[3]
         else:
-            try:
-                template = self.template(ns, name, instance, args, kwargs)
-            except UnkeyableArgument as exc:
-                if exc.parameter not in self._unkeyable_warned:  # once per parameter, not once per request
-                    self._unkeyable_warned.add(exc.parameter)
-                    warnings.warn(f"{self.what}: {exc}", UncacheableValueWarning, stacklevel=4)
+            found = self._template_or_none(ns, name, instance, args, kwargs, 5)
+            if found is None:
                 return None
-            except ConfigurationError:
-                raise  # a mistake in the code (a reserved resource name, an action without a resolver)
-            except Exception as exc:  # arguments that cannot be keyed, a key resolver that raises: run uncached
-                warnings.warn(f"{self.what}: cannot key this call ({type(exc).__name__}: {exc}); called uncached",
-                              UncacheableValueWarning, stacklevel=4)
-                return None
+            template = found
         key, epoch = ns._gens.render(template)
-        if slot is not None and storable(slot):
-            if len(memo) >= MEMO_LIMIT:
-                memo.clear()
-            memo[slot] = (key, epoch, template.cell, template)
+        _remember(memo, slot, key, epoch, template)
         return key
 
     async def akey(self, ns: Cache, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
         """:meth:`key` on the event loop: a current memo slot as is, else rendered with generations read through
-        the store's async client (``GenerationView.arender``), never a blocking call on the loop's thread."""
+        the store's async client (``GenerationView.arender``), never a blocking call on the loop's thread.
+        The same slots, templates and refusals as :meth:`memo_lookup`; only the render differs."""
         name = self.resource or resource_name(instance, self.fallback_name)
         slot = memo_key(self, name, args, kwargs)
         memo = ns._key_memo
+        if slot is None and self.ignore:
+            slot = memo_key(self, name, (), keyed_params(self, instance, args, kwargs))
         entry = memo.get(slot) if slot is not None else None
         if entry is not None:
             if entry[1] == entry[2].epoch:
                 return entry[0]
-            template = entry[3]
+            template: KeyTemplate = entry[3]
         else:
-            try:
-                template = self.template(ns, name, instance, args, kwargs)
-            except ConfigurationError:
-                raise  # a mistake in the code (as in memo_lookup)
-            except Exception as exc:  # arguments that cannot be keyed, a key resolver that raises: run uncached
-                warnings.warn(f"{self.what}: cannot key this call ({type(exc).__name__}: {exc}); called uncached",
-                              UncacheableValueWarning, stacklevel=3)
+            found = self._template_or_none(ns, name, instance, args, kwargs, 4)
+            if found is None:
                 return None
+            template = found
         key, epoch = await ns._gens.arender(template)
-        if slot is not None and storable(slot):
-            if len(memo) >= MEMO_LIMIT:
-                memo.clear()
-            memo[slot] = (key, epoch, template.cell, template)
+        _remember(memo, slot, key, epoch, template)
         return key
+
+    def _template_or_none(
+        self, ns: Cache, name: str, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], stacklevel: int
+    ) -> KeyTemplate | None:
+        """The call's key template; ``None`` (with a warning) when the call cannot be keyed and runs uncached."""
+        try:
+            return self.template(ns, name, instance, args, kwargs)
+        except UnkeyableArgument as exc:
+            if exc.parameter not in self._unkeyable_warned:  # once per parameter, not once per request
+                self._unkeyable_warned.add(exc.parameter)
+                warnings.warn(f"{self.what}: {exc}", UncacheableValueWarning, stacklevel=stacklevel)
+            return None
+        except ConfigurationError:
+            raise  # a mistake in the code (a reserved resource name, an action without a resolver)
+        except Exception as exc:  # arguments that cannot be keyed, a key resolver that raises: run uncached
+            warnings.warn(f"{self.what}: cannot key this call ({type(exc).__name__}: {exc}); called uncached",
+                          UncacheableValueWarning, stacklevel=stacklevel)
+            return None
 
     def template(
         self, ns: Cache, name: str, instance: Any, args: Sequence[Any], kwargs: Mapping[str, Any]
@@ -279,3 +281,11 @@ def split_instance(instance: Any, binding: str, args: tuple[Any, ...]) -> tuple[
     if instance is None and binding == "function" and args:
         return args[0], args[1:], True
     return instance, args, False
+
+
+def _remember(memo: dict[Any, Any], slot: Any, key: str, epoch: int, template: KeyTemplate) -> None:
+    """Keep a rendered key in its memo slot (bounded: the memo is emptied when full)."""
+    if slot is not None and storable(slot):
+        if len(memo) >= MEMO_LIMIT:
+            memo.clear()
+        memo[slot] = (key, epoch, template.cell, template)

@@ -77,3 +77,26 @@ def test_ignore_on_an_async_function() -> None:
 
     asyncio.run(main())
     assert calls == ["eu"]
+
+
+def test_an_unkeyable_argument_of_an_async_read_warns_once_too() -> None:
+    """The async key path refuses unkeyable calls as the sync one does: one warning per parameter, not per call."""
+    cache = Cache("memory", namespace="unkeyable-async")
+    calls = []
+
+    @cached(namespace=cache, resource="users", action="query")
+    async def query(session: object, region: str) -> list[str]:
+        calls.append(region)
+        return [region]
+
+    async def main() -> None:
+        for _ in range(5):
+            assert await query(Session(), "eu") == ["eu"]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(main())
+    messages = [str(w.message) for w in caught if issubclass(w.category, UncacheableValueWarning)]
+    assert len(messages) == 1, messages
+    assert "ignore=('session',)" in messages[0]
+    assert len(calls) == 5
