@@ -1,18 +1,17 @@
-"""Every driver's read bodies against the generic one (``Cache._read`` with a plain decode), on real backends.
+"""Every driver's read bodies against the generic one (``Driver.reader``: a get and a plain decode), on real backends.
 
 For each driver of the contract suite (x key prefix), five caches over five drivers of that kind run one
 script of writes, corruptions, deletions and time passing. Each cache reads with one body:
 
-* ``installed``: whatever the namespace put on its instance (the memory driver's fused reader, R2; a memory
-  tier's decoded copies; else R1);
+* ``installed``: the driver's own reader (``driver.reader()``: the memory driver's fused reader, R2; the tiered
+  driver's, D1 with a memory tier's decoded copies; else the generic body);
 * ``async``: ``await cache._aread`` (R3: ``driver.aget``, native or on cachekit's executor);
 * ``many``: ``cache.get_many([key])`` (R4);
 * ``recheck``: ``cache._quiet_read`` (the single-flight re-check; it counts no hit or miss);
-* ``generic``: ``Cache._read`` with the plain codec decode: the reference.
+* ``generic``: ``Driver.reader``, the generic body with the plain codec decode: the reference.
 
 Every read must give the reference's value, and every cache must end each step with the reference's counters
-and stored keys (a corrupt entry is dropped by all of them). When ``Driver.reader()`` lands (issue 18), its
-bodies join this table.
+and stored keys (a corrupt entry is dropped by all of them).
 """
 
 from __future__ import annotations
@@ -71,7 +70,6 @@ def twins(
                       request.getfixturevalue)  # fmt: skip
         built[body] = twin.driver
     caches = {body: Cache(driver, namespace="reader", ttl=60, clock=clock) for body, driver in built.items()}
-    caches["generic"]._decode_at = None  # the plain decode: the reference for the memory tier's decoded copies
     yield caches
     for body, driver in built.items():
         if body != "installed":  # the harness closes its own
@@ -93,7 +91,7 @@ def read(body: str, cache: Cache, key: str) -> Any:
         value = cache._quiet_read(full)
         assert (cache.hits, cache.misses) == (hits, misses)
         return value
-    return Cache._read(cache, full)
+    return cache._reader(Driver.reader)(full)  # the generic body with the plain decode
 
 
 def state(cache: Cache) -> tuple[int, int, int, list[str]]:
