@@ -23,6 +23,7 @@ from .harness import run_threads
 from .load import cpu_load
 
 SECONDS = float(os.environ.get("CACHEKIT_OUTAGE_SECONDS", "6"))
+WORKLOAD: dict[str, Any] = {"list_ratio": 0.1, "write_ratio": 0.1, "delay": 0.001, "write_delay": 0.001}
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ def test_no_stale_read_through_an_outage(server: RedisServer, kind: str, how: st
         with cpu_load(2, seconds=SECONDS + 30):
             fault.start()
             started = time.monotonic()
-            outcome = run_threads(cache, seconds=SECONDS, max_operations=400_000)
+            outcome = run_threads(cache, seconds=SECONDS, max_operations=400_000, **WORKLOAD)
             elapsed = time.monotonic() - started
     finally:
         stop.set()
@@ -79,3 +80,30 @@ def test_no_stale_read_through_an_outage(server: RedisServer, kind: str, how: st
     assert outcome.writes > 50, outcome
     assert outcome.reads > 500, outcome
     assert outcome.stale == 0, f"{outcome.stale} stale reads (windows {sorted(outcome.windows)[-5:]})"
+
+
+def test_the_l1_keeps_its_hit_rate_while_redis_is_down(server: RedisServer) -> None:
+    cache = Cache(**_spec("memory->redis", server.url))
+    third = SECONDS / 3
+
+    def fault() -> None:
+        if not stop.wait(third):
+            server.kill()
+            stop.wait(third)
+            server.start()
+
+    stop = threading.Event()
+    thread = threading.Thread(target=fault)
+    try:
+        with cpu_load(2, seconds=SECONDS + 30):
+            thread.start()
+            outcome = run_threads(cache, seconds=SECONDS, max_operations=400_000, marks=(third, 2 * third), **WORKLOAD)
+    finally:
+        stop.set()
+        thread.join(30)
+        cache.close()
+    before, during, after = outcome.l1_rates()
+    print(f"L1 hit rate before {before:.3f}, during {during:.3f}, after {after:.3f}; {outcome.stale} stale")
+    assert outcome.snapshots[1][0] - outcome.snapshots[0][0] > 1000, "the outage phase must have reads"
+    assert during >= 0.9 * before, f"L1 hit rate {before:.3f} before the outage, {during:.3f} during it"
+    assert outcome.stale == 0, f"{outcome.stale} stale reads"
