@@ -207,9 +207,9 @@ def _build_cache(spec: dict[str, Any]) -> Cache:
 
 
 def _process_main(
-    role: str, spec: dict[str, Any], shared: tuple[Any, ...], seconds: float, keys: int, queue: Any
+    role: str, spec: dict[str, Any], shared: tuple[Any, ...], writes: int, seconds: float, keys: int, queue: Any
 ) -> None:
-    versions, completed, completed_at, lock, start = shared
+    versions, completed, completed_at, lock, start, finished = shared
     source = Source(versions, completed, completed_at, lock)
     cache = _build_cache(spec)
     repo = Records(cache, source)
@@ -218,23 +218,32 @@ def _process_main(
     for index in range(keys):  # warm: every record cached in this process before the clock starts
         repo.get(str(index))
     start.wait(30)
-    deadline = time.monotonic() + seconds
+    deadline = time.monotonic() + seconds  # a bound only: the writer stops after `writes`, the reader with it
     operations = 0
     while time.monotonic() < deadline and operations < 2_000_000:
         operations += 1
         index = rng.randrange(keys)
         if role == "writer":
+            if outcome.writes >= writes:
+                finished.set()
+                break
             write_once(repo, index, outcome)
             time.sleep(0.002)
+        elif finished.is_set():
+            break
         else:
             read_once(repo, index, outcome)
+    finished.set()
     outcome.hits = cache.hits
     cache.close()
     queue.put((role, outcome.reads, outcome.writes, outcome.stale, outcome.windows, outcome.hits))
 
 
-def run_two_processes(spec: dict[str, Any], *, seconds: float, keys: int = 100) -> tuple[Outcome, Outcome]:
-    """A writer process and a reader process on ``Cache(**spec)`` each; returns (writer, reader) outcomes."""
+def run_two_processes(
+    spec: dict[str, Any], *, writes: int = 400, seconds: float = 60.0, keys: int = 100
+) -> tuple[Outcome, Outcome]:
+    """A writer process (``writes`` writes, 2 ms apart) and a reader process reading until the writer is done, on
+    ``Cache(**spec)`` each; ``seconds`` bounds the run. Returns (writer, reader) outcomes."""
     context = multiprocessing.get_context("spawn")
     lock = context.Lock()
     shared = (
@@ -243,10 +252,11 @@ def run_two_processes(spec: dict[str, Any], *, seconds: float, keys: int = 100) 
         context.Array("d", keys, lock=False),
         lock,
         context.Barrier(3),
+        context.Event(),
     )
     queue = context.Queue()
     processes = [
-        context.Process(target=_process_main, args=(role, spec, shared, seconds, keys, queue))
+        context.Process(target=_process_main, args=(role, spec, shared, writes, seconds, keys, queue))
         for role in ("writer", "reader")
     ]
     for process in processes:
@@ -255,8 +265,8 @@ def run_two_processes(spec: dict[str, Any], *, seconds: float, keys: int = 100) 
         shared[4].wait(60)
         results = {}
         for _ in processes:
-            role, reads, writes, stale, windows, hits = queue.get(timeout=seconds + 90)
-            results[role] = Outcome(reads, writes, stale, hits, windows)
+            role, reads, writes_done, stale, windows, hits = queue.get(timeout=seconds + 90)
+            results[role] = Outcome(reads, writes_done, stale, hits, windows)
     finally:
         for process in processes:
             process.join(10)
