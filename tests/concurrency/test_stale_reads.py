@@ -65,7 +65,7 @@ def _spec(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> dict[str
 def test_eight_threads_never_read_stale(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     cache = Cache(**_spec(name, request, tmp_path))
     try:
-        outcome = run_threads(cache, seconds=CAP, max_operations=OPERATIONS, list_ratio=0.1)
+        outcome = run_threads(cache, seconds=CAP, max_operations=OPERATIONS, list_ratio=0.1, write_delay=0.001)
     finally:
         cache.close()
     assert outcome.writes > 100, outcome
