@@ -1,8 +1,8 @@
 """Another process's write is heard quickly by a process busy with memory-tier hits (issue 23, item 6).
 
-cachekit changes no process-wide setting by default: the interpreter's switch interval stays the user's. The
-subscriber no longer needs the GIL several times per notification: the kernel copies a notification into a
-buffer that the read path looks at (one byte) before each driver read. Measured here: a reader process doing nothing but
+cachekit changes no process-wide setting by default: the interpreter's switch interval stays the user's. A
+reading thread pulls the subscription's socket itself (at most once per millisecond), so it needs neither the
+GIL to change hands nor the subscriber thread to be scheduled. Measured here: a reader process doing nothing but
 memory-tier hits of one key, a writer process updating it every 10-20 ms; the delay from a write returning to the
 reader's first read that sees it, in wall time and in the reader thread's own CPU time (``thread_time``: how
 long it ran before it heard; on a machine with more runnable processes than cores the wall time also holds the
