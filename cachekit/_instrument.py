@@ -68,6 +68,7 @@ class Instrumentation:
         self.namespace = cache.namespace
         self.listeners: dict[str, list[Listener]] = {name: [] for name in EVENTS}
         self.metrics = False
+        self.fleet = False  # counting for Cache(publish_stats=...) (cachekit.fleet)
         from .drivers.tiered import TieredDriver
 
         self.tiers: list[Any] = list(cache.driver._tiers) if isinstance(cache.driver, TieredDriver) else []
@@ -80,7 +81,7 @@ class Instrumentation:
 
     @property
     def needed(self) -> bool:
-        return self.metrics or any(self.listeners.values())
+        return self.metrics or self.fleet or any(self.listeners.values())
 
     def install(self) -> None:
         """Put the wrappers on the instance (again: they capture the class methods in force now)."""

@@ -191,6 +191,18 @@ def set_metrics(on: bool) -> None:
                     _settle(cache)
 
 
+def count_for_fleet(cache: Cache, on: bool) -> None:
+    """Keep ``cache``'s per resource/action counters while it publishes fleet stats (:mod:`cachekit.fleet`)."""
+    with _lock:
+        if on:
+            _hooks(cache).fleet = True
+            return
+        inst = instrumentation_of(cache)
+        if inst is not None:
+            inst.fleet = False
+            _settle(cache)
+
+
 def reinstall() -> None:
     """Re-create every cache's hooks (after the class methods were replaced, e.g. by ``cachekit_disabled``)."""
     with _lock:
