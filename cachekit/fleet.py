@@ -309,9 +309,12 @@ class StatsPublisher:
         self.ttl = 3 * self.interval
         self._caches: weakref.WeakSet[Cache] = weakref.WeakSet()
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
         self._baseline: tuple[dict[str, int], dict[tuple[str, str], list[int]]] = ({}, {})
         self._identify()
-        self.due = 0.0
+        self.due = 0.0  # the background thread publishes at once, then every interval
+        #: Records written so far.
+        self.published = 0
 
     def _identify(self) -> None:
         self.process, self.host, self.pid = _process_id()
@@ -350,6 +353,7 @@ class StatsPublisher:
 
     def after_fork(self) -> None:
         """In a forked child: a record of its own, counting from the fork (the parent's counts are the parent's)."""
+        self._lock, self._flushing = threading.Lock(), threading.Lock()
         self._identify()
         self._baseline = (self._totals(), _rows_of(self.namespace))
         self.due = 0.0
@@ -382,7 +386,9 @@ class StatsPublisher:
     def flush(self) -> bool:
         """Write this process's record now; False (logged, rate-limited) when the backend failed."""
         try:
-            self.driver.set(self.key, self.record(), self.ttl)
+            with self._flushing:  # a flush computes and writes in turn: a later write never carries older counts
+                self.driver.set(self.key, self.record(), self.ttl)
+                self.published += 1
         except Exception as exc:
             log_once_per_interval(
                 logging.WARNING, ("fleet", self.namespace, self.driver.name, type(exc).__name__),
