@@ -91,7 +91,9 @@ class Instrumentation:
             slots.pop(name, None)
         self._key_counters.clear()
         slots["_instrumentation"] = self
-        if self.tiers:
+        if not (self.metrics or any(self.listeners.values())):
+            slots["_read"] = self._in_process_read()  # fleet stats alone: counted per resource/action, not timed
+        elif self.tiers:
             slots["_read"] = self._tiered_read()
         elif cache.driver.blocking:
             slots["_read"] = self._plain_read(histogram=True)

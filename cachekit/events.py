@@ -218,8 +218,11 @@ def _hooks(cache: Cache) -> Instrumentation:
         inst = Instrumentation(cache)
         for name, listeners in _global.items():
             inst.listeners[name].extend(listeners)
+        inst.metrics = _metrics_on
         inst.install()
-    inst.metrics = inst.metrics or _metrics_on
+    elif _metrics_on and not inst.metrics:
+        inst.metrics = True
+        inst.install()  # hooked for fleet stats alone, which count without timing: metrics time reads
     return inst
 
 

@@ -315,3 +315,33 @@ def test_watch_shows_recent_hit_rates(tmp_path: Path, capsys: pytest.CaptureFixt
         assert second["namespaces"][0]["hits"] == 7
         # the rich table draws too
         assert run_fleet(CacheView(cache.driver), watch=True, interval=2, iterations=1) == 0
+
+
+def test_fleet_counting_alone_does_not_time_reads_and_metrics_still_do(tmp_path: Path) -> None:
+    """Fleet stats count per resource/action without timing (cheaper on the hit path); metrics turned on later
+    get their timed reads, and turned off again leave the fleet's counting in place."""
+    prometheus_client = pytest.importorskip("prometheus_client")
+    import cachekit.metrics
+    from cachekit._series import AGGREGATES
+
+    tiers = [{"driver": "memory"}, {"driver": "filesystem", "config": {"directory": str(tmp_path)}}]
+    with Cache(drivers=tiers, namespace="timed", publish_stats=3600) as cache:
+        cache.set("k", 1)
+
+        def timed_gets() -> int:
+            AGGREGATES.fold_all()
+            return sum(t.count for labels, t in AGGREGATES.calls.items() if labels[0] == "timed" and labels[2] == "get")
+
+        cache.get("k")
+        assert timed_gets() == 0
+        cachekit.metrics.enable_prometheus(prometheus_client.CollectorRegistry())
+        try:
+            cache.get("k")
+            assert timed_gets() == 1
+        finally:
+            cachekit.metrics.disable()
+        cache.get("k")
+        assert timed_gets() == 1
+        assert cache.stats_publisher is not None
+        (record,) = [json.loads(cache.stats_publisher.record())]
+        assert sum(row[2] for row in record["rows"]) == 3  # every hit counted, timed or not
