@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -345,3 +346,33 @@ def test_fleet_counting_alone_does_not_time_reads_and_metrics_still_do(tmp_path:
         assert cache.stats_publisher is not None
         (record,) = [json.loads(cache.stats_publisher.record())]
         assert sum(row[2] for row in record["rows"]) == 3  # every hit counted, timed or not
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_publishes_its_own_record_counting_from_the_fork(tmp_path: Path) -> None:
+    with Cache(driver="filesystem", namespace="forked", publish_stats=3600,
+               config={"directory": str(tmp_path)}) as cache:
+        publisher = cache.stats_publisher
+        assert publisher is not None
+        cache.set("k", 1)
+        for _ in range(5):
+            cache.get("k")
+        assert publisher.flush()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12: fork() of a process with threads
+            pid = os.fork()
+        if pid == 0:  # the child: three hits of its own, published under its own identity
+            code = 1
+            try:
+                for _ in range(3):
+                    cache.get("k")
+                code = 0 if publisher.flush() else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        records = {record.pid: record for record in read_fleet(cache.driver, "forked").records}
+        assert set(records) == {os.getpid(), pid}
+        assert records[os.getpid()].totals["hits"] == 5
+        assert records[pid].totals["hits"] == 3
+        assert records[pid].process != records[os.getpid()].process
