@@ -36,7 +36,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -49,8 +49,9 @@ if TYPE_CHECKING:
     from .namespace import Cache
 
 __all__ = [
-    "DEFAULT_INTERVAL", "FLEET_PREFIX", "MAX_RECORD_BYTES", "Fleet", "FleetRecord", "StatsPublisher", "fleet_driver",
-    "parse_record", "read_fleet",
+    "DEFAULT_INTERVAL", "FLEET_PREFIX", "MAX_NAME", "MAX_RECORD_BYTES", "MAX_ROWS", "ROW_COUNTERS", "TOTALS", "Fleet",
+    "FleetRecord", "StatsPublisher", "check_interval", "fleet_driver", "parse_record", "read_fleet", "start_publishing",
+    "stop_publishing",
 ]
 
 #: Where records live in the backend (namespaces cannot start with ``~``, so no namespace's keys are here).
@@ -511,9 +512,3 @@ def stop_publishing(cache: Cache, publisher: StatsPublisher) -> None:
 
     _SCHEDULER.release(cache, publisher)
     count_for_fleet(cache, False)
-
-
-def publishers() -> Sequence[StatsPublisher]:
-    """The publishers of this process (tests, diagnostics)."""
-    with _SCHEDULER.lock:
-        return list(_SCHEDULER.publishers.values())
