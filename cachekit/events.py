@@ -33,7 +33,7 @@ from ._logging import log_once_per_interval
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .namespace import Cache
+    from .cache import Cache
 
 __all__ = ["EVENTS", "CacheEvent", "EventsMixin", "Subscription", "register", "subscribe_all"]
 
@@ -140,6 +140,11 @@ class EventsMixin:
                 _settle(cache)
 
         return Subscription(stop)
+
+
+    def _fleet_counting(self, on: bool) -> None:
+        """Keep this cache's per resource/action read counters while it publishes fleet stats (cachekit.fleet)."""
+        count_for_fleet(self, on)  # type: ignore[arg-type]
 
 
 def subscribe_all(event: str, callback: Callable[[CacheEvent], None]) -> Subscription:

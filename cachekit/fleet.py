@@ -38,15 +38,12 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from ._logging import log_once_per_interval
 from ._redact import redact
 from .drivers.base import HOST, NETWORK, Driver
 from .errors import ConfigurationError, CorruptEntryError
-
-if TYPE_CHECKING:
-    from .namespace import Cache
 
 __all__ = [
     "DEFAULT_INTERVAL", "FLEET_PREFIX", "MAX_NAME", "MAX_RECORD_BYTES", "MAX_ROWS", "ROW_COUNTERS", "TOTALS", "Fleet",
@@ -73,6 +70,24 @@ _MAX_COUNT = 2**63 - 1
 _MAX_TTL = 86400.0
 
 logger = logging.getLogger("cachekit")
+
+
+class Cache(Protocol):
+    """What publishing reads of a :class:`~cachekit.Cache` (a protocol: this module does not import the cache,
+    which imports it)."""
+
+    namespace: str
+    driver: Driver
+    stats_enabled: bool
+    hits: int
+    misses: int
+    sets: int
+    deletes: int
+    errors: int
+    invalidations: int
+
+    def _fleet_counting(self, on: bool) -> None:
+        """Keep (or stop keeping) the per resource/action read counters (:mod:`cachekit.events`)."""
 
 
 def fleet_driver(driver: Driver) -> Driver | None:
@@ -494,7 +509,6 @@ def start_publishing(cache: Cache, setting: object) -> StatsPublisher | None:
     import warnings
 
     from .errors import CacheWarning
-    from .events import count_for_fleet
 
     driver = fleet_driver(cache.driver)
     if driver is None:
@@ -502,13 +516,11 @@ def start_publishing(cache: Cache, setting: object) -> StatsPublisher | None:
                       "publishes nothing; fleet stats need a shared backend (redis, s3, a filesystem directory, or "
                       "a tier of one)", CacheWarning, stacklevel=3)
         return None
-    count_for_fleet(cache, True)
+    cache._fleet_counting(True)
     return _SCHEDULER.publisher_for(cache, driver, interval)
 
 
 def stop_publishing(cache: Cache, publisher: StatsPublisher) -> None:
     """``cache`` closes: its last counts are published, and its counting hooks come off."""
-    from .events import count_for_fleet
-
     _SCHEDULER.release(cache, publisher)
-    count_for_fleet(cache, False)
+    cache._fleet_counting(False)

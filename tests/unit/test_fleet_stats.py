@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from cachekit import Cache, cached
-from cachekit.cli import main
+from cachekit._tools.cli import main
 from cachekit.errors import CacheWarning, ConfigurationError, CorruptEntryError
 from cachekit.fleet import FLEET_PREFIX, MAX_RECORD_BYTES, StatsPublisher, parse_record, read_fleet
 from tests.servers import free_port
@@ -284,8 +284,8 @@ def test_a_failing_backend_never_fails_a_read_while_publishing(caplog: pytest.Lo
 
 
 def test_watch_shows_recent_hit_rates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from cachekit.cli_cache import CacheView
-    from cachekit.cli_fleet import run_fleet
+    from cachekit._tools.cli_cache import CacheView
+    from cachekit._tools.cli_fleet import run_fleet
 
     with Cache(driver="filesystem", namespace="live", publish_stats=3600,
                config={"directory": str(tmp_path)}) as cache:

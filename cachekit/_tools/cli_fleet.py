@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import ConfigurationError
+from ..fleet import Fleet, read_fleet
 from .cli_cache import CacheView, UsageError
-from .errors import ConfigurationError
-from .fleet import Fleet, read_fleet
 
 __all__ = ["recent_rates", "run_fleet"]
 
