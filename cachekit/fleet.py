@@ -326,7 +326,9 @@ class StatsPublisher:
         self._caches: weakref.WeakSet[Cache] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
-        self._baseline: tuple[dict[str, int], dict[tuple[str, str], list[int]]] = ({}, {})
+        # Counts from now on: the per resource/action counters are the process's, and may hold the counts of an
+        # earlier cache of this namespace (closed, or counted by metrics before).
+        self._baseline: tuple[dict[str, int], dict[tuple[str, str], list[int]]] = ({}, _rows_of(namespace))
         self._identify()
         self.due = 0.0  # the background thread publishes at once, then every interval
         #: Records written so far.

@@ -376,3 +376,18 @@ def test_a_forked_child_publishes_its_own_record_counting_from_the_fork(tmp_path
         assert records[os.getpid()].totals["hits"] == 5
         assert records[pid].totals["hits"] == 3
         assert records[pid].process != records[os.getpid()].process
+
+
+def test_a_new_publisher_counts_from_its_start(tmp_path: Path) -> None:
+    """The per resource/action counters are the process's: a publisher built after an earlier cache of the same
+    namespace closed publishes only what came after, as its totals do."""
+    config = {"directory": str(tmp_path)}
+    for hits in (4, 1):
+        with Cache(driver="filesystem", namespace="again", publish_stats=3600, config=config) as cache:
+            get_user = cached(action="get", namespace=cache, resource="users")(lambda id: {"id": id})
+            for _ in range(hits + 1):
+                get_user(f"u{hits}")  # a key of its own: the directory keeps the first cache's entries
+            assert cache.stats_publisher is not None
+            record = json.loads(cache.stats_publisher.record())
+        assert record["totals"]["hits"] == hits
+        assert record["rows"] == [["users", "get", hits, 1, 1, 0]]
