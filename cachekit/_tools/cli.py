@@ -244,6 +244,9 @@ def _run_stats(args: argparse.Namespace) -> int:
         from .cli_watch import check_watch_options
 
         check_watch_options(interval, args.iterations)
+    if args.fleet and args.prefix:
+        raise UsageError("--prefix filters stored keys, and --fleet reads the counters processes publish: give one "
+                         "(--fleet narrows with --namespace, --plugin and --resource)")
     with opened_view(args, load_config(args.config)) as view:
         if args.fleet:
             from .cli_fleet import run_fleet

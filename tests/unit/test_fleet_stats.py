@@ -196,6 +196,13 @@ def test_a_memory_cache_has_no_fleet(capsys: pytest.CaptureFixture[str]) -> None
     assert err.count("\n") == 1
 
 
+def test_fleet_refuses_prefix_rather_than_ignoring_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    Cache(driver="filesystem", config={"directory": str(tmp_path)}).close()
+    config = json.dumps({"directory": str(tmp_path)})
+    assert main(["stats", "--fleet", "--driver", "filesystem", "--config", config, "--prefix", "app/"]) == 2
+    assert "--prefix filters stored keys, and --fleet reads the counters" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("value", [0, -1, float("nan"), "10", float("inf")])
 def test_publish_stats_must_be_a_flag_or_seconds(value: object) -> None:
     with warnings.catch_warnings(), pytest.raises(ConfigurationError, match="publish_stats must be"):
