@@ -604,4 +604,5 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
             logger.debug("cachekit: %s failed for %r: %s", self.driver.name, key, exc)
 
 
+#: Another name of :class:`Cache` (the design's word for it).
 Namespace = Cache
