@@ -4,7 +4,7 @@ A :class:`~cachekit.Cache` built with ``publish_stats=True`` (every 10 s) or ``p
 reads per resource and action (the hooks of :mod:`cachekit._instrument`, as metrics do) and a background thread
 writes one small record per process and namespace to the cache's shared backend, under
 ``~stats/{namespace}/{host}:{pid}:{token}``, with a TTL of three intervals: a process that died vanishes from the
-fleet within that time, one that closes its cache publishes a last time first. Nothing is published on the read
+fleet within that time, one that closes its cache (or exits) publishes a last time first. Nothing is published on the read
 path. A memory cache lives in one process and has no fleet (``publish_stats`` there warns and does nothing);
 a multi-tier cache publishes to its most widely shared tier (Redis, S3, or a directory shared on the host).
 
@@ -26,6 +26,7 @@ as ``invalid`` and sums the others.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
@@ -437,6 +438,7 @@ class _Scheduler:
         self.publishers: dict[tuple[Any, str], StatsPublisher] = {}
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
+        self.at_exit = False
 
     def publisher_for(self, cache: Cache, driver: Driver, interval: float) -> StatsPublisher:
         from .generations import store_for
@@ -453,8 +455,20 @@ class _Scheduler:
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="cachekit-stats-publisher", daemon=True)
                 self.thread.start()
+            if not self.at_exit:
+                self.at_exit = True
+                atexit.register(self.flush_all)
         self.wake.set()
         return found
+
+    def flush_all(self) -> None:
+        """At exit: publish the last counts of the caches left open (a short job would otherwise show the zeros
+        it published when it started). A backend that fails costs its breaker's fail-fast or one timeout."""
+        with self.lock:
+            publishers = list(self.publishers.values())
+        for publisher in publishers:
+            if publisher.alive:
+                publisher.flush()
 
     def release(self, cache: Cache, publisher: StatsPublisher) -> None:
         """``cache`` closes: publish its last counts; forget the publisher when it was the last cache."""

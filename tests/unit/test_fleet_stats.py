@@ -398,3 +398,23 @@ def test_a_new_publisher_counts_from_its_start(tmp_path: Path) -> None:
             record = json.loads(cache.stats_publisher.record())
         assert record["totals"]["hits"] == hits
         assert record["rows"] == [["users", "get", hits, 1, 1, 0]]
+
+
+def test_a_process_that_exits_without_closing_publishes_its_last_counts(tmp_path: Path) -> None:
+    code = textwrap.dedent(f'''
+        import time
+        from cachekit import Cache
+        cache = Cache(driver="filesystem", namespace="job", publish_stats=3600, config={{"directory": {str(tmp_path)!r}}})
+        while not cache.stats_publisher.published:   # the record it writes when it starts: zeros
+            time.sleep(0.01)
+        cache.set("k", 1)
+        for _ in range(5):
+            cache.get("k")
+        # exits without close(): the counts above reach the backend at exit
+    ''')
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, check=False)
+    assert done.returncode == 0, done.stderr
+    with Cache(driver="filesystem", namespace="reader", config={"directory": str(tmp_path)}) as reader:
+        (record,) = read_fleet(reader.driver, "job").records
+    assert (record.totals["hits"], record.totals["sets"]) == (5, 1)
