@@ -4,8 +4,8 @@ A :class:`~cachekit.Cache` built with ``publish_stats=True`` (every 10 s) or ``p
 reads per resource and action (the hooks of :mod:`cachekit._instrument`, as metrics do) and a background thread
 writes one small record per process and namespace to the cache's shared backend, under
 ``~stats/{namespace}/{host}:{pid}:{token}``, with a TTL of three intervals: a process that died vanishes from the
-fleet within that time, one that closes its cache (or exits) publishes a last time first. Nothing is published on the read
-path. A memory cache lives in one process and has no fleet (``publish_stats`` there warns and does nothing);
+fleet within that time, one that closes its cache (or exits) publishes a last time first. Nothing is published on
+the read path. A memory cache lives in one process and has no fleet (``publish_stats`` there warns and does nothing);
 a multi-tier cache publishes to its most widely shared tier (Redis, S3, or a directory shared on the host).
 
 E.g.::

@@ -404,7 +404,8 @@ def test_a_process_that_exits_without_closing_publishes_its_last_counts(tmp_path
     code = textwrap.dedent(f'''
         import time
         from cachekit import Cache
-        cache = Cache(driver="filesystem", namespace="job", publish_stats=3600, config={{"directory": {str(tmp_path)!r}}})
+        config = {{"directory": {str(tmp_path)!r}}}
+        cache = Cache(driver="filesystem", namespace="job", publish_stats=3600, config=config)
         while not cache.stats_publisher.published:   # the record it writes when it starts: zeros
             time.sleep(0.01)
         cache.set("k", 1)
