@@ -47,9 +47,9 @@ from .drivers.base import HOST, NETWORK, Driver
 from .errors import ConfigurationError, CorruptEntryError
 
 __all__ = [
-    "DEFAULT_INTERVAL", "FLEET_PREFIX", "MAX_NAME", "MAX_RECORD_BYTES", "MAX_ROWS", "ROW_COUNTERS", "TOTALS", "Fleet",
-    "FleetRecord", "StatsPublisher", "check_interval", "fleet_driver", "parse_record", "read_fleet", "start_publishing",
-    "stop_publishing",
+    "DEFAULT_INTERVAL", "FLEET_PREFIX", "MAX_NAME", "MAX_RECORDS", "MAX_RECORD_BYTES", "MAX_ROWS", "ROW_COUNTERS",
+    "TOTALS", "Fleet", "FleetRecord", "StatsPublisher", "check_interval", "fleet_driver", "parse_record", "read_fleet",
+    "start_publishing", "stop_publishing",
 ]
 
 #: Where records live in the backend (namespaces cannot start with ``~``, so no namespace's keys are here).
@@ -60,6 +60,8 @@ DEFAULT_INTERVAL: Final = 10.0
 MAX_RECORD_BYTES: Final = 256 * 1024
 #: Resource/action rows one record carries at most (the busiest; the rest are summed as ``other``/``other``).
 MAX_ROWS: Final = 256
+#: Records :func:`read_fleet` reads at most (the keys past it are counted as ``skipped``).
+MAX_RECORDS: Final = 10_000
 #: Characters of a resource, action, host or process name kept in a record.
 MAX_NAME: Final = 100
 #: The counters of a namespace's totals, as :meth:`Cache.stats` has them.
@@ -208,11 +210,13 @@ def _rate(hits: int, misses: int) -> float:
 
 @dataclass
 class Fleet:
-    """What the processes published: the live records, and the keys whose records were refused (``invalid``)."""
+    """What the processes published: the live records, the keys whose records were refused (``invalid``), and
+    the counts of records past their TTL (``expired``) and left unread past the limit (``skipped``)."""
 
     records: list[FleetRecord] = field(default_factory=list)
     invalid: list[tuple[str, str]] = field(default_factory=list)
     expired: int = 0
+    skipped: int = 0
 
     def namespaces(self) -> list[dict[str, Any]]:
         """Per namespace: the processes publishing and the sum of their totals, with ``hit_rate``."""
@@ -253,16 +257,23 @@ class Fleet:
                           for r in sorted(self.records, key=lambda r: (r.namespace, r.process))],
             "invalid": [{"key": key, "error": error} for key, error in self.invalid],
             "expired": self.expired,
+            "skipped": self.skipped,
         }
 
 
 def read_fleet(
-    driver: Driver, namespace: str | None = None, *, clock: Callable[[], float] = time.time, batch: int = 500
+    driver: Driver,
+    namespace: str | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+    batch: int = 500,
+    max_records: int = MAX_RECORDS,
 ) -> Fleet:
     """Every live record under ``driver``'s fleet prefix (of ``namespace`` only, if given).
 
     Records past their TTL (S3 keeps them) are counted in ``expired`` and left out; records that do not parse
-    are listed in ``invalid``. Backend failures propagate (:class:`~cachekit.errors.DriverError`).
+    are listed in ``invalid``; past ``max_records`` keys the rest are not read, only counted in ``skipped`` (a
+    flood of forged keys costs a bounded read). Backend failures propagate (:class:`~cachekit.errors.DriverError`).
 
     :raises ConfigurationError: ``driver`` keeps its entries in one process: there is no fleet to read.
     """
@@ -272,7 +283,8 @@ def read_fleet(
                                  "published to a shared backend: redis, s3, or a filesystem directory)")
     prefix = FLEET_PREFIX + (f"{namespace}/" if namespace else "")
     keys = sorted(shared.keys(prefix))
-    fleet = Fleet()
+    fleet = Fleet(skipped=max(0, len(keys) - max_records))
+    keys = keys[:max_records]
     now = clock()
     for start in range(0, len(keys), batch):
         chunk = keys[start : start + batch]

@@ -72,6 +72,8 @@ def _table(view: CacheView, fleet: Fleet, rates: dict[_Labels, tuple[float | Non
     caption = f"{processes} process(es) publishing to {view.driver.name}"
     if fleet.invalid:
         caption += f"; {len(fleet.invalid)} record(s) refused (see --json)"
+    if fleet.skipped:
+        caption += f"; {fleet.skipped} record(s) past the first {len(fleet.records) + len(fleet.invalid)} not read"
     if live:
         caption += "; 'recent' is since the previous refresh. Ctrl-C to stop"
     table = Table(title="cachekit fleet: hit rate per namespace, resource and action", caption=caption)

@@ -419,3 +419,14 @@ def test_a_process_that_exits_without_closing_publishes_its_last_counts(tmp_path
     with Cache(driver="filesystem", namespace="reader", config={"directory": str(tmp_path)}) as reader:
         (record,) = read_fleet(reader.driver, "job").records
     assert (record.totals["hits"], record.totals["sets"]) == (5, 1)
+
+
+def test_a_flood_of_records_is_read_up_to_a_bound(tmp_path: Path) -> None:
+    with Cache(driver="filesystem", namespace="flood", config={"directory": str(tmp_path)}) as cache:
+        for index in range(5):
+            process = f"h:{index}:aa"
+            cache.driver.set(f"{FLEET_PREFIX}flood/{process}", _blob(_good("flood", at=4e9, process=process)), 60)
+        fleet = read_fleet(cache.driver, "flood", max_records=3)
+    assert len(fleet.records) == 3
+    assert fleet.skipped == 2
+    assert fleet.as_dict()["skipped"] == 2
