@@ -1,4 +1,4 @@
-"""A griffe extension for the API reference (``mkdocs.yml``): our docstrings are reST, the site is Markdown.
+"""A griffe extension for the API reference (``.ci/mkdocs.yml``): our docstrings are reST, the site is Markdown.
 
 - reST roles (``:class:`~cachekit.Cache```) become code spans (```Cache```): mkdocstrings would print them raw;
 - ``E.g.::`` (a literal block follows) becomes ``E.g.:``, the indented block staying a code block;

@@ -64,7 +64,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         unavailable("mkdocs and mkdocstrings are not installed (pip install 'cachekit-orm[docs]')")
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / ".ci" / "mkdocs.yml")]
+    result = subprocess.run([*command, "--site-dir", str(out)],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
