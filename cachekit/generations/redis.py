@@ -407,7 +407,7 @@ def _watch(store_ref: weakref.ref[RedisGenerations], stop: threading.Event) -> N
         store = store_ref()
         if store is None:
             return
-        pubsub = None
+        pubsub = inbox = None
         try:
             pubsub = store._subscribe()
             inbox = _Inbox(pubsub.connection._sock)
@@ -427,7 +427,12 @@ def _watch(store_ref: weakref.ref[RedisGenerations], stop: threading.Event) -> N
             failures[0] += 1
         finally:
             if pubsub is not None:
-                _close_subscription(pubsub, stop)
+                if inbox is None:
+                    _close_subscription(pubsub, stop)
+                else:  # no read is inside recv() when the socket closes (its descriptor may be reused at once)
+                    with inbox.lock:
+                        inbox.closed = True
+                        _close_subscription(pubsub, stop)
 
 
 def _close_subscription(pubsub: Any, stop: threading.Event) -> None:
