@@ -63,7 +63,7 @@ class ResourceCache:
         for action in READ_ACTIONS:
             method = getattr(resource, action, None)
             if callable(method):
-                wrapper = cached(action=action, namespace=cache, resource=resource.name)(method)
+                wrapper = cached(action=action, cache=cache, resource=resource.name)(method)
                 self._methods[action] = wrapper
                 setattr(resource, action, wrapper)
         self._listener = resource.on_change(self._on_change)
