@@ -8,6 +8,8 @@ nor has the tools wing (``cachekit._tools``: CLI, demo, bench), which the librar
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 from pathlib import Path
 
 import cachekit
@@ -119,3 +121,15 @@ def test_the_circle_finder_finds_a_circle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
     assert _circles(graph) == [frozenset({"a", "b", "c"})]
     assert _circles({"p": {"p.m"}, "p.m": {"p"}}) == [frozenset({"p", "p.m"})]
+
+
+def test_the_supported_modules_are_stated_and_each_declares_its_names() -> None:
+    stated = re.findall(r"^\* (.+?): ", cachekit.__doc__ or "", re.MULTILINE)
+    modules = [name for line in stated for name in re.findall(r"``(cachekit[\w.]*)``", line)]
+    assert {"cachekit", "cachekit.errors", "cachekit.drivers.base", "cachekit.testing"} <= set(modules), modules
+    for name in modules:
+        assert not any(part.startswith("_") for part in name.split(".")), name
+        module = importlib.import_module(name)
+        exported = getattr(module, "__all__", None)
+        assert exported, f"{name} states no __all__"
+        assert [n for n in exported if not hasattr(module, n) and n not in dir(module)] == [], name
