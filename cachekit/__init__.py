@@ -20,6 +20,7 @@ whose name starts with ``_`` (the tools wing ``cachekit._tools`` too: the CLI, d
 * ``cachekit.events``: ``cache.on(...)``'s events and ``subscribe_all``;
 * ``cachekit.metrics``: Prometheus and OpenTelemetry metrics;
 * ``cachekit.health``: what ``cache.ping()`` returns;
+* ``cachekit.fleet``: fleet stats (``Cache(publish_stats=...)``, ``cachekit stats --fleet``);
 * ``cachekit.testing``: the pytest plugin and its fixtures;
 * ``cachekit.plugin``: ``CachePlugin`` and ``ResourceCache``, for ``cachekit.s3db``;
 * ``cachekit.s3db``: the S3 document store the plugin caches;

@@ -142,6 +142,18 @@ def set_metrics(on: bool) -> None:
                     _settle(cache)
 
 
+def count_for_fleet(cache: ObservedCache, on: bool) -> None:
+    """Keep ``cache``'s per resource/action counters while it publishes fleet stats (:mod:`cachekit.fleet`)."""
+    with _lock:
+        if on:
+            _hooks(cache).fleet = True
+            return
+        inst = instrumentation_of(cache)
+        if inst is not None:
+            inst.fleet = False
+            _settle(cache)
+
+
 def reinstall() -> None:
     """Re-create every cache's hooks (after the class methods were replaced, e.g. by ``cachekit_disabled``)."""
     with _lock:
@@ -157,8 +169,11 @@ def _hooks(cache: ObservedCache) -> Instrumentation:
         inst = Instrumentation(cache)
         for name, listeners in _global.items():
             inst.listeners[name].extend(listeners)
+        inst.metrics = _metrics_on
         inst.install()
-    inst.metrics = inst.metrics or _metrics_on
+    elif _metrics_on and not inst.metrics:
+        inst.metrics = True
+        inst.install()  # hooked for fleet stats alone, which count without timing: metrics time reads
     return inst
 
 
