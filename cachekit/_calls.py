@@ -88,18 +88,17 @@ def chosen_cache(cache: object, namespace: object, decorator: str) -> Cache | No
     ``namespace`` names a key space everywhere else (``Cache(namespace="users")``), so a string here is refused
     with the way to say it; both at once are refused too.
     """
-    if namespace is not None:
-        if cache is not None:
-            raise ConfigurationError(f"{decorator}(cache=..., namespace=...): pass the Cache once, as cache=")
-        if isinstance(namespace, str):
-            raise ConfigurationError(
-                f"{decorator}(namespace={namespace!r}): a namespace name goes to the Cache: "
-                f"{decorator}(cache=Cache(namespace={namespace!r}))"
-            )
-        cache = namespace
-    if cache is not None and not isinstance(cache, Cache):
-        raise ConfigurationError(f"{decorator}(cache=...) takes a cachekit.Cache; got {cache!r}")
-    return cache
+    given, spelled = (cache, "cache") if namespace is None else (namespace, "namespace")
+    if namespace is not None and cache is not None:
+        raise ConfigurationError(f"{decorator}(cache=..., namespace=...): pass the Cache once, as cache=")
+    if isinstance(namespace, str):
+        raise ConfigurationError(
+            f"{decorator}(namespace={namespace!r}): a namespace name goes to the Cache: "
+            f"{decorator}(cache=Cache(namespace={namespace!r}))"
+        )
+    if given is not None and not isinstance(given, Cache):
+        raise ConfigurationError(f"{decorator}({spelled}=...) takes a cachekit.Cache; got {given!r}")
+    return given
 
 
 def namespace_of(instance: Any, explicit: Cache | None, what: str) -> Cache:
