@@ -37,6 +37,9 @@ SCRIPT: list[tuple[Any, ...]] = [
     ("read", "a"),
     ("read", "a"),
     ("read", "b"),
+    ("envelope", "e", {"kept": [1]}, 5),  # stored with no TTL of the driver's, an envelope deadline in 5 s
+    ("read", "e"),
+    ("read", "e"),
     ("read", "absent"),
     ("corrupt", "c", b"garbage"),
     ("read", "c"),
@@ -45,6 +48,7 @@ SCRIPT: list[tuple[Any, ...]] = [
     ("read", "d"),
     ("advance", 6),
     ("read", "b"),
+    ("read", "e"),  # past the envelope's deadline: a miss, also from a value kept at an earlier hit
     ("delete", "a"),
     ("read", "a"),
     ("set", "a", [1, {"y": True}], 60),
@@ -111,6 +115,10 @@ def test_every_read_body_reads_what_the_generic_body_reads(twins: dict[str, Cach
                     assert cache.set(op[1], op[2], ttl=op[3])
                 elif kind == "delete":
                     cache.delete(op[1])
+                elif kind == "envelope":
+                    full = cache._full_key(op[1])
+                    blob = op[2] if cache.codec is None else cache.codec.encode(op[2], op[3], full)
+                    cache.driver.set(full, blob, None)
                 else:
                     blob = bad_payload() if op[2] == "bad-payload" else op[2]
                     cache.driver.set(cache._full_key(op[1]), blob, None)
