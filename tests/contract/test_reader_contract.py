@@ -142,3 +142,23 @@ def test_the_twins_are_distinct_drivers(twins: dict[str, Cache]) -> None:
     assert len({id(driver) for driver in drivers}) == len(BODIES)
     twins["installed"].set("only-here", 1)
     assert [cache.get("only-here") for cache in twins.values()] == [1, None, None, None, None]
+
+
+def test_every_reader_reads_through_the_get_it_is_given(twins: dict[str, Cache]) -> None:
+    """A generation store may wrap ``get`` (Redis: a look at its notification buffer before each read, so a bump
+    is heard at the next read): every driver's reader must read through the ``get`` it is handed."""
+    cache = twins["installed"]
+    cache.set("g", {"v": 1})
+    seen: list[str] = []
+
+    def counting(key: str) -> Any:
+        seen.append(key)
+        return cache.driver.get(key)
+
+    failures: list[Exception] = []
+    reader = cache.driver.reader(cache._reads, lambda key, exc: failures.append(exc), cache._decode,
+                                 decode_at=cache._decode_at, get=counting)  # fmt: skip
+    full = cache._full_key("g")
+    assert same_value(reader(full), {"v": 1})
+    assert seen == [full]
+    assert not failures
