@@ -18,6 +18,7 @@ from ._types import DEFAULT, MISSING, TTL, normalize_ttl
 from .scopes import NAMESPACE_SCOPE, Invalidation
 
 if TYPE_CHECKING:
+    from ._freshness import FreshState
     from .drivers import Driver
     from .generations.view import GenerationView
 
@@ -35,6 +36,7 @@ class AsyncCacheMixin:
     misses: int
     sets: int
     _gens: GenerationView
+    _fresh: FreshState
 
     if TYPE_CHECKING:
 
@@ -131,6 +133,8 @@ class AsyncCacheMixin:
         return await self.ainvalidate(Invalidation(resource, whole=True))
 
     async def aclose(self) -> None:
-        """The async twin of :meth:`Cache.close`: the generation store, then the driver (its async clients too)."""
+        """The async twin of :meth:`Cache.close`: this loop's background refreshes (awaited up to 2 s, then
+        cancelled), the generation store, then the driver (its async clients too)."""
+        await self._fresh.adrain(2.0)
         await run_blocking(self.driver, self._gens.close)
         await self.driver.aclose()

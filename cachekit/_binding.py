@@ -166,7 +166,7 @@ class CachedFunction(_FunctionWrapper, CachedCallable):
     __bound_function_wrapper__ = BoundCachedFunction
 
     def __init__(self, wrapped: Any, state: CachedState, is_async: bool) -> None:
-        super().__init__(wrapped, state.acall if is_async else state)
+        super().__init__(wrapped, state.entry(is_async))
         self._self_state = state
         state.wrapper = self
 
@@ -207,7 +207,8 @@ def cached_function(fn: Any, state: CachedState, is_async: bool) -> CachedFuncti
     if type(fn) is not types.FunctionType or is_async:
         return CachedFunction(fn, state, is_async)
     # The method's own __doc__ and __module__, as a bound method has (a class statement would set its own).
-    namespace = {"__slots__": (), "_state": state, "__call__": _hit_path(state), "__doc__": fn.__doc__}
+    call = _hit_path(state) if state.freshness is None else _fresh_path(state)
+    namespace = {"__slots__": (), "_state": state, "__call__": call, "__doc__": fn.__doc__}
     bound_class = type("BoundCached", (BoundCached,), {**namespace, "__module__": fn.__module__})
 
     def __get__(self: CachedFunction, instance: Any, owner: Any = None) -> Any:
@@ -219,6 +220,17 @@ def cached_function(fn: Any, state: CachedState, is_async: bool) -> CachedFuncti
 
     lean = type("CachedFunction", (CachedFunction,), {"__get__": __get__, "__slots__": ()})
     return cast(CachedFunction, lean(fn, state, is_async))
+
+
+def _fresh_path(state: CachedState) -> Callable[..., Any]:
+    """The ``__call__`` of a method's lean binding when the method has freshness policies of its own."""
+    fn = state.fn
+
+    def __call__(self: BoundCached, *args: Any, **kwargs: Any) -> Any:
+        instance = self.__self__
+        return state.fresh_wrapper(types.MethodType(fn, instance), instance, args, kwargs)
+
+    return __call__
 
 
 def _hit_path(state: CachedState) -> Callable[..., Any]:
@@ -239,8 +251,8 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
                 ns = None
             if type(ns) is not Cache:
                 ns = namespace_of(instance, None, what)
-        if ns.disabled_actions and action in ns.disabled_actions:
-            if kwargs:  # skip_cache and all: the generic path handles it
+        if ns._detours and action in ns._detours:
+            if kwargs or action not in ns.disabled_actions:  # skip_cache, freshness policies: the generic path
                 return state(types.MethodType(fn, instance), instance, args, kwargs)
             return fn(instance, *args)
         name = resource

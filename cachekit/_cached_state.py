@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._calls import namespace_of, resource_name, signatures
+from ._freshness import Freshness
 from ._key_options import UnkeyableArgument, keyed_params, unkeyable_argument
 from ._memo import memo_key, pack, storable
 from ._typed import TypedReturn, typed_return
@@ -50,6 +51,7 @@ class CachedState:
         *,
         version: str | None = None,
         ignore: frozenset[str] = frozenset(),
+        freshness: Freshness | None = None,
     ) -> None:
         self.action = action
         self.namespace = namespace
@@ -72,6 +74,26 @@ class CachedState:
         self.version = version
         self.ignore = ignore
         self._unkeyable_warned: set[str] = set()
+        #: ``@cached(stale_while_revalidate=...)`` and friends (issue 21); a namespace's method policy otherwise.
+        self.freshness = freshness
+        if freshness is not None and self.typed is not None:
+            raise ConfigurationError(
+                f"{self.what}: freshness policies (stale_while_revalidate, stale_if_error, early_refresh) are not "
+                "supported with a typed return annotation yet; return plain data, or drop the policy"
+            )
+
+    def freshness_in(self, ns: Cache) -> Freshness | None:
+        """The freshness policies of this callable's reads in ``ns``: its own, else the namespace's for its action
+        (never for a typed return, which keeps the plain path)."""
+        if self.typed is not None:
+            return None
+        return self.freshness or ns._fresh.policies.get(self.action)
+
+    def entry(self, is_async: bool) -> Any:
+        """The wrapt wrapper: the plain paths, or the freshness paths when this callable has policies of its own."""
+        if self.freshness is None:
+            return self.acall if is_async else self
+        return self.afresh_wrapper if is_async else self.fresh_wrapper
 
     # -- keys ------------------------------------------------------------------------------------------------
 
@@ -156,6 +178,8 @@ class CachedState:
             params["id"] = params.pop(self.id_param)
         spec = self.resolver(name, self.action, params)
         variant = self.key_variant()
+        if self.freshness_in(ns) is not None:  # records (cachekit._freshness) never share a key with bare values
+            variant = f"{variant or ''}/fresh"
         if variant is not None:  # the schema and version= travel in the key: another one never reads it
             spec = dataclasses.replace(spec, params={**spec.params, "~variant": variant})
         partitions = getattr(instance, "partitions", None) if instance is not None else None
@@ -201,7 +225,9 @@ class CachedState:
             ns = getattr(instance, "cache", None)
             if type(ns) is not Cache:
                 ns = namespace_of(instance, None, self.what)
-        if ns.disabled_actions and self.action in ns.disabled_actions:
+        if ns._detours and self.action in ns._detours:
+            if self.action not in ns.disabled_actions:  # freshness policies (cachekit._freshness)
+                return self.fresh_call(ns, wrapped, instance, args, kwargs)
             if "skip_cache" in kwargs and kwargs.pop("skip_cache"):
                 return wrapped(*args, **skip_inner(wrapped, kwargs))
             return wrapped(*args, **kwargs)
@@ -243,8 +269,10 @@ class CachedState:
         if kwargs and "skip_cache" in kwargs and kwargs.pop("skip_cache"):
             return await wrapped(*args, **skip_inner(wrapped, kwargs))
         ns = self.namespace or namespace_of(instance, None, self.what)
-        if self.action in ns.disabled_actions:
-            return await wrapped(*args, **kwargs)
+        if ns._detours and self.action in ns._detours:
+            if self.action in ns.disabled_actions:
+                return await wrapped(*args, **kwargs)
+            return await self.fresh_acall(ns, wrapped, instance, args, kwargs)
         key = await self.akey(ns, instance, args, kwargs)
         if key is None:
             return await wrapped(*args, **kwargs)
@@ -261,7 +289,83 @@ class CachedState:
             return value
         return await ns._aload(key, self.action, functools.partial(wrapped, *args, **kwargs), self.ttl)
 
+    # -- freshness policies (issue 21, cachekit._freshness): a slower, generic path of their own --------------------
+
+    def _namespace(self, instance: Any) -> Cache:
+        ns = self.namespace
+        if ns is None:
+            ns = getattr(instance, "cache", None)
+            if type(ns) is not Cache:
+                ns = namespace_of(instance, None, self.what)
+        return ns
+
+    def fresh_wrapper(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The wrapt wrapper of a callable with freshness policies of its own."""
+        ns = self._namespace(instance)
+        if self.action in ns.disabled_actions:
+            return self(wrapped, instance, args, kwargs)
+        return self.fresh_call(ns, wrapped, instance, args, kwargs)
+
+    async def afresh_wrapper(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """:meth:`fresh_wrapper` of an ``async def``."""
+        ns = self.namespace or namespace_of(instance, None, self.what)
+        if self.action in ns.disabled_actions:
+            return await self.acall(wrapped, instance, args, kwargs)
+        return await self.fresh_acall(ns, wrapped, instance, args, kwargs)
+
+    def fresh_call(self, ns: Cache, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """A read under freshness policies: keyed as any read, then :meth:`FreshState.read`."""
+        if "skip_cache" in kwargs and kwargs.pop("skip_cache"):
+            return wrapped(*args, **skip_inner(wrapped, kwargs))
+        key = self.key(ns, instance, args, kwargs)
+        if key is None:
+            return wrapped(*args, **kwargs)
+        loader = functools.partial(wrapped, *args, **kwargs)
+        fresh = self.freshness_in(ns)
+        if fresh is None:  # a typed return under a namespace policy: the plain steps
+            value = ns._read(key)
+            if self.typed is not None and value is not MISSING:
+                value = self.typed.hit(ns, key, value)
+            if value is not MISSING:
+                return value
+            if self.typed is not None:
+                return self.typed.load(ns, key, self.action, loader, self.ttl)
+            return ns._load(key, self.action, loader, self.ttl)
+        name = self.resource or resource_name(instance, self.fallback_name)
+        return ns._fresh.read(key, name, self.action, fresh, loader, self.ttl)
+
+    async def fresh_acall(
+        self, ns: Cache, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """:meth:`fresh_call` of an ``async def``: background refreshes are tasks on the running loop."""
+        if "skip_cache" in kwargs and kwargs.pop("skip_cache"):
+            return await wrapped(*args, **skip_inner(wrapped, kwargs))
+        key = await self.akey(ns, instance, args, kwargs)
+        if key is None:
+            return await wrapped(*args, **kwargs)
+        loader = functools.partial(wrapped, *args, **kwargs)
+        fresh = self.freshness_in(ns)
+        if fresh is None:  # a typed return under a namespace policy: the plain steps
+            value = await ns._aread(key) if ns.driver.blocking else ns._read(key)
+            if self.typed is not None and value is not MISSING:
+                value = await self.typed.ahit(ns, key, value)
+            if value is not MISSING:
+                return value
+            if self.typed is not None:
+                return await self.typed.aload(ns, key, self.action, loader, self.ttl)
+            return await ns._aload(key, self.action, loader, self.ttl)
+        name = self.resource or resource_name(instance, self.fallback_name)
+        return await ns._fresh.aread(key, name, self.action, fresh, loader, self.ttl)
+
     def refresh(self, ns: Cache, key: str, value: Any) -> Any:
+        fresh = self.freshness_in(ns)
+        if fresh is not None:  # a record, as a load under the policies stores it
+            record, physical = ns._fresh._record(self.action, value, 0.0, self.ttl, fresh)
+            if record is not MISSING:
+                ns._write(key, record, physical, None)
+            return value
         ttl = self.ttl if self.ttl is not DEFAULT else ns.policy(self.action).ttl
         stored = value if self.typed is None else self.typed.refresh_value(ns, value)
         if stored is not MISSING:

@@ -44,6 +44,7 @@ from ._build import (
     check_reclaimable,
     check_retries,
 )
+from ._freshness import FreshState
 from ._loading import LoadingMixin, _Flight
 from ._options import check_flag, unknown_options_message
 from ._redact import redact
@@ -155,6 +156,13 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
             check_reclaimable(ttl_in_force, self.driver)
         self._default_policy = MethodPolicy()
         self.disabled_actions = frozenset(a for a, p in self._policies.items() if not p.enabled)
+        # Issue 21: actions with freshness policies (cachekit._freshness); they and the disabled ones leave the
+        # plain hit path (the decorators test ``_detours`` once, an empty set when neither is configured).
+        self._fresh = FreshState(self, {
+            action: fresh for action, policy in self._policies.items()
+            if policy.enabled and (fresh := policy.freshness(action)) is not None
+        })
+        self._detours = self.disabled_actions | frozenset(self._fresh.policies)
         self._single_flight = check_flag("single_flight", single_flight)
         self._lock_timeout = check_lock(distributed_lock, lock_timeout, self.driver)
         self._retry_attempts = check_retries(retry_attempts, retry_delay)
@@ -410,6 +418,8 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
             details = {"error": redact(f"{type(exc).__name__}: {exc}")}
         details["invalidations"] = self.invalidations
         details["pending_invalidations"] = len(self._gens.pending)
+        if self._fresh.counts:
+            details["freshness"] = self._fresh.snapshot()
         try:
             size: int | None = self.size()
         except Exception:
@@ -447,7 +457,8 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
         return self._policies.get(action, self._default_policy)
 
     def close(self) -> None:
-        """Close the driver (connections, files, background threads)."""
+        """Close the driver (connections, files, background threads), after background refreshes (up to 2 s)."""
+        self._fresh.drain(2.0)
         self._gens.close()
         self.driver.close()
 

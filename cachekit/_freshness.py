@@ -1,0 +1,539 @@
+"""Freshness policies (issue 21): stale-while-revalidate, early refresh (XFetch) and stale-if-error.
+
+An action with any of them stores a *record* instead of the bare value: ``(MARK, expires_at, delta, value)``,
+where ``expires_at`` is the logical expiry (wall clock, ``0.0``: never) and ``delta`` the seconds the load took.
+The driver keeps the record physically for ``ttl + max(stale_while_revalidate, stale_if_error)`` so that an
+expired value is still there to serve; whether it is served is decided here, from the record, never from the
+driver's TTL. Records live under keys of their own (the key template carries ``~fresh``), so a process without
+the policy never reads a record as a value, and one with it never reads a bare value as a record.
+
+**Why no policy ever serves an invalidated value.** A read looks only at the key rendered with the *current*
+generations of its scopes (:mod:`cachekit.generations`). A write bumps them: every entry stored before it is
+left under a key with older generations, which no read computes again. So whatever this module finds under the
+read's key was stored after the last bump this process knows of: *expired*, maybe, never *invalidated*. A
+refresh stores under the key it was started for; if a write bumps meanwhile, the refreshed value lands under a
+key no later read computes, exactly like a plain load (docs/architecture.md, "The race").
+
+Everything runs on the namespace's own state (:class:`FreshState`, ``cache._fresh``); the hit path of actions
+without these policies never comes here (the namespace routes only its ``_detours`` actions).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from ._types import DEFAULT, MISSING
+from .errors import ConfigurationError, CorruptEntryError
+
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["FIELDS", "MARK", "FreshCounts", "FreshState", "Freshness", "check_freshness", "record_of"]
+
+logger = logging.getLogger("cachekit")
+
+#: The first item of every freshness record.
+MARK: Final = "~cachekit-fresh/1"
+#: The option names, in ``@cached(...)`` and ``method_policies``.
+FIELDS: Final = ("stale_while_revalidate", "stale_if_error", "early_refresh", "early_refresh_beta")
+#: Background refreshes at most in flight (or queued) per namespace; past it a read skips starting one (the next
+#: read past expiry tries again).
+MAX_REFRESHES: Final = 256
+#: Threads of the process-wide pool that runs sync background refreshes.
+REFRESH_WORKERS: Final = 4
+_LOGGED_LIMIT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """The freshness policy of one action (see the module docstring).
+
+    :param stale_while_revalidate: seconds after expiry during which a read returns the expired value at once
+        and one background refresh reloads it.
+    :param stale_if_error: seconds after expiry during which a failing load returns the expired value instead.
+    :param early_refresh: refresh a hit before expiry with the XFetch probability (``now - delta * beta *
+        ln(rand()) >= expiry``, ``delta`` the measured load time).
+    :param beta: XFetch's ``beta`` (> 0; 1.0 by default; larger refreshes earlier).
+    """
+
+    stale_while_revalidate: float = 0.0
+    stale_if_error: float = 0.0
+    early_refresh: bool = False
+    beta: float = 1.0
+
+    @property
+    def window(self) -> float:
+        """How long after its logical expiry a record is kept."""
+        return max(self.stale_while_revalidate, self.stale_if_error)
+
+
+def _seconds(where: str, value: object) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigurationError(f"{where} must be a finite number of seconds >= 0 (or a timedelta); got {value!r}")
+    return float(value)
+
+
+def check_freshness(where: str, options: Mapping[str, object]) -> Freshness | None:
+    """The :class:`Freshness` of ``options`` (a mapping of :data:`FIELDS`), ``None`` when every policy is off.
+
+    :raises ConfigurationError: a value of the wrong type or range, named with ``where`` (e.g.
+        ``method_policies['get']``).
+    """
+    swr = _seconds(f"{where}['stale_while_revalidate']", options.get("stale_while_revalidate", 0.0))
+    sie = _seconds(f"{where}['stale_if_error']", options.get("stale_if_error", 0.0))
+    early = options.get("early_refresh", False)
+    if not isinstance(early, bool):
+        raise ConfigurationError(f"{where}['early_refresh'] must be True or False; got {early!r}")
+    beta = options.get("early_refresh_beta", 1.0)
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta <= 0:
+        raise ConfigurationError(f"{where}['early_refresh_beta'] must be a finite number > 0; got {beta!r}")
+    if not early and beta != 1.0:
+        raise ConfigurationError(f"{where}['early_refresh_beta'] is set but early_refresh is not True")
+    if not (swr or sie or early):
+        return None
+    return Freshness(swr, sie, early, float(beta))
+
+
+def record_of(stored: Any) -> tuple[float, float, Any] | None:
+    """``(expires_at, delta, value)`` of a stored record, ``None`` for ``MISSING``.
+
+    :raises CorruptEntryError: ``stored`` is not a record this module wrote (stored bytes are untrusted).
+    """
+    if stored is MISSING:
+        return None
+    if (type(stored) is tuple or type(stored) is list) and len(stored) == 4 and stored[0] == MARK:
+        expires_at, delta = stored[1], stored[2]
+        if (type(expires_at) is float and type(delta) is float and math.isfinite(expires_at)
+                and expires_at >= 0 and math.isfinite(delta) and delta >= 0):
+            return expires_at, delta, stored[3]
+    raise CorruptEntryError("not a cachekit freshness record (wrong shape, mark or numbers): dropped")
+
+
+class FreshCounts:
+    """What the policies did for one (resource, action) of a namespace."""
+
+    __slots__ = ("early_refreshes", "refreshes_failed", "refreshes_started", "stale_on_error", "stale_served")
+
+    def __init__(self) -> None:
+        self.stale_served = self.stale_on_error = self.refreshes_started = self.refreshes_failed = 0
+        self.early_refreshes = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters by name."""
+        return {name: getattr(self, name) for name in sorted(self.__slots__)}
+
+
+class _Flight:
+    __slots__ = ("error", "event", "thread", "value")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.value: Any = MISSING
+        self.error: BaseException | None = None
+        self.thread = threading.get_ident()
+
+    def wait(self) -> Any:
+        self.event.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+# -- the sync refresh pool: cachekit's own, bounded, started on first use, replaced in a forked child ---------------
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _refresh_pool() -> ThreadPoolExecutor:
+    global _pool
+    pool = _pool
+    if pool is None:
+        with _pool_lock:
+            pool = _pool
+            if pool is None:
+                pool = _pool = ThreadPoolExecutor(REFRESH_WORKERS, thread_name_prefix="cachekit-refresh")
+    return pool
+
+
+def _forget_pool_after_fork() -> None:
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
+Loader = Callable[[], Any]
+
+
+class FreshState:
+    """A namespace's freshness policies per action, its counters, flights and background refreshes."""
+
+    def __init__(self, cache: Any, policies: Mapping[str, Freshness]) -> None:
+        self.cache = cache
+        #: The namespace's policies (``method_policies``) per action; ``@cached(...)`` options come with the call.
+        self.policies = dict(policies)
+        self.counts: dict[tuple[str, str], FreshCounts] = {}
+        self.lock = threading.Lock()
+        self.flights: dict[str, _Flight] = {}
+        self.refreshing: set[str] = set()
+        self.aflights: dict[tuple[int, str], asyncio.Task[Any]] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self._logged: set[tuple[str, str, str]] = set()
+
+    # -- counters and logging ------------------------------------------------------------------------------------
+
+    def counter(self, resource: str, action: str) -> FreshCounts:
+        """The counters of ``resource``/``action`` (made on first use)."""
+        counts = self.counts.get((resource, action))
+        if counts is None:
+            counts = self.counts.setdefault((resource, action), FreshCounts())
+        return counts
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        """``{"resource/action": counters}``, for ``stats().details["freshness"]``."""
+        return {f"{resource}/{action}": counts.as_dict() for (resource, action), counts in list(self.counts.items())}
+
+    def _log_error(self, resource: str, action: str, exc: BaseException, what: str) -> None:
+        """Log a source failure once per resource, action and exception type; later ones at debug."""
+        mark = (resource, action, type(exc).__qualname__)
+        if mark in self._logged or len(self._logged) >= _LOGGED_LIMIT:
+            logger.debug("cachekit: %s of %s/%s failed again: %r", what, resource, action, exc)
+            return
+        self._logged.add(mark)
+        logger.warning("cachekit: %s of %s/%s failed (%s: %s); %s", what, resource, action,
+                       type(exc).__name__, exc,
+                       "the expired value is served" if what == "load" else "the stale value stays served")
+
+    # -- records -------------------------------------------------------------------------------------------------
+
+    def _found(self, key: str, stored: Any) -> tuple[float, float, Any] | None:
+        try:
+            return record_of(stored)
+        except CorruptEntryError as exc:
+            cache = self.cache
+            cache._backend_failed(key, exc)
+            cache._drop(key)
+            return None
+
+    def _record(self, action: str, value: Any, delta: float, ttl: Any, fresh: Freshness) -> tuple[Any, Any]:
+        """The record of a loaded value and the driver TTL to store it with (``MISSING``: not stored)."""
+        cache = self.cache
+        policy = cache.policy(action)
+        logical = ttl
+        if value is None and policy.none_ttl is not DEFAULT:
+            logical = policy.none_ttl
+        elif logical is DEFAULT:
+            logical = cache.ttl if policy.ttl is DEFAULT else policy.ttl
+        if logical == 0:
+            return MISSING, MISSING
+        if logical is None:
+            return (MARK, 0.0, float(delta), value), None
+        return (MARK, cache._clock() + logical, float(delta), value), logical + fresh.window
+
+    def _is_current(self, found: tuple[float, float, Any] | None) -> bool:
+        return found is not None and (not found[0] or self.cache._clock() < found[0])
+
+    # -- sync ----------------------------------------------------------------------------------------------------
+
+    def read(self, key: str, resource: str, action: str, fresh: Freshness, loader: Loader, ttl: Any) -> Any:
+        """A read of ``key`` under ``fresh`` (see the module docstring); ``loader`` calls the source."""
+        cache = self.cache
+        found = self._found(key, cache._read(key))
+        fallback = MISSING
+        if found is not None:
+            expires_at, delta, value = found
+            now = cache._clock()
+            if not expires_at or now < expires_at:
+                if (fresh.early_refresh and expires_at and delta > 0
+                        and now - delta * fresh.beta * math.log(random.random() or 1e-300) >= expires_at
+                        and self._start(key, expires_at, resource, action, fresh, loader, ttl)):
+                    self.counter(resource, action).early_refreshes += 1
+                return value
+            if now < expires_at + fresh.stale_while_revalidate:
+                self.counter(resource, action).stale_served += 1
+                self._start(key, expires_at, resource, action, fresh, loader, ttl)
+                return value
+            if now < expires_at + fresh.stale_if_error:
+                fallback = value
+        try:
+            return self._load(key, action, fresh, loader, ttl)
+        except Exception as exc:
+            if fallback is MISSING:
+                raise
+            self.counter(resource, action).stale_on_error += 1
+            self._log_error(resource, action, exc, "load")
+            return fallback
+
+    def _load(self, key: str, action: str, fresh: Freshness, loader: Loader, ttl: Any) -> Any:
+        """The foreground load: once for every concurrent reader of ``key`` in the process."""
+        cache = self.cache
+        if not cache._single_flight:
+            return self._load_and_store(key, action, fresh, loader, ttl)
+        with self.lock:
+            flight = self.flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self.flights[key] = _Flight()
+        if not leader:
+            if flight.thread == threading.get_ident():  # re-entered by the leader's own loader
+                return self._load_and_store(key, action, fresh, loader, ttl)
+            return flight.wait()
+        try:
+            found = self._found(key, cache._quiet_read(key))  # stored by the previous leader meanwhile?
+            if self._is_current(found):
+                value = found[2]  # type: ignore[index]
+            elif cache._lock_timeout is not None:
+                value = self._load_across_processes(key, action, fresh, loader, ttl)
+            else:
+                value = self._load_and_store(key, action, fresh, loader, ttl)
+            flight.value = value
+            return value
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self.lock:
+                del self.flights[key]
+            flight.event.set()
+
+    def _load_across_processes(self, key: str, action: str, fresh: Freshness, loader: Loader, ttl: Any) -> Any:
+        """Under the backend's lock (``distributed_lock=True``); without it, wait a while for the holder's record."""
+        cache = self.cache
+        timeout = cache._lock_timeout or 0.0
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            token = cache._try_lock(key, timeout)
+            if token is not None:
+                try:
+                    found = self._found(key, cache._quiet_read(key))
+                    if self._is_current(found):
+                        return found[2]  # type: ignore[index]
+                    return self._load_and_store(key, action, fresh, loader, ttl)
+                finally:
+                    cache._unlock(key, token)
+            if time.monotonic() >= deadline:
+                return self._load_and_store(key, action, fresh, loader, ttl)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            found = self._found(key, cache._quiet_read(key))
+            if self._is_current(found):
+                return found[2]  # type: ignore[index]
+
+    def _load_and_store(self, key: str, action: str, fresh: Freshness, loader: Loader, ttl: Any) -> Any:
+        started = time.perf_counter()
+        value = loader()
+        record, physical = self._record(action, value, time.perf_counter() - started, ttl, fresh)
+        if record is not MISSING:
+            self.cache._after_load(key, action, record, physical)
+        return value
+
+    def _claim(self, key: str) -> bool:
+        with self.lock:
+            if key in self.refreshing or key in self.flights or len(self.refreshing) >= MAX_REFRESHES:
+                return False
+            self.refreshing.add(key)
+            return True
+
+    def _start(self, key: str, seen: float, resource: str, action: str, fresh: Freshness, loader: Loader,
+               ttl: Any) -> bool:
+        """Start one background refresh of ``key`` (none when one runs already); whether one was started."""
+        if not self._claim(key):
+            return False
+        context = contextvars.copy_context()
+        try:
+            _refresh_pool().submit(context.run, self._refresh, key, seen, resource, action, fresh, loader, ttl)
+        except RuntimeError:  # the interpreter is shutting down: the next read loads
+            with self.lock:
+                self.refreshing.discard(key)
+            return False
+        self.counter(resource, action).refreshes_started += 1
+        return True
+
+    def _refresh(self, key: str, seen: float, resource: str, action: str, fresh: Freshness, loader: Loader,
+                 ttl: Any) -> None:
+        """A background refresh: under the backend's lock where it has one (one process refreshes a key)."""
+        cache = self.cache
+        try:
+            token = ""
+            if cache.driver.supports_locks:
+                token = cache._try_lock(key, cache._lock_timeout or 10.0)
+                if token is None:
+                    return  # another process refreshes it
+            try:
+                found = self._found(key, cache._quiet_read(key))
+                if found is not None and found[0] != seen:
+                    return  # someone stored a newer record meanwhile
+                self._load_and_store(key, action, fresh, loader, ttl)
+            finally:
+                cache._unlock(key, token)
+        except Exception as exc:
+            self.counter(resource, action).refreshes_failed += 1
+            self._log_error(resource, action, exc, "refresh")
+        finally:
+            with self.lock:
+                self.refreshing.discard(key)
+
+    # -- async ---------------------------------------------------------------------------------------------------
+
+    async def aread(
+        self, key: str, resource: str, action: str, fresh: Freshness, loader: Callable[[], Awaitable[Any]], ttl: Any
+    ) -> Any:
+        """:meth:`read` for ``async def`` reads: refreshes are tasks on the running loop."""
+        cache = self.cache
+        stored = await cache._aread(key) if cache.driver.blocking else cache._read(key)
+        found = self._found(key, stored)
+        fallback = MISSING
+        if found is not None:
+            expires_at, delta, value = found
+            now = cache._clock()
+            if not expires_at or now < expires_at:
+                if (fresh.early_refresh and expires_at and delta > 0
+                        and now - delta * fresh.beta * math.log(random.random() or 1e-300) >= expires_at
+                        and self._astart(key, expires_at, resource, action, fresh, loader, ttl)):
+                    self.counter(resource, action).early_refreshes += 1
+                return value
+            if now < expires_at + fresh.stale_while_revalidate:
+                self.counter(resource, action).stale_served += 1
+                self._astart(key, expires_at, resource, action, fresh, loader, ttl)
+                return value
+            if now < expires_at + fresh.stale_if_error:
+                fallback = value
+        try:
+            return await self._aload(key, action, fresh, loader, ttl)
+        except Exception as exc:
+            if fallback is MISSING:
+                raise
+            self.counter(resource, action).stale_on_error += 1
+            self._log_error(resource, action, exc, "load")
+            return fallback
+
+    async def _aload(
+        self, key: str, action: str, fresh: Freshness, loader: Callable[[], Awaitable[Any]], ttl: Any
+    ) -> Any:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        flight_key = (id(loop), key)
+        single = self.cache._single_flight
+        task = self.aflights.get(flight_key) if single else None
+        if task is not None and task is asyncio.current_task():
+            return await self._aload_and_store(key, action, fresh, loader, ttl)
+        if task is None:
+            task = loop.create_task(self._alead(key, action, fresh, loader, ttl))
+            task.add_done_callback(_retrieve_exception)
+            if single:
+                self.aflights[flight_key] = task
+                task.add_done_callback(lambda _: self.aflights.pop(flight_key, None))
+        return await asyncio.shield(task)
+
+    async def _alead(
+        self, key: str, action: str, fresh: Freshness, loader: Callable[[], Awaitable[Any]], ttl: Any
+    ) -> Any:
+        found = self._found(key, await self.cache._aquiet_read(key))
+        if self._is_current(found):
+            return found[2]  # type: ignore[index]
+        return await self._aload_and_store(key, action, fresh, loader, ttl)
+
+    async def _aload_and_store(
+        self, key: str, action: str, fresh: Freshness, loader: Callable[[], Awaitable[Any]], ttl: Any
+    ) -> Any:
+        from ._async_namespace import astore
+        from ._executor import run_blocking
+
+        started = time.perf_counter()
+        value = await loader()
+        record, physical = self._record(action, value, time.perf_counter() - started, ttl, fresh)
+        if record is MISSING:
+            return value
+        cache = self.cache
+        if cache.driver.supports_async:
+            planned = cache._store_plan(key, action, record, physical)
+            if planned is not None:
+                await astore(cache, key, record, *planned)
+        else:
+            await run_blocking(cache.driver, cache._after_load, key, action, record, physical)
+        return value
+
+    def _astart(self, key: str, seen: float, resource: str, action: str, fresh: Freshness,
+                loader: Callable[[], Awaitable[Any]], ttl: Any) -> bool:
+        import asyncio
+
+        if not self._claim(key):
+            return False
+        task = asyncio.get_running_loop().create_task(self._arefresh(key, seen, resource, action, fresh, loader, ttl))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        self.counter(resource, action).refreshes_started += 1
+        return True
+
+    async def _arefresh(self, key: str, seen: float, resource: str, action: str, fresh: Freshness,
+                        loader: Callable[[], Awaitable[Any]], ttl: Any) -> None:
+        from ._executor import run_blocking
+
+        cache = self.cache
+        try:
+            token: str | None = ""
+            if cache.driver.supports_locks:
+                token = await run_blocking(cache.driver, cache._try_lock, key, cache._lock_timeout or 10.0)
+                if token is None:
+                    return
+            try:
+                found = self._found(key, await cache._aquiet_read(key))
+                if found is not None and found[0] != seen:
+                    return
+                await self._aload_and_store(key, action, fresh, loader, ttl)
+            finally:
+                if token:
+                    await run_blocking(cache.driver, cache._unlock, key, token)
+        except Exception as exc:
+            self.counter(resource, action).refreshes_failed += 1
+            self._log_error(resource, action, exc, "refresh")
+        finally:
+            with self.lock:
+                self.refreshing.discard(key)
+
+    async def adrain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for this loop's background refreshes, then cancel what is left."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        mine = [task for task in list(self.tasks) if task.get_loop() is loop and not task.done()]
+        if not mine:
+            return
+        _, pending = await asyncio.wait(mine, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for sync background refreshes of this namespace; whether none is left."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                busy = bool(self.refreshing)
+            if not busy or time.monotonic() >= deadline:
+                return not busy
+            time.sleep(0.005)
+
+
+def _retrieve_exception(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
