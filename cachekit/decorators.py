@@ -15,8 +15,8 @@ wrappers and the lean hit path of methods), :mod:`cachekit._invalidates` (writes
 from __future__ import annotations
 
 import inspect
-from datetime import timedelta
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 from ._binding import cached_function

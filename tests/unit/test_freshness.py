@@ -124,7 +124,9 @@ def test_stale_while_revalidate_serves_the_expired_value_and_refreshes_once(
     assert source.calls == 2  # one background refresh for 20 stale reads
     assert repo.get("u1") == {"id": "u1", "version": 2}
     counts = _counts(cache)
-    assert counts["stale_served"] == 20 and counts["refreshes_started"] == 1 and counts["refreshes_failed"] == 0
+    assert counts["stale_served"] == 20
+    assert counts["refreshes_started"] == 1
+    assert counts["refreshes_failed"] == 0
 
 
 def test_past_the_window_a_read_loads_in_the_foreground(make: Any, clock: FakeClock) -> None:
@@ -135,7 +137,8 @@ def test_past_the_window_a_read_loads_in_the_foreground(make: Any, clock: FakeCl
     source.version = 2
     clock.advance(TTL + 11)
     assert repo.get("u1") == {"id": "u1", "version": 2}
-    assert source.calls == 2 and "stale_served" not in cache.stats().details.get("freshness", {}).get("users/get", {})
+    assert source.calls == 2
+    assert "stale_served" not in cache.stats().details.get("freshness", {}).get("users/get", {})
 
 
 def test_a_failed_background_refresh_is_counted_and_the_stale_value_kept(make: Any, clock: FakeClock,
@@ -152,7 +155,8 @@ def test_a_failed_background_refresh_is_counted_and_the_stale_value_kept(make: A
         assert repo.get("u1")["version"] == 1
         assert cache._fresh.drain(5)
     counts = _counts(cache)
-    assert counts["refreshes_failed"] == 2 and counts["stale_served"] == 2
+    assert counts["refreshes_failed"] == 2
+    assert counts["stale_served"] == 2
     assert sum("refresh of users/get failed" in r.getMessage() for r in caplog.records) == 1  # logged once
 
 
@@ -208,7 +212,8 @@ def test_no_policy_serves_a_value_a_write_invalidated(make: Any, clock: FakeCloc
     source.fail = False
     assert repo.get("u1")["version"] == 2  # loaded in the foreground, not served stale
     counts = cache.stats().details.get("freshness", {}).get("users/get", {})
-    assert counts.get("stale_served", 0) == 0 and counts.get("stale_on_error", 0) == 0
+    assert counts.get("stale_served", 0) == 0
+    assert counts.get("stale_on_error", 0) == 0
 
 
 def test_records_and_bare_values_never_share_a_key(clock: FakeClock, tmp_path: Path) -> None:
@@ -318,7 +323,8 @@ def test_async_stale_while_revalidate_and_stale_if_error(make: Any, clock: FakeC
 
     asyncio.run(run())
     counts = _counts(cache)
-    assert counts["stale_served"] >= 11 and counts["refreshes_failed"] >= 1
+    assert counts["stale_served"] >= 11
+    assert counts["refreshes_failed"] >= 1
 
 
 # -- options -------------------------------------------------------------------------------------------------------
@@ -355,3 +361,67 @@ def test_the_plugin_takes_the_policies_as_method_policies() -> None:
     with pytest.raises(ConfigurationError, match="stale_while_revalidate"):
         CachePlugin(method_policies={"get": {"stale_while_revalidate": -5}})
     CachePlugin(method_policies={"get": {"stale_while_revalidate": 5, "stale_if_error": 60}})
+
+
+# -- stats and metrics ---------------------------------------------------------------------------------------------
+
+
+def _stale_workload(cache: Cache, clock: FakeClock) -> None:
+    """1 stale read with 1 refresh that fails, then 1 read served on error, then 1 early refresh."""
+    source = Source()
+    repo = _repo(cache, source)
+    repo.get("u1")
+    clock.advance(TTL + 1)
+    source.fail = True
+    repo.get("u1")  # stale served, a refresh started (and failed)
+    assert cache._fresh.drain(5)
+    clock.advance(10)  # past stale_while_revalidate (5), within stale_if_error
+    repo.get("u1")  # served on error
+
+
+METRICS_POLICY = {"get": {"stale_while_revalidate": 5, "stale_if_error": 60}}
+
+
+def test_prometheus_and_otel_export_the_freshness_counters(clock: FakeClock) -> None:
+    prometheus_client = pytest.importorskip("prometheus_client")
+    sdk_metrics = pytest.importorskip("opentelemetry.sdk.metrics")
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from prometheus_client.parser import text_string_to_metric_families
+
+    import cachekit.metrics
+
+    cachekit.metrics.disable()
+    cachekit.metrics.reset()
+    try:
+        registry = prometheus_client.CollectorRegistry()
+        cachekit.metrics.enable_prometheus(registry)
+        reader = InMemoryMetricReader()
+        cachekit.metrics.enable_otel(sdk_metrics.MeterProvider(metric_readers=[reader]))
+        cache = Cache("memory", namespace="fresh-metrics", clock=clock, ttl=TTL, method_policies=METRICS_POLICY)
+        _stale_workload(cache, clock)
+        found = {}
+        for family in text_string_to_metric_families(prometheus_client.generate_latest(registry).decode()):
+            for sample in family.samples:
+                if sample.labels.get("namespace") == "fresh-metrics":
+                    found[(sample.name, sample.labels.get("action"))] = sample.value
+        assert found[("cachekit_stale_served_total", "get")] == 1
+        assert found[("cachekit_stale_on_error_total", "get")] == 1
+        assert found[("cachekit_refreshes_started_total", "get")] == 1
+        assert found[("cachekit_refreshes_failed_total", "get")] == 1
+        assert found[("cachekit_early_refreshes_total", "get")] == 0
+        data = reader.get_metrics_data()
+        points = {
+            (metric.name, point.attributes.get("action")): point.value
+            for rm in data.resource_metrics for sm in rm.scope_metrics for metric in sm.metrics
+            for point in metric.data.data_points if point.attributes.get("namespace") == "fresh-metrics"
+        }
+        assert points[("cachekit.stale.served", "get")] == 1
+        assert points[("cachekit.stale.on_error", "get")] == 1
+        assert points[("cachekit.refreshes.failed", "get")] == 1
+        assert cache.stats().details["freshness"]["users/get"] == {
+            "early_refreshes": 0, "refreshes_failed": 1, "refreshes_started": 1, "stale_on_error": 1,
+            "stale_served": 1,
+        }
+    finally:
+        cachekit.metrics.disable()
+        cachekit.metrics.reset()
