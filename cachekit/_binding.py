@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import random
 import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -21,6 +23,7 @@ import wrapt
 
 from ._cached_state import CachedCallable, CachedState, skip_inner, split_instance
 from ._calls import namespace_of, resource_name
+from ._freshness import MARK as FRESH_MARK
 from ._memo import memo_key
 from ._types import MISSING
 from .cache import Cache
@@ -224,13 +227,68 @@ def cached_function(fn: Any, state: CachedState, is_async: bool) -> CachedFuncti
 
 def _fresh_path(state: CachedState) -> Callable[..., Any]:
     """The ``__call__`` of a method's lean binding when the method has freshness policies of its own."""
-    fn = state.fn
+    fn, action, explicit, what = state.fn, state.action, state.namespace, state.what
+    fresh_hit = _fresh_hit(state)
 
     def __call__(self: BoundCached, *args: Any, **kwargs: Any) -> Any:
         instance = self.__self__
-        return state.fresh_wrapper(types.MethodType(fn, instance), instance, args, kwargs)
+        ns = explicit
+        if ns is None:
+            ns = getattr(instance, "cache", None)
+            if type(ns) is not Cache:
+                ns = namespace_of(instance, None, what)
+        if kwargs or action in ns.disabled_actions:
+            return state.fresh_wrapper(types.MethodType(fn, instance), instance, args, kwargs)
+        return fresh_hit(instance, args, ns)
 
     return __call__
+
+
+def _fresh_hit(state: CachedState) -> Callable[[Any, tuple[Any, ...], Cache], Any]:
+    """A positional call of a method under freshness policies: the lean key steps, then
+    :meth:`cachekit._freshness.FreshState.read` (a hit costs one record check and a clock read more)."""
+    fn, action, ttl, own = state.fn, state.action, state.ttl, state.freshness
+    resource, fallback, lookup = state.resource, state.fallback_name, state.memo_lookup
+    typed, log, draw = state.typed is not None, math.log, random.random
+
+    def fresh_hit(instance: Any, args: tuple[Any, ...], ns: Cache) -> Any:
+        fresh = own or ns._fresh.policies.get(action)
+        if fresh is None or typed:  # a typed return: the generic path, plain steps
+            return state(types.MethodType(fn, instance), instance, args, {})
+        name = resource
+        if not name:
+            try:
+                name = instance.name
+            except AttributeError:
+                name = None
+            if type(name) is not str or not name:
+                name = resource_name(instance, fallback)
+        if len(args) == 1 and (type(args[0]) is str or type(args[0]) is int or args[0] is None):
+            slot: Any = (state, name, args[0])
+        else:
+            slot = memo_key(state, name, args, {})
+        entry = ns._key_memo.get(slot)
+        if entry is not None and entry[1] == entry[2].epoch:
+            key = entry[0]
+        else:
+            key = lookup(ns, name, instance, args, {}, slot)
+            if key is None:
+                return fn(instance, *args)
+        # FreshState.read's fresh hit, inline (one frame less on every hit); anything else goes to it.
+        stored = ns._read(key)
+        if (type(stored) is tuple or type(stored) is list) and len(stored) == 4 and stored[0] == FRESH_MARK:
+            expires_at = stored[1]
+            if type(expires_at) is float and 0.0 <= expires_at < math.inf and type(stored[2]) is float:
+                if not expires_at:
+                    return stored[3]
+                now = ns._clock()
+                if now < expires_at and (
+                    not fresh.early_refresh or now - stored[2] * fresh.beta * log(draw() or 1e-300) < expires_at
+                ):
+                    return stored[3]
+        return ns._fresh.read_on(key, stored, name, action, fresh, functools.partial(fn, instance, *args), ttl)
+
+    return fresh_hit
 
 
 def _hit_path(state: CachedState) -> Callable[..., Any]:
@@ -240,6 +298,7 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
     fn, action, ttl, what = state.fn, state.action, state.ttl, state.what
     explicit, resource, fallback, lookup = state.namespace, state.resource, state.fallback_name, state.memo_lookup
     typed = state.typed  # a typed return (cachekit._typed), else None: one test per hit
+    fresh_hit = _fresh_hit(state)
 
     def __call__(self: BoundCached, *args: Any, **kwargs: Any) -> Any:
         instance = self.__self__
@@ -252,9 +311,11 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
             if type(ns) is not Cache:
                 ns = namespace_of(instance, None, what)
         if ns._detours and action in ns._detours:
-            if kwargs or action not in ns.disabled_actions:  # skip_cache, freshness policies: the generic path
+            if kwargs:  # skip_cache and all: the generic path handles it
                 return state(types.MethodType(fn, instance), instance, args, kwargs)
-            return fn(instance, *args)
+            if action in ns.disabled_actions:
+                return fn(instance, *args)
+            return fresh_hit(instance, args, ns)  # freshness policies (cachekit._freshness)
         name = resource
         if not name:
             try:

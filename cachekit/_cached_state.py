@@ -322,19 +322,20 @@ class CachedState:
         key = self.key(ns, instance, args, kwargs)
         if key is None:
             return wrapped(*args, **kwargs)
-        loader = functools.partial(wrapped, *args, **kwargs)
         fresh = self.freshness_in(ns)
-        if fresh is None:  # a typed return under a namespace policy: the plain steps
-            value = ns._read(key)
-            if self.typed is not None and value is not MISSING:
-                value = self.typed.hit(ns, key, value)
-            if value is not MISSING:
-                return value
-            if self.typed is not None:
-                return self.typed.load(ns, key, self.action, loader, self.ttl)
-            return ns._load(key, self.action, loader, self.ttl)
-        name = self.resource or resource_name(instance, self.fallback_name)
-        return ns._fresh.read(key, name, self.action, fresh, loader, self.ttl)
+        if fresh is not None:
+            name = self.resource or resource_name(instance, self.fallback_name)
+            return ns._fresh.read(key, name, self.action, fresh, wrapped, args, kwargs, self.ttl)
+        # A typed return under a namespace policy: the plain steps.
+        loader = functools.partial(wrapped, *args, **kwargs)
+        value = ns._read(key)
+        if self.typed is not None and value is not MISSING:
+            value = self.typed.hit(ns, key, value)
+        if value is not MISSING:
+            return value
+        if self.typed is not None:
+            return self.typed.load(ns, key, self.action, loader, self.ttl)
+        return ns._load(key, self.action, loader, self.ttl)
 
     async def fresh_acall(
         self, ns: Cache, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]

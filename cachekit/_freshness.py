@@ -21,6 +21,7 @@ without these policies never comes here (the namespace routes only its ``_detour
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import math
 import os
@@ -53,6 +54,9 @@ MAX_REFRESHES: Final = 256
 #: Threads of the process-wide pool that runs sync background refreshes.
 REFRESH_WORKERS: Final = 4
 _LOGGED_LIMIT = 1024
+_INF = math.inf
+_log = math.log
+_random = random.random
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +120,7 @@ def record_of(stored: Any) -> tuple[float, float, Any] | None:
         return None
     if (type(stored) is tuple or type(stored) is list) and len(stored) == 4 and stored[0] == MARK:
         expires_at, delta = stored[1], stored[2]
-        if (type(expires_at) is float and type(delta) is float and math.isfinite(expires_at)
-                and expires_at >= 0 and math.isfinite(delta) and delta >= 0):
+        if type(expires_at) is float and type(delta) is float and 0.0 <= expires_at < _INF and 0.0 <= delta < _INF:
             return expires_at, delta, stored[3]
     raise CorruptEntryError("not a cachekit freshness record (wrong shape, mark or numbers): dropped")
 
@@ -251,18 +254,38 @@ class FreshState:
 
     # -- sync ----------------------------------------------------------------------------------------------------
 
-    def read(self, key: str, resource: str, action: str, fresh: Freshness, loader: Loader, ttl: Any) -> Any:
-        """A read of ``key`` under ``fresh`` (see the module docstring); ``loader`` calls the source."""
+    def read(self, key: str, resource: str, action: str, fresh: Freshness, fn: Callable[..., Any],
+             args: tuple[Any, ...], kwargs: dict[str, Any], ttl: Any) -> Any:
+        """A read of ``key`` under ``fresh`` (see the module docstring); ``fn(*args, **kwargs)`` calls the source.
+
+        A fresh hit is checked inline (the record's shape and numbers, the clock, XFetch's draw): it is most
+        reads, and its cost is the policies' cost on a hit.
+        """
         cache = self.cache
-        found = self._found(key, cache._read(key))
+        stored = cache._read(key)
+        if (type(stored) is list or type(stored) is tuple) and len(stored) == 4 and stored[0] == MARK:
+            expires_at = stored[1]
+            if type(expires_at) is float and 0.0 <= expires_at < _INF and type(stored[2]) is float:
+                if not expires_at:
+                    return stored[3]
+                now = cache._clock()
+                if now < expires_at and (
+                    not fresh.early_refresh or now - stored[2] * fresh.beta * _log(_random() or 1e-300) < expires_at
+                ):
+                    return stored[3]
+        return self.read_on(key, stored, resource, action, fresh, functools.partial(fn, *args, **kwargs), ttl)
+
+    def read_on(self, key: str, stored: Any, resource: str, action: str, fresh: Freshness, loader: Loader,
+                 ttl: Any) -> Any:
+        """Everything but a fresh hit: an early refresh, a stale value, a load, a value on error."""
+        cache = self.cache
+        found = self._found(key, stored)
         fallback = MISSING
         if found is not None:
             expires_at, delta, value = found
             now = cache._clock()
-            if not expires_at or now < expires_at:
-                if (fresh.early_refresh and expires_at and delta > 0
-                        and now - delta * fresh.beta * math.log(random.random() or 1e-300) >= expires_at
-                        and self._start(key, expires_at, resource, action, fresh, loader, ttl)):
+            if not expires_at or now < expires_at:  # XFetch's draw said: refresh now
+                if delta > 0 and self._start(key, expires_at, resource, action, fresh, loader, ttl):
                     self.counter(resource, action).early_refreshes += 1
                 return value
             if now < expires_at + fresh.stale_while_revalidate:
