@@ -268,6 +268,7 @@ def _fresh_hit(state: CachedState) -> Callable[[Any, tuple[Any, ...], Cache], An
         else:
             slot = memo_key(state, name, args, {})
         entry = ns._key_memo.get(slot)
+        key: str | None
         if entry is not None and entry[1] == entry[2].epoch:
             key = entry[0]
         else:

@@ -28,6 +28,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -188,7 +189,9 @@ class FreshState:
     """A namespace's freshness policies per action, its counters, flights and background refreshes."""
 
     def __init__(self, cache: Any, policies: Mapping[str, Freshness]) -> None:
-        self.cache = cache
+        # Held weakly: the namespace holds this state, and a cycle would keep a dropped Cache (and its driver's
+        # memory, counted by the metrics) alive until the cycle collector runs.
+        self._cache = weakref.ref(cache)
         #: The namespace's policies (``method_policies``) per action; ``@cached(...)`` options come with the call.
         self.policies = dict(policies)
         self.counts: dict[tuple[str, str], FreshCounts] = {}
@@ -198,6 +201,14 @@ class FreshState:
         self.aflights: dict[tuple[int, str], asyncio.Task[Any]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self._logged: set[tuple[str, str, str]] = set()
+
+    @property
+    def cache(self) -> Any:
+        """The namespace (a :class:`~cachekit.Cache`)."""
+        cache = self._cache()
+        if cache is None:
+            raise ReferenceError("the Cache of these freshness policies is gone")
+        return cache
 
     # -- counters and logging ------------------------------------------------------------------------------------
 
@@ -477,21 +488,11 @@ class FreshState:
     async def _aload_and_store(
         self, key: str, action: str, fresh: Freshness, loader: Callable[[], Awaitable[Any]], ttl: Any
     ) -> Any:
-        from ._async_namespace import astore
-        from ._executor import run_blocking
-
         started = time.perf_counter()
         value = await loader()
         record, physical = self._record(action, value, time.perf_counter() - started, ttl, fresh)
-        if record is MISSING:
-            return value
-        cache = self.cache
-        if cache.driver.supports_async:
-            planned = cache._store_plan(key, action, record, physical)
-            if planned is not None:
-                await astore(cache, key, record, *planned)
-        else:
-            await run_blocking(cache.driver, cache._after_load, key, action, record, physical)
+        if record is not MISSING:
+            await self.cache._aafter_load(key, action, record, physical)
         return value
 
     def _astart(self, key: str, seen: float, resource: str, action: str, fresh: Freshness,

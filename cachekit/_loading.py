@@ -195,13 +195,17 @@ class LoadingMixin:
         self, key: str, action: str, loader: Callable[[], Awaitable[Any]], ttl: Any
     ) -> Any:
         value = await loader()
+        await self._aafter_load(key, action, value, ttl)
+        return value
+
+    async def _aafter_load(self, key: str, action: str, value: Any, ttl: Any = DEFAULT) -> None:
+        """:meth:`_after_load` without blocking the event loop (also the freshness policies' async store)."""
         if self.driver.supports_async:
             planned = self._store_plan(key, action, value, ttl)
             if planned is not None:
                 await astore(self, key, value, *planned)  # type: ignore[arg-type]
         else:  # a blocking driver without native twins: off the event loop, on cachekit's executor
             await run_blocking(self.driver, self._after_load, key, action, value, ttl)
-        return value
 
     def _after_load(self, key: str, action: str, value: Any, ttl: Any = DEFAULT) -> None:
         """Store a loaded value unless the policy says not yet."""

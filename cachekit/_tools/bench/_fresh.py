@@ -21,49 +21,13 @@ import time
 from typing import Any
 
 from ._core import Outcome, Section, Settings
+from ._fresh_child import repo as _repo
 from ._instructions import count_instructions, instructions_off
 
-__all__ = ["instruction_child", "run_fresh"]
+__all__ = ["run_fresh"]
 
-RECORD = {"id": "u1", "name": "Ann", "age": 41, "active": True, "score": 3.5, "tags": ["a", "b"],
-          "region": "eu", "meta": {"k": 1}, "nothing": None, "email": "ann@example.com"}
-_POLICY = {"get": {"stale_while_revalidate": 600, "stale_if_error": 600, "early_refresh": True}}
-_SWR = {"get": {"stale_while_revalidate": 600, "stale_if_error": 600}}
 _ROWS = ("fresh_msgpack_off", "fresh_msgpack_swr", "fresh_msgpack_on", "fresh_objects_off", "fresh_objects_swr",
          "fresh_objects_on")
-
-
-def _repo(cache: Any, load: Any = None) -> Any:
-    from cachekit import cached
-
-    class Repo:
-        name = "users"
-
-        def __init__(self) -> None:
-            self.cache = cache
-
-        @cached(action="get")
-        def get(self, id: str) -> dict[str, Any]:
-            if load is not None:
-                load(id)
-            return dict(RECORD)
-
-    return Repo()
-
-
-def instruction_child(row_id: str, hits: int, warmup: int) -> None:
-    """A ``fresh_*`` row under callgrind: ``repo.get("u1")`` hits with the policies off or on."""
-    from cachekit import Cache
-
-    _, store, state = row_id.split("_")
-    config = {"store": "objects"} if store == "objects" else {}
-    policies = {"on": _POLICY, "swr": _SWR}.get(state)
-    cache = Cache("memory", ttl=600, config=config, method_policies=policies)
-    get = _repo(cache).get
-    for _ in range(warmup):
-        get("u1")
-    for _ in range(hits):
-        get("u1")
 
 
 def _percentile(samples: list[float], q: float) -> float:

@@ -45,7 +45,7 @@ def child() -> None:
         instruction_child(row_id, hits, _WARMUP, *sys.argv[3:])
         return
     if row_id.startswith("fresh_"):
-        from ._fresh import instruction_child as fresh_child
+        from ._fresh_child import instruction_child as fresh_child
 
         fresh_child(row_id, hits, _WARMUP)
         return
