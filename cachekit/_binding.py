@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import functools
-import math
-import random
 import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -23,7 +21,6 @@ import wrapt
 
 from ._cached_state import CachedCallable, CachedState, skip_inner, split_instance
 from ._calls import namespace_of, resource_name
-from ._freshness import MARK as FRESH_MARK
 from ._memo import memo_key
 from ._types import MISSING
 from .cache import Cache
@@ -245,16 +242,13 @@ def _fresh_path(state: CachedState) -> Callable[..., Any]:
 
 
 def _fresh_hit(state: CachedState) -> Callable[[Any, tuple[Any, ...], Cache], Any]:
-    """A positional call of a method under freshness policies: the lean key steps, then
-    :meth:`cachekit._freshness.FreshState.read` (a hit costs one record check and a clock read more)."""
+    """A positional call of a method with freshness policies of its own: the lean key steps, a plain read, and
+    after a miss :meth:`cachekit._freshness.FreshState.after_miss`."""
     fn, action, ttl, own = state.fn, state.action, state.ttl, state.freshness
     resource, fallback, lookup = state.resource, state.fallback_name, state.memo_lookup
-    typed, log, draw = state.typed is not None, math.log, random.random
+    assert own is not None  # only made for a callable with policies of its own
 
     def fresh_hit(instance: Any, args: tuple[Any, ...], ns: Cache) -> Any:
-        fresh = own or ns._fresh.policies.get(action)
-        if fresh is None or typed:  # a typed return: the generic path, plain steps
-            return state(types.MethodType(fn, instance), instance, args, {})
         name = resource
         if not name:
             try:
@@ -275,19 +269,10 @@ def _fresh_hit(state: CachedState) -> Callable[[Any, tuple[Any, ...], Cache], An
             key = lookup(ns, name, instance, args, {}, slot)
             if key is None:
                 return fn(instance, *args)
-        # FreshState.read's fresh hit, inline (one frame less on every hit); anything else goes to it.
-        stored = ns._read(key)
-        if (type(stored) is tuple or type(stored) is list) and len(stored) == 4 and stored[0] == FRESH_MARK:
-            expires_at = stored[1]
-            if type(expires_at) is float and 0.0 <= expires_at < math.inf and type(stored[2]) is float:
-                if not expires_at:
-                    return stored[3]
-                now = ns._clock()
-                if now < expires_at and (
-                    not fresh.early_refresh or now - stored[2] * fresh.beta * log(draw() or 1e-300) < expires_at
-                ):
-                    return stored[3]
-        return ns._fresh.read_on(key, stored, name, action, fresh, functools.partial(fn, instance, *args), ttl)
+        value = ns._read(key)
+        if value is not MISSING:
+            return value
+        return ns._fresh.after_miss(key, name, action, own, functools.partial(fn, instance, *args), ttl)
 
     return fresh_hit
 
@@ -299,7 +284,6 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
     fn, action, ttl, what = state.fn, state.action, state.ttl, state.what
     explicit, resource, fallback, lookup = state.namespace, state.resource, state.fallback_name, state.memo_lookup
     typed = state.typed  # a typed return (cachekit._typed), else None: one test per hit
-    fresh_hit = _fresh_hit(state)
 
     def __call__(self: BoundCached, *args: Any, **kwargs: Any) -> Any:
         instance = self.__self__
@@ -311,12 +295,10 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
                 ns = None
             if type(ns) is not Cache:
                 ns = namespace_of(instance, None, what)
-        if ns._detours and action in ns._detours:
+        if ns.disabled_actions and action in ns.disabled_actions:
             if kwargs:  # skip_cache and all: the generic path handles it
                 return state(types.MethodType(fn, instance), instance, args, kwargs)
-            if action in ns.disabled_actions:
-                return fn(instance, *args)
-            return fresh_hit(instance, args, ns)  # freshness policies (cachekit._freshness)
+            return fn(instance, *args)
         name = resource
         if not name:
             try:

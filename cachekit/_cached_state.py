@@ -178,8 +178,6 @@ class CachedState:
             params["id"] = params.pop(self.id_param)
         spec = self.resolver(name, self.action, params)
         variant = self.key_variant()
-        if self.freshness_in(ns) is not None:  # records (cachekit._freshness) never share a key with bare values
-            variant = f"{variant or ''}/fresh"
         if variant is not None:  # the schema and version= travel in the key: another one never reads it
             spec = dataclasses.replace(spec, params={**spec.params, "~variant": variant})
         partitions = getattr(instance, "partitions", None) if instance is not None else None
@@ -225,9 +223,7 @@ class CachedState:
             ns = getattr(instance, "cache", None)
             if type(ns) is not Cache:
                 ns = namespace_of(instance, None, self.what)
-        if ns._detours and self.action in ns._detours:
-            if self.action not in ns.disabled_actions:  # freshness policies (cachekit._freshness)
-                return self.fresh_call(ns, wrapped, instance, args, kwargs)
+        if ns.disabled_actions and self.action in ns.disabled_actions:
             if "skip_cache" in kwargs and kwargs.pop("skip_cache"):
                 return wrapped(*args, **skip_inner(wrapped, kwargs))
             return wrapped(*args, **kwargs)
@@ -269,10 +265,8 @@ class CachedState:
         if kwargs and "skip_cache" in kwargs and kwargs.pop("skip_cache"):
             return await wrapped(*args, **skip_inner(wrapped, kwargs))
         ns = self.namespace or namespace_of(instance, None, self.what)
-        if ns._detours and self.action in ns._detours:
-            if self.action in ns.disabled_actions:
-                return await wrapped(*args, **kwargs)
-            return await self.fresh_acall(ns, wrapped, instance, args, kwargs)
+        if self.action in ns.disabled_actions:
+            return await wrapped(*args, **kwargs)
         key = await self.akey(ns, instance, args, kwargs)
         if key is None:
             return await wrapped(*args, **kwargs)
@@ -316,26 +310,16 @@ class CachedState:
         return await self.fresh_acall(ns, wrapped, instance, args, kwargs)
 
     def fresh_call(self, ns: Cache, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """A read under freshness policies: keyed as any read, then :meth:`FreshState.read`."""
+        """A read with freshness policies of its own: keyed and read as any read, then after a miss
+        :meth:`FreshState.after_miss <cachekit._freshness.FreshState.after_miss>`."""
         if "skip_cache" in kwargs and kwargs.pop("skip_cache"):
             return wrapped(*args, **skip_inner(wrapped, kwargs))
         key = self.key(ns, instance, args, kwargs)
         if key is None:
             return wrapped(*args, **kwargs)
-        fresh = self.freshness_in(ns)
-        if fresh is not None:
-            name = self.resource or resource_name(instance, self.fallback_name)
-            return ns._fresh.read(key, name, self.action, fresh, wrapped, args, kwargs, self.ttl)
-        # A typed return under a namespace policy: the plain steps.
-        loader = functools.partial(wrapped, *args, **kwargs)
-        value = ns._read(key)
-        if self.typed is not None and value is not MISSING:
-            value = self.typed.hit(ns, key, value)
-        if value is not MISSING:
-            return value
-        if self.typed is not None:
-            return self.typed.load(ns, key, self.action, loader, self.ttl)
-        return ns._load(key, self.action, loader, self.ttl)
+        name, fresh = self.resource or resource_name(instance, self.fallback_name), self.freshness
+        assert fresh is not None  # the wrapper of a callable with policies of its own
+        return ns._fresh.read(key, name, self.action, fresh, wrapped, args, kwargs, self.ttl)
 
     async def fresh_acall(
         self, ns: Cache, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -346,26 +330,15 @@ class CachedState:
         key = await self.akey(ns, instance, args, kwargs)
         if key is None:
             return await wrapped(*args, **kwargs)
-        loader = functools.partial(wrapped, *args, **kwargs)
-        fresh = self.freshness_in(ns)
-        if fresh is None:  # a typed return under a namespace policy: the plain steps
-            value = await ns._aread(key) if ns.driver.blocking else ns._read(key)
-            if self.typed is not None and value is not MISSING:
-                value = await self.typed.ahit(ns, key, value)
-            if value is not MISSING:
-                return value
-            if self.typed is not None:
-                return await self.typed.aload(ns, key, self.action, loader, self.ttl)
-            return await ns._aload(key, self.action, loader, self.ttl)
         name = self.resource or resource_name(instance, self.fallback_name)
+        loader, fresh = functools.partial(wrapped, *args, **kwargs), self.freshness
+        assert fresh is not None  # the wrapper of a callable with policies of its own
         return await ns._fresh.aread(key, name, self.action, fresh, loader, self.ttl)
 
     def refresh(self, ns: Cache, key: str, value: Any) -> Any:
         fresh = self.freshness_in(ns)
-        if fresh is not None:  # a record, as a load under the policies stores it
-            record, physical = ns._fresh._record(self.action, value, 0.0, self.ttl, fresh)
-            if record is not MISSING:
-                ns._write(key, record, physical, None)
+        if fresh is not None:  # the value and its record, as a load under the policies stores them
+            ns._fresh.store(key, self.action, value, 0.0, self.ttl, fresh, force=True)
             return value
         ttl = self.ttl if self.ttl is not DEFAULT else ns.policy(self.action).ttl
         stored = value if self.typed is None else self.typed.refresh_value(ns, value)

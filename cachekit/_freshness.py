@@ -1,21 +1,24 @@
 """Freshness policies (issue 21): stale-while-revalidate, early refresh (XFetch) and stale-if-error.
 
-An action with any of them stores a *record* instead of the bare value: ``(MARK, expires_at, delta, value)``,
-where ``expires_at`` is the logical expiry (wall clock, ``0.0``: never) and ``delta`` the seconds the load took.
-The driver keeps the record physically for ``ttl + max(stale_while_revalidate, stale_if_error)`` so that an
-expired value is still there to serve; whether it is served is decided here, from the record, never from the
-driver's TTL. Records live under keys of their own (the key template carries ``~fresh``), so a process without
-the policy never reads a record as a value, and one with it never reads a bare value as a record.
+An action with any of them stores, beside the plain entry (the value under its key, with the logical TTL, read by
+the plain hit path exactly as without the policies), a *record* under the sibling key (:func:`sibling`):
+``(MARK, expires_at, delta, value)``, where ``expires_at`` is the logical expiry (wall clock, ``0.0``: never)
+and ``delta`` the seconds the load took. The driver keeps the record for ``ttl + max(stale_while_revalidate,
+stale_if_error)``. A hit never looks at it: only a miss of the plain entry does (``LoadingMixin._load``), and
+decides from it, never from the driver's TTL: still fresh (the plain entry left early: XFetch, an eviction) or
+expired within ``stale_while_revalidate``, the value is returned and one background refresh starts; expired
+within ``stale_if_error``, it is the value returned if the load raises. With ``early_refresh`` the plain entry's
+TTL is shortened by XFetch's ``delta * beta * -ln(rand())``, drawn when it is stored.
 
 **Why no policy ever serves an invalidated value.** A read looks only at the key rendered with the *current*
 generations of its scopes (:mod:`cachekit.generations`). A write bumps them: every entry stored before it is
-left under a key with older generations, which no read computes again. So whatever this module finds under the
+left under a key with older generations, which no read computes again. So whatever this module finds beside the
 read's key was stored after the last bump this process knows of: *expired*, maybe, never *invalidated*. A
 refresh stores under the key it was started for; if a write bumps meanwhile, the refreshed value lands under a
 key no later read computes, exactly like a plain load (docs/architecture.md, "The race").
 
-Everything runs on the namespace's own state (:class:`FreshState`, ``cache._fresh``); the hit path of actions
-without these policies never comes here (the namespace routes only its ``_detours`` actions).
+Everything runs on the namespace's own state (:class:`FreshState`, ``cache._fresh``); no hit comes here, but of a
+callable with policies of its own (``@cached(stale_while_revalidate=...)``), whose hit is a plain read.
 """
 
 from __future__ import annotations
@@ -36,12 +39,16 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from ._types import DEFAULT, MISSING
+from .codecs._typed_blob import TypedBlob
 from .errors import ConfigurationError, CorruptEntryError
 
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["FIELDS", "MARK", "FreshCounts", "FreshState", "Freshness", "check_freshness", "record_of"]
+__all__ = [
+    "FIELDS", "MARK", "FreshCounts", "FreshState", "Freshness", "check_freshness", "record_of", "resource_of",
+    "sibling",
+]
 
 logger = logging.getLogger("cachekit")
 
@@ -110,6 +117,18 @@ def check_freshness(where: str, options: Mapping[str, object]) -> Freshness | No
     if not (swr or sie or early):
         return None
     return Freshness(swr, sie, early, float(beta))
+
+
+def sibling(key: str) -> str:
+    """The key of the record beside the plain entry ``key``: the same base and generations, one segment more
+    (``.../{hash}/~stale@{generations}``), so it is invalidated with it and listed as current or orphaned alike."""
+    head, at, generations = key.rpartition("@")
+    return f"{head}/~stale{at}{generations}" if at else f"{key}/~stale"
+
+
+def resource_of(key: str) -> str:
+    """The (URL-quoted) resource of a read's key, for the counters of a namespace policy."""
+    return key.partition("/resource=")[2].partition("/")[0]
 
 
 def record_of(stored: Any) -> tuple[float, float, Any] | None:
@@ -237,6 +256,7 @@ class FreshState:
     # -- records -------------------------------------------------------------------------------------------------
 
     def _found(self, key: str, stored: Any) -> tuple[float, float, Any] | None:
+        """The record stored under the sibling ``key``; a bad one is counted, dropped and ``None``."""
         try:
             return record_of(stored)
         except CorruptEntryError as exc:
@@ -245,8 +265,10 @@ class FreshState:
             cache._drop(key)
             return None
 
-    def _record(self, action: str, value: Any, delta: float, ttl: Any, fresh: Freshness) -> tuple[Any, Any]:
-        """The record of a loaded value and the driver TTL to store it with (``MISSING``: not stored)."""
+    def _plan(self, action: str, value: Any, delta: float, ttl: Any,
+              fresh: Freshness) -> tuple[Any, tuple[float | None, int | None], Any, Any] | None:
+        """How to store a loaded value: (the value's TTL, the store plan, the record, the record's TTL); ``None``
+        when the policies say not to store it (``none_ttl=0``, ``min_hits_before_store``)."""
         cache = self.cache
         policy = cache.policy(action)
         logical = ttl
@@ -255,48 +277,38 @@ class FreshState:
         elif logical is DEFAULT:
             logical = cache.ttl if policy.ttl is DEFAULT else policy.ttl
         if logical == 0:
-            return MISSING, MISSING
+            return None
         if logical is None:
-            return (MARK, 0.0, float(delta), value), None
-        return (MARK, cache._clock() + logical, float(delta), value), logical + fresh.window
-
-    def _is_current(self, found: tuple[float, float, Any] | None) -> bool:
-        return found is not None and (not found[0] or self.cache._clock() < found[0])
+            return None, (None, policy.max_payload_bytes), (MARK, 0.0, float(delta), value), None
+        plain = logical
+        if fresh.early_refresh and delta > 0:
+            # XFetch, drawn once per stored value: the plain entry leaves delta * beta * -ln(rand()) early, and
+            # the read that finds it gone gets the record (still fresh) at once while one refresh reloads it.
+            plain = max(logical + delta * fresh.beta * _log(_random() or 1e-300), 0.001)
+        record = (MARK, cache._clock() + logical, float(delta), value)
+        return plain, (plain, policy.max_payload_bytes), record, logical + fresh.window
 
     # -- sync ----------------------------------------------------------------------------------------------------
 
     def read(self, key: str, resource: str, action: str, fresh: Freshness, fn: Callable[..., Any],
              args: tuple[Any, ...], kwargs: dict[str, Any], ttl: Any) -> Any:
-        """A read of ``key`` under ``fresh`` (see the module docstring); ``fn(*args, **kwargs)`` calls the source.
+        """A read of ``key`` by a callable with policies of its own: a plain hit, else :meth:`after_miss`."""
+        value = self.cache._read(key)
+        if value is not MISSING:
+            return value
+        return self.after_miss(key, resource, action, fresh, functools.partial(fn, *args, **kwargs), ttl)
 
-        A fresh hit is checked inline (the record's shape and numbers, the clock, XFetch's draw): it is most
-        reads, and its cost is the policies' cost on a hit.
-        """
+    def after_miss(self, key: str, resource: str, action: str, fresh: Freshness, loader: Loader, ttl: Any) -> Any:
+        """After a miss of the plain entry: the record beside it decides (see the module docstring)."""
         cache = self.cache
-        stored = cache._read(key)
-        if (type(stored) is list or type(stored) is tuple) and len(stored) == 4 and stored[0] == MARK:
-            expires_at = stored[1]
-            if type(expires_at) is float and 0.0 <= expires_at < _INF and type(stored[2]) is float:
-                if not expires_at:
-                    return stored[3]
-                now = cache._clock()
-                if now < expires_at and (
-                    not fresh.early_refresh or now - stored[2] * fresh.beta * _log(_random() or 1e-300) < expires_at
-                ):
-                    return stored[3]
-        return self.read_on(key, stored, resource, action, fresh, functools.partial(fn, *args, **kwargs), ttl)
-
-    def read_on(self, key: str, stored: Any, resource: str, action: str, fresh: Freshness, loader: Loader,
-                 ttl: Any) -> Any:
-        """Everything but a fresh hit: an early refresh, a stale value, a load, a value on error."""
-        cache = self.cache
-        found = self._found(key, stored)
+        beside = sibling(key)
+        found = self._found(beside, cache._quiet_read(beside))
         fallback = MISSING
         if found is not None:
-            expires_at, delta, value = found
+            expires_at, _, value = found
             now = cache._clock()
-            if not expires_at or now < expires_at:  # XFetch's draw said: refresh now
-                if delta > 0 and self._start(key, expires_at, resource, action, fresh, loader, ttl):
+            if not expires_at or now < expires_at:  # the plain entry left early: XFetch's draw, an eviction
+                if self._start(key, expires_at, resource, action, fresh, loader, ttl) and fresh.early_refresh:
                     self.counter(resource, action).early_refreshes += 1
                 return value
             if now < expires_at + fresh.stale_while_revalidate:
@@ -329,13 +341,12 @@ class FreshState:
                 return self._load_and_store(key, action, fresh, loader, ttl)
             return flight.wait()
         try:
-            found = self._found(key, cache._quiet_read(key))  # stored by the previous leader meanwhile?
-            if self._is_current(found):
-                value = found[2]  # type: ignore[index]
-            elif cache._lock_timeout is not None:
-                value = self._load_across_processes(key, action, fresh, loader, ttl)
-            else:
-                value = self._load_and_store(key, action, fresh, loader, ttl)
+            value = cache._quiet_read(key)  # stored by the previous leader meanwhile?
+            if value is MISSING:
+                if cache._lock_timeout is not None:
+                    value = self._load_across_processes(key, action, fresh, loader, ttl)
+                else:
+                    value = self._load_and_store(key, action, fresh, loader, ttl)
             flight.value = value
             return value
         except BaseException as exc:
@@ -347,7 +358,7 @@ class FreshState:
             flight.event.set()
 
     def _load_across_processes(self, key: str, action: str, fresh: Freshness, loader: Loader, ttl: Any) -> Any:
-        """Under the backend's lock (``distributed_lock=True``); without it, wait a while for the holder's record."""
+        """Under the backend's lock (``distributed_lock=True``); without it, wait a while for the holder's value."""
         cache = self.cache
         timeout = cache._lock_timeout or 0.0
         deadline = time.monotonic() + timeout
@@ -356,27 +367,38 @@ class FreshState:
             token = cache._try_lock(key, timeout)
             if token is not None:
                 try:
-                    found = self._found(key, cache._quiet_read(key))
-                    if self._is_current(found):
-                        return found[2]  # type: ignore[index]
-                    return self._load_and_store(key, action, fresh, loader, ttl)
+                    value = cache._quiet_read(key)
+                    return value if value is not MISSING else self._load_and_store(key, action, fresh, loader, ttl)
                 finally:
                     cache._unlock(key, token)
             if time.monotonic() >= deadline:
                 return self._load_and_store(key, action, fresh, loader, ttl)
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
-            found = self._found(key, cache._quiet_read(key))
-            if self._is_current(found):
-                return found[2]  # type: ignore[index]
+            value = cache._quiet_read(key)
+            if value is not MISSING:
+                return value
 
     def _load_and_store(self, key: str, action: str, fresh: Freshness, loader: Loader, ttl: Any) -> Any:
         started = time.perf_counter()
         value = loader()
-        record, physical = self._record(action, value, time.perf_counter() - started, ttl, fresh)
-        if record is not MISSING:
-            self.cache._after_load(key, action, record, physical)
+        self.store(key, action, value, time.perf_counter() - started, ttl, fresh)
         return value
+
+    def store(self, key: str, action: str, value: Any, delta: float, ttl: Any, fresh: Freshness,
+              force: bool = False) -> None:
+        """Store the plain entry and the record beside it (``force``: whatever ``min_hits_before_store`` says)."""
+        if isinstance(value, TypedBlob):  # a typed return keeps the plain path (no record of a boxed value)
+            self.cache._after_load(key, action, value, ttl)
+            return
+        plan = self._plan(action, value, delta, ttl, fresh)
+        if plan is None:
+            return
+        cache = self.cache
+        plain, (_, max_payload), record, physical = plan
+        planned = (plain, max_payload) if force else cache._store_plan(key, action, value, plain)
+        if planned is not None and cache._write(key, value, *planned):
+            cache._write(sibling(key), record, physical, max_payload)
 
     def _claim(self, key: str) -> bool:
         with self.lock:
@@ -400,21 +422,25 @@ class FreshState:
         self.counter(resource, action).refreshes_started += 1
         return True
 
+    def _stored_since(self, key: str, seen: float) -> bool:
+        """Whether a newer record than the one a refresh was started for is stored now."""
+        beside = sibling(key)
+        found = self._found(beside, self.cache._quiet_read(beside))
+        return found is not None and found[0] != seen
+
     def _refresh(self, key: str, seen: float, resource: str, action: str, fresh: Freshness, loader: Loader,
                  ttl: Any) -> None:
         """A background refresh: under the backend's lock where it has one (one process refreshes a key)."""
-        cache = self.cache
         try:
+            cache = self.cache
             token = ""
             if cache.driver.supports_locks:
                 token = cache._try_lock(key, cache._lock_timeout or 10.0)
                 if token is None:
                     return  # another process refreshes it
             try:
-                found = self._found(key, cache._quiet_read(key))
-                if found is not None and found[0] != seen:
-                    return  # someone stored a newer record meanwhile
-                self._load_and_store(key, action, fresh, loader, ttl)
+                if not self._stored_since(key, seen):
+                    self._load_and_store(key, action, fresh, loader, ttl)
             finally:
                 cache._unlock(key, token)
         except Exception as exc:
@@ -429,18 +455,26 @@ class FreshState:
     async def aread(
         self, key: str, resource: str, action: str, fresh: Freshness, loader: Callable[[], Awaitable[Any]], ttl: Any
     ) -> Any:
-        """:meth:`read` for ``async def`` reads: refreshes are tasks on the running loop."""
+        """:meth:`read` for ``async def`` reads (with its loader made)."""
         cache = self.cache
-        stored = await cache._aread(key) if cache.driver.blocking else cache._read(key)
-        found = self._found(key, stored)
+        value = await cache._aread(key) if cache.driver.blocking else cache._read(key)
+        if value is not MISSING:
+            return value
+        return await self.aafter_miss(key, resource, action, fresh, loader, ttl)
+
+    async def aafter_miss(
+        self, key: str, resource: str, action: str, fresh: Freshness, loader: Callable[[], Awaitable[Any]], ttl: Any
+    ) -> Any:
+        """:meth:`after_miss` for ``async def`` reads: refreshes are tasks on the running loop."""
+        cache = self.cache
+        beside = sibling(key)
+        found = self._found(beside, await cache._aquiet_read(beside))
         fallback = MISSING
         if found is not None:
-            expires_at, delta, value = found
+            expires_at, _, value = found
             now = cache._clock()
             if not expires_at or now < expires_at:
-                if (fresh.early_refresh and expires_at and delta > 0
-                        and now - delta * fresh.beta * math.log(random.random() or 1e-300) >= expires_at
-                        and self._astart(key, expires_at, resource, action, fresh, loader, ttl)):
+                if self._astart(key, expires_at, resource, action, fresh, loader, ttl) and fresh.early_refresh:
                     self.counter(resource, action).early_refreshes += 1
                 return value
             if now < expires_at + fresh.stale_while_revalidate:
@@ -480,9 +514,9 @@ class FreshState:
     async def _alead(
         self, key: str, action: str, fresh: Freshness, loader: Callable[[], Awaitable[Any]], ttl: Any
     ) -> Any:
-        found = self._found(key, await self.cache._aquiet_read(key))
-        if self._is_current(found):
-            return found[2]  # type: ignore[index]
+        value = await self.cache._aquiet_read(key)
+        if value is not MISSING:
+            return value
         return await self._aload_and_store(key, action, fresh, loader, ttl)
 
     async def _aload_and_store(
@@ -490,9 +524,17 @@ class FreshState:
     ) -> Any:
         started = time.perf_counter()
         value = await loader()
-        record, physical = self._record(action, value, time.perf_counter() - started, ttl, fresh)
-        if record is not MISSING:
-            await self.cache._aafter_load(key, action, record, physical)
+        delta = time.perf_counter() - started
+        cache = self.cache
+        plan = None if isinstance(value, TypedBlob) else self._plan(action, value, delta, ttl, fresh)
+        if plan is None:
+            if isinstance(value, TypedBlob):
+                await cache._aafter_load(key, action, value, ttl)
+            return value
+        plain, (_, max_payload), record, physical = plan
+        planned = cache._store_plan(key, action, value, plain)
+        if planned is not None and await cache._awrite(key, value, *planned):
+            await cache._awrite(sibling(key), record, physical, max_payload)
         return value
 
     def _astart(self, key: str, seen: float, resource: str, action: str, fresh: Freshness,
@@ -511,18 +553,18 @@ class FreshState:
                         loader: Callable[[], Awaitable[Any]], ttl: Any) -> None:
         from ._executor import run_blocking
 
-        cache = self.cache
         try:
+            cache = self.cache
             token: str | None = ""
             if cache.driver.supports_locks:
                 token = await run_blocking(cache.driver, cache._try_lock, key, cache._lock_timeout or 10.0)
                 if token is None:
                     return
             try:
-                found = self._found(key, await cache._aquiet_read(key))
-                if found is not None and found[0] != seen:
-                    return
-                await self._aload_and_store(key, action, fresh, loader, ttl)
+                beside = sibling(key)
+                found = self._found(beside, await cache._aquiet_read(beside))
+                if found is None or found[0] == seen:
+                    await self._aload_and_store(key, action, fresh, loader, ttl)
             finally:
                 if token:
                     await run_blocking(cache.driver, cache._unlock, key, token)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._async_namespace import astore
 from ._executor import run_blocking
+from ._freshness import resource_of
 from ._types import DEFAULT, MISSING
 from .policies import MethodPolicy
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     import asyncio
     from collections import OrderedDict
 
+    from ._freshness import FreshState
     from .drivers import Driver
 
 __all__ = ["LoadingMixin"]
@@ -61,6 +63,7 @@ class LoadingMixin:
     _policies: dict[str, MethodPolicy]
     _default_policy: MethodPolicy
     _miss_counts: OrderedDict[str, int]
+    _fresh: FreshState
     ttl: float | None
     _driver_get: Callable[[str], Any]
 
@@ -72,6 +75,10 @@ class LoadingMixin:
 
     def _load(self, key: str, action: str, loader: Callable[[], Any], ttl: Any = DEFAULT) -> Any:
         """After a miss: call ``loader`` once for all concurrent missers of ``key`` and store the result."""
+        if self._fresh.policies:  # an action with freshness policies (cachekit._freshness): its record decides
+            fresh = self._fresh.policies.get(action)
+            if fresh is not None:
+                return self._fresh.after_miss(key, resource_of(key), action, fresh, loader, ttl)
         if not self._single_flight:
             return self._load_and_store(key, action, loader, ttl)
         with self._flights_lock:
@@ -156,6 +163,10 @@ class LoadingMixin:
         """
         import asyncio
 
+        if self._fresh.policies:  # an action with freshness policies (cachekit._freshness): its record decides
+            fresh = self._fresh.policies.get(action)
+            if fresh is not None:
+                return await self._fresh.aafter_miss(key, resource_of(key), action, fresh, loader, ttl)
         loop = asyncio.get_running_loop()
         flight_key = (id(loop), key)
         task = self._async_flights.get(flight_key) if self._single_flight else None
@@ -199,13 +210,19 @@ class LoadingMixin:
         return value
 
     async def _aafter_load(self, key: str, action: str, value: Any, ttl: Any = DEFAULT) -> None:
-        """:meth:`_after_load` without blocking the event loop (also the freshness policies' async store)."""
+        """:meth:`_after_load` without blocking the event loop."""
         if self.driver.supports_async:
             planned = self._store_plan(key, action, value, ttl)
             if planned is not None:
                 await astore(self, key, value, *planned)  # type: ignore[arg-type]
         else:  # a blocking driver without native twins: off the event loop, on cachekit's executor
             await run_blocking(self.driver, self._after_load, key, action, value, ttl)
+
+    async def _awrite(self, key: str, value: Any, ttl: float | None, max_payload: int | None) -> bool:
+        """:meth:`_write` without blocking the event loop (the freshness policies' async stores)."""
+        if self.driver.supports_async:
+            return bool(await astore(self, key, value, ttl, max_payload))  # type: ignore[arg-type]
+        return await run_blocking(self.driver, self._write, key, value, ttl, max_payload)
 
     def _after_load(self, key: str, action: str, value: Any, ttl: Any = DEFAULT) -> None:
         """Store a loaded value unless the policy says not yet."""

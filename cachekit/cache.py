@@ -156,13 +156,11 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
             check_reclaimable(ttl_in_force, self.driver)
         self._default_policy = MethodPolicy()
         self.disabled_actions = frozenset(a for a, p in self._policies.items() if not p.enabled)
-        # Issue 21: actions with freshness policies (cachekit._freshness); they and the disabled ones leave the
-        # plain hit path (the decorators test ``_detours`` once, an empty set when neither is configured).
+        # Issue 21: freshness policies per action (cachekit._freshness); consulted after a miss (LoadingMixin._load).
         self._fresh = FreshState(self, {
             action: fresh for action, policy in self._policies.items()
             if policy.enabled and (fresh := policy.freshness(action)) is not None
         })
-        self._detours = self.disabled_actions | frozenset(self._fresh.policies)
         self._single_flight = check_flag("single_flight", single_flight)
         self._lock_timeout = check_lock(distributed_lock, lock_timeout, self.driver)
         self._retry_attempts = check_retries(retry_attempts, retry_delay)

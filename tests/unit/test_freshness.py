@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from cachekit import Cache, cached, invalidates
+from cachekit._freshness import record_of, sibling
 from cachekit.errors import ConfigurationError
 from tests.conftest import FakeClock
 
@@ -216,19 +217,37 @@ def test_no_policy_serves_a_value_a_write_invalidated(make: Any, clock: FakeCloc
     assert counts.get("stale_on_error", 0) == 0
 
 
-def test_records_and_bare_values_never_share_a_key(clock: FakeClock, tmp_path: Path) -> None:
-    plain = Cache("filesystem", namespace="shared", clock=clock, config={"directory": str(tmp_path)})
-    fresh = Cache("filesystem", namespace="shared", clock=clock, config={"directory": str(tmp_path)},
+def test_a_process_without_the_policy_reads_the_same_entries(clock: FakeClock, tmp_path: Path) -> None:
+    """The plain entry is the value under the read's key, as without the policy; the record is beside it."""
+    plain = Cache("filesystem", namespace="shared", clock=clock, ttl=TTL, config={"directory": str(tmp_path)})
+    fresh = Cache("filesystem", namespace="shared", clock=clock, ttl=TTL, config={"directory": str(tmp_path)},
                   method_policies=POLICY)
     try:
         source = Source()
         a, b = _repo(plain, source), _repo(fresh, source)
-        assert a.get.cache_key("u1") != b.get.cache_key("u1")
+        key = b.get.cache_key("u1")
+        assert a.get.cache_key("u1") == key
         assert b.get("u1") == {"id": "u1", "version": 1}
-        assert a.get("u1") == {"id": "u1", "version": 1}  # its own entry, never the record
+        assert a.get("u1") == {"id": "u1", "version": 1}
+        assert source.calls == 1  # a hit of the entry the other process stored
+        assert sibling(key) in fresh.keys() and key in fresh.keys()  # both current, listed with the reads
+        assert fresh.is_current(sibling(key))
     finally:
         plain.close()
         fresh.close()
+
+
+def test_a_hit_never_looks_at_the_record(clock: FakeClock) -> None:
+    """Policies on an action leave its hits alone: the plain entry answers, whatever is beside it."""
+    cache = Cache("memory", clock=clock, ttl=TTL, method_policies=POLICY)
+    source = Source()
+    repo = _repo(cache, source)
+    repo.get("u1")
+    cache._write(sibling(repo.get.cache_key("u1")), "junk", TTL, None)
+    errors = cache.errors
+    assert repo.get("u1") == {"id": "u1", "version": 1}
+    assert cache.errors == errors
+    assert source.calls == 1
 
 
 def test_a_record_that_is_not_one_is_dropped_and_loaded_again(clock: FakeClock) -> None:
@@ -237,12 +256,13 @@ def test_a_record_that_is_not_one_is_dropped_and_loaded_again(clock: FakeClock) 
     repo = _repo(cache, source)
     key = repo.get.cache_key("u1")
     for junk in (["~cachekit-fresh/1", "soon", 0.0, 1], ["~cachekit-fresh/1", float("nan"), 0.0, 1], {"v": 1},
-                 ["other", 1.0, 0.0, 1], ["~cachekit-fresh/1", -1.0, 0.0, 1]):
-        cache._write(key, junk, TTL, None)
+                 ["other", 1.0, 0.0, 1], ["~cachekit-fresh/1", -1.0, 0.0, 1], "~cachekit-fresh/1"):
+        cache.delete(key)
+        cache._write(sibling(key), junk, TTL, None)
         errors = cache.errors
         assert repo.get("u1") == {"id": "u1", "version": 1}
         assert cache.errors == errors + 1
-        cache.delete(key)
+        assert record_of(cache._quiet_read(sibling(key)))[2] == {"id": "u1", "version": 1}  # replaced by the load
 
 
 # -- early refresh (XFetch) ----------------------------------------------------------------------------------------
@@ -411,7 +431,7 @@ def test_prometheus_and_otel_export_the_freshness_counters(clock: FakeClock) -> 
         assert found[("cachekit_early_refreshes_total", "get")] == 0
         data = reader.get_metrics_data()
         points = {
-            (metric.name, point.attributes.get("action")): point.value
+            (metric.name, point.attributes.get("action")): getattr(point, "value", None)
             for rm in data.resource_metrics for sm in rm.scope_metrics for metric in sm.metrics
             for point in metric.data.data_points if point.attributes.get("namespace") == "fresh-metrics"
         }
