@@ -230,7 +230,9 @@ def test_a_process_without_the_policy_reads_the_same_entries(clock: FakeClock, t
         assert b.get("u1") == {"id": "u1", "version": 1}
         assert a.get("u1") == {"id": "u1", "version": 1}
         assert source.calls == 1  # a hit of the entry the other process stored
-        assert sibling(key) in fresh.keys() and key in fresh.keys()  # both current, listed with the reads
+        listed = fresh.keys()  # both current, listed with the reads
+        assert sibling(key) in listed
+        assert key in listed
         assert fresh.is_current(sibling(key))
     finally:
         plain.close()
