@@ -207,6 +207,14 @@ Loader = Callable[[], Any]
 class FreshState:
     """A namespace's freshness policies per action, its counters, flights and background refreshes."""
 
+    @classmethod
+    def of(cls, cache: Any, policies: Mapping[str, Any]) -> FreshState:
+        """The state of ``cache`` with the freshness of its method policies (``MethodPolicy`` per action)."""
+        return cls(cache, {
+            action: fresh for action, policy in policies.items()
+            if policy.enabled and (fresh := policy.freshness(action)) is not None
+        })
+
     def __init__(self, cache: Any, policies: Mapping[str, Freshness]) -> None:
         # Held weakly: the namespace holds this state, and a cycle would keep a dropped Cache (and its driver's
         # memory, counted by the metrics) alive until the cycle collector runs.
@@ -308,12 +316,14 @@ class FreshState:
             expires_at, _, value = found
             now = cache._clock()
             if not expires_at or now < expires_at:  # the plain entry left early: XFetch's draw, an eviction
-                if self._start(key, expires_at, resource, action, fresh, loader, ttl) and fresh.early_refresh:
+                grace = (expires_at - now if expires_at else 1.0) + fresh.stale_while_revalidate
+                if self._start(key, found, grace, resource, action, fresh, loader, ttl) and fresh.early_refresh:
                     self.counter(resource, action).early_refreshes += 1
                 return value
             if now < expires_at + fresh.stale_while_revalidate:
                 self.counter(resource, action).stale_served += 1
-                self._start(key, expires_at, resource, action, fresh, loader, ttl)
+                self._start(key, found, expires_at + fresh.stale_while_revalidate - now, resource, action, fresh,
+                            loader, ttl)
                 return value
             if now < expires_at + fresh.stale_if_error:
                 fallback = value
@@ -407,14 +417,19 @@ class FreshState:
             self.refreshing.add(key)
             return True
 
-    def _start(self, key: str, seen: float, resource: str, action: str, fresh: Freshness, loader: Loader,
-               ttl: Any) -> bool:
-        """Start one background refresh of ``key`` (none when one runs already); whether one was started."""
+    def _start(self, key: str, found: tuple[float, float, Any], grace: float, resource: str, action: str,
+               fresh: Freshness, loader: Loader, ttl: Any) -> bool:
+        """Start one background refresh of ``key`` (none when one runs already); whether one was started.
+
+        ``found`` is the record served, ``grace`` how long its value may still be served: the refresh puts it back
+        as the plain entry for that long at most (twice the load time), so the reads made while it loads are
+        plain hits rather than a miss and a read of the record each."""
         if not self._claim(key):
             return False
         context = contextvars.copy_context()
         try:
-            _refresh_pool().submit(context.run, self._refresh, key, seen, resource, action, fresh, loader, ttl)
+            _refresh_pool().submit(context.run, self._refresh, key, found, grace, resource, action, fresh, loader,
+                                   ttl)
         except RuntimeError:  # the interpreter is shutting down: the next read loads
             with self.lock:
                 self.refreshing.discard(key)
@@ -428,8 +443,8 @@ class FreshState:
         found = self._found(beside, self.cache._quiet_read(beside))
         return found is not None and found[0] != seen
 
-    def _refresh(self, key: str, seen: float, resource: str, action: str, fresh: Freshness, loader: Loader,
-                 ttl: Any) -> None:
+    def _refresh(self, key: str, found: tuple[float, float, Any], grace: float, resource: str, action: str,
+                 fresh: Freshness, loader: Loader, ttl: Any) -> None:
         """A background refresh: under the backend's lock where it has one (one process refreshes a key)."""
         try:
             cache = self.cache
@@ -439,7 +454,8 @@ class FreshState:
                 if token is None:
                     return  # another process refreshes it
             try:
-                if not self._stored_since(key, seen):
+                if not self._stored_since(key, found[0]):
+                    cache._write(key, found[2], _grace(found, grace), None)
                     self._load_and_store(key, action, fresh, loader, ttl)
             finally:
                 cache._unlock(key, token)
@@ -474,12 +490,14 @@ class FreshState:
             expires_at, _, value = found
             now = cache._clock()
             if not expires_at or now < expires_at:
-                if self._astart(key, expires_at, resource, action, fresh, loader, ttl) and fresh.early_refresh:
+                grace = (expires_at - now if expires_at else 1.0) + fresh.stale_while_revalidate
+                if self._astart(key, found, grace, resource, action, fresh, loader, ttl) and fresh.early_refresh:
                     self.counter(resource, action).early_refreshes += 1
                 return value
             if now < expires_at + fresh.stale_while_revalidate:
                 self.counter(resource, action).stale_served += 1
-                self._astart(key, expires_at, resource, action, fresh, loader, ttl)
+                self._astart(key, found, expires_at + fresh.stale_while_revalidate - now, resource, action, fresh,
+                             loader, ttl)
                 return value
             if now < expires_at + fresh.stale_if_error:
                 fallback = value
@@ -537,20 +555,21 @@ class FreshState:
             await cache._awrite(sibling(key), record, physical, max_payload)
         return value
 
-    def _astart(self, key: str, seen: float, resource: str, action: str, fresh: Freshness,
-                loader: Callable[[], Awaitable[Any]], ttl: Any) -> bool:
+    def _astart(self, key: str, found: tuple[float, float, Any], grace: float, resource: str, action: str,
+                fresh: Freshness, loader: Callable[[], Awaitable[Any]], ttl: Any) -> bool:
         import asyncio
 
         if not self._claim(key):
             return False
-        task = asyncio.get_running_loop().create_task(self._arefresh(key, seen, resource, action, fresh, loader, ttl))
+        refresh = self._arefresh(key, found, grace, resource, action, fresh, loader, ttl)
+        task = asyncio.get_running_loop().create_task(refresh)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         self.counter(resource, action).refreshes_started += 1
         return True
 
-    async def _arefresh(self, key: str, seen: float, resource: str, action: str, fresh: Freshness,
-                        loader: Callable[[], Awaitable[Any]], ttl: Any) -> None:
+    async def _arefresh(self, key: str, seen_record: tuple[float, float, Any], grace: float, resource: str,
+                        action: str, fresh: Freshness, loader: Callable[[], Awaitable[Any]], ttl: Any) -> None:
         from ._executor import run_blocking
 
         try:
@@ -563,7 +582,8 @@ class FreshState:
             try:
                 beside = sibling(key)
                 found = self._found(beside, await cache._aquiet_read(beside))
-                if found is None or found[0] == seen:
+                if found is None or found[0] == seen_record[0]:
+                    await cache._awrite(key, seen_record[2], _grace(seen_record, grace), None)
                     await self._aload_and_store(key, action, fresh, loader, ttl)
             finally:
                 if token:
@@ -598,6 +618,12 @@ class FreshState:
             if not busy or time.monotonic() >= deadline:
                 return not busy
             time.sleep(0.005)
+
+
+def _grace(found: tuple[float, float, Any], left: float) -> float:
+    """How long the value being refreshed is put back as the plain entry: twice its load time (at least 50 ms,
+    at most 5 s), never past the time it may be served (``left``)."""
+    return max(min(left, max(2 * found[1], 0.05), 5.0), 0.001)
 
 
 def _retrieve_exception(task: asyncio.Task[Any]) -> None:

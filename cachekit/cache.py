@@ -164,12 +164,10 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
         for ttl_in_force in (self.ttl, *(p.ttl for p in self._policies.values() if p.ttl is not DEFAULT)):
             check_reclaimable(ttl_in_force, self.driver)
         self._default_policy = MethodPolicy()
-        self.disabled_actions = frozenset(a for a, p in self._policies.items() if not p.enabled)
-        # Issue 21: freshness policies per action (cachekit._freshness); consulted after a miss (LoadingMixin._load).
-        self._fresh = FreshState(self, {
-            action: fresh for action, policy in self._policies.items()
-            if policy.enabled and (fresh := policy.freshness(action)) is not None
-        })
+        # Issue 21: freshness policies per action (cachekit._freshness), consulted after a miss (LoadingMixin._load).
+        self.disabled_actions, self._fresh = (
+            frozenset(a for a, p in self._policies.items() if not p.enabled), FreshState.of(self, self._policies)
+        )
         self._single_flight = check_flag("single_flight", single_flight)
         self._lock_timeout = check_lock(distributed_lock, lock_timeout, self.driver)
         self._retry_attempts = check_retries(retry_attempts, retry_delay)
