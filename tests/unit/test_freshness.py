@@ -450,3 +450,32 @@ def test_prometheus_and_otel_export_the_freshness_counters(clock: FakeClock) -> 
     finally:
         cachekit.metrics.disable()
         cachekit.metrics.reset()
+
+
+def test_the_fleet_totals_carry_the_freshness_counters(
+    clock: FakeClock, redis_url: str, redis_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``cachekit stats --fleet`` sums what every process's policies did (published with its other counters)."""
+    import json
+
+    from cachekit._tools.cli import main
+    from cachekit.fleet import read_fleet
+
+    config = {"url": redis_url, "key_prefix": redis_prefix}
+    cache = Cache("redis", namespace="fresh-fleet", clock=clock, ttl=TTL, config=config, publish_stats=True,
+                  method_policies=METRICS_POLICY)
+    try:
+        _stale_workload(cache, clock)
+        assert cache.stats_publisher is not None
+        assert cache.stats_publisher.flush()
+        (total,) = read_fleet(cache.driver, "fresh-fleet").namespaces()
+        assert (total["stale_served"], total["stale_on_error"], total["refreshes_started"],
+                total["refreshes_failed"], total["early_refreshes"]) == (1, 1, 1, 1, 0)
+        capsys.readouterr()
+        assert main(["stats", "--fleet", "--json", "--driver", "redis", "--config", json.dumps(config),
+                     "--namespace", "fresh-fleet"]) == 0
+        (shown,) = json.loads(capsys.readouterr().out)["namespaces"]
+        assert shown["stale_served"] == 1
+        assert shown["refreshes_failed"] == 1
+    finally:
+        cache.close()
