@@ -162,4 +162,4 @@ def _copy_list(plans: tuple[Copier | None, ...], value: list[Any]) -> list[Any]:
 
 
 def _copy_tuple(plans: tuple[Copier | None, ...], value: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple([item if plan is None else plan(item) for item, plan in zip(value, plans, strict=True)])
+    return tuple(item if plan is None else plan(item) for item, plan in zip(value, plans, strict=True))
