@@ -4,7 +4,7 @@ An action with any of them stores, beside the plain entry (the value under its k
 the plain hit path exactly as without the policies), a *record* under the sibling key (:func:`sibling`):
 ``(MARK, expires_at, delta, value)``, where ``expires_at`` is the logical expiry (wall clock, ``0.0``: never)
 and ``delta`` the seconds the load took. The driver keeps the record for ``ttl + max(stale_while_revalidate,
-stale_if_error)``. A hit never looks at it: only a miss of the plain entry does (``LoadingMixin._load``), and
+stale_if_error)``. A hit never looks at it: only a miss of the plain entry does (``Cache._load``/``_aload``), and
 decides from it, never from the driver's TTL: still fresh (the plain entry left early: XFetch, an eviction) or
 expired within ``stale_while_revalidate``, the value is returned and one background refresh starts; expired
 within ``stale_if_error``, it is the value returned if the load raises. With ``early_refresh`` the plain entry's
@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from ._flight import Flights, _try_lock, _unlock, load_under_lock
 from ._types import DEFAULT, MISSING
 from .codecs._typed_blob import TypedBlob
 from .errors import ConfigurationError, CorruptEntryError
@@ -159,22 +160,6 @@ class FreshCounts:
         return {name: getattr(self, name) for name in sorted(self.__slots__)}
 
 
-class _Flight:
-    __slots__ = ("error", "event", "thread", "value")
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.value: Any = MISSING
-        self.error: BaseException | None = None
-        self.thread = threading.get_ident()
-
-    def wait(self) -> Any:
-        self.event.wait()
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-
 # -- the sync refresh pool: cachekit's own, bounded, started on first use, replaced in a forked child ---------------
 
 _pool: ThreadPoolExecutor | None = None
@@ -223,9 +208,9 @@ class FreshState:
         self.policies = dict(policies)
         self.counts: dict[tuple[str, str], FreshCounts] = {}
         self.lock = threading.Lock()
-        self.flights: dict[str, _Flight] = {}
+        #: The foreground loads (single flight as the cache's, apart: a record, not the value, decides them).
+        self.flights = Flights(cache._flights.enabled)
         self.refreshing: set[str] = set()
-        self.aflights: dict[tuple[int, str], asyncio.Task[Any]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self._logged: set[tuple[str, str, str]] = set()
 
@@ -337,57 +322,23 @@ class FreshState:
             return fallback
 
     def _load(self, key: str, action: str, fresh: Freshness, loader: Loader, ttl: Any) -> Any:
-        """The foreground load: once for every concurrent reader of ``key`` in the process."""
+        """The foreground load: once for every concurrent reader of ``key`` in the process (and under the
+        backend's lock with ``distributed_lock=True``), as :meth:`Cache._load <cachekit.Cache._load>` does."""
         cache = self.cache
-        if not cache._single_flight:
-            return self._load_and_store(key, action, fresh, loader, ttl)
-        with self.lock:
-            flight = self.flights.get(key)
-            leader = flight is None
-            if flight is None:
-                flight = self.flights[key] = _Flight()
-        if not leader:
-            if flight.thread == threading.get_ident():  # re-entered by the leader's own loader
-                return self._load_and_store(key, action, fresh, loader, ttl)
-            return flight.wait()
-        try:
-            value = cache._quiet_read(key)  # stored by the previous leader meanwhile?
-            if value is MISSING:
-                if cache._lock_timeout is not None:
-                    value = self._load_across_processes(key, action, fresh, loader, ttl)
-                else:
-                    value = self._load_and_store(key, action, fresh, loader, ttl)
-            flight.value = value
-            return value
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        finally:
-            with self.lock:
-                del self.flights[key]
-            flight.event.set()
 
-    def _load_across_processes(self, key: str, action: str, fresh: Freshness, loader: Loader, ttl: Any) -> Any:
-        """Under the backend's lock (``distributed_lock=True``); without it, wait a while for the holder's value."""
-        cache = self.cache
-        timeout = cache._lock_timeout or 0.0
-        deadline = time.monotonic() + timeout
-        delay = 0.005
-        while True:
-            token = cache._try_lock(key, timeout)
-            if token is not None:
-                try:
-                    value = cache._quiet_read(key)
-                    return value if value is not MISSING else self._load_and_store(key, action, fresh, loader, ttl)
-                finally:
-                    cache._unlock(key, token)
-            if time.monotonic() >= deadline:
-                return self._load_and_store(key, action, fresh, loader, ttl)
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
-            value = cache._quiet_read(key)
+        def load() -> Any:
+            return self._load_and_store(key, action, fresh, loader, ttl)
+
+        def lead() -> Any:
+            value = cache._quiet_read(key)  # stored by the previous leader meanwhile?
             if value is not MISSING:
                 return value
+            if cache._lock_timeout is None:
+                return load()
+            return load_under_lock(cache.driver, key, cache._lock_timeout, cache._quiet_read, load,
+                                   cache._backend_failed)
+
+        return self.flights.run(key, lead, load)
 
     def _load_and_store(self, key: str, action: str, fresh: Freshness, loader: Loader, ttl: Any) -> Any:
         started = time.perf_counter()
@@ -412,7 +363,7 @@ class FreshState:
 
     def _claim(self, key: str) -> bool:
         with self.lock:
-            if key in self.refreshing or key in self.flights or len(self.refreshing) >= MAX_REFRESHES:
+            if key in self.refreshing or len(self.refreshing) >= MAX_REFRESHES:
                 return False
             self.refreshing.add(key)
             return True
@@ -448,9 +399,9 @@ class FreshState:
         """A background refresh: under the backend's lock where it has one (one process refreshes a key)."""
         try:
             cache = self.cache
-            token = ""
+            token: str | None = ""
             if cache.driver.supports_locks:
-                token = cache._try_lock(key, cache._lock_timeout or 10.0)
+                token = _try_lock(cache.driver, key, cache._lock_timeout or 10.0, cache._backend_failed)
                 if token is None:
                     return  # another process refreshes it
             try:
@@ -458,7 +409,8 @@ class FreshState:
                     cache._write(key, found[2], _grace(found, grace), None)
                     self._load_and_store(key, action, fresh, loader, ttl)
             finally:
-                cache._unlock(key, token)
+                if token:
+                    _unlock(cache.driver, key, token)
         except Exception as exc:
             self.counter(resource, action).refreshes_failed += 1
             self._log_error(resource, action, exc, "refresh")
@@ -513,29 +465,16 @@ class FreshState:
     async def _aload(
         self, key: str, action: str, fresh: Freshness, loader: Callable[[], Awaitable[Any]], ttl: Any
     ) -> Any:
-        import asyncio
+        cache = self.cache
 
-        loop = asyncio.get_running_loop()
-        flight_key = (id(loop), key)
-        single = self.cache._single_flight
-        task = self.aflights.get(flight_key) if single else None
-        if task is not None and task is asyncio.current_task():
+        async def load() -> Any:
             return await self._aload_and_store(key, action, fresh, loader, ttl)
-        if task is None:
-            task = loop.create_task(self._alead(key, action, fresh, loader, ttl))
-            task.add_done_callback(_retrieve_exception)
-            if single:
-                self.aflights[flight_key] = task
-                task.add_done_callback(lambda _: self.aflights.pop(flight_key, None))
-        return await asyncio.shield(task)
 
-    async def _alead(
-        self, key: str, action: str, fresh: Freshness, loader: Callable[[], Awaitable[Any]], ttl: Any
-    ) -> Any:
-        value = await self.cache._aquiet_read(key)
-        if value is not MISSING:
-            return value
-        return await self._aload_and_store(key, action, fresh, loader, ttl)
+        async def lead() -> Any:
+            value = await cache._aquiet_read(key)
+            return value if value is not MISSING else await load()
+
+        return await self.flights.arun(key, lead, load)
 
     async def _aload_and_store(
         self, key: str, action: str, fresh: Freshness, loader: Callable[[], Awaitable[Any]], ttl: Any
@@ -546,8 +485,10 @@ class FreshState:
         cache = self.cache
         plan = None if isinstance(value, TypedBlob) else self._plan(action, value, delta, ttl, fresh)
         if plan is None:
-            if isinstance(value, TypedBlob):
-                await cache._aafter_load(key, action, value, ttl)
+            if isinstance(value, TypedBlob):  # a typed return: the plain store only
+                planned = cache._store_plan(key, action, value, ttl)
+                if planned is not None:
+                    await cache._awrite(key, value, *planned)
             return value
         plain, (_, max_payload), record, physical = plan
         planned = cache._store_plan(key, action, value, plain)
@@ -576,7 +517,8 @@ class FreshState:
             cache = self.cache
             token: str | None = ""
             if cache.driver.supports_locks:
-                token = await run_blocking(cache.driver, cache._try_lock, key, cache._lock_timeout or 10.0)
+                token = await run_blocking(cache.driver, _try_lock, cache.driver, key, cache._lock_timeout or 10.0,
+                                           cache._backend_failed)
                 if token is None:
                     return
             try:
@@ -587,7 +529,7 @@ class FreshState:
                     await self._aload_and_store(key, action, fresh, loader, ttl)
             finally:
                 if token:
-                    await run_blocking(cache.driver, cache._unlock, key, token)
+                    await run_blocking(cache.driver, _unlock, cache.driver, key, token)
         except Exception as exc:
             self.counter(resource, action).refreshes_failed += 1
             self._log_error(resource, action, exc, "refresh")
@@ -626,6 +568,3 @@ def _grace(found: tuple[float, float, Any], left: float) -> float:
     return max(min(left, max(2 * found[1], 0.05), 5.0), 0.001)
 
 
-def _retrieve_exception(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()

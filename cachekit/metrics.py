@@ -121,7 +121,8 @@ def freshness_counts() -> list[tuple[tuple[str, str, str], Any]]:
     """``((namespace, resource, action), FreshCounts)`` of every hooked cache with freshness policies."""
     found = []
     for cache, _ in events.hooked_caches():
-        for (resource, action), counts in list(cache._fresh.counts.items()):
+        fresh = getattr(cache, "_fresh", None)  # a Cache's FreshState (cachekit._freshness)
+        for (resource, action), counts in list(fresh.counts.items()) if fresh is not None else ():
             found.append(((cache.namespace, resource, action), counts))
     return found
 
