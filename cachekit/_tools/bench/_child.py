@@ -25,6 +25,11 @@ def child() -> None:
 
         instruction_child(row_id, hits, _WARMUP, *sys.argv[3:])
         return
+    if row_id.startswith("fresh_"):
+        from ._fresh_child import instruction_child as fresh_child
+
+        fresh_child(row_id, hits, _WARMUP)
+        return
     if row_id.startswith("plugin_"):
         from ._plugin import instruction_child as plugin_child
 
