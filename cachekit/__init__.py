@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from ._types import DEFAULT, MISSING
+from .cache import DEFAULT_TTL, Cache, Namespace
 from .drivers import Driver, register_driver
 from .keys import KeySpec, register_key_resolver, stable_hash
-from .namespace import DEFAULT_TTL, Cache, Namespace
 from .policies import MethodPolicy
 from .scopes import Invalidation
 from .stats import CacheStats

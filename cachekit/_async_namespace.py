@@ -18,8 +18,8 @@ from ._types import MISSING
 from .errors import CodecError
 
 if TYPE_CHECKING:
+    from .cache import Cache
     from .drivers.base import Driver
-    from .namespace import Cache
 
 __all__ = ["REFUSED", "aread", "astore", "configure_async"]
 

@@ -9,8 +9,8 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .cache import Cache
 from .errors import ConfigurationError
-from .namespace import Cache
 
 __all__ = ["Signature", "namespace_of", "resource_name", "signatures"]
 

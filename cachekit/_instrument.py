@@ -26,8 +26,8 @@ from .breaker import CircuitBreaker
 from .scopes import resource_of
 
 if TYPE_CHECKING:
+    from .cache import Cache
     from .events import CacheEvent
-    from .namespace import Cache
 
 __all__ = ["EVENTS", "HOOKED", "Instrumentation", "instrumentation_of", "key_labels"]
 

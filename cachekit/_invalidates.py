@@ -11,9 +11,9 @@ import wrapt
 from ._calls import namespace_of, resource_name, signatures
 from ._executor import run_blocking
 from ._types import MISSING
+from .cache import Cache
 from .errors import ConfigurationError
 from .keys import stable_hash
-from .namespace import Cache
 from .scopes import Invalidation
 
 __all__ = ["invalidates"]

@@ -19,10 +19,10 @@ from starlette.responses import Response
 from ._async_namespace import astore
 from ._executor import run_blocking
 from ._types import DEFAULT, MISSING, TTL, normalize_ttl
+from .cache import Cache
 from .errors import ConfigurationError, CorruptEntryError
 from .generations.view import KeyTemplate
 from .keys import get_key_resolver, item_actions, mark_in_use
-from .namespace import Cache
 
 __all__ = ["ATTRIBUTE", "RouteCache", "route_cache_of"]
 

@@ -24,9 +24,9 @@ from ._invalidates import invalidates
 from ._key_options import check_ignore
 from ._types import DEFAULT, TTL, normalize_ttl
 from ._typing import CachedDecorator
+from .cache import Cache
 from .errors import ConfigurationError
 from .keys import item_actions, mark_in_use, register_key_resolver, registered_actions
-from .namespace import Cache
 
 __all__ = ["cached", "invalidates"]
 

@@ -56,10 +56,10 @@ from django.core.exceptions import ImproperlyConfigured
 from ._build import NAMESPACE_OPTIONS, check_reclaimable
 from ._redact import redact
 from ._types import MISSING, Missing
+from .cache import Cache
 from .codecs import Codec
 from .drivers import Driver, create_driver
 from .errors import CacheError, DriverError, SerializationError
-from .namespace import Cache
 
 __all__ = ["CachekitCache"]
 

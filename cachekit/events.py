@@ -33,7 +33,7 @@ from ._logging import log_once_per_interval
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .namespace import Cache
+    from .cache import Cache
 
 __all__ = ["EVENTS", "CacheEvent", "EventsMixin", "Subscription", "register", "subscribe_all"]
 

@@ -52,11 +52,11 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environm
 from ._options import unknown_options_message
 from ._redact import redact
 from ._types import Clock, Missing
+from .cache import DEFAULT_TTL, Cache
 from .drivers import Driver, resolve_driver_class
 from .drivers.memory import MemoryDriver
 from .drivers.null import NullDriver
 from .errors import CacheError, ConfigurationError
-from .namespace import DEFAULT_TTL, Cache
 from .stats import CacheStats
 
 __all__ = ["CachekitCache"]

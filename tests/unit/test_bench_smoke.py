@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from cachekit.bench import SECTIONS, main
-from cachekit.bench import run as run_bench
-from cachekit.bench._async import instruction_child
-from cachekit.bench._instructions import count_instructions
+from cachekit._tools.bench import SECTIONS, main
+from cachekit._tools.bench import run as run_bench
+from cachekit._tools.bench._async import instruction_child
+from cachekit._tools.bench._instructions import count_instructions
 
 
 def _positive(value: Any) -> bool:
@@ -99,7 +99,8 @@ def test_unknown_section_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 
 def test_runs_as_a_module() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "cachekit.bench", "--help"], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "cachekit._tools.bench", "--help"],
+        capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "--only" in result.stdout

@@ -173,7 +173,7 @@ def test_the_readmes_command_lines_parse() -> None:
     # The `cachekit ...` lines of the README's shell blocks use options that exist (bench parses its own).
     import shlex
 
-    from cachekit.cli import build_parser
+    from cachekit._tools.cli import build_parser
 
     lines = [line.strip() for line in README.read_text().splitlines() if line.strip().startswith("cachekit ")]
     commands = [shlex.split(line) for line in lines if not line.startswith(("cachekit bench", "cachekit demo ["))]

@@ -1,6 +1,6 @@
 """``cachekit stats --watch``: a live view of a cache's stats, refreshed every ``--interval`` seconds.
 
-The stats are those ``cachekit stats`` prints (:func:`cachekit.cli_cache.stats_of`), read again each refresh
+The stats are those ``cachekit stats`` prints (:func:`cachekit._tools.cli_cache.stats_of`), read again each refresh
 from the backend another process fills (Redis, filesystem, S3), with the change per second of every number
 that moved. ``--iterations N`` stops after N refreshes (scripts, tests); otherwise Ctrl-C stops it. With
 ``--json`` each refresh prints one JSON object on its own line instead.

@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._types import MISSING
-from .drivers import Driver, available_drivers, create_driver, resolve_driver_class
-from .errors import ConfigurationError
+from .._types import MISSING
+from ..drivers import Driver, available_drivers, create_driver, resolve_driver_class
+from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .namespace import Cache
+    from ..cache import Cache
 
 __all__ = [
     "CLI_CONNECT_TIMEOUT", "CacheView", "add_cache_options", "open_driver", "opened_view", "quiet_logs", "run_clear",
@@ -56,7 +56,7 @@ _TIERED_EXAMPLE = ('\'{"drivers": [{"driver": "memory", "ttl": 60}, '
 class UsageError(Exception):
     """A usage or configuration mistake on the command line: reported in one line, exit status 2.
 
-    Defined here, and exported by :mod:`cachekit.cli`, so that both modules raise the same class.
+    Defined here, and exported by :mod:`cachekit._tools.cli`, so that both modules raise the same class.
     """
 
 
@@ -89,7 +89,7 @@ class CacheView:
     def _cache_prefix(self) -> str:
         if self.cache is None or not self.resource:
             return self.prefix
-        from .keys import resource_prefix
+        from ..keys import resource_prefix
 
         base = resource_prefix(self.cache.namespace, self.resource, case_sensitive=self.cache.case_sensitive)
         return base + self.prefix
@@ -174,7 +174,7 @@ def add_cache_options(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def _plugin_slug(value: str) -> str:
-    from .plugin import CachePlugin
+    from ..plugin import CachePlugin
 
     if value == _PLUGIN_SLUG or value.startswith(_PLUGIN_SLUG + "--"):
         value = value[len(_PLUGIN_SLUG) + 2 :]
@@ -265,7 +265,7 @@ def open_driver(name: str, options: dict[str, Any], tiered: Mapping[str, Any] | 
     if options:
         raise UsageError(f"with 'drivers' in --config each tier takes its own 'config'; move {sorted(options)} into a "
                          "tier (or, for namespace options such as 'serializer', keep them at the top level)")
-    from ._build import build_driver
+    from .._build import build_driver
 
     tiers = [_inspecting_tier(index, tier) for index, tier in enumerate(tiered["drivers"])]
     return build_driver(None, tiers, {}, bool(tiered.get("promote_on_hit", True)),
@@ -298,7 +298,7 @@ def _driver_view(args: argparse.Namespace, name: object, options: dict[str, Any]
     if (not isinstance(name, str) or not name) and "drivers" not in options:
         raise UsageError(f"--driver is required (one of {', '.join(available_drivers())}), or a 'driver' key "
                          "in the --config file, or --database URL for a CachePlugin's S3 cache")
-    from .namespace import NAMESPACE_OPTIONS, Cache
+    from ..cache import NAMESPACE_OPTIONS, Cache
 
     namespace_options = {k: options.pop(k) for k in list(options) if k in NAMESPACE_OPTIONS}
     driver_name, tiered = tier_options(name, options)
@@ -325,11 +325,11 @@ def _database_view(args: argparse.Namespace, name: object, options: dict[str, An
     try:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from .s3db import Database
-        from .s3db.errors import ValidationError
+        from ..s3db import Database
+        from ..s3db.errors import ValidationError
     except ImportError as exc:
         raise UsageError(f"--database needs boto3: pip install 'cachekit-orm[s3]' ({exc})") from exc
-    from .plugin import CachePlugin
+    from ..plugin import CachePlugin
 
     slug = _plugin_slug(getattr(args, "plugin", None) or _PLUGIN_SLUG)
     try:
@@ -353,8 +353,8 @@ def _check_bucket(database: Any, boto_error: type[Exception], client_error: type
     """One HEAD of the bucket, so that a wrong URL is one line saying which part is wrong."""
     from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 
-    from ._redact import redact
-    from .errors import DriverUnavailable
+    from .._redact import redact
+    from ..errors import DriverUnavailable
 
     try:
         database.client.head_bucket(Bucket=database.bucket)

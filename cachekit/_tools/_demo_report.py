@@ -1,6 +1,6 @@
 """The output of ``cachekit demo``: the set-up lines, the latency and mixed-workload tables, and the verdict.
 
-The home of everything the demo prints with ``rich`` once the phases of :mod:`cachekit._demo_workload` are
+The home of everything the demo prints with ``rich`` once the phases of :mod:`cachekit._tools._demo_workload` are
 done (and of the set-up lines printed before them). Durations are kept short enough for an 80-column table.
 """
 

@@ -16,7 +16,7 @@
 file holding the driver's options; a ``driver`` key in it stands in for ``--driver``, and ``"drivers": [...]``
 (``[[drivers]]`` in TOML) describes a multi-tier cache as ``Cache(drivers=[...])`` takes it. ``stats``, ``keys`` and
 ``clear`` let an operator look inside a Redis, S3 or filesystem cache that an application filled, by namespace,
-plugin and resource (:mod:`cachekit.cli_cache`); ``keys`` that finds nothing says so on stderr, exit status 0.
+plugin and resource (:mod:`cachekit._tools.cli_cache`); ``keys`` that finds nothing says so on stderr, exit status 0.
 
 A usage or configuration error prints one line (``cachekit: error: ...``) on stderr and exits with status 2; a
 backend that cannot be reached, or another failure, exits with status 1. Never a traceback (set
@@ -42,7 +42,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__
+from .. import __version__
+from ..drivers import resolve_driver_class
+from ..errors import ConfigurationError, DriverError
 from .cli_cache import (
     UsageError,
     add_cache_options,
@@ -53,8 +55,6 @@ from .cli_cache import (
     run_stats,
     tier_options,
 )
-from .drivers import resolve_driver_class
-from .errors import ConfigurationError, DriverError
 
 __all__ = [
     "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "ArgumentParser", "UsageError", "build_parser", "load_config", "main",
@@ -321,14 +321,14 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _run_bench(arguments: list[str]) -> int:
     try:
         # Imported by name: the bench command lives in its own module, written and typed separately.
-        bench = importlib.import_module("cachekit.bench")
+        bench = importlib.import_module("cachekit._tools.bench")
     except ImportError as exc:
-        if exc.name == "cachekit.bench":
-            raise UsageError("this cachekit has no bench command (the cachekit.bench module is missing)") from exc
+        if exc.name == "cachekit._tools.bench":
+            raise UsageError("this cachekit has no bench command (cachekit._tools.bench is missing)") from exc
         raise UsageError(f"cachekit bench needs {exc.name!r}: pip install 'cachekit-orm[bench]'") from exc
     run = getattr(bench, "main", None)
     if not callable(run):
-        raise UsageError("this cachekit has no bench command (cachekit.bench has no main(argv))")
+        raise UsageError("this cachekit has no bench command (cachekit._tools.bench has no main(argv))")
     return int(run(arguments))
 
 

@@ -119,7 +119,7 @@ def instruction_child(row_id: str, hits: int, warmup: int, endpoint: str) -> Non
 
 
 def _workload(section: Section, settings: Settings, client: Any) -> None:
-    from cachekit.workload import run_mixed_workload
+    from cachekit._tools.workload import run_mixed_workload
 
     operations = settings.workload_operations
     results = {}

@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._plugin_facade import ResourceCache
-    from .drivers import Driver
-    from .s3db import Resource
+    from ..drivers import Driver
+    from ..s3db import Resource
+    from ._facade import ResourceCache
 
 __all__ = ["register", "unregister", "unwrap"]
 

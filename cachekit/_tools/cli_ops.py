@@ -19,9 +19,9 @@ import json
 from collections.abc import Sequence
 from urllib.parse import unquote
 
+from ..errors import DriverError, DriverUnavailable
+from ..health import ping_driver
 from .cli_cache import CacheView, UsageError
-from .errors import DriverError, DriverUnavailable
-from .health import ping_driver
 
 __all__ = ["parse_values", "run_invalidate", "run_ping"]
 
@@ -60,8 +60,8 @@ def run_invalidate(
     view: CacheView, *, ids: Sequence[str], partition: str | None, values: Sequence[str], whole: bool
 ) -> int:
     """Bump what the options name (see the module docstring); 1 when the backend did not take the bump."""
-    from .generations import store_for
-    from .scopes import Invalidation
+    from ..generations import store_for
+    from ..scopes import Invalidation
 
     cache, resource = view.cache, view.resource
     assert cache is not None
@@ -103,7 +103,7 @@ def _stored_partitions(view: CacheView) -> list[str]:
     """The partitions named in the resource's stored keys (``.../partition={p}/...``), current or not."""
     assert view.cache is not None
     assert view.resource
-    from .keys import resource_prefix
+    from ..keys import resource_prefix
 
     prefix = resource_prefix(view.cache.namespace, view.resource, case_sensitive=view.cache.case_sensitive)
     found = set()

@@ -27,7 +27,7 @@ E.g.::
 
     cachekit bench --quick --only memory
     cachekit bench --json bench.json
-    python -m cachekit.bench --only drivers,plugin
+    python -m cachekit._tools.bench --only drivers,plugin
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ _SCHEMA = 1
 
 
 def _parse(args: Sequence[str]) -> argparse.Namespace:
-    """The options; a usage mistake raises ``cachekit.cli.UsageError``, as in every ``cachekit`` command."""
-    from cachekit.cli import ArgumentParser
+    """The options; a usage mistake raises ``cachekit._tools.cli.UsageError``, as in every ``cachekit`` command."""
+    from cachekit._tools.cli import ArgumentParser
 
     parser = ArgumentParser(
         prog="cachekit bench",
@@ -199,7 +199,7 @@ def main(args: Sequence[str] | None = None) -> int:
 
         main(["--quick", "--only", "memory", "--json", "bench.json"])
     """
-    from cachekit.cli import EXIT_USAGE, UsageError
+    from cachekit._tools.cli import EXIT_USAGE, UsageError
     from cachekit.errors import DriverNotFound
 
     try:

@@ -6,7 +6,7 @@ server in this process, on a free loopback port, and stops it at the end. It the
 1. seeds an ``orders`` resource of :mod:`cachekit.s3db` (a partition per region),
 2. times ``get``, ``count``, ``list`` and ``page`` cold (the cache was just cleared, so the read goes to S3) and
    warm (served by :class:`~cachekit.CachePlugin`), and reports p50/p90/p99, the speed-up and the hit rate,
-3. runs :func:`cachekit.workload.run_mixed_workload` twice, with precise invalidation and with
+3. runs :func:`cachekit._tools.workload.run_mixed_workload` twice, with precise invalidation and with
    ``invalidation="resource"`` (every write clears the whole resource, as the s3db.js plugin does), and compares
    their hit rates and stale reads (there must be none).
 
@@ -17,13 +17,13 @@ rich prints plain text.
 E.g.::
 
     from rich.console import Console
-    from cachekit.demo import DemoOptions, run
+    from cachekit._tools.demo import DemoOptions, run
 
     run(DemoOptions(quick=True), Console())
 
 This module is the home of the demo's options and of :func:`run`, which sequences it: the moto server, the S3
-client, the backend check. The phases and their results live in :mod:`cachekit._demo_workload`, the tables in
-:mod:`cachekit._demo_report`.
+client, the backend check. The phases and their results live in :mod:`cachekit._tools._demo_workload`, the tables in
+:mod:`cachekit._tools._demo_report`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import DriverError, DriverUnavailable
 from ._demo_report import print_results, print_setup
 from ._demo_workload import (  # noqa: F401  # PARTITION, REGIONS, STATUSES, percentile: re-exported
     PARTITION,
@@ -46,7 +47,6 @@ from ._demo_workload import (  # noqa: F401  # PARTITION, REGIONS, STATUSES, per
     open_database,
     percentile,
 )
-from .errors import DriverError, DriverUnavailable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -151,11 +151,11 @@ def check_cache_backend(options: DemoOptions) -> None:
     """Reach the cache backend once, before any work, so that a dead one is one error and nothing else.
 
     An S3 cache without a ``bucket`` of its own uses the demo's S3, which
-    :func:`~cachekit._demo_workload.open_database` checks.
+    :func:`~cachekit._tools._demo_workload.open_database` checks.
 
     :raises DriverUnavailable: the backend cannot be reached (the message says which and why).
     """
-    from .namespace import Cache
+    from ..cache import Cache
 
     if options.tiers is not None:
         backends = [(str(t.get("driver")), dict(t.get("config") or {})) for t in options.tiers["drivers"]]

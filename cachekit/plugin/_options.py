@@ -13,12 +13,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .drivers import Driver, resolve_driver_class
-from .errors import ConfigurationError
-from .namespace import NAMESPACE_OPTIONS
+from ..cache import NAMESPACE_OPTIONS
+from ..drivers import Driver, resolve_driver_class
+from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .s3db import Database
+    from ..s3db import Database
 
 __all__ = [
     "check_config",

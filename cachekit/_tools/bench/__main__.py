@@ -1,4 +1,4 @@
-"""``python -m cachekit.bench``: the same as ``cachekit bench``."""
+"""``python -m cachekit._tools.bench``: the same as ``cachekit bench``."""
 
 from __future__ import annotations
 

@@ -11,19 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._plugin_options import page_arguments
-from ._plugin_registry import register, unregister, unwrap
-from ._types import DEFAULT, TTL
-from .decorators import cached
-from .errors import ConfigurationError, KeyResolverError
-from .keys import resource_prefix, segment
-from .scopes import NAMESPACE_SCOPE, Invalidation
+from .._types import DEFAULT, TTL
+from ..decorators import cached
+from ..errors import ConfigurationError, KeyResolverError
+from ..keys import resource_prefix, segment
+from ..scopes import NAMESPACE_SCOPE, Invalidation
+from ._options import page_arguments
+from ._registry import register, unregister, unwrap
 
 if TYPE_CHECKING:
-    from .drivers import Driver
-    from .namespace import Cache
-    from .plugin import CachePlugin
-    from .s3db import Change, Resource
+    from ..cache import Cache
+    from ..drivers import Driver
+    from ..s3db import Change, Resource
+    from . import CachePlugin
 
 __all__ = ["READ_ACTIONS", "ResourceCache"]
 

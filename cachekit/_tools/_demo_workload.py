@@ -1,6 +1,6 @@
 """What ``cachekit demo`` runs against S3: its databases, the two measured phases, and their results.
 
-The home of the demo's work, as :func:`cachekit.demo.run` sequences it: databases and
+The home of the demo's work, as :func:`cachekit._tools.demo.run` sequences it: databases and
 :class:`~cachekit.CachePlugin` instances under the run's own prefix and namespace (cleaned up when the run's
 exit stack closes), the seeded ``orders``, the cold/warm latency phase (:class:`LatencyResult`,
 :func:`percentile`) and the mixed read/write workload under both invalidation modes.
@@ -17,15 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import DriverError, DriverUnavailable
+from ..errors import DriverError, DriverUnavailable
 from .workload import WorkloadResult, run_mixed_workload
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from ..plugin import CachePlugin
+    from ..s3db import Database, Resource
     from .demo import DemoOptions, Scale
-    from .plugin import CachePlugin
-    from .s3db import Database, Resource
 
 __all__ = ["PARTITION", "REGIONS", "STATUSES", "LatencyResult", "latency_phase", "mixed_phase", "open_database",
            "percentile"]
@@ -73,7 +73,7 @@ def open_database(client: Any, options: DemoOptions, prefix: str, stack: context
     """A database under ``prefix``; its documents are deleted and its plugins stopped when ``stack`` closes."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from .s3db import Database
+    from ..s3db import Database
 
     try:
         database = Database(client=client, bucket=options.bucket, prefix=prefix, create_bucket=True)
@@ -92,7 +92,7 @@ def _delete_documents(database: Database) -> None:
 
 
 def _install_plugin(database: Database, options: DemoOptions, namespace: str, invalidation: str) -> CachePlugin:
-    from .plugin import CachePlugin
+    from ..plugin import CachePlugin
 
     plugin = CachePlugin(**options.cache_arguments(), namespace=namespace, invalidation=invalidation)
     database.use_plugin(plugin)

@@ -193,7 +193,7 @@ _CHILD = """
 import json, resource, sys
 limit = int(sys.argv[4])
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-from cachekit.bench._fuzz import fuzz
+from cachekit._tools.bench._fuzz import fuzz
 print(json.dumps(fuzz(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))))
 """
 

@@ -13,8 +13,8 @@ installed instance owns ``resource.cache``; every instance is reachable by its s
 
 This module is the home of :class:`CachePlugin` itself: its options, install and stop, and the
 database-wide management calls. The per-resource facade (:class:`ResourceCache`, ``resource.cache``) lives in
-:mod:`cachekit._plugin_facade`, the registry of instances on a resource in :mod:`cachekit._plugin_registry`, and
-the option checks in :mod:`cachekit._plugin_options`; the public names are importable from here as before.
+:mod:`cachekit.plugin._facade`, the registry of instances on a resource in :mod:`cachekit.plugin._registry`, and
+the option checks in :mod:`cachekit.plugin._options`; the public names are importable from here as before.
 """
 
 from __future__ import annotations
@@ -22,10 +22,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._build import check_retries
-from ._options import check_flag
-from ._plugin_facade import READ_ACTIONS, ResourceCache
-from ._plugin_options import (
+from .._build import check_retries
+from .._options import check_flag
+from .._types import TTL, Clock, normalize_ttl
+from ..cache import DEFAULT_TTL, Cache
+from ..errors import ConfigurationError
+from ..policies import parse_method_policies
+from ._facade import READ_ACTIONS, ResourceCache
+from ._options import (
     check_config,
     check_driver,
     check_driver_options,
@@ -36,14 +40,10 @@ from ._plugin_options import (
     slugify,
     with_database_defaults,
 )
-from ._types import TTL, Clock, normalize_ttl
-from .errors import ConfigurationError
-from .namespace import DEFAULT_TTL, Cache
-from .policies import parse_method_policies
 
 if TYPE_CHECKING:
-    from .drivers import Driver
-    from .s3db import Database, Resource
+    from ..drivers import Driver
+    from ..s3db import Database, Resource
 
 # ResourceCache, READ_ACTIONS and slugify live in private siblings; importing them from here keeps working.
 __all__ = ["READ_ACTIONS", "CachePlugin", "ResourceCache", "slugify"]

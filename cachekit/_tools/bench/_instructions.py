@@ -25,7 +25,7 @@ __all__ = ["INSTRUCTION_TARGETS", "add_instruction_counts", "child", "count_inst
 #: Row id -> the largest instructions ratio to cachetools ``@cachedmethod`` (issue 11).
 INSTRUCTION_TARGETS = {"cachekit_objects": 1.3, "cachekit_msgpack": 2.5}
 _REFERENCE = "cachetools_cachedmethod"
-_CHILD = "from cachekit.bench._instructions import child; child()"
+_CHILD = "from cachekit._tools.bench._instructions import child; child()"
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 _WARMUP = 200
 _TIMEOUT = 600.0
@@ -34,8 +34,9 @@ _TIMEOUT = 600.0
 def child() -> None:
     """The measured process: ``python -c ... ROW_ID HITS [ARGS]`` runs HITS hits of the row after a warm-up.
 
-    Memory rows call ``repo.get("u1")``; ``async_*`` rows are run by :func:`cachekit.bench._async.instruction_child`,
-    ``plugin_*`` rows by :func:`cachekit.bench._plugin.instruction_child`.
+    Memory rows call ``repo.get("u1")``; ``async_*`` rows are run by
+    :func:`cachekit._tools.bench._async.instruction_child`, ``plugin_*`` rows by
+    :func:`cachekit._tools.bench._plugin.instruction_child`.
     """
     row_id, hits = sys.argv[1], int(sys.argv[2])
     if row_id.startswith("async_"):
