@@ -44,6 +44,11 @@ def child() -> None:
 
         instruction_child(row_id, hits, _WARMUP, *sys.argv[3:])
         return
+    if row_id.startswith("hitratio_"):
+        from ._hitratio import instruction_child as hitratio_child
+
+        hitratio_child(row_id, hits, _WARMUP, *sys.argv[3:])
+        return
     if row_id.startswith("plugin_"):
         from ._plugin import instruction_child as plugin_child
 
