@@ -35,7 +35,6 @@ READ_BUFFER: Final = 256
 _INITIAL_CAPACITY: Final = 1024
 _MAX_COUNT: Final = 15
 _HALVE: Final = bytes(i >> 1 for i in range(256))
-_MASK64: Final = (1 << 64) - 1
 
 
 class FrequencySketch:
@@ -56,26 +55,31 @@ class FrequencySketch:
         self.sample = 10 * self.capacity
         self.added = 0
 
-    def _slots(self, key: str) -> tuple[int, int, int, int]:
-        h = hash(key) & _MASK64
-        low, step, mask = h & 0xFFFFFFFF, (h >> 32) | 1, self.mask
-        return low & mask, (low + step) & mask, (low + 2 * step) & mask, (low + 3 * step) & mask
-
     def frequency(self, key: str) -> int:
         """The estimated count of ``key`` (the smallest of its four counters)."""
-        table = self.table
-        a, b, c, d = self._slots(key)
-        return min(table[a], table[b], table[c], table[d])
+        table, mask, h = self.table, self.mask, hash(key)
+        low, step = h & 0xFFFFFFFF, ((h >> 32) & 0xFFFFFFFF) | 1
+        return min(table[low & mask], table[(low + step) & mask], table[(low + 2 * step) & mask],
+                   table[(low + 3 * step) & mask])
 
     def increment(self, key: str) -> None:
         """Count one access of ``key``; halve every counter when the sample is full."""
-        table = self.table
-        slots = self._slots(key)
-        least = min(table[i] for i in slots)
+        # Inlined (no helper call, no generator): this runs at every write and for every buffered hit.
+        table, mask, h = self.table, self.mask, hash(key)
+        low, step = h & 0xFFFFFFFF, ((h >> 32) & 0xFFFFFFFF) | 1
+        a, b, c, d = low & mask, (low + step) & mask, (low + 2 * step) & mask, (low + 3 * step) & mask
+        ta, tb, tc, td = table[a], table[b], table[c], table[d]
+        least = min(ta, tb, tc, td)
         if least < _MAX_COUNT:
-            for i in slots:
-                if table[i] == least:
-                    table[i] = least + 1
+            least += 1
+            if ta < least:
+                table[a] = least
+            if tb < least:
+                table[b] = least
+            if tc < least:
+                table[c] = least
+            if td < least:
+                table[d] = least
         self.added += 1
         if self.added >= self.sample:
             self.table = bytearray(self.table.translate(_HALVE))
