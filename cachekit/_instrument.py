@@ -68,6 +68,7 @@ class Instrumentation:
         self.namespace = cache.namespace
         self.listeners: dict[str, list[Listener]] = {name: [] for name in EVENTS}
         self.metrics = False
+        self.fleet = False  # counting for Cache(publish_stats=...) (cachekit.fleet)
         from .drivers.tiered import TieredDriver
 
         self.tiers: list[Any] = list(cache.driver._tiers) if isinstance(cache.driver, TieredDriver) else []
@@ -80,7 +81,7 @@ class Instrumentation:
 
     @property
     def needed(self) -> bool:
-        return self.metrics or any(self.listeners.values())
+        return self.metrics or self.fleet or any(self.listeners.values())
 
     def install(self) -> None:
         """Put the wrappers on the instance (again: they capture the class methods in force now)."""
@@ -90,7 +91,9 @@ class Instrumentation:
             slots.pop(name, None)
         self._key_counters.clear()
         slots["_instrumentation"] = self
-        if self.tiers:
+        if not (self.metrics or any(self.listeners.values())):
+            slots["_read"] = self._in_process_read()  # fleet stats alone: counted per resource/action, not timed
+        elif self.tiers:
             slots["_read"] = self._tiered_read()
         elif cache.driver.blocking:
             slots["_read"] = self._plain_read(histogram=True)

@@ -142,6 +142,11 @@ class EventsMixin:
         return Subscription(stop)
 
 
+    def _fleet_counting(self, on: bool) -> None:
+        """Keep this cache's per resource/action read counters while it publishes fleet stats (cachekit.fleet)."""
+        count_for_fleet(self, on)  # type: ignore[arg-type]
+
+
 def subscribe_all(event: str, callback: Callable[[CacheEvent], None]) -> Subscription:
     """Call ``callback`` on every ``event`` of every cache of the process, existing and created later."""
     name = _check_event(event, callback)
@@ -191,6 +196,18 @@ def set_metrics(on: bool) -> None:
                     _settle(cache)
 
 
+def count_for_fleet(cache: Cache, on: bool) -> None:
+    """Keep ``cache``'s per resource/action counters while it publishes fleet stats (:mod:`cachekit.fleet`)."""
+    with _lock:
+        if on:
+            _hooks(cache).fleet = True
+            return
+        inst = instrumentation_of(cache)
+        if inst is not None:
+            inst.fleet = False
+            _settle(cache)
+
+
 def reinstall() -> None:
     """Re-create every cache's hooks (after the class methods were replaced, e.g. by ``cachekit_disabled``)."""
     with _lock:
@@ -206,8 +223,11 @@ def _hooks(cache: Cache) -> Instrumentation:
         inst = Instrumentation(cache)
         for name, listeners in _global.items():
             inst.listeners[name].extend(listeners)
+        inst.metrics = _metrics_on
         inst.install()
-    inst.metrics = inst.metrics or _metrics_on
+    elif _metrics_on and not inst.metrics:
+        inst.metrics = True
+        inst.install()  # hooked for fleet stats alone, which count without timing: metrics time reads
     return inst
 
 

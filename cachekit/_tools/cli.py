@@ -8,6 +8,7 @@
     cachekit stats|keys|clear --database S3DB_URL [--plugin SLUG] [--resource R]
     cachekit stats|keys|clear --driver NAME --config JSON_OR_FILE [--prefix P]     (the driver's raw keys)
     cachekit stats ... --watch [--interval 1] [--iterations N]                      (a live view)
+    cachekit stats ... --fleet [--watch] [--json]        (hit rates summed over the processes that publish them)
     cachekit keys ... [--json] [--orphans]          (one JSON object; the entries left under old generations)
     cachekit ping --driver NAME --config JSON_OR_FILE [--json]                        (latency per tier)
     cachekit invalidate ... --resource R (--id ID ... | --partition P [--value F=V ...] | --all)
@@ -243,7 +244,14 @@ def _run_stats(args: argparse.Namespace) -> int:
         from .cli_watch import check_watch_options
 
         check_watch_options(interval, args.iterations)
+    if args.fleet and args.prefix:
+        raise UsageError("--prefix filters stored keys, and --fleet reads the counters processes publish: give one "
+                         "(--fleet narrows with --namespace, --plugin and --resource)")
     with opened_view(args, load_config(args.config)) as view:
+        if args.fleet:
+            from .cli_fleet import run_fleet
+
+            return run_fleet(view, as_json=args.json, watch=watch, interval=interval, iterations=args.iterations)
         if watch:
             from .cli_watch import run_watch
 

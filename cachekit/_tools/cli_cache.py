@@ -164,6 +164,9 @@ def add_cache_options(parser: argparse.ArgumentParser, command: str) -> None:
                             help="only entries no read can reach any more (left under old generations by writes), "
                                  "with their bytes")
     if command == "stats":
+        parser.add_argument("--fleet", action="store_true",
+                            help="hits, misses and hit rate per namespace, resource and action, summed over every "
+                                 "process that publishes them (Cache(publish_stats=True)) to this backend")
         parser.add_argument("--watch", action="store_true", help="a live view, refreshed every --interval seconds")
         parser.add_argument("--interval", type=float, default=None, metavar="SECONDS",
                             help="seconds between two refreshes of --watch (default 1; implies --watch)")

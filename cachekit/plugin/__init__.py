@@ -27,6 +27,7 @@ from .._options import check_flag
 from .._types import TTL, Clock, normalize_ttl
 from ..cache import DEFAULT_TTL, Cache
 from ..errors import ConfigurationError
+from ..fleet import check_interval
 from ..policies import parse_method_policies
 from ._facade import READ_ACTIONS, ResourceCache
 from ._options import (
@@ -89,6 +90,8 @@ class CachePlugin:
     :param retry_attempts: tries for each invalidation (default 3).
     :param retry_delay: seconds before the first retry, doubled each time (default 0.05).
     :param clock: wall clock for TTLs; tests pass a fake one.
+    :param publish_stats: publish this process's counters for ``cachekit stats --fleet --plugin SLUG``
+        (see :class:`~cachekit.Cache`): ``True`` (every 10 s) or seconds.
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class CachePlugin:
         retry_attempts: int = 3,
         retry_delay: float = 0.05,
         clock: Clock | None = None,
+        publish_stats: bool | float = False,
         **unknown_options: Any,
     ) -> None:
         if unknown_options:
@@ -136,6 +140,8 @@ class CachePlugin:
         self.strategy = check_strategy(strategy)
         self.retry_attempts, self.retry_delay = retry_attempts, retry_delay
         self.clock = clock
+        check_interval(publish_stats)
+        self.publish_stats = publish_stats
         self._explicit_namespace = namespace is not None
         self.namespace = check_plugin_namespace(namespace)
         self.database: Database | None = None
@@ -211,6 +217,7 @@ class CachePlugin:
             retry_attempts=self.retry_attempts,
             retry_delay=self.retry_delay,
             clock=self.clock,
+            publish_stats=self.publish_stats,
         )
 
     def _should_cache(self, name: str) -> bool:
