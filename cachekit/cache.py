@@ -4,13 +4,18 @@
 
 * reads fail open: a driver error or a corrupt blob is a miss (counted, logged once per cause, the bad entry
   dropped), so a broken cache never breaks a read;
-* concurrent misses of one key call the loader once (in-process single-flight, :mod:`cachekit._loading`);
+* concurrent misses of one key call the loader once (single flight, :mod:`cachekit._flight`, an object the
+  cache owns);
 * keys end with the generations of the scopes they depend on (:mod:`cachekit.scopes`), and a write
   invalidates by bumping generations in the backend's store (:mod:`cachekit.generations`): O(scopes touched)
   whatever is cached, and a value loaded before a write lands under a key no later read computes, in this
   process or any other;
 * a bump that fails is retried, then kept pending under a private generation, so this process never serves
   what it invalidated (see :mod:`cachekit.generations.view`).
+
+The async twins (``aget`` ... and the ``_aread``/``_astore`` halves the decorators and routes await) are
+methods here too, beside their sync bodies. Events and metrics observe a cache from above
+(:mod:`cachekit.events`): the cache only registers itself and hands ``on`` on; nothing it imports imports it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
-import threading
 import time
 import warnings
 from collections import OrderedDict
@@ -26,14 +30,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import asyncio
-
     from .fleet import StatsPublisher
     from .health import Health
 
 from . import _logging
-from ._async_api import AsyncCacheMixin
-from ._async_namespace import REFUSED, aread, configure_async
 from ._build import (
     DEFAULT_TTL,
     NAMESPACE_OPTION_NAMES,
@@ -44,8 +44,10 @@ from ._build import (
     check_namespace,
     check_reclaimable,
     check_retries,
+    configure_async,
 )
-from ._loading import LoadingMixin, _Flight
+from ._executor import run_blocking
+from ._flight import Flights, load_under_lock
 from ._options import check_flag, unknown_options_message
 from ._redact import redact
 from ._types import DEFAULT, MISSING, TTL, Clock, check_key, normalize_ttl
@@ -53,7 +55,7 @@ from .drivers import Driver
 from .drivers._memory_read import memory_reader, tier_decoder
 from .drivers.memory import MemoryDriver
 from .errors import CodecError, ConfigurationError, SerializationError, UncacheableValueWarning
-from .events import EventsMixin, register
+from .events import CacheEvent, Subscription, count_for_fleet, listen, register
 from .fleet import start_publishing, stop_publishing
 from .generations import store_for
 from .generations.view import GenerationView, KeyTemplate
@@ -69,9 +71,13 @@ logger = logging.getLogger("cachekit")
 
 _RETRY_INTERVAL = 1.0  # seconds between retries of a failed bump
 _FAILED: Any = object()  # get_many: a key whose blob was corrupt (an error, not a miss)
+_MISS_COUNTER_LIMIT = 10_000  # keys whose misses min_hits_before_store counts
+#: What :meth:`Cache._blob` returns for a value it refuses to store (uncacheable, over a size limit): the entry
+#: under its key is then dropped, so a read never serves the value this one was meant to replace.
+_REFUSED: Any = type("Refused", (), {"__repr__": lambda self: "REFUSED"})()
 
 
-class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
+class Cache:
     """A cache namespace: a driver, a codec, policies and stats.
 
     E.g.::
@@ -164,7 +170,7 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
             check_reclaimable(ttl_in_force, self.driver)
         self._default_policy = MethodPolicy()
         self.disabled_actions = frozenset(a for a, p in self._policies.items() if not p.enabled)
-        self._single_flight = check_flag("single_flight", single_flight)
+        self._flights = Flights(check_flag("single_flight", single_flight))
         self._lock_timeout = check_lock(distributed_lock, lock_timeout, self.driver)
         self._retry_attempts = check_retries(retry_attempts, retry_delay)
         self._retry_delay = float(retry_delay)
@@ -175,9 +181,6 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
         if self._trusted_blobs and self.codec is not None:
             # Its blobs never leave the process: no CRC per hit (see the codec); refused for a signing codec.
             self._trusted_blobs = self.codec.trust_local_blobs()
-        self._flights: dict[str, _Flight] = {}
-        self._flights_lock = threading.Lock()
-        self._async_flights: dict[tuple[int, str], asyncio.Task[Any]] = {}
         self._miss_counts: OrderedDict[str, int] = OrderedDict()
         self._gens = GenerationView(
             store_for(self.driver), self.namespace, retry_interval=_RETRY_INTERVAL, clock=self._clock
@@ -355,6 +358,10 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
         except Exception as exc:
             self._backend_failed(None, exc)
             return {}
+        return self._found(wanted, full, blobs)
+
+    def _found(self, wanted: list[str], full: list[str], blobs: Sequence[Any]) -> dict[str, Any]:
+        """The values of one ``get_many`` batch (sync or async), misses left out; hits, misses, errors counted."""
         found: dict[str, Any] = {}
         failed = 0
         for key, full_key, blob in zip(wanted, full, blobs, strict=True):
@@ -412,6 +419,85 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
         if not _logging.invalidation_failed(self.namespace, self.driver.name, self._retry_attempts, error):
             logger.debug("cachekit: invalidation of %d scope(s) on %s is pending", len(scopes), self.driver.name)
 
+    # -- the key/value API for async code --------------------------------------------------------------------
+    # Each is the twin of the sync method with the same arguments, results and fail-open rules, on the driver's
+    # async twins (redis.asyncio for Redis, inline for memory, cachekit's executor for the filesystem and S3),
+    # so none blocks the event loop; generation bumps run the sync path through run_blocking.
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        """The async twin of :meth:`get`: ``default`` on a miss, never raises for a broken backend."""
+        value = await self._aread(self._full_key(key))
+        return default if value is MISSING else value
+
+    async def aset(self, key: str, value: Any, ttl: TTL = DEFAULT) -> bool:
+        """The async twin of :meth:`set`: whether the value was stored."""
+        seconds = self.ttl if ttl is DEFAULT else normalize_ttl(ttl)
+        return await self._astore(self._settable_key(key), value, seconds, None)
+
+    async def adelete(self, key: str) -> bool:
+        """The async twin of :meth:`delete` (driver errors propagate: an explicit delete must work)."""
+        removed = await self.driver.adelete(self._full_key(key))
+        self.deletes += removed
+        return removed
+
+    async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The async twin of :meth:`get_many`: the values found (misses left out), in one driver batch."""
+        wanted = list(keys)
+        full = [self._full_key(k) for k in wanted]
+        try:
+            blobs = await self.driver.aget_many(full)
+        except Exception as exc:
+            self._backend_failed(None, exc)
+            return {}
+        return self._found(wanted, full, blobs)
+
+    async def aset_many(self, items: Mapping[str, Any], ttl: TTL = DEFAULT) -> int:
+        """The async twin of :meth:`set_many`: how many were stored (one driver batch)."""
+        seconds = self.ttl if ttl is DEFAULT else normalize_ttl(ttl)
+        keys = [self._settable_key(k) for k in items]  # all checked before any is stored
+        blobs: dict[str, Any] = {}
+        for key, value in zip(keys, items.values(), strict=True):
+            blob = self._blob(key, value, seconds, None)
+            if blob is _REFUSED:
+                await self._adrop(key)  # as set_many: the old value is not what the caller has now
+            elif blob is not MISSING:
+                blobs[key] = blob
+        if not blobs:
+            return 0
+        try:
+            await self.driver.aset_many(blobs, seconds)
+        except Exception as exc:
+            self._backend_failed(None, exc)
+            return 0
+        self.sets += len(blobs)
+        return len(blobs)
+
+    async def aclear(self, prefix: str = "") -> int:
+        """The async twin of :meth:`clear`: the namespace's generation is bumped first (every process stops
+        reading its entries at once), then the entries are deleted."""
+        if not prefix:
+            await run_blocking(self.driver, self._bump, [NAMESPACE_SCOPE])
+        try:
+            removed = await self.driver.aclear_many([self._full_prefix(prefix)])
+        except Exception as exc:
+            self._backend_failed(None, exc)
+            return 0
+        self.deletes += removed
+        return removed
+
+    async def ainvalidate(self, invalidation: Invalidation) -> int:
+        """The async twin of :meth:`invalidate`: how many scopes were bumped."""
+        return await run_blocking(self.driver, self.invalidate, invalidation)
+
+    async def ainvalidate_resource(self, resource: str) -> int:
+        """The async twin of :meth:`invalidate_resource`."""
+        return await self.ainvalidate(Invalidation(resource, whole=True))
+
+    async def aclose(self) -> None:
+        """The async twin of :meth:`close`: the generation store, then the driver (its async clients too)."""
+        await run_blocking(self.driver, self._gens.close)
+        await self.driver.aclose()
+
     # -- stats and lifetime ----------------------------------------------------------------------------------
 
     def stats(self) -> CacheStats:
@@ -449,6 +535,18 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
         from .health import ping_driver
 
         return ping_driver(self.driver)
+
+    def on(self, event: str, callback: Callable[[CacheEvent], None]) -> Subscription:
+        """Call ``callback(event)`` on every ``event`` of this cache; returns a :class:`~cachekit.events.Subscription`.
+
+        ``event`` is one of ``"hit"``, ``"miss"``, ``"set"``, ``"invalidate"``, ``"error"``, ``"breaker"``
+        (see :mod:`cachekit.events`).
+        """
+        return listen(self, event, callback)
+
+    def _fleet_counting(self, on: bool) -> None:
+        """Keep this cache's per resource/action read counters while it publishes fleet stats (cachekit.fleet)."""
+        count_for_fleet(self, on)
 
     def reset_stats(self) -> None:
         """Zero the hit, miss, set, delete, invalidation and error counters."""
@@ -548,15 +646,48 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
             self._drop(key)
             return failed
 
-    def _aread(self, key: str) -> Awaitable[Any]:
-        """The async twin of :meth:`_read`: the driver's own async get (no thread for Redis or memory)."""
-        return aread(self, key)
+    async def _aread(self, key: str) -> Any:
+        """The async twin of :meth:`_read`: through ``await driver.aget`` (no thread for Redis or memory)."""
+        try:
+            raw: Any = await self.driver.aget(key)
+        except Exception as exc:
+            self._backend_failed(key, exc)
+            return MISSING
+        if raw is not MISSING and self._decode is not None:
+            try:
+                at = self._decode_at  # keyed: a signing codec binds each entry to its key
+                raw = self._decode(raw) if at is None else at(key, raw)
+            except CodecError as exc:
+                self._backend_failed(key, exc)
+                await self._adrop(key)  # corrupt
+                return MISSING
+        if raw is MISSING:  # not found, or expired by its envelope
+            self.misses += 1
+            return MISSING
+        self.hits += 1
+        return raw
+
+    async def _astore(self, key: str, value: Any, ttl: float | None, max_payload: int | None) -> bool:
+        """The async twin of :meth:`_write`: encode ``value`` and store it with ``await driver.aset``."""
+        blob = self._blob(key, value, ttl, max_payload)
+        if blob is MISSING:
+            return False
+        if blob is _REFUSED:
+            await self._adrop(key)
+            return False
+        try:
+            await self.driver.aset(key, blob, ttl)
+        except Exception as exc:
+            self._backend_failed(key, exc)
+            return False
+        self.sets += 1
+        return True
 
     def _write(self, key: str, value: Any, ttl: float | None, max_payload: int | None) -> bool:
         blob = self._blob(key, value, ttl, max_payload)
         if blob is MISSING:
             return False
-        if blob is REFUSED:
+        if blob is _REFUSED:
             self._drop(key)  # the previous value under this key is not what the caller has now (issue 19)
             return False
         try:
@@ -570,7 +701,7 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
     def _blob(self, key: str, value: Any, ttl: float | None, max_payload: int | None) -> Any:
         """What the driver stores for ``value`` (the value itself for an object store).
 
-        MISSING: store nothing (``ttl=0``); :data:`REFUSED`: the value cannot be stored (uncacheable, over
+        MISSING: store nothing (``ttl=0``); :data:`_REFUSED`: the value cannot be stored (uncacheable, over
         ``max_payload``), and the caller drops what the key holds.
         """
         if ttl == 0:
@@ -582,18 +713,24 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
                     f"would get it empty; returned uncached (key {key!r}). Return a list instead",
                     UncacheableValueWarning, stacklevel=5,
                 )
-                return REFUSED
+                return _REFUSED
             return value
         try:
             blob = self.codec.encode(value, ttl, key)
         except SerializationError as exc:
             warnings.warn(f"{exc}; returned uncached (key {key!r})", UncacheableValueWarning, stacklevel=5)
-            return REFUSED
-        return REFUSED if max_payload is not None and len(blob) - self.codec.overhead > max_payload else blob
+            return _REFUSED
+        return _REFUSED if max_payload is not None and len(blob) - self.codec.overhead > max_payload else blob
 
     def _drop(self, key: str) -> None:
         try:
             self.driver.delete(key)
+        except Exception as exc:
+            logger.debug("cachekit: could not drop corrupt entry %r: %s", key, exc)
+
+    async def _adrop(self, key: str) -> None:
+        try:
+            await self.driver.adelete(key)
         except Exception as exc:
             logger.debug("cachekit: could not drop corrupt entry %r: %s", key, exc)
 
@@ -602,6 +739,99 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
         self.errors += 1
         if not _logging.read_failed(self.namespace, self.driver.name, key, exc):
             logger.debug("cachekit: %s failed for %r: %s", self.driver.name, key, exc)
+
+    # -- loading after a miss (used by the decorators) -------------------------------------------------------
+    # Concurrent misses of one key share one load (self._flights); the key carries the generations read before
+    # the load, so a value loaded while a write bumps them lands under a key that no later read computes.
+
+    def _load(self, key: str, action: str, loader: Callable[[], Any], ttl: Any = DEFAULT) -> Any:
+        """After a miss: call ``loader`` once for all concurrent missers of ``key`` and store the result."""
+
+        def load() -> Any:
+            value = loader()
+            self._after_load(key, action, value, ttl)
+            return value
+
+        def lead() -> Any:
+            value = self._quiet_read(key)  # another leader may have stored it between our miss and our lead
+            if value is not MISSING:
+                return value
+            if self._lock_timeout is None:
+                return load()
+            return load_under_lock(self.driver, key, self._lock_timeout, self._quiet_read, load, self._backend_failed)
+
+        return self._flights.run(key, lead, load)
+
+    async def _aload(self, key: str, action: str, loader: Callable[[], Awaitable[Any]], ttl: Any = DEFAULT) -> Any:
+        """The async twin of :meth:`_load`; blocking drivers run on cachekit's executor."""
+
+        async def load() -> Any:
+            value = await loader()
+            if self.driver.supports_async:
+                planned = self._store_plan(key, action, value, ttl)
+                if planned is not None:
+                    await self._astore(key, value, *planned)
+            else:  # a blocking driver without native twins: off the event loop, on cachekit's executor
+                await run_blocking(self.driver, self._after_load, key, action, value, ttl)
+            return value
+
+        async def lead() -> Any:
+            # Read the key again first, as the sync leader does: a miss whose read (on the executor, for tiers)
+            # began before the previous flight stored and ended after that flight was gone must not load again
+            # (issue 23, item 4: 37 of 200 bursts of 50 misses called the source twice).
+            value = await self._aquiet_read(key)
+            return value if value is not MISSING else await load()
+
+        return await self._flights.arun(key, lead, load)
+
+    def _after_load(self, key: str, action: str, value: Any, ttl: Any = DEFAULT) -> None:
+        """Store a loaded value unless the policy says not yet."""
+        planned = self._store_plan(key, action, value, ttl)
+        if planned is not None:
+            self._write(key, value, *planned)
+
+    def _store_plan(self, key: str, action: str, value: Any, ttl: Any) -> tuple[float | None, int | None] | None:
+        """(ttl, max payload) to store a loaded value with; ``None`` when the policy says not yet."""
+        policy = self._policies.get(action, self._default_policy)
+        if not self._ready_to_store(key, policy):
+            return None
+        if value is None and policy.none_ttl is not DEFAULT:
+            ttl = policy.none_ttl
+        elif ttl is DEFAULT:
+            ttl = self.ttl if policy.ttl is DEFAULT else policy.ttl
+        return ttl, policy.max_payload_bytes
+
+    def _ready_to_store(self, key: str, policy: MethodPolicy) -> bool:
+        needed = policy.min_hits_before_store
+        if needed <= 1:
+            return True
+        counts = self._miss_counts
+        seen = counts.pop(key, 0) + 1
+        if seen >= needed:
+            return True
+        counts[key] = seen
+        if len(counts) > _MISS_COUNTER_LIMIT:
+            counts.popitem(last=False)
+        return False
+
+    def _quiet_read(self, key: str) -> Any:
+        """The value under ``key`` or MISSING, counting nothing (a leader's re-check before it loads)."""
+        try:
+            return self._decoded(key, self._driver_get(key))
+        except Exception:
+            return MISSING
+
+    async def _aquiet_read(self, key: str) -> Any:
+        """:meth:`_quiet_read` without blocking the loop (the driver's async twin, or cachekit's executor)."""
+        driver = self.driver
+        if not driver.blocking:
+            return self._quiet_read(key)
+        if not driver.supports_async:
+            return await run_blocking(driver, self._quiet_read, key)
+        try:
+            return self._decoded(key, await driver.aget(key))
+        except Exception:
+            return MISSING
 
 
 #: Another name of :class:`Cache` (the design's word for it).

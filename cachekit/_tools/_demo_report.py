@@ -10,13 +10,11 @@ import statistics
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._demo_workload import LatencyResult, percentile
+from ._demo_workload import DemoOptions, LatencyResult, percentile
 from .workload import WorkloadResult
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-    from .demo import DemoOptions
 
 __all__ = ["print_results", "print_setup"]
 

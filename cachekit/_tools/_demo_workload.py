@@ -1,9 +1,10 @@
-"""What ``cachekit demo`` runs against S3: its databases, the two measured phases, and their results.
+"""What ``cachekit demo`` runs against S3: its options, its databases, the two measured phases, and their results.
 
-The home of the demo's work, as :func:`cachekit._tools.demo.run` sequences it: databases and
-:class:`~cachekit.CachePlugin` instances under the run's own prefix and namespace (cleaned up when the run's
-exit stack closes), the seeded ``orders``, the cold/warm latency phase (:class:`LatencyResult`,
-:func:`percentile`) and the mixed read/write workload under both invalidation modes.
+The home of the demo's options (:class:`DemoOptions`, :class:`Scale`) and of its work, as
+:func:`cachekit._tools.demo.run` sequences it: databases and :class:`~cachekit.CachePlugin` instances under
+the run's own prefix and namespace (cleaned up when the run's exit stack closes), the seeded ``orders``, the
+cold/warm latency phase (:class:`LatencyResult`, :func:`percentile`) and the mixed read/write workload under
+both invalidation modes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import functools
 import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +26,65 @@ if TYPE_CHECKING:
 
     from ..plugin import CachePlugin
     from ..s3db import Database, Resource
-    from .demo import DemoOptions, Scale
 
-__all__ = ["PARTITION", "REGIONS", "STATUSES", "LatencyResult", "latency_phase", "mixed_phase", "open_database",
-           "percentile"]
+__all__ = ["FULL", "PARTITION", "QUICK", "REGIONS", "STATUSES", "DemoOptions", "LatencyResult", "Scale",
+           "latency_phase", "mixed_phase", "open_database", "percentile"]
+
+@dataclass(frozen=True)
+class Scale:
+    """How much work one run does."""
+
+    records: int
+    get_ids: int
+    rounds: int
+    warm_repeats: int
+    mixed_operations: int
+    mixed_records: int
+
+
+#: ``--quick``: 6-8 s on a busy 2-core machine (measured with ``time cachekit demo --quick``); keep it under 10 s.
+QUICK = Scale(records=40, get_ids=15, rounds=2, warm_repeats=5, mixed_operations=100, mixed_records=20)
+#: The full run: more documents and samples, so p99 means something; 1-2 min on the same machine.
+FULL = Scale(records=600, get_ids=100, rounds=8, warm_repeats=10, mixed_operations=1500, mixed_records=60)
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What ``cachekit demo`` was asked to do.
+
+    E.g.::
+
+        DemoOptions(quick=True, driver="redis", config={"url": "redis://127.0.0.1:6379/0"})
+
+    :param quick: the small :data:`QUICK` scale instead of :data:`FULL`.
+    :param driver: the cache driver name given to :class:`~cachekit.CachePlugin` (``"tiered"`` with ``tiers``).
+    :param config: that driver's options.
+    :param tiers: a multi-tier cache: ``{"drivers": [...], "promote_on_hit": ..., "strategy": ...}``, what
+        ``CachePlugin(drivers=[...])`` takes.
+    :param endpoint: an S3 endpoint URL to use instead of starting moto; credentials come from boto3's chain.
+    :param bucket: the bucket to use (created when missing).
+    :param region: the S3 region name.
+    """
+
+    quick: bool = False
+    driver: str = "memory"
+    config: Mapping[str, Any] = field(default_factory=dict)
+    endpoint: str | None = None
+    bucket: str = "cachekit-demo"
+    region: str = "us-east-1"
+    tiers: Mapping[str, Any] | None = None
+
+    @property
+    def scale(self) -> Scale:
+        """:data:`QUICK` or :data:`FULL`."""
+        return QUICK if self.quick else FULL
+
+    def cache_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`~cachekit.Cache` and :class:`~cachekit.CachePlugin` for this cache."""
+        if self.tiers is not None:
+            return {**self.tiers, "config": dict(self.config)}
+        return {"driver": self.driver, "config": dict(self.config)}
+
 
 REGIONS = ("eu-west", "eu-north", "us-east", "us-west", "ap-south", "ap-east", "sa-east", "af-south")
 PARTITION = "by_region"

@@ -9,7 +9,7 @@ entry methods (``get``, ``set``, ``clear_all`` ...) and the warmers (``warm_item
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._types import DEFAULT, TTL
 from ..decorators import cached
@@ -23,9 +23,17 @@ if TYPE_CHECKING:
     from ..cache import Cache
     from ..drivers import Driver
     from ..s3db import Change, Resource
-    from . import CachePlugin
 
 __all__ = ["READ_ACTIONS", "ResourceCache"]
+
+
+class _Plugin(Protocol):
+    """What a facade reads of the :class:`~cachekit.CachePlugin` that built it (it never imports the plugin)."""
+
+    @property
+    def slug(self) -> str: ...
+    @property
+    def invalidation(self) -> str: ...
 
 #: The resource methods the plugin caches, each under the key resolver of the same name.
 READ_ACTIONS = ("get", "get_many", "exists", "list", "list_ids", "count", "page", "query", "get_from_partition",
@@ -47,7 +55,7 @@ class ResourceCache:
         users.cache.stats().hit_rate
     """
 
-    def __init__(self, plugin: CachePlugin, resource: Resource, cache: Cache) -> None:
+    def __init__(self, plugin: _Plugin, resource: Resource, cache: Cache) -> None:
         self.plugin, self.resource, self.namespace_cache = plugin, resource, cache
         self.slug = plugin.slug
         cache.declare_partitions(resource.name, resource.partitions)
@@ -55,7 +63,7 @@ class ResourceCache:
         for action in READ_ACTIONS:
             method = getattr(resource, action, None)
             if callable(method):
-                wrapper = cached(action=action, namespace=cache, resource=resource.name)(method)
+                wrapper = cached(action=action, cache=cache, resource=resource.name)(method)
                 self._methods[action] = wrapper
                 setattr(resource, action, wrapper)
         if "count" in self._methods and resource.page_total is None:  # a page's total: the cached count

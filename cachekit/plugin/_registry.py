@@ -9,21 +9,38 @@ instance installed on it, ``resource.cache`` (owned by the first installed insta
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..drivers import Driver
     from ..s3db import Resource
-    from ._facade import ResourceCache
 
 __all__ = ["register", "unregister", "unwrap"]
+
+
+class Facade(Protocol):
+    """What the registry uses of a facade, a :class:`~cachekit.plugin.ResourceCache` (which imports this module)."""
+
+    @property
+    def slug(self) -> str: ...
+    @property
+    def driver(self) -> Driver: ...
+    def key_resolver(self) -> Callable[..., str]: ...
+    def key_for(
+        self,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        partition: str | None = None,
+        partition_values: Mapping[str, Any] | None = None,
+    ) -> str: ...
 
 _REGISTRY_ATTR = "_cachekit_instances"
 
 
-def register(resource: Resource, facade: ResourceCache) -> None:
+def register(resource: Resource, facade: Facade) -> None:
     """Record ``facade`` under its slug on ``resource`` (installing the accessors the first time)."""
-    instances: dict[str, ResourceCache] | None = getattr(resource, _REGISTRY_ATTR, None)
+    instances: dict[str, Facade] | None = getattr(resource, _REGISTRY_ATTR, None)
     if instances is None:
         instances = {}
         setattr(resource, _REGISTRY_ATTR, instances)
@@ -33,18 +50,18 @@ def register(resource: Resource, facade: ResourceCache) -> None:
         resource.cache = facade  # type: ignore[attr-defined]  # the first installed instance owns it
 
 
-def unregister(resource: Resource, facade: ResourceCache) -> None:
+def unregister(resource: Resource, facade: Facade) -> None:
     """Forget ``facade``; if it owned ``resource.cache``, another installed instance takes it (else ``None``)."""
-    instances: dict[str, ResourceCache] = getattr(resource, _REGISTRY_ATTR, {})
+    instances: dict[str, Facade] = getattr(resource, _REGISTRY_ATTR, {})
     instances.pop(facade.slug, None)
     if getattr(resource, "cache", None) is facade:
         resource.cache = next(iter(instances.values()), None)  # type: ignore[attr-defined]
 
 
-def _install_accessors(resource: Resource, instances: dict[str, ResourceCache]) -> None:
-    def namespace(slug: str | None = None) -> ResourceCache:
+def _install_accessors(resource: Resource, instances: dict[str, Facade]) -> None:
+    def namespace(slug: str | None = None) -> Facade:
         if slug is None:
-            owner: ResourceCache | None = getattr(resource, "cache", None)
+            owner: Facade | None = getattr(resource, "cache", None)
             if owner is None:
                 raise LookupError(f"no cache is installed on resource {resource.name!r}")
             return owner

@@ -13,6 +13,7 @@ import math
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ import pytest
 from cachekit._tools.bench import SECTIONS, main
 from cachekit._tools.bench import run as run_bench
 from cachekit._tools.bench._async import instruction_child
-from cachekit._tools.bench._instructions import count_instructions
+from cachekit._tools.bench._instructions import count_instructions, project_root
 
 
 def _positive(value: Any) -> bool:
@@ -151,3 +152,9 @@ def test_the_async_instruction_child_runs_its_hits(redis_url: str, redis_prefix:
         stored = {key.decode() for key in client.scan_iter(match=redis_prefix + "*")}
     assert redis_prefix + "iraw:hit" in stored
     assert any(key.startswith(redis_prefix + "ick:") for key in stored)  # the cachekit entry it hit
+
+
+def test_the_instruction_child_runs_the_cachekit_being_benchmarked() -> None:
+    import cachekit
+
+    assert (project_root() / "cachekit" / "__init__.py").resolve() == Path(cachekit.__file__).resolve()

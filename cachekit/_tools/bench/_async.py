@@ -14,9 +14,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._core import Batch, BatchRunner, Case, Row, Section, Settings, make_row, measure
+from ._core import RECORD, Batch, BatchRunner, Case, Row, Section, Settings, make_row, measure
 from ._instructions import count_instructions, instructions_off
-from ._memory import RECORD
 from ._services import Services
 
 __all__ = ["run_async"]

@@ -12,8 +12,7 @@ import asyncio
 from typing import Any
 
 from ._async import async_per_op_timer
-from ._core import Case, Section, Settings, make_row, measure, per_op_timer
-from ._memory import RECORD
+from ._core import RECORD, Case, Section, Settings, make_row, measure, per_op_timer
 from ._services import Services
 
 __all__ = ["run_django"]

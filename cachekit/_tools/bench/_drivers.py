@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._core import Case, Section, Settings, make_row, measure, per_op_timer
-from ._memory import RECORD
+from ._core import RECORD, Case, Section, Settings, make_row, measure, per_op_timer
 from ._services import Services
 
 __all__ = ["run_drivers"]

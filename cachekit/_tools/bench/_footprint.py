@@ -18,9 +18,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from ._core import Outcome, Section
+from ._instructions import project_root
 
 __all__ = ["CHILD", "add_footprint"]
 
@@ -54,7 +54,7 @@ print(json.dumps({"traced": tracemalloc.get_traced_memory()[0] - base, "gets": l
 
 
 def _child(mode: str) -> dict[str, int]:
-    root = str(Path(__file__).resolve().parents[3])  # the cachekit being benchmarked
+    root = str(project_root())  # the cachekit being benchmarked
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     out = subprocess.run([sys.executable, "-c", CHILD, mode], capture_output=True, text=True, env=env, timeout=900,
                          check=True)

@@ -20,52 +20,23 @@ from pathlib import Path
 
 from ._core import Outcome, Section, Settings
 
-__all__ = ["INSTRUCTION_TARGETS", "add_instruction_counts", "child", "count_instructions", "instructions_off"]
+__all__ = ["INSTRUCTION_TARGETS", "add_instruction_counts", "count_instructions", "instructions_off", "project_root"]
 
 #: Row id -> the largest instructions ratio to cachetools ``@cachedmethod`` (issue 11).
 INSTRUCTION_TARGETS = {"cachekit_objects": 1.3, "cachekit_msgpack": 2.5}
 _REFERENCE = "cachetools_cachedmethod"
-_CHILD = "from cachekit._tools.bench._instructions import child; child()"
+_CHILD = "from cachekit._tools.bench._child import child; child()"
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
-_WARMUP = 200
 _TIMEOUT = 600.0
 
 
-def child() -> None:
-    """The measured process: ``python -c ... ROW_ID HITS [ARGS]`` runs HITS hits of the row after a warm-up.
-
-    Memory rows call ``repo.get("u1")``; ``async_*`` rows are run by
-    :func:`cachekit._tools.bench._async.instruction_child`, ``plugin_*`` rows by
-    :func:`cachekit._tools.bench._plugin.instruction_child`.
-    """
-    row_id, hits = sys.argv[1], int(sys.argv[2])
-    if row_id.startswith("async_"):
-        from ._async import instruction_child
-
-        instruction_child(row_id, hits, _WARMUP, *sys.argv[3:])
-        return
-    if row_id.startswith("hitratio_"):
-        from ._hitratio import instruction_child as hitratio_child
-
-        hitratio_child(row_id, hits, _WARMUP, *sys.argv[3:])
-        return
-    if row_id.startswith("plugin_"):
-        from ._plugin import instruction_child as plugin_child
-
-        plugin_child(row_id, hits, _WARMUP, *sys.argv[3:])
-        return
-    from ._memory import contender
-
-    repo = contender(row_id)
-    get = repo.get
-    for _ in range(_WARMUP):
-        get("u1")
-    for _ in range(hits):
-        get("u1")
+def project_root() -> Path:
+    """The directory holding the ``cachekit`` package being benchmarked (put first on the child's path)."""
+    return Path(__file__).resolve().parents[3]  # cachekit/_tools/bench/_instructions.py
 
 
 def _collected(valgrind: str, row_id: str, hits: int, args: Sequence[str]) -> int:
-    root = str(Path(__file__).resolve().parents[2])  # the cachekit being benchmarked, not another install
+    root = str(project_root())
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get(
         "PYTHONPATH")]))}
     result = subprocess.run(

@@ -8,18 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._core import Case, Section, Settings, batch_timer, make_row, measure
+from ._core import RECORD, Case, Section, Settings, batch_timer, make_row, measure
 from ._instructions import add_instruction_counts
 from ._typed import typed_contender, typed_outcomes, typed_repos
 
 __all__ = ["RECORD", "contender", "memory_repos", "run_memory"]
-
-#: The value every benchmark row caches: 10 fields of the usual JSON-ish types (161 bytes as msgpack).
-RECORD: dict[str, Any] = {
-    "id": "u1", "name": "Ada Lovelace", "email": "ada@example.com", "active": True, "score": 9.5,
-    "visits": 1234, "tags": ["admin", "math"], "address": {"city": "London", "zip": "W1"}, "manager": None,
-    "region": "eu",
-}
 
 _STMT = "repo.get(key)"
 _SETUP = "repo = REPO; key = KEY"  # locals inside timeit's loop function, as in a real caller

@@ -45,11 +45,11 @@ class _Items:
 
         rows = self.rows
 
-        @cached(action="get", namespace=self.cache, resource="items")
+        @cached(action="get", cache=self.cache, resource="items")
         def get(id: str) -> dict[str, Any]:
             return rows.get(id, {"id": id, "region": "r0"})
 
-        @invalidates("update", namespace=self.cache, resource="items", partitions=self.partitions,
+        @invalidates("update", cache=self.cache, resource="items", partitions=self.partitions,
                      before=lambda id, data: rows.get(id, {"id": id, "region": "r0"}))
         def update(id: str, data: dict[str, Any]) -> dict[str, Any]:
             rows[id] = {**rows.get(id, {"id": id, "region": "r0"}), **data}

@@ -51,7 +51,7 @@ class UserRecord:
 
 
 def _value(kind: str) -> Any:
-    from ._memory import RECORD
+    from ._core import RECORD
 
     fields = {**RECORD, "tags": list(RECORD["tags"])}
     if kind == "dataclass":
