@@ -43,6 +43,7 @@ from typing import Any, Final, Protocol
 
 from ._logging import log_once_per_interval
 from ._redact import redact
+from ._series import AGGREGATES
 from .drivers.base import HOST, NETWORK, Driver
 from .errors import ConfigurationError, CorruptEntryError
 
@@ -308,8 +309,6 @@ def read_fleet(
 
 def _rows_of(namespace: str) -> dict[tuple[str, str], list[int]]:
     """This process's per resource/action counters of ``namespace``, summed over tiers."""
-    from ._series import AGGREGATES
-
     with AGGREGATES.lock:
         counters = [c for labels, c in AGGREGATES.counters.items() if labels[0] == namespace]
     rows: dict[tuple[str, str], list[int]] = {}
