@@ -28,7 +28,7 @@ from .keys import get_key_resolver
 __all__ = ["MEMO_LIMIT", "CachedCallable", "CachedState", "skip_inner", "split_instance"]
 
 #: Key-memo slots per namespace; the memo is cleared when full.
-MEMO_LIMIT = 4096
+MEMO_LIMIT = 1024
 
 
 class CachedCallable:
