@@ -66,7 +66,10 @@ MAX_RECORDS: Final = 10_000
 #: Characters of a resource, action, host or process name kept in a record.
 MAX_NAME: Final = 100
 #: The counters of a namespace's totals, as :meth:`Cache.stats` has them.
-TOTALS: Final = ("hits", "misses", "sets", "deletes", "errors", "invalidations")
+TOTALS: Final = ("hits", "misses", "sets", "deletes", "errors", "invalidations",
+                 # issue 21: what the freshness policies did (0 in records of processes without them)
+                 "stale_served", "stale_on_error", "refreshes_started", "refreshes_failed", "early_refreshes")
+_FRESHNESS_TOTALS: Final = TOTALS[6:]
 #: The counters of a resource/action row (the hooks' counters).
 ROW_COUNTERS: Final = ("hits", "misses", "sets", "errors")
 _VERSION = 1
@@ -379,6 +382,10 @@ class StatsPublisher:
             totals["deletes"] += cache.deletes if stats else 0
             totals["errors"] += cache.errors
             totals["invalidations"] += cache.invalidations
+            fresh = getattr(cache, "_fresh", None)
+            for counts in list(fresh.counts.values()) if fresh is not None else ():
+                for name in _FRESHNESS_TOTALS:
+                    totals[name] += getattr(counts, name)
         return totals
 
     def after_fork(self) -> None:
