@@ -106,7 +106,7 @@ MUTANTS = [
            "cachekit/drivers/tiered.py", "        if first.idle():", "        if True:", (*TIERS,)),
     Mutant("D2-lru", "D2 (MemoryDriver.get_with_expiry) skips the LRU move (the bug fixed in this step)",
            "cachekit/drivers/memory.py",
-           _LRU_MOVE.format(move="self._data.move_to_end(full)"), _LRU_MOVE.format(move="pass"),
+           _LRU_MOVE.format(move="self._touch(full)"), _LRU_MOVE.format(move="pass"),
            (*TIERS,)),
     # -- issue 18, read path: Driver.reader() and one observation wrapper -----------------------------------------
     Mutant("G-miss", "the generic reader (Driver.reader) forgets to count a miss", "cachekit/drivers/base.py",
