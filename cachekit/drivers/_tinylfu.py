@@ -120,8 +120,18 @@ class TinyLFU:
         """A new key was stored: it enters the window."""
         self.window[key] = None
         self.sketch.increment(key)
-        if not self.capacity and len(self) > 2 * self.sketch.capacity:  # bounded by bytes only: grow the sketch
-            self.sketch = FrequencySketch(2 * len(self))
+        if not self.capacity:
+            if len(self) > 2 * self.sketch.capacity:  # bounded by bytes only: grow the sketch
+                self.sketch = FrequencySketch(2 * len(self))
+            return
+        # The window keeps its share while main has room (as Caffeine's does at every write): a key read after it
+        # left the window is promoted to protected, so a scan that fills the cache later meets it there. Without
+        # this the window grew to every key until the first eviction, and reads while there promoted nothing.
+        window, window_share = self.window, max(1, self.capacity // 100)
+        room = self.capacity - window_share - len(self.probation) - len(self.protected)
+        while len(window) > window_share and room > 0:
+            self.probation[window.popitem(last=False)[0]] = None
+            room -= 1
 
     def accessed(self, key: str) -> None:
         """``key`` was read or overwritten: count it; a probation key is promoted to protected."""

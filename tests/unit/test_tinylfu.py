@@ -115,6 +115,28 @@ def test_a_scan_does_not_flush_the_hot_keys_under_tinylfu_but_does_under_lru() -
     assert survivors["tinylfu"] >= 45, survivors
 
 
+def test_keys_leave_the_window_while_main_has_room_so_their_reads_protect_them() -> None:
+    """Hot keys written and read before the cache is ever full: their reads must promote them to protected (the
+    window keeps its share at every write), so the scan that fills the cache later contests only probation. The
+    window used to hold every key until the first eviction: the reads promoted nothing, the hot keys sat in
+    probation and the scan's contests took a few of them whenever the sketch's counters collided."""
+    driver = MemoryDriver(eviction_policy="tinylfu", max_size=100)
+    hot = [f"hot{i}" for i in range(50)]
+    for key in hot:
+        driver.set(key, b"v")
+    policy = driver._admission
+    assert policy is not None
+    assert len(policy.window) == 1  # the window's share of 100 entries
+    for _ in range(4):
+        for key in hot:
+            assert driver.get(key) is not MISSING
+    driver.set("scan0", b"s")  # the next write applies the buffered reads
+    assert len(policy.protected) >= 49
+    for i in range(1, 1000):
+        driver.set(f"scan{i}", b"s")
+    assert sum(driver.get(key) is not MISSING for key in hot) >= 49
+
+
 def test_a_byte_bound_alone_still_admits_by_frequency() -> None:
     driver: Any = MemoryDriver(eviction_policy="tinylfu", max_size=0, max_memory_bytes=100 * 40)
     hot = [f"hot{i:02}" for i in range(40)]
