@@ -54,6 +54,7 @@ from .drivers.memory import MemoryDriver
 from .errors import CodecError, ConfigurationError, SerializationError, UncacheableValueWarning
 from .events import EventsMixin, register
 from .generations import store_for
+from .generations._signing import GenerationSeal
 from .generations.view import GenerationView, KeyTemplate
 from .keys import KeySpec, format_key, get_key_resolver
 from .policies import MethodPolicy, parse_method_policies
@@ -171,7 +172,8 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
         self._async_flights: dict[tuple[int, str], asyncio.Task[Any]] = {}
         self._miss_counts: OrderedDict[str, int] = OrderedDict()
         self._gens = GenerationView(
-            store_for(self.driver), self.namespace, retry_interval=_RETRY_INTERVAL, clock=self._clock
+            store_for(self.driver), self.namespace, retry_interval=_RETRY_INTERVAL, clock=self._clock,
+            seal=GenerationSeal.from_options(namespace_options) if self.codec is not None else None,
         )
         probed = getattr(self._gens.store, "probed", None)
         if probed is not None:  # hear of other processes' bumps at the next read (generations/redis.py)

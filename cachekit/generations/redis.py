@@ -27,12 +27,14 @@ import ssl
 import struct
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import GenerationStore
-from ._notifications import parse_notification
+from ._notifications import REFUSED, parse_notification
+from ._signing import GenerationSeal
 
 __all__ = ["RedisGenerations"]
 
@@ -74,6 +76,54 @@ redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
 return out
 """
 
+# Issue 19: the highest of the counter + 1 and the caller's floor + 1 (a counter set back, or restarted empty,
+# below what a process saw), published like a bump.
+_RAISE = """
+local t = redis.call('TIME')
+local base = t[1] * 1000000 + t[2]
+local lines = {ARGV[3]}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local current = tonumber(redis.call('GET', key) or '')
+  local floor = tonumber(ARGV[i + 3 + #KEYS])
+  local value = math.max(current and current + 1 or base, floor + 1)
+  value = string.format('%d', value)
+  redis.call('SET', key, value, 'PX', ARGV[2])
+  out[i] = value
+  lines[#lines + 1] = ARGV[i + 3] .. '\\t' .. value
+end
+redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
+return out
+"""
+
+# Signed namespaces (issue 19): values are "{value}.{mac}", sealed by the client (the key never reaches Redis).
+# A read creates an absent counter with the sealed value the client proposes; a bump sets the sealed values the
+# client computed (fresh: above the clock and the caller's floor) and publishes them.
+_SIGNED_READ = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local value = redis.call('GET', key)
+  if not value then
+    redis.call('SET', key, ARGV[i + 1], 'PX', ARGV[1])
+    value = ARGV[i + 1]
+  end
+  out[i] = value
+end
+return out
+"""
+
+_SIGNED_SET = """
+local lines = {ARGV[3]}
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[i + 3], 'PX', ARGV[2])
+  lines[#lines + 1] = ARGV[i + 3 + #KEYS]
+end
+redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
+return 1
+"""
+
+_SCRIPTS = {"read": _READ, "bump": _BUMP, "raise": _RAISE, "signed_read": _SIGNED_READ, "signed_set": _SIGNED_SET}
+
 _READ_SHA = hashlib.sha1(_READ.encode()).hexdigest()  # the script's name in Redis
 
 #: Seconds a counter lives without a bump (its re-creation is safe, see the module docstring).
@@ -109,6 +159,9 @@ class RedisGenerations(GenerationStore):
     def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         self._ensure_watching()
         keys = [self._key(namespace, s) for s in scopes]
+        seal = self._seals.get(namespace)
+        if seal is not None:
+            return self._signed_read(namespace, scopes, keys, seal)
         values = self._run("read", lambda script, client: script(keys=keys, args=[self._ttl_ms], client=client))
         return [int(v) for v in values]
 
@@ -116,7 +169,7 @@ class RedisGenerations(GenerationStore):
         """:meth:`read` through ``redis.asyncio`` (the driver's async client and breaker): never blocks the loop."""
         self._ensure_watching()
         driver = self._driver
-        if getattr(driver, "_aclients", None) is None:  # a driver on a ready sync client: its executor
+        if getattr(driver, "_aclients", None) is None or namespace in self._seals:  # a driver on a ready sync client: its executor
             from .._executor import run_blocking
 
             return await run_blocking(driver, self.read, namespace, scopes)
@@ -139,9 +192,55 @@ class RedisGenerations(GenerationStore):
 
     def bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         self._ensure_watching()
+        if namespace in self._seals:
+            return self._signed_set(namespace, scopes, [0] * len(scopes))
         keys = [self._key(namespace, s) for s in scopes]
         args = [self.channel, self._ttl_ms, namespace, *scopes]
         values = [int(v) for v in self._run("bump", lambda script, client: script(keys=keys, args=args, client=client))]
+        self._notify(namespace, list(zip(scopes, values, strict=True)))
+        return values
+
+    def raise_above(self, namespace: str, scopes: Sequence[str], floors: Sequence[int]) -> list[int]:
+        self._ensure_watching()
+        if namespace in self._seals:
+            return self._signed_set(namespace, scopes, floors)
+        keys = [self._key(namespace, s) for s in scopes]
+        args = [self.channel, self._ttl_ms, namespace, *scopes, *(str(f) for f in floors)]
+        values = [int(v) for v in self._run("raise", lambda script, client: script(keys=keys, args=args, client=client))]
+        self._notify(namespace, list(zip(scopes, values, strict=True)))
+        return values
+
+    def _signed_read(self, namespace: str, scopes: Sequence[str], keys: list[str], seal: GenerationSeal) -> list[int]:
+        """Read sealed counters; one that fails its MAC is refused and replaced by a fresh sealed value."""
+        start = _now_us()
+        proposed = [seal.seal_text(namespace, scope, start) for scope in scopes]
+        args = [self._ttl_ms, *proposed]
+        raw = self._run("signed_read", lambda script, client: script(keys=keys, args=args, client=client))
+        values: list[int] = []
+        refused: list[int] = []
+        for index, (scope, text) in enumerate(zip(scopes, raw, strict=True)):
+            value = seal.open_text(namespace, scope, text)
+            if value is None:
+                self._refuse(f"generation counter {keys[index]!r}")
+                refused.append(index)
+                value = 0
+            values.append(value)
+        if refused:  # never adopted: overwritten with a fresh value, which every process then hears of
+            fresh = self._signed_set(namespace, [scopes[i] for i in refused], [0] * len(refused))
+            for index, value in zip(refused, fresh, strict=True):
+                values[index] = value
+        return values
+
+    def _signed_set(self, namespace: str, scopes: Sequence[str], floors: Sequence[int]) -> list[int]:
+        """Set fresh sealed values (above the clock in µs and each floor) and publish them."""
+        seal = self._seals[namespace]
+        now = _now_us()
+        values = [max(now, floor + 1) for floor in floors]
+        sealed = [seal.seal_text(namespace, scope, value) for scope, value in zip(scopes, values, strict=True)]
+        keys = [self._key(namespace, s) for s in scopes]
+        lines = [f"{scope}\t{text}" for scope, text in zip(scopes, sealed, strict=True)]
+        args = [self.channel, self._ttl_ms, namespace, *sealed, *lines]
+        self._run("signed_set", lambda script, client: script(keys=keys, args=args, client=client))
         self._notify(namespace, list(zip(scopes, values, strict=True)))
         return values
 
@@ -181,7 +280,7 @@ class RedisGenerations(GenerationStore):
         def command(client: Any) -> Any:
             script = self._scripts.get(name)
             if script is None:
-                script = self._scripts[name] = client.register_script(_READ if name == "read" else _BUMP)
+                script = self._scripts[name] = client.register_script(_SCRIPTS[name])
             return call(script, client)
 
         return self._driver.call(command, name=f"EVALSHA (generations {name})")
@@ -224,14 +323,22 @@ class RedisGenerations(GenerationStore):
             logger.warning("cachekit: lost the generation subscription to Redis (%s); reads ask Redis meanwhile", exc)
 
     def _on_message(self, data: bytes | str) -> None:
-        # Issue 19: a message that does not parse is counted and dropped, never a lost subscription.
-        parsed = parse_notification(data)
+        # Issue 19: a message that does not parse is counted and dropped, never a lost subscription; a signed
+        # namespace's message is used only when every value carries a valid MAC.
+        parsed = parse_notification(data, self._seals) if self._seals else parse_notification(data)
+        if parsed is REFUSED:
+            self._refuse(f"a notification on {self.channel!r}")
+            return
         if parsed is None:
             self.malformed_notifications += 1
             if self.malformed_notifications == 1:
                 logger.warning("cachekit: dropped a malformed message on %r (not a cachekit bump)", self.channel)
             return
         self._notify(*parsed)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
 
 
 def _switch_interval() -> None:
