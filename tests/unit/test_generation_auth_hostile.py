@@ -1,0 +1,181 @@
+"""Authenticated generations (issue 19, item 3): a hostile client cannot roll a signed cache back.
+
+Each attacker is a real second Redis client logged in as an ACL user with only the rights named (``PUBLISH``
+on the generation channel, or ``SET`` on the counters), or a second client of the S3 bucket that deletes a
+token. The victim is a signed ``Cache``; the pre-update entry is validly signed and within its TTL, so only the
+generations stand between it and a stale read.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from cachekit import Cache, cached, invalidates
+from cachekit.generations import store_for
+
+SIGNING_KEY = b"tenant-a-signing-key-0123456789"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+class Users:
+    name = "users"
+
+    def __init__(self, cache: Cache, rows: dict[str, str]) -> None:
+        self.cache, self.rows = cache, rows
+
+    @cached(action="get")
+    def get(self, id: str) -> str:
+        return self.rows[id]
+
+    @invalidates("update")
+    def update(self, id: str, role: str) -> None:
+        self.rows[id] = role
+
+
+def _item_counter(cache: Cache, client: Any) -> str:
+    (name,) = [k.decode() for k in client.scan_iter(match=cache.driver._prefix + "~gen/*users/item/*")]
+    return name
+
+
+@pytest.fixture
+def acl_client(redis_url: str) -> Iterator[Callable[[str], Any]]:
+    """``make(rules)``: a client logged in as a fresh ACL user with only ``rules`` (deleted afterwards)."""
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    users: list[str] = []
+    clients: list[Any] = []
+
+    def make(rules: str) -> Any:
+        user = f"cachekit-hostile-{uuid.uuid4().hex[:8]}"
+        password = uuid.uuid4().hex
+        admin.execute_command("ACL", "SETUSER", user, "reset", "on", f">{password}", *rules.split())
+        users.append(user)
+        client = redis.Redis.from_url(redis_url, username=user, password=password)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+    for user in users:
+        admin.execute_command("ACL", "DELUSER", user)
+    admin.close()
+
+
+def _cache(url: str, prefix: str) -> Cache:
+    return Cache("redis", namespace="gens", config={"url": url, "key_prefix": prefix, "signing_key": SIGNING_KEY})
+
+
+def _setup(redis_url: str, redis_prefix: str) -> tuple[Users, Users, dict[str, str]]:
+    rows = {"alice": "guest"}
+    reader, writer = Users(_cache(redis_url, redis_prefix), rows), Users(_cache(redis_url, redis_prefix), rows)
+    for cache in (reader.cache, writer.cache):
+        assert wait_until(lambda c=cache: store_for(c.driver).trusted("gens"))
+    assert reader.get("alice") == "guest"  # the pre-update entry, signed, stored under the first generation
+    return reader, writer, rows
+
+
+@pytest.mark.redis
+def test_a_publish_only_client_cannot_roll_a_fresh_process_back(
+    redis_url: str, redis_prefix: str, acl_client: Callable[[str], Any]
+) -> None:
+    import redis
+
+    reader, writer, rows = _setup(redis_url, redis_prefix)
+    admin = redis.Redis.from_url(redis_url)
+    counter = _item_counter(reader.cache, admin)
+    old = admin.get(counter).decode()
+    scope = counter.split("}/", 1)[1]
+    writer.update("alice", "admin")
+    assert wait_until(lambda: reader.get("alice") == "admin")
+    fresh = Users(_cache(redis_url, redis_prefix), rows)
+    store = store_for(fresh.cache.driver)
+    assert wait_until(lambda: store.trusted("gens"))
+    attacker = acl_client(f"resetchannels &{redis_prefix}~gen +publish")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        attacker.get(counter)  # only the right named
+    before = store.refused_values + store.malformed_notifications
+    plain = old.split(".")[0]
+    for value in (plain, old):  # a forged plain value, and a replay of the old sealed one
+        attacker.publish(f"{redis_prefix}~gen", f"gens\n{scope}\t{value}")
+    assert wait_until(lambda: store.refused_values + store.malformed_notifications > before or value == old)
+    time.sleep(0.1)
+    assert fresh.get("alice") == "admin"  # never the pre-update entry
+    assert reader.get("alice") == "admin"
+    admin.close()
+    for repo in (reader, writer, fresh):
+        repo.cache.close()
+
+
+@pytest.mark.redis
+def test_a_set_only_client_cannot_set_a_counter_back(
+    redis_url: str, redis_prefix: str, acl_client: Callable[[str], Any]
+) -> None:
+    import redis
+
+    reader, writer, rows = _setup(redis_url, redis_prefix)
+    admin = redis.Redis.from_url(redis_url)
+    counter = _item_counter(reader.cache, admin)
+    old = admin.get(counter)
+    writer.update("alice", "admin")
+    assert wait_until(lambda: reader.get("alice") == "admin")
+    attacker = acl_client(f"resetkeys ~{redis_prefix}~gen/* +set")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        attacker.get(counter)
+    # A process that saw the higher value: a replay of the old sealed value is below its high-water mark.
+    attacker.set(counter, old)
+    reader.cache._gens.reset()  # as after a lost subscription: it reads the counter again
+    assert reader.get("alice") == "admin"
+    assert reader.cache._gens.regressions >= 1
+    # A fresh process: a forged plain value (what an unsigned counter holds) fails its MAC.
+    attacker.set(counter, old.split(b".")[0])
+    fresh = Users(_cache(redis_url, redis_prefix), rows)
+    assert wait_until(lambda: store_for(fresh.cache.driver).trusted("gens"))
+    assert fresh.get("alice") == "admin"
+    assert store_for(fresh.cache.driver).refused_values >= 1
+    # ... and the counter is pushed to a fresh value every process converges on.
+    assert admin.get(counter) not in (old, old.split(b".")[0])
+    admin.close()
+    for repo in (reader, writer, fresh):
+        repo.cache.close()
+
+
+@pytest.mark.redis
+def test_an_unsigned_process_keeps_its_high_water_mark(
+    redis_url: str, redis_prefix: str, acl_client: Callable[[str], Any]
+) -> None:
+    """Without a signing key nothing is authenticated, but a process that saw a higher value never goes back."""
+    import redis
+
+    rows = {"alice": "guest"}
+    options = {"url": redis_url, "key_prefix": redis_prefix}
+    reader = Users(Cache("redis", namespace="gens", config=options), rows)
+    writer = Users(Cache("redis", namespace="gens", config=options), rows)
+    assert wait_until(lambda: store_for(reader.cache.driver).trusted("gens"))
+    assert reader.get("alice") == "guest"
+    admin = redis.Redis.from_url(redis_url)
+    counter = _item_counter(reader.cache, admin)
+    old = admin.get(counter)
+    writer.update("alice", "admin")
+    assert wait_until(lambda: reader.get("alice") == "admin")
+    acl_client(f"resetkeys ~{redis_prefix}~gen/* +set").set(counter, old)
+    reader.cache._gens.reset()
+    assert reader.get("alice") == "admin"
+    assert int(admin.get(counter)) > int(old)  # pushed above the mark: the others converge
+    admin.close()
+    reader.cache.close()
+    writer.cache.close()
