@@ -206,11 +206,14 @@ class RedisGenerations(GenerationStore):
             return self._signed_set(namespace, scopes, floors)
         keys = [self._key(namespace, s) for s in scopes]
         args = [self.channel, self._ttl_ms, namespace, *scopes, *(str(f) for f in floors)]
-        values = [int(v) for v in self._run("raise", lambda script, client: script(keys=keys, args=args, client=client))]
+        raised = self._run("raise", lambda script, client: script(keys=keys, args=args, client=client))
+        values = [int(v) for v in raised]
         self._notify(namespace, list(zip(scopes, values, strict=True)))
         return values
 
-    def _signed_read(self, namespace: str, scopes: Sequence[str], keys: list[str], seal: GenerationSeal) -> list[int]:
+    def _signed_read(
+        self, namespace: str, scopes: Sequence[str], keys: list[str], seal: GenerationSeal
+    ) -> list[int]:
         """Read sealed counters; one that fails its MAC is refused and replaced by a fresh sealed value."""
         start = _now_us()
         proposed = [seal.seal_text(namespace, scope, start) for scope in scopes]

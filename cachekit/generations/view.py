@@ -417,7 +417,8 @@ class GenerationView:
         unreachable, floors = self._unreachable, self._floors
         if len(floors) > _KNOWN_LIMIT:
             floors.clear()  # bounded: a forgotten mark protects no more than a fresh process has
-        for scope, value in pairs:
+        for scope, told in pairs:
+            value = told
             if value > 0:
                 mark = floors.get(scope)
                 if mark is None or not ordered:

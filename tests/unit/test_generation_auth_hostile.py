@@ -108,13 +108,12 @@ def test_a_publish_only_client_cannot_roll_a_fresh_process_back(
     attacker = acl_client(f"resetchannels &{redis_prefix}~gen +publish")
     with pytest.raises(redis.exceptions.NoPermissionError):
         attacker.get(counter)  # only the right named
-    before = store.refused_values + store.malformed_notifications
     plain = old.split(".")[0]
     for value in (plain, old):  # a forged plain value, and a replay of the old sealed one
-        attacker.publish(f"{redis_prefix}~gen", f"gens\n{scope}\t{value}")
-    assert wait_until(lambda: store.refused_values + store.malformed_notifications > before or value == old)
-    time.sleep(0.1)
+        assert attacker.publish(f"{redis_prefix}~gen", f"gens\n{scope}\t{value}") >= 1
+    time.sleep(0.3)  # delivery (not an assert on time)
     assert fresh.get("alice") == "admin"  # never the pre-update entry
+    assert getattr(store, "refused_values", 0) == 1  # the forged one; the replay is not adopted (unknown scope)
     assert reader.get("alice") == "admin"
     admin.close()
     for repo in (reader, writer, fresh):
@@ -140,13 +139,13 @@ def test_a_set_only_client_cannot_set_a_counter_back(
     attacker.set(counter, old)
     reader.cache._gens.reset()  # as after a lost subscription: it reads the counter again
     assert reader.get("alice") == "admin"
-    assert reader.cache._gens.regressions >= 1
+    assert getattr(reader.cache._gens, "regressions", 0) >= 1
     # A fresh process: a forged plain value (what an unsigned counter holds) fails its MAC.
     attacker.set(counter, old.split(b".")[0])
     fresh = Users(_cache(redis_url, redis_prefix), rows)
     assert wait_until(lambda: store_for(fresh.cache.driver).trusted("gens"))
     assert fresh.get("alice") == "admin"
-    assert store_for(fresh.cache.driver).refused_values >= 1
+    assert getattr(store_for(fresh.cache.driver), "refused_values", 0) >= 1
     # ... and the counter is pushed to a fresh value every process converges on.
     assert admin.get(counter) not in (old, old.split(b".")[0])
     admin.close()
