@@ -169,7 +169,7 @@ class RedisGenerations(GenerationStore):
         """:meth:`read` through ``redis.asyncio`` (the driver's async client and breaker): never blocks the loop."""
         self._ensure_watching()
         driver = self._driver
-        if getattr(driver, "_aclients", None) is None or namespace in self._seals:  # a sync client, or signed: the executor
+        if getattr(driver, "_aclients", None) is None or namespace in self._seals:  # sync client, or signed: executor
             from .._executor import run_blocking
 
             return await run_blocking(driver, self.read, namespace, scopes)
