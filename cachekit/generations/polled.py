@@ -30,6 +30,7 @@ from typing import Any
 from .._types import MISSING
 from . import GenerationStore
 from ._records import ABSENT, EPOCH_SIZE, RecordDisk, parse_counter, private_value, select_record
+from ._signing import SEALED_SIZE
 
 __all__ = ["FilesystemGenerations", "PolledGenerations", "TokenGenerations"]
 
@@ -251,30 +252,37 @@ class TokenGenerations(PolledGenerations):
         self.interval = interval
 
     def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+        seal = self._seals.get(namespace)
         values = []
         for scope in scopes:
-            blob = self._token(f"~gen/{namespace}/{scope}")
+            key = f"~gen/{namespace}/{scope}"
+            blob = self._token(key, SEALED_SIZE if seal is not None else EPOCH_SIZE)
             if blob is MISSING:
-                values.append(0)
-            elif len(blob) == 8 and 0 < int.from_bytes(blob, "big") < 1 << 49:
-                values.append(int.from_bytes(blob, "big"))
-            else:
-                values.append(private_value())  # not a token of ours: unknown, private (issue 19)
+                values.append(0)  # never bumped (a deleted token: the view keeps the one it knew)
+                continue
+            value = seal.open_bytes(namespace, scope, blob) if seal is not None else _plain_token(blob)
+            if value is None or not 0 < value < 1 << 49:
+                if seal is not None:
+                    self._refuse(f"generation token {key!r}")
+                value = private_value()  # not a token of ours: unknown, private (issue 19)
+            values.append(value)
         return values
 
-    def _token(self, key: str) -> Any:
-        """At most the bytes of a token (a ranged GET where the driver has one), or MISSING."""
+    def _token(self, key: str, size: int = EPOCH_SIZE) -> Any:
+        """At most ``size`` + 1 bytes of a token (a ranged GET where the driver has one), or MISSING."""
         prefix = getattr(self._driver, "get_prefix", None)
         if prefix is not None:
-            return prefix(key, EPOCH_SIZE + 1)  # one more: a longer object is not a token
+            return prefix(key, size + 1)  # one more: a longer object is not a token
         blob = self._driver.get(key)
-        return blob if blob is MISSING else bytes(blob)[: EPOCH_SIZE + 1]
+        return blob if blob is MISSING else bytes(blob)[: size + 1]
 
     def _bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+        seal = self._seals.get(namespace)
         values = []
         for scope in scopes:
             token = random.getrandbits(48) + 1
-            self._driver.set(f"~gen/{namespace}/{scope}", token.to_bytes(8, "big"), None)
+            blob = seal.seal_bytes(namespace, scope, token) if seal is not None else token.to_bytes(8, "big")
+            self._driver.set(f"~gen/{namespace}/{scope}", blob, None)
             values.append(token)
         return values
 
@@ -289,6 +297,10 @@ class TokenGenerations(PolledGenerations):
         token = random.getrandbits(64).to_bytes(8, "big")
         self._driver.set(f"~gen/{namespace}/{_EPOCH}", token, None)
         return token
+
+
+def _plain_token(blob: bytes) -> int | None:
+    return int.from_bytes(blob, "big") if len(blob) == EPOCH_SIZE else None
 
 
 def _driver_identity(driver: Any) -> Any:

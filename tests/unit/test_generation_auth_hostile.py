@@ -178,3 +178,34 @@ def test_an_unsigned_process_keeps_its_high_water_mark(
     admin.close()
     reader.cache.close()
     writer.cache.close()
+
+
+@pytest.mark.s3
+def test_a_client_that_deletes_an_s3_token_cannot_roll_back(s3_client: Any, s3_bucket: str, moto_server: Any) -> None:
+    import boto3
+
+    def s3_cache() -> Cache:
+        config = {"bucket": s3_bucket, "client": s3_client, "key_prefix": "auth/", "signing_key": SIGNING_KEY}
+        return Cache("s3", namespace="gens", config=config)
+
+    rows = {"alice": "guest"}
+    reader, writer = Users(s3_cache(), rows), Users(s3_cache(), rows)
+    assert reader.get("alice") == "guest"  # stored while the item scope has no token
+    writer.update("alice", "admin")  # writes the item's token
+    assert reader.get("alice") == "admin"
+    (token_key,) = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="auth/~gen/gens/users/item/")
+                    ["Contents"]]
+    attacker = boto3.client(  # a second client; it only deletes
+        "s3", endpoint_url=s3_client.meta.endpoint_url, region_name="us-east-1",
+        aws_access_key_id="attacker", aws_secret_access_key="attacker",
+    )
+    attacker.delete_object(Bucket=s3_bucket, Key=token_key)
+    reader.cache._gens.reset()  # as after the poll saw another write: it reads the tokens again
+    assert reader.get("alice") == "admin"  # the token it knew stands; not the pre-update entry
+    # A forged token (an unsigned one, as an unsigned namespace writes) fails its MAC: a private generation.
+    attacker.put_object(Bucket=s3_bucket, Key=token_key, Body=(12345).to_bytes(8, "big"))
+    fresh = Users(s3_cache(), rows)
+    assert fresh.get("alice") == "admin"
+    assert getattr(store_for(fresh.cache.driver), "refused_values", 0) >= 1
+    for repo in (reader, writer, fresh):
+        repo.cache.close()
