@@ -29,7 +29,7 @@ from typing import Any
 
 from .._types import MISSING
 from . import GenerationStore
-from ._records import ABSENT, EPOCH_SIZE, RecordDisk, parse_counter, private_value, select_record
+from ._records import ABSENT, EPOCH_SIZE, UNPARSABLE, RecordDisk, parse_counter, private_value, select_record
 from ._signing import SEALED_SIZE
 
 __all__ = ["FilesystemGenerations", "PolledGenerations", "TokenGenerations"]
@@ -37,6 +37,9 @@ __all__ = ["FilesystemGenerations", "PolledGenerations", "TokenGenerations"]
 logger = logging.getLogger("cachekit")
 
 _EPOCH = "~epoch"
+_FLOOR = "~floor"
+#: Bumps between two checks of the filesystem store's size.
+_SWEEP_EVERY = 1000
 #: What a planted epoch record reads as: a constant, so it moves the epoch once, not at every poll.
 _UNPARSABLE_EPOCH = b"unparsable"
 
@@ -76,7 +79,13 @@ class PolledGenerations(GenerationStore):
         return self._healthy
 
     def bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
-        values = self._bump(namespace, scopes)
+        return self._bumped(namespace, scopes, None)
+
+    def raise_above(self, namespace: str, scopes: Sequence[str], floors: Sequence[int]) -> list[int]:
+        return self._bumped(namespace, scopes, floors)
+
+    def _bumped(self, namespace: str, scopes: Sequence[str], floors: Sequence[int] | None) -> list[int]:
+        values = self._bump(namespace, scopes, floors)
         epoch = self._write_epoch(namespace)
         for store in self.siblings():
             if isinstance(store, PolledGenerations):
@@ -84,7 +93,7 @@ class PolledGenerations(GenerationStore):
         self._notify(namespace, list(zip(scopes, values, strict=True)))
         return values
 
-    def _bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+    def _bump(self, namespace: str, scopes: Sequence[str], floors: Sequence[int] | None) -> list[int]:
         raise NotImplementedError
 
     def poll(self) -> None:
@@ -130,9 +139,16 @@ class PolledGenerations(GenerationStore):
 
 
 class FilesystemGenerations(PolledGenerations):
-    """Generations of a filesystem cache directory (see the module docstring)."""
+    """Generations of a filesystem cache directory (see the module docstring).
+
+    Bounded (issue 19, item 5): reads never write; at most :attr:`limit` scope records are kept (checked every
+    ``_SWEEP_EVERY`` bumps and every minute), the least recently bumped dropped first after raising their
+    namespace's floor record (``{namespace}/~floor``), which is what a scope without a record reads as.
+    """
 
     interval = 0.05
+    #: The most scope records kept (about 120 bytes each in SQLite: ~12 MB), over all namespaces.
+    limit = 100_000
 
     def __init__(
         self, directory: Path | str, *, driver: Any = None, generation_ttl: float = 86_400.0, timeout: float = 1.0
@@ -147,6 +163,9 @@ class FilesystemGenerations(PolledGenerations):
         self._next_expire = 0.0
         #: Generation records found that cachekit did not write (read as private generations).
         self.refused_records = 0
+        #: Records dropped to keep the store within :attr:`limit` (their values raised the floor first).
+        self.dropped_records = 0
+        self._bump_count = 0
 
     def _db(self) -> Any:
         cache = self._cache
@@ -182,33 +201,107 @@ class FilesystemGenerations(PolledGenerations):
         return bool(getattr(self._driver, "_closed", False))
 
     def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+        """Read only (issue 19, item 5): no record is created, no write transaction is opened; a scope never
+        bumped (or whose record was dropped for the cap) reads as its namespace's floor."""
+
         def read(cache: Any) -> list[int]:
+            now = time.time()
+            floor = self._floor(cache, namespace, now)
             values = []
             for scope in scopes:
                 key = f"{namespace}/{scope}"
-                found = parse_counter(select_record(cache._sql, key, time.time()))
-                if found == ABSENT:
-                    cache.add(key, _now_us(), expire=self._ttl)  # atomic: only if still absent
-                    found = parse_counter(select_record(cache._sql, key, time.time()))
-                values.append(found if isinstance(found, int) else self._refused(key))
+                found = self._parsed(namespace, scope, select_record(cache._sql, key, now))
+                values.append(floor if found == ABSENT else found if isinstance(found, int) else self._refused(key))
             return values
 
         return list(self._using(read))
 
-    def _bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+    def _parsed(self, namespace: str, scope: str, found: int | bytes | str) -> int | str:
+        """A counter (verified by the namespace's seal when signed), :data:`ABSENT`, else :data:`UNPARSABLE`."""
+        seal = self._seals.get(namespace)
+        if seal is None:
+            return parse_counter(found)
+        if found == ABSENT:
+            return ABSENT
+        value = seal.open_bytes(namespace, scope, found) if isinstance(found, bytes) else None
+        if value is None:
+            self._refuse(f"generation record {namespace}/{scope!r} in {self.directory}")
+            return UNPARSABLE
+        return value
+
+    def _record(self, namespace: str, scope: str, value: int) -> int | bytes:
+        seal = self._seals.get(namespace)
+        return value if seal is None else seal.seal_bytes(namespace, scope, value)
+
+    def _floor(self, cache: Any, namespace: str, now: float) -> int:
+        """What a scope without a record reads as: the highest value dropped from the namespace (0 at first)."""
+        found = self._parsed(namespace, _FLOOR, select_record(cache._sql, f"{namespace}/{_FLOOR}", now))
+        if found == ABSENT:
+            return 0
+        return found if isinstance(found, int) else self._refused(f"{namespace}/{_FLOOR}")
+
+    def _bump(self, namespace: str, scopes: Sequence[str], floors: Sequence[int] | None) -> list[int]:
         def bump(cache: Any) -> list[int]:
             values = []
             with cache.transact():
-                for scope in scopes:
+                now = time.time()
+                floor = max(self._floor(cache, namespace, now), 0)
+                for index, scope in enumerate(scopes):
                     key = f"{namespace}/{scope}"
-                    old = parse_counter(select_record(cache._sql, key, time.time()))
+                    old = self._parsed(namespace, scope, select_record(cache._sql, key, now))
                     # Absent or planted: restart at the clock, above any value it had (see the module docstring).
-                    value = old + 1 if isinstance(old, int) else _now_us()
-                    cache.set(key, value, expire=self._ttl)
+                    value = max(old + 1 if isinstance(old, int) else _now_us(), floor + 1)
+                    if floors is not None:
+                        value = max(value, floors[index] + 1)
+                    cache.set(key, self._record(namespace, scope, value))  # no expiry: the cap bounds them
                     values.append(value)
             return values
 
-        return list(self._using(bump))
+        values = list(self._using(bump))
+        if self._bumps_since_sweep() >= _SWEEP_EVERY:
+            self._using(self._sweep)
+        return values
+
+    def _bumps_since_sweep(self) -> int:
+        self._bump_count += 1
+        return self._bump_count
+
+    def _sweep(self, cache: Any) -> int:
+        """Keep at most :attr:`limit` records (and drop expired ones of older versions): each dropped value first
+        raises its namespace's floor, so a dropped scope reads at or above every value it had (never older)."""
+        self._bump_count = 0
+        now = time.time()
+        kept = f"key NOT LIKE '%/{_EPOCH}' AND key NOT LIKE '%/{_FLOOR}'"
+        rows = cache._sql(
+            f"SELECT rowid, key FROM Cache WHERE raw = 1 AND {kept} AND expire_time IS NOT NULL "
+            "AND expire_time <= ? LIMIT 10000", (now,),
+        ).fetchall()
+        ((count,),) = cache._sql("SELECT COUNT(*) FROM Cache").fetchall()
+        excess = count - len(rows) - self.limit
+        if excess > 0:
+            rows += cache._sql(
+                f"SELECT rowid, key FROM Cache WHERE raw = 1 AND {kept} ORDER BY store_time LIMIT ?", (excess,)
+            ).fetchall()
+        if not rows:
+            return 0
+        known = sorted({*self._seals, *self._listeners}, key=len, reverse=True)
+        highest: dict[str, int] = {}
+        with cache.transact():
+            for rowid, key in rows:
+                if not isinstance(key, str):
+                    continue
+                namespace = next((n for n in known if key.startswith(n + "/")), key.partition("/")[0])
+                scope = key[len(namespace) + 1 :]
+                value = self._parsed(namespace, scope, select_record(cache._sql, key, 0.0))
+                if isinstance(value, int):
+                    highest[namespace] = max(highest.get(namespace, 0), value)
+                cache._sql("DELETE FROM Cache WHERE rowid = ?", (rowid,))
+            for namespace, value in highest.items():
+                floor = self._floor(cache, namespace, now)
+                if value > floor:
+                    cache.set(f"{namespace}/{_FLOOR}", self._record(namespace, _FLOOR, value))
+        self.dropped_records += len(rows)
+        return len(rows)
 
     def _refused(self, key: str) -> int:
         """A record cachekit did not write: counted, logged once, read as a private generation."""
@@ -225,9 +318,9 @@ class FilesystemGenerations(PolledGenerations):
         now = time.monotonic()
         if now >= self._next_expire:
             self._next_expire = now + 60.0
-            self._using(lambda cache: cache.expire())  # RecordDisk: removes rows, never files
+            self._using(self._sweep)  # raises floors, then removes rows; never a file
         found = self._using(lambda cache: select_record(cache._sql, f"{namespace}/{_EPOCH}", time.time()))
-        if isinstance(found, bytes):
+        if isinstance(found, bytes) and len(found) == EPOCH_SIZE:
             return found
         return None if found == ABSENT else _UNPARSABLE_EPOCH
 
@@ -276,7 +369,7 @@ class TokenGenerations(PolledGenerations):
         blob = self._driver.get(key)
         return blob if blob is MISSING else bytes(blob)[: size + 1]
 
-    def _bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+    def _bump(self, namespace: str, scopes: Sequence[str], floors: Sequence[int] | None) -> list[int]:
         seal = self._seals.get(namespace)
         values = []
         for scope in scopes:
