@@ -174,6 +174,7 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
         self._gens = GenerationView(
             store_for(self.driver), self.namespace, retry_interval=_RETRY_INTERVAL, clock=self._clock,
             seal=GenerationSeal.from_options(namespace_options) if self.codec is not None else None,
+            entry_ttl=_longest(self.ttl, *(p.ttl for p in self._policies.values() if p.ttl is not DEFAULT)),
         )
         probed = getattr(self._gens.store, "probed", None)
         if probed is not None:  # hear of other processes' bumps at the next read (generations/redis.py)
@@ -592,3 +593,10 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
 
 
 Namespace = Cache
+
+
+def _longest(*ttls: Any) -> float | None:
+    """The longest of the TTLs in force (``None``, no expiry, is the longest)."""
+    if any(ttl is None for ttl in ttls):
+        return None
+    return max(float(ttl) for ttl in ttls)

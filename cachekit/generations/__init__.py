@@ -100,6 +100,10 @@ class GenerationStore(abc.ABC):
         if seal is not None:
             self._seals[namespace] = seal
 
+    def entries_live(self, namespace: str, seconds: float | None) -> None:  # noqa: B027 - optional hook
+        """The longest TTL of ``namespace``'s entries (``None``: no expiry): a store that creates a record on a
+        read may give it that TTL, so such records live no longer than the entries they guard (issue 19)."""
+
     def _refuse(self, what: str) -> None:
         """A value or notification failed its MAC: counted, logged once, dropped."""
         self.refused_values += 1

@@ -147,6 +147,9 @@ class RedisGenerations(GenerationStore):
         self._key_base = prefix + "~gen/"
         self.channel = prefix + "~gen"
         self._ttl_ms = str(int(generation_ttl * 1000))
+        self._generation_ttl = generation_ttl
+        # Issue 19, item 5: a counter a read creates lives as long as the namespace's entries, not a day.
+        self._read_ttl_ms: dict[str, str] = {}
         self._scripts: dict[str, Any] = {}
         self._subscribed = threading.Event()
         self._stop = threading.Event()
@@ -162,7 +165,8 @@ class RedisGenerations(GenerationStore):
         seal = self._seals.get(namespace)
         if seal is not None:
             return self._signed_read(namespace, scopes, keys, seal)
-        values = self._run("read", lambda script, client: script(keys=keys, args=[self._ttl_ms], client=client))
+        args = [self._read_ttl_ms.get(namespace, self._ttl_ms)]
+        values = self._run("read", lambda script, client: script(keys=keys, args=args, client=client))
         return [int(v) for v in values]
 
     async def aread(self, namespace: str, scopes: Sequence[str]) -> list[int]:
@@ -175,8 +179,10 @@ class RedisGenerations(GenerationStore):
             return await run_blocking(driver, self.read, namespace, scopes)
         keys = [self._key(namespace, s) for s in scopes]
 
+        ttl_ms = self._read_ttl_ms.get(namespace, self._ttl_ms)
+
         async def command(client: Any) -> Any:
-            return await client.evalsha(_READ_SHA, len(keys), *keys, self._ttl_ms)
+            return await client.evalsha(_READ_SHA, len(keys), *keys, ttl_ms)
 
         try:
             values = await driver._acall(command, "EVALSHA (generations read)")
@@ -185,7 +191,7 @@ class RedisGenerations(GenerationStore):
                 raise
 
             async def load(client: Any) -> Any:
-                return await client.eval(_READ, len(keys), *keys, self._ttl_ms)
+                return await client.eval(_READ, len(keys), *keys, ttl_ms)
 
             values = await driver._acall(load, "EVAL (generations read)")
         return [int(v) for v in values]
@@ -217,7 +223,7 @@ class RedisGenerations(GenerationStore):
         """Read sealed counters; one that fails its MAC is refused and replaced by a fresh sealed value."""
         start = _now_us()
         proposed = [seal.seal_text(namespace, scope, start) for scope in scopes]
-        args = [self._ttl_ms, *proposed]
+        args = [self._read_ttl_ms.get(namespace, self._ttl_ms), *proposed]
         raw = self._run("signed_read", lambda script, client: script(keys=keys, args=args, client=client))
         values: list[int] = []
         refused: list[int] = []
@@ -246,6 +252,10 @@ class RedisGenerations(GenerationStore):
         self._run("signed_set", lambda script, client: script(keys=keys, args=args, client=client))
         self._notify(namespace, list(zip(scopes, values, strict=True)))
         return values
+
+    def entries_live(self, namespace: str, seconds: float | None) -> None:
+        if seconds is not None and 0 < seconds < self._generation_ttl:
+            self._read_ttl_ms[namespace] = str(max(int(seconds * 1000), 1))
 
     def trusted(self, namespace: str) -> bool:
         self._ensure_watching()

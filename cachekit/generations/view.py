@@ -76,6 +76,7 @@ class GenerationView:
         pending_limit: int = 1000,
         clock: Callable[[], float] = time.monotonic,
         seal: GenerationSeal | None = None,
+        entry_ttl: float | None = None,
     ) -> None:
         self.store = store
         self.namespace = namespace
@@ -101,6 +102,7 @@ class GenerationView:
         #: The last error the store raised (for the log line of a failed invalidation).
         self.last_error: BaseException | None = None
         store.use_seal(namespace, seal)
+        store.entries_live(namespace, entry_ttl)
         store.watch(namespace, self)
 
     # -- rendering keys ----------------------------------------------------------------------------------------

@@ -209,3 +209,67 @@ def test_a_client_that_deletes_an_s3_token_cannot_roll_back(s3_client: Any, s3_b
     assert getattr(store_for(fresh.cache.driver), "refused_values", 0) >= 1
     for repo in (reader, writer, fresh):
         repo.cache.close()
+
+
+_DIRECTORY_WRITER = """
+import sqlite3, sys
+db, key, value = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3]) if sys.argv[4] == "blob" else int(sys.argv[3])
+con = sqlite3.connect(db)
+con.execute("UPDATE Cache SET value = ? WHERE key = ?", (value, key))
+con.commit()
+print(con.total_changes)
+"""
+
+
+def _write_record(directory: Any, key: str, value: bytes | int) -> None:
+    """Another process, a writer of ``~generations`` only, sets one record."""
+    import subprocess
+    import sys
+
+    kind, text = ("blob", value.hex()) if isinstance(value, bytes) else ("int", str(value))
+    done = subprocess.run(
+        [sys.executable, "-c", _DIRECTORY_WRITER, str(directory / "~generations" / "cache.db"), key, text, kind],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert done.stdout.strip() != "0", done.stderr
+
+
+def _record(directory: Any, key: str) -> bytes | int:
+    import sqlite3
+
+    con = sqlite3.connect(directory / "~generations" / "cache.db")
+    try:
+        ((value,),) = con.execute("SELECT value FROM Cache WHERE key = ?", (key,)).fetchall()
+    finally:
+        con.close()
+    return value  # type: ignore[no-any-return]
+
+
+def test_a_writer_of_the_generations_directory_cannot_roll_back(tmp_path: Any) -> None:
+    directory = tmp_path / "cache"
+
+    def fs_cache() -> Cache:
+        return Cache("filesystem", namespace="gens", config={"directory": str(directory), "signing_key": SIGNING_KEY})
+
+    rows = {"alice": "guest"}
+    reader, writer = Users(fs_cache(), rows), Users(fs_cache(), rows)
+    writer.update("alice", "v1")
+    assert reader.get("alice") == "v1"  # stored under the first bump's value
+    import sqlite3
+
+    con = sqlite3.connect(directory / "~generations" / "cache.db")
+    (key,) = [k for (k,) in con.execute("SELECT key FROM Cache WHERE key LIKE 'gens/users/item/%'")]
+    con.close()
+    old = _record(directory, key)
+    writer.update("alice", "v2")
+    assert reader.get("alice") == "v2"
+    _write_record(directory, key, old)  # the record as it was after the first bump: a replay
+    reader.cache._gens.reset()  # as after the poll saw the epoch move
+    assert reader.get("alice") == "v2"  # below its high-water mark: not adopted
+    # A fresh process, and a forged record (the old value as a plain integer, what an unsigned store holds).
+    forged = old if isinstance(old, int) else int.from_bytes(old[:8], "big")
+    _write_record(directory, key, forged)
+    fresh = Users(fs_cache(), rows)
+    assert fresh.get("alice") == "v2"
+    for repo in (reader, writer, fresh):
+        repo.cache.close()
