@@ -49,6 +49,7 @@ from ._options import check_flag, unknown_options_message
 from ._redact import redact
 from ._types import DEFAULT, MISSING, TTL, Clock, check_key, normalize_ttl
 from .drivers import Driver
+from .drivers._limits import limit_reads
 from .drivers._memory_read import memory_reader, tier_decoder
 from .drivers.memory import MemoryDriver
 from .errors import CodecError, ConfigurationError, SerializationError, UncacheableValueWarning
@@ -149,6 +150,8 @@ class Cache(LoadingMixin, EventsMixin, AsyncCacheMixin):
         self.driver = build_driver(driver, drivers, options, promote_on_hit, strategy, self._clock)
         configure_async(self.driver, namespace_options)
         self.codec = None if self.driver.stores_objects else build_codec(namespace_options, self._clock)
+        if self.codec is not None:  # bounded entry reads (issue 19, item 6)
+            limit_reads(self.driver, self.codec.max_value_bytes + self.codec.overhead)
         self.case_sensitive = check_flag("case_sensitive", namespace_options.get("case_sensitive", True))
         self.stats_enabled = check_flag("enable_stats", namespace_options.get("enable_stats", True))
         self._policies = parse_method_policies(method_policies)

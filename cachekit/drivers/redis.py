@@ -37,6 +37,7 @@ import redis
 from cachekit._redact import redact
 from cachekit._types import MISSING, Clock, Missing
 from cachekit.breaker import DEFAULT_COOLDOWN, DEFAULT_FAILURES, CircuitBreaker
+from cachekit.drivers._limits import oversized
 from cachekit.drivers._redis_commands import (
     _FAILURES,
     _GLOB_ESCAPES,
@@ -99,6 +100,8 @@ class RedisDriver(AsyncRedisCommands):
 
     name = "redis"
     sharing = NETWORK
+    #: The most bytes a read fetches of an entry (set by the Caches on this driver; issue 19, item 6).
+    max_read_bytes: int | None = None
     leaves_orphans = True  # unless the server's maxmemory-policy evicts: entries need a TTL
     supports_locks = True
     blocking = True
@@ -201,8 +204,17 @@ class RedisDriver(AsyncRedisCommands):
 
     def get(self, key: str) -> bytes | Missing:
         full = self._prefix + key
-        blob = self.call(lambda client: client.get(full), name="GET")
-        return MISSING if blob is None else cast(bytes, blob)  # no decode_responses: always bytes
+        limit = self.max_read_bytes
+        if limit is None:
+            blob = self.call(lambda client: client.get(full), name="GET")
+            return MISSING if blob is None else cast(bytes, blob)  # no decode_responses: always bytes
+        # Issue 19, item 6: at most limit + 1 bytes; "" is an absent key (no envelope is empty).
+        blob = self.call(lambda client: client.getrange(full, 0, limit), name="GETRANGE")
+        if not blob:
+            return MISSING
+        if len(blob) > limit:
+            raise oversized(key, limit)
+        return cast(bytes, blob)
 
     def get_with_expiry(self, key: str) -> tuple[bytes, float | None] | Missing:
         """GET and PTTL in one round trip; the deadline is ``clock() + pttl``, or ``None`` without expiry."""

@@ -47,6 +47,7 @@ from cachekit.drivers._s3_config import (
     normalize_key_prefix,
     reject_client_options,
 )
+from cachekit.drivers._limits import oversized
 from cachekit.drivers.base import NETWORK, Driver
 from cachekit.errors import ConfigurationError, DriverError, DriverUnavailable
 from cachekit.generations import GenerationStore
@@ -102,6 +103,8 @@ class S3Driver(Driver):
 
     name = "s3"
     sharing = NETWORK
+    #: The most bytes a read fetches of an entry (set by the Caches on this driver; issue 19, item 6).
+    max_read_bytes: int | None = None
     leaves_orphans = True  # unless a lifecycle rule expires objects: entries need a TTL
     blocking = True
 
@@ -211,7 +214,12 @@ class S3Driver(Driver):
                     # Closing unread drops the connection instead of downloading a body nobody wants.
                     self.client.delete_object(Bucket=self.bucket, Key=object_key)
                     return MISSING
-                blob: bytes = body.read()
+                limit = self.max_read_bytes
+                if limit is not None and int(response.get("ContentLength") or 0) > limit:
+                    raise oversized(key, limit)  # issue 19, item 6: closed unread
+                blob: bytes = body.read() if limit is None else body.read(limit + 1)
+                if limit is not None and len(blob) > limit:
+                    raise oversized(key, limit)
             finally:
                 body.close()
         return blob, deadline
