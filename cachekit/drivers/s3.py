@@ -39,6 +39,7 @@ from cachekit._redact import redact, redact_url
 from cachekit._s3 import delete_in_batches, error_code, is_not_found
 from cachekit._types import MISSING, Missing, check_key, normalize_ttl
 from cachekit.breaker import DEFAULT_COOLDOWN, DEFAULT_FAILURES, CircuitBreaker, Verdict
+from cachekit.drivers._limits import oversized
 from cachekit.drivers._s3_config import (
     check_bucket,
     check_optional_str,
@@ -47,7 +48,6 @@ from cachekit.drivers._s3_config import (
     normalize_key_prefix,
     reject_client_options,
 )
-from cachekit.drivers._limits import oversized
 from cachekit.drivers.base import NETWORK, Driver
 from cachekit.errors import ConfigurationError, DriverError, DriverUnavailable
 from cachekit.generations import GenerationStore
