@@ -83,3 +83,30 @@ def test_the_filesystem_reads_at_most_the_limit(tmp_path: Path) -> None:
         con.close()
 
     _read_with_junk(cache, plant)
+
+
+@pytest.mark.redis
+def test_async_redis_reads_at_most_the_limit(redis_url: str, redis_prefix: str) -> None:
+    import asyncio
+
+    import redis
+
+    config = {"url": redis_url, "key_prefix": redis_prefix, "max_value_bytes": LIMIT}
+    cache = Cache("redis", namespace="bounded", config=config)
+    client = redis.Redis.from_url(redis_url)
+    client.set(redis_prefix + "bounded-raw", b"\x00" * JUNK)
+    from cachekit.errors import CorruptEntryError
+
+    async def read() -> None:
+        with pytest.raises(CorruptEntryError):
+            await cache.driver.aget("bounded-raw")
+
+    tracemalloc.start()
+    try:
+        asyncio.run(read())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * LIMIT
+    client.close()
+    cache.close()
