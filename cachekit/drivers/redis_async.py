@@ -29,6 +29,7 @@ import redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from cachekit._types import MISSING, Missing
+from cachekit.drivers._limits import oversized
 from cachekit.drivers._redis_commands import (
     _BATCH,
     _FAILURES,
@@ -40,7 +41,6 @@ from cachekit.drivers._redis_commands import (
     _verdict,
 )
 from cachekit.drivers._redis_config import AsyncClient
-from cachekit.drivers._limits import oversized
 from cachekit.drivers.base import Driver
 from cachekit.errors import DriverError
 
