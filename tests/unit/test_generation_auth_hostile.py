@@ -273,3 +273,35 @@ def test_a_writer_of_the_generations_directory_cannot_roll_back(tmp_path: Any) -
     assert fresh.get("alice") == "v2"
     for repo in (reader, writer, fresh):
         repo.cache.close()
+
+
+@pytest.mark.redis
+def test_an_older_entry_replayed_under_the_current_key_is_refused(
+    redis_url: str, redis_prefix: str, acl_client: Callable[[str], Any]
+) -> None:
+    """Item 5: the MAC covers the key, generations included: the pre-update bytes copied over the current key are
+    a miss, and the generation they were stored under cannot be brought back (above), so no replay is served."""
+    import redis
+
+    reader, writer, rows = _setup(redis_url, redis_prefix)
+    attacker = acl_client(f"resetkeys ~{redis_prefix}* +get +set")
+    old_key = reader.get.cache_key("alice")
+    old_entry = attacker.get(redis_prefix + old_key)
+    admin = redis.Redis.from_url(redis_url)
+    counter = _item_counter(reader.cache, admin)
+    admin.close()
+    old_counter = attacker.get(counter)
+    writer.update("alice", "admin")
+    assert wait_until(lambda: reader.get("alice") == "admin")
+    new_key = reader.get.cache_key("alice")
+    assert new_key != old_key
+    errors = reader.cache.errors
+    attacker.set(redis_prefix + new_key, old_entry)  # the older bytes under the current key
+    assert reader.get("alice") == "admin"
+    assert reader.cache.errors == errors + 1  # refused by the MAC (it covers the key), counted
+    attacker.set(counter, old_counter)  # and the old generation back, so the old key is current again
+    reader.cache._gens.reset()
+    assert reader.get("alice") == "admin"  # below its high-water mark: pushed above it, never adopted
+    del rows
+    for repo in (reader, writer):
+        repo.cache.close()
