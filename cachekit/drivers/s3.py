@@ -35,7 +35,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from cachekit._options import reject_unknown_options
-from cachekit._redact import redact, redact_url
+from cachekit._redact import redact, redact_library_logs, redact_url
 from cachekit._s3 import delete_in_batches, error_code, is_not_found
 from cachekit._types import MISSING, Missing, check_key, normalize_ttl
 from cachekit.breaker import DEFAULT_COOLDOWN, DEFAULT_FAILURES, CircuitBreaker, Verdict
@@ -145,6 +145,8 @@ class S3Driver(Driver):
         self.bucket = check_bucket(bucket)
         self.key_prefix = normalize_key_prefix(key_prefix)
         self.endpoint_url = check_optional_str("endpoint_url", endpoint_url)
+        if self.endpoint_url is not None and redact(self.endpoint_url) != self.endpoint_url:
+            redact_library_logs()  # botocore logs the endpoint at DEBUG, credentials included (issue 19)
         self.region = check_optional_str("region", region)
         if clock is not None and not callable(clock):
             raise ConfigurationError(f"clock must be a callable returning epoch seconds; got {clock!r}")
