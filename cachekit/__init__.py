@@ -6,6 +6,25 @@ filesystem, Redis, S3, multi-tier), the codec and the policies; :class:`CachePlu
 
 ``cached``, ``invalidates`` and ``CachePlugin`` are loaded on first use (wrapt, which the decorators are built
 on, imports asyncio), so ``import cachekit`` and a plain :class:`Cache` stay light.
+
+Supported modules: their public names (``__all__``) are the API. Other modules (``cachekit.cache``,
+``cachekit.keys``, ``cachekit.scopes`` ...) hold names this package re-exports: import those from here. Modules
+whose name starts with ``_`` (the tools wing ``cachekit._tools`` too: the CLI, demo and bench, run as the
+``cachekit`` command) are internal and may change in any release.
+
+* ``cachekit``: ``Cache``, ``cached``, ``invalidates``, ``CachePlugin`` and the names below in ``__all__``;
+* ``cachekit.errors``: the exceptions and warnings;
+* ``cachekit.drivers``, ``cachekit.drivers.base``: ``Driver``, its capabilities and the registry (driver authors);
+* ``cachekit.codecs``: serializers, compression and the codec;
+* ``cachekit.generations``: ``GenerationStore``, what a shared driver's ``generation_store()`` returns;
+* ``cachekit.events``: ``cache.on(...)``'s events and ``subscribe_all``;
+* ``cachekit.metrics``: Prometheus and OpenTelemetry metrics;
+* ``cachekit.health``: what ``cache.ping()`` returns;
+* ``cachekit.fleet``: fleet stats (``Cache(publish_stats=...)``, ``cachekit stats --fleet``);
+* ``cachekit.testing``: the pytest plugin and its fixtures;
+* ``cachekit.plugin``: ``CachePlugin`` and ``ResourceCache``, for ``cachekit.s3db``;
+* ``cachekit.s3db``: the S3 document store the plugin caches;
+* ``cachekit.django``, ``cachekit.flask``, ``cachekit.starlette``: the framework doors (their extras).
 """
 
 from __future__ import annotations
@@ -13,9 +32,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from ._types import DEFAULT, MISSING
+from .cache import DEFAULT_TTL, Cache, Namespace
 from .drivers import Driver, register_driver
 from .keys import KeySpec, register_key_resolver, stable_hash
-from .namespace import DEFAULT_TTL, Cache, Namespace
 from .policies import MethodPolicy
 from .scopes import Invalidation
 from .stats import CacheStats

@@ -23,7 +23,7 @@ from ._cached_state import CachedCallable, CachedState, skip_inner, split_instan
 from ._calls import namespace_of, resource_name
 from ._memo import memo_key
 from ._types import MISSING
-from .namespace import Cache
+from .cache import Cache
 
 __all__ = ["BoundCached", "BoundCachedFunction", "CachedFunction", "cached_function"]
 

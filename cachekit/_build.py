@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._executor import shared_executor
 from ._options import reject_unknown_options
 from ._redact import redact
 from ._types import Clock, normalize_ttl
@@ -158,6 +159,13 @@ def _build_tier(index: int, tier: Mapping[str, Any] | Driver, clock: Clock, tier
     inner = tier["driver"]
     built = inner if isinstance(inner, Driver) else _create(str(inner), dict(tier.get("config") or {}), clock)
     return tier_cls(built, ttl=normalize_ttl(tier.get("ttl"), what=f"drivers[{index}]['ttl']"), name=tier.get("name"))
+
+
+def configure_async(driver: Driver, options: Mapping[str, Any]) -> None:
+    """Apply ``config={"async_workers": N}``: the driver's blocking async twins run on a pool of N threads."""
+    workers = options.get("async_workers")
+    if workers is not None:
+        driver.use_executor(shared_executor(workers))
 
 
 def check_reclaimable(ttl: float | None, driver: Driver) -> None:

@@ -19,10 +19,10 @@ from ._key_options import UnkeyableArgument, keyed_params, unkeyable_argument
 from ._memo import memo_key, pack, storable
 from ._typed import TypedReturn, typed_return
 from ._types import DEFAULT, MISSING
+from .cache import Cache
 from .errors import ConfigurationError, SerializationError, UncacheableValueWarning
 from .generations.view import KeyTemplate
 from .keys import get_key_resolver
-from .namespace import Cache
 
 __all__ = ["MEMO_LIMIT", "CachedCallable", "CachedState", "skip_inner", "split_instance"]
 

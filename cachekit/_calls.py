@@ -9,10 +9,10 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .cache import Cache
 from .errors import ConfigurationError
-from .namespace import Cache
 
-__all__ = ["Signature", "namespace_of", "resource_name", "signatures"]
+__all__ = ["Signature", "chosen_cache", "namespace_of", "resource_name", "signatures"]
 
 _EMPTY = inspect.Parameter.empty
 
@@ -82,6 +82,25 @@ def resource_name(instance: Any, fallback: str) -> str:
     return cls.__name__.lower()
 
 
+def chosen_cache(cache: object, namespace: object, decorator: str) -> Cache | None:
+    """The :class:`Cache` a decorator was given: ``cache=``, or ``namespace=``, its older spelling.
+
+    ``namespace`` names a key space everywhere else (``Cache(namespace="users")``), so a string here is refused
+    with the way to say it; both at once are refused too.
+    """
+    given, spelled = (cache, "cache") if namespace is None else (namespace, "namespace")
+    if namespace is not None and cache is not None:
+        raise ConfigurationError(f"{decorator}(cache=..., namespace=...): pass the Cache once, as cache=")
+    if isinstance(namespace, str):
+        raise ConfigurationError(
+            f"{decorator}(namespace={namespace!r}): a namespace name goes to the Cache: "
+            f"{decorator}(cache=Cache(namespace={namespace!r}))"
+        )
+    if given is not None and not isinstance(given, Cache):
+        raise ConfigurationError(f"{decorator}({spelled}=...) takes a cachekit.Cache; got {given!r}")
+    return given
+
+
 def namespace_of(instance: Any, explicit: Cache | None, what: str) -> Cache:
     if explicit is not None:
         return explicit
@@ -92,6 +111,6 @@ def namespace_of(instance: Any, explicit: Cache | None, what: str) -> Cache:
     if isinstance(namespace, Cache):
         return namespace
     raise ConfigurationError(
-        f"{what} has no cache: pass namespace=Cache(...) to the decorator, or give the class a "
+        f"{what} has no cache: pass cache=Cache(...) to the decorator, or give the class a "
         "'cache = Cache(...)' attribute"
     )

@@ -27,12 +27,9 @@ import threading
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from .errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from .drivers.base import Driver
 
 __all__ = ["ENV_WORKERS", "BoundedExecutor", "default_workers", "run_blocking", "shared_executor"]
 
@@ -130,7 +127,16 @@ def shared_executor(workers: int | None = None) -> BoundedExecutor:
     return executor
 
 
-async def run_blocking(driver: Driver, fn: Callable[..., T], /, *args: Any) -> T:
+class _Runner(Protocol):
+    """What :func:`run_blocking` reads of a :class:`~cachekit.drivers.Driver` (drivers import this module)."""
+
+    @property
+    def blocking(self) -> bool: ...
+    @property
+    def async_executor(self) -> BoundedExecutor | None: ...
+
+
+async def run_blocking(driver: _Runner, fn: Callable[..., T], /, *args: Any) -> T:
     """``fn(*args)`` for ``driver``: inline when the driver never blocks, else in the driver's executor.
 
     The driver's executor is ``driver.async_executor`` when set (``Cache(config={"async_workers": N})``), else

@@ -1,7 +1,7 @@
 """The hooks behind events and metrics, installed on one :class:`~cachekit.Cache` instance at a time.
 
 A cache nobody observes runs exactly the class code: no flag is tested on its hit path. When metrics are on
-(:mod:`cachekit.metrics`) or someone listens (:meth:`Cache.on <cachekit.events.EventsMixin.on>`), the methods
+(:mod:`cachekit.metrics`) or someone listens (:meth:`Cache.on <cachekit.Cache.on>`), the methods
 the decorators call through the instance (``_read``, ``_load``, ``_aload``, ``_write``, ``_bump``,
 ``_backend_failed``) get per-instance wrappers that call the class's method and then count, time and emit. For a
 multi-tier driver each tier's ``call`` is wrapped too, to tell which tier served a hit. Removing the hooks
@@ -13,23 +13,26 @@ action, never an id or a value. Keys of one's own (``cache.set("k", ...)``) have
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import unquote
 
+from ._logging import log_once_per_interval
 from ._series import AGGREGATES, FOLD_AT, Counters
 from ._types import MISSING
 from .breaker import CircuitBreaker
 from .scopes import resource_of
 
 if TYPE_CHECKING:
-    from .events import CacheEvent
-    from .namespace import Cache
+    from .drivers.base import Driver
 
-__all__ = ["EVENTS", "HOOKED", "Instrumentation", "instrumentation_of", "key_labels"]
+__all__ = ["EVENTS", "HOOKED", "CacheEvent", "Instrumentation", "ObservedCache", "dispatch", "instrumentation_of",
+           "key_labels"]  # fmt: skip
 
 #: The event names of :meth:`Cache.on`.
 EVENTS: Final = ("hit", "miss", "set", "invalidate", "error", "breaker")
@@ -38,6 +41,68 @@ HOOKED: Final = ("_read", "_load", "_aload", "_write", "_bump", "_backend_failed
 _KEY_MEMO_LIMIT: Final = 4096
 
 Listener = Callable[["CacheEvent"], None]
+
+
+class ObservedCache(Protocol):
+    """What the hooks see of a :class:`cachekit.Cache` (the module observes caches; it never imports one)."""
+
+    namespace: str
+    driver: Driver
+
+    def _install_read(self) -> None: ...
+    def _read(self, key: str) -> Any: ...
+    def _load(self, key: str, action: str, loader: Callable[[], Any], ttl: Any = ...) -> Any: ...
+    async def _aload(self, key: str, action: str, loader: Callable[[], Awaitable[Any]], ttl: Any = ...) -> Any: ...
+    def _write(self, key: str, value: Any, ttl: float | None, max_payload: int | None) -> bool: ...
+    def _bump(self, scopes: list[str]) -> int: ...
+    def _backend_failed(self, key: str | None, exc: BaseException) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEvent:
+    """What happened, as far as it is known.
+
+    :ivar kind: the event name (``"hit"``, ``"miss"``, ``"set"``, ``"invalidate"``, ``"error"``, ``"breaker"``).
+    :ivar namespace: the cache's namespace.
+    :ivar resource: the resource of the key (``"users"``), or of the scopes bumped; ``None`` when unknown.
+    :ivar action: the read's action (``"get"``, ``"count"``); ``None`` for keys of one's own.
+    :ivar tier: the driver (``"memory"``) or the tier that served a hit (``"L1-memory"``).
+    :ivar key: the full key (hit, miss, set, error); ``None`` otherwise.
+    :ivar duration: seconds the driver call took (hit, miss, set) or the bump took (invalidate).
+    :ivar scopes: the scopes an invalidation bumped.
+    :ivar error: the exception of an ``"error"``.
+    :ivar state: a breaker's new state (``"open"``, ``"half-open"``, ``"closed"``); ``previous`` the old one.
+    :ivar breaker: the breaker's backend description.
+    """
+
+    kind: str
+    namespace: str
+    resource: str | None = None
+    action: str | None = None
+    tier: str | None = None
+    key: str | None = None
+    duration: float | None = None
+    scopes: tuple[str, ...] = ()
+    error: BaseException | None = None
+    state: str | None = None
+    previous: str | None = None
+    breaker: str | None = None
+
+
+def dispatch(listeners: Iterable[Callable[[CacheEvent], None]], event: CacheEvent) -> None:
+    """Call each listener; log (rate-limited) and swallow what one raises."""
+    for listener in list(listeners):
+        try:
+            listener(event)
+        except Exception as exc:
+            name = getattr(listener, "__qualname__", type(listener).__name__)
+            log_once_per_interval(
+                logging.WARNING, ("event", event.kind, name, type(exc).__name__),
+                "cachekit: the %r event callback %s raised %s: %s; ignored (callbacks never fail a read)",
+                event.kind, name, type(exc).__name__, exc,
+            )
+
+
 
 
 def key_labels(key: str | None, namespace: str) -> tuple[str, str]:
@@ -54,7 +119,7 @@ def key_labels(key: str | None, namespace: str) -> tuple[str, str]:
     return resource, action
 
 
-def instrumentation_of(cache: Cache) -> Instrumentation | None:
+def instrumentation_of(cache: ObservedCache) -> Instrumentation | None:
     """The hooks installed on ``cache``, if any."""
     found = vars(cache).get("_instrumentation")
     return found if isinstance(found, Instrumentation) else None
@@ -63,11 +128,12 @@ def instrumentation_of(cache: Cache) -> Instrumentation | None:
 class Instrumentation:
     """The hooks of one cache and its listeners (``listeners[event]``; metrics need none)."""
 
-    def __init__(self, cache: Cache) -> None:
+    def __init__(self, cache: ObservedCache) -> None:
         self.cache = cache
         self.namespace = cache.namespace
         self.listeners: dict[str, list[Listener]] = {name: [] for name in EVENTS}
         self.metrics = False
+        self.fleet = False  # counting for Cache(publish_stats=...) (cachekit.fleet)
         from .drivers.tiered import TieredDriver
 
         self.tiers: list[Any] = list(cache.driver._tiers) if isinstance(cache.driver, TieredDriver) else []
@@ -80,7 +146,7 @@ class Instrumentation:
 
     @property
     def needed(self) -> bool:
-        return self.metrics or any(self.listeners.values())
+        return self.metrics or self.fleet or any(self.listeners.values())
 
     def install(self) -> None:
         """Put the wrappers on the instance (again: they capture the class methods in force now)."""
@@ -90,7 +156,9 @@ class Instrumentation:
             slots.pop(name, None)
         self._key_counters.clear()
         slots["_instrumentation"] = self
-        if self.tiers:
+        if not (self.metrics or any(self.listeners.values())):
+            slots["_read"] = self._in_process_read()  # fleet stats alone: counted per resource/action, not timed
+        elif self.tiers:
             slots["_read"] = self._tiered_read()
         elif cache.driver.blocking:
             slots["_read"] = self._plain_read(histogram=True)
@@ -327,22 +395,18 @@ class Instrumentation:
         self, kind: str, key: str | None, counters: Counters | None, duration: float | None, **fields: Any
     ) -> None:
         """Build the event and call every listener of ``kind``; a listener that raises is logged, never raised."""
-        global _events
-        if _events is None:
-            from . import events as _events
         if counters is not None:
             _, resource, action, tier = counters.labels
             fields.setdefault("resource", resource or None)
             fields.setdefault("action", action or None)
             fields.setdefault("tier", tier or None)
-        event = _events.CacheEvent(kind=kind, namespace=self.namespace, key=key, duration=duration, **fields)
-        _events.dispatch(self.listeners[kind], event)
+        event = CacheEvent(kind=kind, namespace=self.namespace, key=key, duration=duration, **fields)
+        dispatch(self.listeners[kind], event)
 
 
-_CACHES: weakref.WeakSet[Cache] = weakref.WeakSet()
-_events: Any = None  # cachekit.events, imported on the first event (it imports this module)
+_CACHES: weakref.WeakSet[ObservedCache] = weakref.WeakSet()
 
 
-def caches() -> list[Cache]:
+def caches() -> list[ObservedCache]:
     """Every live :class:`Cache` of the process."""
     return list(_CACHES)

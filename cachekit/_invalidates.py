@@ -8,12 +8,12 @@ from typing import Any, TypeVar, Union, cast
 
 import wrapt
 
-from ._calls import namespace_of, resource_name, signatures
+from ._calls import chosen_cache, namespace_of, resource_name, signatures
 from ._executor import run_blocking
 from ._types import MISSING
+from .cache import Cache
 from .errors import ConfigurationError
 from .keys import stable_hash
-from .namespace import Cache
 from .scopes import Invalidation
 
 __all__ = ["invalidates"]
@@ -171,10 +171,11 @@ BeforeHook = Union[
 def invalidates(
     action: str = "update",
     *,
-    namespace: Cache | None = None,
+    cache: Cache | None = None,
     resource: str | None = None,
     partitions: Mapping[str, Sequence[str]] | None = None,
     before: BeforeHook | None = None,
+    namespace: Cache | None = None,
 ) -> Callable[[F], F]:
     """Invalidate what a write changes, after it runs (also when it raises).
 
@@ -190,20 +191,20 @@ def invalidates(
         def update(self, id, data): ...
 
     :param action: the kind of write, see above.
-    :param namespace: the :class:`Cache`; by default the instance's ``cache`` attribute.
+    :param cache: the :class:`Cache`; by default the instance's ``cache`` attribute.
     :param resource: the resource name; by default the instance's ``name`` or its class name.
     :param partitions: ``{"by_region": ["region"]}``; by default the instance's ``partitions`` attribute.
     :param before: called with the write's arguments before it runs; returns the old record(s) (or ``None``).
+    :param namespace: the older spelling of ``cache=``.
     """
     if not isinstance(action, str) or not action:
         raise ConfigurationError(f"invalidates(action) takes the write's name such as 'update'; got {action!r}")
-    if namespace is not None and not isinstance(namespace, Cache):
-        raise ConfigurationError(f"namespace must be a cachekit.Cache; got {namespace!r}")
+    given = chosen_cache(cache, namespace, "invalidates")
 
     def decorate(fn: F) -> F:
-        if namespace is not None and resource and partitions is not None:
-            namespace.declare_partitions(resource, partitions)  # so reads of these partitions scope precisely
-        state = _InvalidatesState(fn, action, namespace, resource, partitions, before)
+        if given is not None and resource and partitions is not None:
+            given.declare_partitions(resource, partitions)  # so reads of these partitions scope precisely
+        state = _InvalidatesState(fn, action, given, resource, partitions, before)
         target = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
         wrapper = state.acall if inspect.iscoroutinefunction(target) else state
         return cast(F, wrapt.FunctionWrapper(fn, wrapper))

@@ -16,13 +16,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._async_namespace import astore
 from ._executor import run_blocking
 from ._types import DEFAULT, MISSING, TTL, normalize_ttl
+from .cache import Cache
 from .errors import ConfigurationError, CorruptEntryError
 from .generations.view import KeyTemplate
 from .keys import get_key_resolver, item_actions, mark_in_use
-from .namespace import Cache
 
 __all__ = ["ATTRIBUTE", "RouteCache", "route_cache_of"]
 
@@ -246,7 +245,7 @@ class RouteCache:
             plan = cache._store_plan(key, self.action, value, self.ttl)
             if plan is not None:
                 if cache.driver.supports_async:
-                    await astore(cache, key, value, *plan)
+                    await cache._astore(key, value, *plan)
                 else:
                     await run_blocking(cache.driver, cache._write, key, value, *plan)
         except Exception as exc:

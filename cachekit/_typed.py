@@ -49,7 +49,7 @@ from .codecs._typed_blob import TypedBlob
 from .errors import CorruptEntryError, UncacheableValueWarning
 
 if TYPE_CHECKING:
-    from .namespace import Cache
+    from .cache import Cache
 
 __all__ = ["Plan", "TypedReturn", "plan_for", "typed_return"]
 

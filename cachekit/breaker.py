@@ -49,8 +49,11 @@ __all__ = [
     "check_breaker_options",
 ]
 
+#: Calls go through (the healthy state).
 CLOSED: Final = "closed"
+#: Calls fail fast with ``CircuitOpenError`` until the cool-down ends.
 OPEN: Final = "open"
+#: After the cool-down: one caller probes the backend, the others still fail fast.
 HALF_OPEN: Final = "half-open"
 
 #: Consecutive failures that open the breaker (a timeout opens it at once).

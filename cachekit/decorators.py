@@ -20,13 +20,14 @@ from typing import Any, TypeVar, cast
 
 from ._binding import cached_function
 from ._cached_state import CachedState
+from ._calls import chosen_cache
 from ._invalidates import invalidates
 from ._key_options import check_ignore
 from ._types import DEFAULT, TTL, normalize_ttl
 from ._typing import CachedDecorator
+from .cache import Cache
 from .errors import ConfigurationError
 from .keys import item_actions, mark_in_use, register_key_resolver, registered_actions
-from .namespace import Cache
 
 __all__ = ["cached", "invalidates"]
 
@@ -36,12 +37,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 def cached(
     action: str | None = None,
     *,
-    namespace: Cache | None = None,
+    cache: Cache | None = None,
     resource: str | None = None,
     ttl: TTL = DEFAULT,
     id_param: str | None = None,
     version: str | None = None,
     ignore: Iterable[str] = (),
+    namespace: Cache | None = None,
 ) -> CachedDecorator:
     """Cache a read: a hit returns the stored value, a miss calls through and stores the result.
 
@@ -66,7 +68,7 @@ def cached(
 
     :param action: the key resolver to use (``"get"``, ``"list"``, ``"count"`` ...); defaults to the function's
         name. An action without a resolver is registered as one whose every argument counts.
-    :param namespace: the :class:`Cache` to use; by default the instance's (or class's) ``cache`` attribute.
+    :param cache: the :class:`Cache` to use; by default the instance's (or class's) ``cache`` attribute.
     :param resource: the resource name in keys; by default the instance's ``name`` or its class name.
     :param ttl: overrides the namespace's TTL (and its method policy) for this method.
     :param id_param: for one-item actions (``get``, ``exists`` ...), the parameter that holds the item id
@@ -77,6 +79,8 @@ def cached(
         returns; see also ``Cache(version=...)``.
     :param ignore: parameters left out of the key (``ignore=("session", "request")``): arguments that do not
         change the result and cannot be hashed. A name that is not a parameter is refused here.
+    :param namespace: the older spelling of ``cache=`` (a :class:`Cache`, not a name: a namespace's name is
+        ``Cache(namespace="...")``).
 
     A return annotation naming a dataclass, Pydantic model, attrs class, enum, ``NamedTuple``, ``TypedDict`` or
     msgspec ``Struct`` (or containers and unions of them) makes hits return that type: see
@@ -86,8 +90,7 @@ def cached(
         raise ConfigurationError(
             f"cached(action=...) takes the action name; got {action!r}. Write @cached() or @cached(action='get')"
         )
-    if namespace is not None and not isinstance(namespace, Cache):
-        raise ConfigurationError(f"namespace must be a cachekit.Cache; got {namespace!r}")
+    given = chosen_cache(cache, namespace, "cached")
     if id_param is not None and (not isinstance(id_param, str) or not id_param.isidentifier()):
         raise ConfigurationError(f"id_param must be a parameter name such as 'email'; got {id_param!r}")
     seconds = ttl if ttl is DEFAULT else normalize_ttl(ttl)
@@ -101,7 +104,7 @@ def cached(
         mark_in_use(name)
         chosen = _check_id_param(fn, name, id_param)
         ignored = check_ignore(fn, ignore)
-        state = CachedState(fn, name, namespace, resource, seconds, chosen, version=version, ignore=ignored)
+        state = CachedState(fn, name, given, resource, seconds, chosen, version=version, ignore=ignored)
         target = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
         return cast(F, cached_function(fn, state, inspect.iscoroutinefunction(target)))
 

@@ -23,7 +23,8 @@ memory, and memory caches with the same ``LOCATION`` share one store in the proc
   Redis tier without ``url``/``host`` takes ``LOCATION``;
 * ``namespace`` (default ``"django"``), ``signing_key``, ``compression`` (``True`` or ``"gzip"``/``"zlib"``/
   ``"zstd"``), ``breaker`` (``{"failures": 5, "cooldown": 30}`` for Redis/S3), ``forever_timeout`` (what
-  ``timeout=None`` means on Redis/S3, default 365 days), ``promote_on_hit``;
+  ``timeout=None`` means on Redis/S3, default 365 days), ``promote_on_hit``, ``publish_stats`` (``True`` or
+  seconds: this process's counters for ``cachekit stats --fleet``, :mod:`cachekit.fleet`);
 * ``MAX_ENTRIES``/``CULL_FREQUENCY``: Django's culling, honoured on memory and filesystem when given.
 
 **Values and pickle.** Django stores arbitrary picklable objects, so this backend pickles, and only inside a
@@ -56,17 +57,17 @@ from django.core.exceptions import ImproperlyConfigured
 from ._build import NAMESPACE_OPTIONS, check_reclaimable
 from ._redact import redact
 from ._types import MISSING, Missing
+from .cache import Cache
 from .codecs import Codec
 from .drivers import Driver, create_driver
 from .errors import CacheError, DriverError, SerializationError
-from .namespace import Cache
 
 __all__ = ["CachekitCache"]
 
 #: The keys ``OPTIONS`` accepts.
 OPTION_NAMES = (
     "driver", "config", "tiers", "namespace", "signing_key", "compression", "breaker", "forever_timeout",
-    "promote_on_hit", "MAX_ENTRIES", "CULL_FREQUENCY",
+    "promote_on_hit", "MAX_ENTRIES", "CULL_FREQUENCY", "publish_stats",
 )
 #: ``timeout=None`` on a backend that needs a TTL (Redis, S3): stored for this long (365 days).
 DEFAULT_FOREVER_TIMEOUT = 365 * 24 * 3600.0
@@ -629,13 +630,13 @@ def _build(location: str, options: Mapping[str, Any], where: str) -> Cache:
                 raise ImproperlyConfigured(f"{where}: give 'driver' or 'tiers', not both")
             ns_config = _namespace_config(options, dict(options.get("config") or {}), where)
             cache = Cache(drivers=_tier_list(location, options, where), namespace=namespace, config=ns_config,
-                          promote_on_hit=promote)
+                          promote_on_hit=promote, publish_stats=options.get("publish_stats", False))
         else:
             name, config = _driver_plan(location, options, where)
             ns_config = _namespace_config(options, config, where)
             driver: str | Driver = _memory_store(location, config, where) if name == "memory" else name
             merged = ns_config if name == "memory" else {**config, **ns_config}
-            cache = Cache(driver, namespace=namespace, config=merged)
+            cache = Cache(driver, namespace=namespace, config=merged, publish_stats=options.get("publish_stats", False))
     except CacheError as exc:
         raise ImproperlyConfigured(f"{where}: {exc}") from exc
     _check_reachable(cache, location, where)

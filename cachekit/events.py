@@ -22,59 +22,31 @@ A cache that nobody listens to (and with metrics off) has no hooks at all: see :
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from ._instrument import _CACHES, EVENTS, Instrumentation, caches, instrumentation_of
-from ._logging import log_once_per_interval
+from ._instrument import (
+    _CACHES,
+    EVENTS,
+    CacheEvent,
+    Instrumentation,
+    ObservedCache,
+    caches,
+    dispatch,
+    instrumentation_of,
+)
 from .errors import ConfigurationError
 
-if TYPE_CHECKING:
-    from .namespace import Cache
-
-__all__ = ["EVENTS", "CacheEvent", "EventsMixin", "Subscription", "register", "subscribe_all"]
+__all__ = ["EVENTS", "CacheEvent", "Subscription", "dispatch", "listen", "register", "subscribe_all"]
 
 _lock = threading.RLock()
 _global: dict[str, list[Callable[[CacheEvent], None]]] = {name: [] for name in EVENTS}
 _metrics_on = False
 
 
-@dataclass(frozen=True, slots=True)
-class CacheEvent:
-    """What happened, as far as it is known.
-
-    :ivar kind: the event name (``"hit"``, ``"miss"``, ``"set"``, ``"invalidate"``, ``"error"``, ``"breaker"``).
-    :ivar namespace: the cache's namespace.
-    :ivar resource: the resource of the key (``"users"``), or of the scopes bumped; ``None`` when unknown.
-    :ivar action: the read's action (``"get"``, ``"count"``); ``None`` for keys of one's own.
-    :ivar tier: the driver (``"memory"``) or the tier that served a hit (``"L1-memory"``).
-    :ivar key: the full key (hit, miss, set, error); ``None`` otherwise.
-    :ivar duration: seconds the driver call took (hit, miss, set) or the bump took (invalidate).
-    :ivar scopes: the scopes an invalidation bumped.
-    :ivar error: the exception of an ``"error"``.
-    :ivar state: a breaker's new state (``"open"``, ``"half-open"``, ``"closed"``); ``previous`` the old one.
-    :ivar breaker: the breaker's backend description.
-    """
-
-    kind: str
-    namespace: str
-    resource: str | None = None
-    action: str | None = None
-    tier: str | None = None
-    key: str | None = None
-    duration: float | None = None
-    scopes: tuple[str, ...] = ()
-    error: BaseException | None = None
-    state: str | None = None
-    previous: str | None = None
-    breaker: str | None = None
-
-
 class Subscription:
-    """The handle :meth:`EventsMixin.on` returns: :meth:`unsubscribe` (or leave a ``with`` block) to stop."""
+    """The handle :meth:`cachekit.Cache.on` returns: :meth:`unsubscribe` (or leave a ``with`` block) to stop."""
 
     def __init__(self, stop: Callable[[], None]) -> None:
         self._stop: Callable[[], None] | None = stop
@@ -96,20 +68,6 @@ class Subscription:
         self.unsubscribe()
 
 
-def dispatch(listeners: Iterable[Callable[[CacheEvent], None]], event: CacheEvent) -> None:
-    """Call each listener; log (rate-limited) and swallow what one raises."""
-    for listener in list(listeners):
-        try:
-            listener(event)
-        except Exception as exc:
-            name = getattr(listener, "__qualname__", type(listener).__name__)
-            log_once_per_interval(
-                logging.WARNING, ("event", event.kind, name, type(exc).__name__),
-                "cachekit: the %r event callback %s raised %s: %s; ignored (callbacks never fail a read)",
-                event.kind, name, type(exc).__name__, exc,
-            )
-
-
 def _check_event(event: object, callback: object) -> str:
     if event not in EVENTS:
         raise ConfigurationError(f"unknown cache event {event!r}; the events are {', '.join(EVENTS)}")
@@ -118,28 +76,21 @@ def _check_event(event: object, callback: object) -> str:
     return str(event)
 
 
-class EventsMixin:
-    """``Cache.on``: part of :class:`~cachekit.Cache`."""
+def listen(cache: ObservedCache, event: str, callback: Callable[[CacheEvent], None]) -> Subscription:
+    """``cache.on(event, callback)`` (:meth:`cachekit.Cache.on`): call ``callback`` on every ``event`` of ``cache``."""
+    name = _check_event(event, callback)
+    with _lock:
+        inst = _hooks(cache)
+        inst.listeners[name].append(callback)
+        inst.install()  # the read hook differs with and without hit/miss listeners
 
-    def on(self, event: str, callback: Callable[[CacheEvent], None]) -> Subscription:
-        """Call ``callback(event)`` on every ``event`` of this cache; returns a :class:`Subscription`.
-
-        ``event`` is one of ``"hit"``, ``"miss"``, ``"set"``, ``"invalidate"``, ``"error"``, ``"breaker"``.
-        """
-        name = _check_event(event, callback)
-        cache: Cache = self  # type: ignore[assignment]
+    def stop() -> None:
         with _lock:
-            inst = _hooks(cache)
-            inst.listeners[name].append(callback)
-            inst.install()  # the read hook differs with and without hit/miss listeners
+            if callback in inst.listeners[name]:
+                inst.listeners[name].remove(callback)
+            _settle(cache)
 
-        def stop() -> None:
-            with _lock:
-                if callback in inst.listeners[name]:
-                    inst.listeners[name].remove(callback)
-                _settle(cache)
-
-        return Subscription(stop)
+    return Subscription(stop)
 
 
 def subscribe_all(event: str, callback: Callable[[CacheEvent], None]) -> Subscription:
@@ -168,7 +119,7 @@ def subscribe_all(event: str, callback: Callable[[CacheEvent], None]) -> Subscri
     return Subscription(stop)
 
 
-def register(cache: Cache) -> None:
+def register(cache: ObservedCache) -> None:
     """Called by ``Cache.__init__``: remember the cache, and hook it when metrics or global listeners need it."""
     _CACHES.add(cache)
     if _metrics_on or any(_global.values()):
@@ -191,6 +142,18 @@ def set_metrics(on: bool) -> None:
                     _settle(cache)
 
 
+def count_for_fleet(cache: ObservedCache, on: bool) -> None:
+    """Keep ``cache``'s per resource/action counters while it publishes fleet stats (:mod:`cachekit.fleet`)."""
+    with _lock:
+        if on:
+            _hooks(cache).fleet = True
+            return
+        inst = instrumentation_of(cache)
+        if inst is not None:
+            inst.fleet = False
+            _settle(cache)
+
+
 def reinstall() -> None:
     """Re-create every cache's hooks (after the class methods were replaced, e.g. by ``cachekit_disabled``)."""
     with _lock:
@@ -200,18 +163,21 @@ def reinstall() -> None:
                 inst.install()
 
 
-def _hooks(cache: Cache) -> Instrumentation:
+def _hooks(cache: ObservedCache) -> Instrumentation:
     inst = instrumentation_of(cache)
     if inst is None:
         inst = Instrumentation(cache)
         for name, listeners in _global.items():
             inst.listeners[name].extend(listeners)
+        inst.metrics = _metrics_on
         inst.install()
-    inst.metrics = inst.metrics or _metrics_on
+    elif _metrics_on and not inst.metrics:
+        inst.metrics = True
+        inst.install()  # hooked for fleet stats alone, which count without timing: metrics time reads
     return inst
 
 
-def _settle(cache: Cache) -> None:
+def _settle(cache: ObservedCache) -> None:
     inst = instrumentation_of(cache)
     if inst is None:
         return
@@ -221,7 +187,7 @@ def _settle(cache: Cache) -> None:
         inst.uninstall()
 
 
-def hooked_caches() -> list[tuple[Cache, Any]]:
+def hooked_caches() -> list[tuple[ObservedCache, Any]]:
     """``(cache, instrumentation)`` of every hooked cache (exporters read gauges through them)."""
     found = []
     for cache in caches():

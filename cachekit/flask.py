@@ -52,11 +52,11 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environm
 from ._options import unknown_options_message
 from ._redact import redact
 from ._types import Clock, Missing
+from .cache import DEFAULT_TTL, Cache
 from .drivers import Driver, resolve_driver_class
 from .drivers.memory import MemoryDriver
 from .drivers.null import NullDriver
 from .errors import CacheError, ConfigurationError
-from .namespace import DEFAULT_TTL, Cache
 from .stats import CacheStats
 
 __all__ = ["CachekitCache"]
@@ -136,6 +136,8 @@ class CachekitCache(BaseCache):
     :param check_on_start: read from every backend once now and raise if one cannot be reached (``True`` by
         default through :meth:`factory`, so an app with a wrong ``CACHE_REDIS_URL`` does not start; ``False``:
         start anyway, reads are misses until the backend is back).
+    :param publish_stats: publish this process's hit and miss counters for ``cachekit stats --fleet``
+        (``CACHE_OPTIONS['publish_stats']``): ``True`` (every 10 s) or seconds; see :mod:`cachekit.fleet`.
     :raises ConfigurationError: an unknown option, an unknown driver, a pickle serializer on a shared store
         without a signing key, or (``check_on_start``) a backend that cannot be reached.
     """
@@ -157,6 +159,7 @@ class CachekitCache(BaseCache):
         strategy: str = "write-through",
         clock: Clock | None = None,
         check_on_start: bool = False,
+        publish_stats: bool | float = False,
         **unknown_options: Any,
     ) -> None:
         if unknown_options:
@@ -206,6 +209,7 @@ class CachekitCache(BaseCache):
             promote_on_hit=promote_on_hit,
             strategy=strategy,
             clock=clock,
+            publish_stats=publish_stats,
         )
         #: Whether entries are signed (always with a cachelib serializer).
         self.signed = self.cachekit.codec is not None and self.cachekit.codec.signed
@@ -448,6 +452,7 @@ class CachekitCache(BaseCache):
 _OPTION_NAMES = (
     "default_timeout", "key_prefix", "driver", "config", "drivers", "namespace", "serializer", "signing_key",
     "verify_keys", "ignore_delete_many_errors", "promote_on_hit", "strategy", "clock", "check_on_start",
+    "publish_stats",
 )
 
 

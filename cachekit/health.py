@@ -15,15 +15,17 @@ E.g.::
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._logging import log_once_per_interval
 from ._redact import redact
-from .drivers.base import Driver
+from .drivers.base import PROCESS, Driver
 
-__all__ = ["PROBE_KEY", "Health", "TierHealth", "ping_driver"]
+__all__ = ["PROBE_KEY", "Health", "TierHealth", "ping_driver", "warn_if_unreachable"]
 
 #: The key a probe reads (never written): a miss is a healthy answer.
 PROBE_KEY = "~ping"
@@ -66,6 +68,38 @@ def ping_driver(driver: Driver, clock: Callable[[], float] = time.perf_counter) 
     tiers = getattr(driver, "tiers", None)
     named = [(tier.name or tier.driver.name, tier.driver) for tier in tiers] if tiers else [(driver.name, driver)]
     return Health(tuple(_probe(name, each, clock) for name, each in named))
+
+
+def warn_if_unreachable(driver: Driver, namespace: str) -> bool:
+    """At a :class:`~cachekit.Cache`'s construction: probe each tier outside this process once, and log one
+    WARNING (rate-limited per backend) for one that does not answer, naming its address (credentials redacted)
+    and what to check. Never raises; returns whether every tier answered.
+
+    In-process tiers (memory) always answer and are not probed. A dead backend that refuses connections costs
+    nothing noticeable; one that drops them costs its driver's connect timeout, once (its breaker then opens, so
+    the first reads fail fast instead of each waiting).
+    """
+    tiers = getattr(driver, "tiers", None)
+    drivers = [tier.driver for tier in tiers] if tiers else [driver]
+    answered = True
+    for each in drivers:
+        if each.sharing == PROCESS:
+            continue
+        try:
+            each.get(PROBE_KEY)
+        except Exception as exc:
+            answered = False
+            breaker = getattr(each, "breaker", None)
+            where = redact(str(getattr(breaker, "name", "") or repr(each)))
+            log_once_per_interval(
+                logging.WARNING, ("unreachable", where),
+                "cachekit: Cache(namespace=%r) is built against %s, which does not answer (%s). Check that the "
+                "server runs and is reachable at that address (host, port, firewall), and the URL, credentials and "
+                "TLS settings in its config. The cache works meanwhile: its reads go to the source (fail open) "
+                "until the backend answers",
+                namespace, where, redact(f"{type(exc).__name__}: {exc}")[:300],
+            )
+    return answered
 
 
 def _probe(name: str, driver: Driver, clock: Callable[[], float]) -> TierHealth:

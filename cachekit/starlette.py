@@ -59,8 +59,8 @@ from starlette.routing import Route
 from ._executor import run_blocking
 from ._route_cache import ATTRIBUTE, RouteCache, route_cache_of
 from ._types import DEFAULT, TTL
+from .cache import Cache
 from .errors import ConfigurationError
-from .namespace import Cache
 from .scopes import Invalidation
 
 if TYPE_CHECKING:

@@ -137,7 +137,7 @@ def _null_methods() -> dict[str, Callable[..., Any]]:
 def disabled() -> Iterator[None]:
     """Make every :class:`~cachekit.Cache` a null cache inside the ``with`` block (reads call through)."""
     from . import events
-    from .namespace import Cache
+    from .cache import Cache
 
     saved = {name: vars(Cache).get(name, _ANY) for name in _null_methods()}  # _load, _aload: inherited
     try:

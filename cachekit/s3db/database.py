@@ -27,6 +27,7 @@ __all__ = ["Database", "Plugin", "ResourceCallback", "S3Url"]
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
+#: ``callback(resource)``: called for each resource created (``Database.on_resource_created``).
 ResourceCallback = Callable[[Resource], object]
 
 

@@ -17,7 +17,9 @@ from .errors import ValidationError
 
 __all__ = ["Change", "ChangeListener", "Document", "PartitionValues", "check_name", "encode_partition_value"]
 
+#: A stored record: a JSON object with an ``id``.
 Document: TypeAlias = dict[str, Any]
+#: ``{partition: {field: value}}``: the partition values a document falls in.
 PartitionValues: TypeAlias = dict[str, dict[str, str]]
 # Aliases so that annotations inside ``Resource`` do not resolve ``list`` to the method of that name.
 _Documents: TypeAlias = "list[Document]"
@@ -39,6 +41,7 @@ class Change:
     everything: bool = False
 
 
+#: ``listener(change)``: called after each write of a resource (the plugin invalidates from it).
 ChangeListener: TypeAlias = "Callable[[Change], object]"
 _Ids: TypeAlias = "list[str]"
 

@@ -37,6 +37,8 @@ TIERS = [f"{DIFF}::test_the_l1_bypass_reads_what_the_generic_tier_walk_reads",
          "tests/contract/test_reader_contract.py"]  # fmt: skip
 _LRU_MOVE = ("                {move}\n            except KeyError:  # deleted by another thread between the two calls; "
              "the value read is still valid\n                pass\n        return entry[0], entry[1]")
+ASYNC_API = "tests/unit/test_async_api_differential.py"
+FLIGHTS = ("tests/unit/test_decorators.py", "tests/unit/test_async_single_flight_tiers.py")
 OBSERVED = ["tests/unit/test_read_paths_differential.py", "tests/unit/test_metrics.py", "tests/unit/test_events.py"]
 
 
@@ -54,13 +56,27 @@ class Mutant:
 
 MUTANTS = [
     # -- the four that survived the review's run ---------------------------------------------------------------
-    Mutant("R3-miss", "R3 (async read) forgets to count a miss", "cachekit/_async_namespace.py",
-           "    if raw is MISSING:\n        ns.misses += 1", "    if raw is MISSING:\n        pass", (*READS,)),
-    Mutant("R3-corrupt", "R3 keeps a corrupt entry instead of dropping it", "cachekit/_async_namespace.py",
-           "await _adrop(ns.driver, key)", "pass", (*READS,)),
-    Mutant("R4-corrupt", "R4 (get_many) keeps a corrupt entry", "cachekit/namespace.py",
+    Mutant("R3-miss", "R3 (async read) forgets to count a miss", "cachekit/cache.py",
+           "        if raw is MISSING:  # not found, or expired by its envelope\n            self.misses += 1",
+           "        if raw is MISSING:  # not found, or expired by its envelope\n            pass", (*READS,)),
+    Mutant("R3-corrupt", "R3 keeps a corrupt entry instead of dropping it", "cachekit/cache.py",
+           "await self._adrop(key)  # corrupt", "pass  # corrupt", (*READS,)),
+    Mutant("R4-corrupt", "R4 (get_many) keeps a corrupt entry", "cachekit/cache.py",
            "            self._backend_failed(key, exc)\n            self._drop(key)\n            return failed",
            "            self._backend_failed(key, exc)\n            pass\n            return failed", (*READS,)),
+    Mutant("A1-keyspace", "aset lets a hand-written key into the decorated reads' key space", "cachekit/cache.py",
+           "return await self._astore(self._settable_key(key), value, seconds, None)",
+           "return await self._astore(self._full_key(key), value, seconds, None)", (ASYNC_API,)),
+    Mutant("A2-refused", "aset_many keeps the old entry an uncacheable value replaces", "cachekit/cache.py",
+           "await self._adrop(key)  # as set_many", "pass  # as set_many", (ASYNC_API,)),
+    Mutant("F1-wait", "single flight: a follower loads instead of waiting for the leader", "cachekit/_flight.py",
+           "            return flight.wait()", "            return alone()", FLIGHTS),
+    Mutant("F2-atask", "async single flight: every caller starts a load of its own", "cachekit/_flight.py",
+           "        task = self._tasks.get(flight_key) if self.enabled else None",
+           "        task = None", FLIGHTS),
+    Mutant("F3-recheck", "the async leader loads without reading the key again (issue 23, item 4)",
+           "cachekit/cache.py", "            value = await self._aquiet_read(key)\n",
+           "            value = MISSING\n", FLIGHTS),
     Mutant("H1-kwargs", "H1 calls a disabled action with its keyword arguments dropped", "cachekit/_binding.py",
            "            if kwargs:  # skip_cache and all: the generic path handles it",
            "            if False:  # skip_cache and all: the generic path handles it", (*CALLS,)),
@@ -83,7 +99,7 @@ MUTANTS = [
     Mutant("R2-corrupt", "R2 keeps a corrupt entry", "cachekit/drivers/_memory_read.py",
            "cache._drop(key)  # unreadable", "pass  # unreadable", (*READS,)),
     Mutant("R4-miss", "R4 counts a corrupt entry as a miss too (the bug fixed in this step)",
-           "cachekit/namespace.py", "failed += 1  # counted in errors", "pass  # counted in errors", (*READS,)),
+           "cachekit/cache.py", "failed += 1  # counted in errors", "pass  # counted in errors", (*READS,)),
     Mutant("D1-miss", "D1 (tiered L1 bypass) forgets the L1 miss", "cachekit/drivers/tiered.py",
            "                first.misses += 1", "                pass", (*TIERS,)),
     Mutant("D1-idle", "D1 reads L1 even while it is quarantined or its breaker is open",

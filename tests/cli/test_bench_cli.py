@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-import cachekit.bench
-from cachekit.bench._core import Batch, Case, Measurement, Section, Settings, make_row, measure
-from cachekit.bench._report import print_section
-from cachekit.bench._scale import _sizes
+import cachekit._tools.bench
+from cachekit._tools.bench._core import Batch, Case, Measurement, Section, Settings, make_row, measure
+from cachekit._tools.bench._report import print_section
+from cachekit._tools.bench._scale import _sizes
 
 
 def _replay(*rounds: Sequence[int]) -> Case:
@@ -84,9 +84,9 @@ def test_an_unwritable_json_path_is_refused_before_the_work(
     def no_work(*args: object, **kwargs: object) -> dict[str, object]:
         raise AssertionError("the benchmark ran before its output was checked")
 
-    monkeypatch.setattr(cachekit.bench, "run", no_work)
+    monkeypatch.setattr(cachekit._tools.bench, "run", no_work)
     for target, reason in ((tmp_path / "missing" / "x.json", "does not exist"), (tmp_path, "is a directory")):
-        assert cachekit.bench.main(["--quick", "--only", "memory", "--json", str(target)]) == 2
+        assert cachekit._tools.bench.main(["--quick", "--only", "memory", "--json", str(target)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1
         assert err[0].startswith("cachekit bench: error: --json ")
@@ -100,8 +100,8 @@ def test_progress_is_shown_as_sections_start_and_end(
     def fake_runner(name: str) -> object:
         return lambda settings, services: Section(name, f"fake {name}")
 
-    monkeypatch.setattr(cachekit.bench, "_runner", fake_runner)
-    assert cachekit.bench.main(["--quick", "--only", "memory,plugin"]) == 0
+    monkeypatch.setattr(cachekit._tools.bench, "_runner", fake_runner)
+    assert cachekit._tools.bench.main(["--quick", "--only", "memory,plugin"]) == 0
     err = capsys.readouterr().err
     assert "[1/2] memory ..." in err
     assert "[2/2] plugin ..." in err
@@ -112,7 +112,7 @@ def test_bench_without_its_libraries_names_the_bench_extra() -> None:
     blocker = (  # a core install: diskcache cannot be imported
         "import sys\n"
         "sys.modules['diskcache'] = None\n"
-        "from cachekit.cli import main\n"
+        "from cachekit._tools.cli import main\n"
         "sys.exit(main(['bench', '--quick', '--only', 'memory']))\n"
     )
     result = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=120,

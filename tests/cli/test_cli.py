@@ -1,6 +1,7 @@
 """The ``cachekit`` command line, run as users run it: the installed console script in a subprocess.
 
-A few cases that need a terminal (the confirmation prompt of ``clear``) call :func:`cachekit.cli.main` in-process.
+A few cases that need a terminal (the confirmation prompt of ``clear``) call :func:`cachekit._tools.cli.main`
+in-process.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from cachekit import Cache
-from cachekit.cli import main
+from cachekit._tools.cli import main
 from tests.servers import MotoServer, free_port, unavailable
 
 
@@ -28,7 +29,7 @@ def _console_script() -> list[str]:
     if beside.exists():
         return [str(beside)]
     found = shutil.which("cachekit")
-    return [found] if found else [sys.executable, "-m", "cachekit.cli"]
+    return [found] if found else [sys.executable, "-m", "cachekit._tools.cli"]
 
 
 CLI = _console_script()
@@ -248,13 +249,30 @@ def test_version_and_help() -> None:
     assert "usage: cachekit keys" in cachekit("keys", "--help").stdout
 
 
+def test_python_dash_m_cachekit_runs_the_cli() -> None:
+    result = subprocess.run([sys.executable, "-m", "cachekit", "keys", "--help"], capture_output=True, text=True,
+                            timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "usage: cachekit keys" in result.stdout
+
+
+def test_the_console_script_points_at_the_tools_wing() -> None:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    module, _, name = project["scripts"]["cachekit"].partition(":")
+    assert callable(getattr(importlib.import_module(module), name))
+
+
 def test_bench_is_wired() -> None:
-    spec = importlib.util.find_spec("cachekit.bench")
+    spec = importlib.util.find_spec("cachekit._tools.bench")
     if spec is None:
-        pytest.skip("cachekit.bench is not written yet")
-    bench = importlib.import_module("cachekit.bench")
+        pytest.skip("cachekit._tools.bench is not written yet")
+    bench = importlib.import_module("cachekit._tools.bench")
     if not callable(getattr(bench, "main", None)):
-        pytest.skip("cachekit.bench has no main(argv) yet")
+        pytest.skip("cachekit._tools.bench has no main(argv) yet")
     result = cachekit("bench", "--help")
     assert result.returncode == 0, result.stderr
     assert "usage" in result.stdout.lower()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cachekit import Cache, CachePlugin, cached, invalidates
-from cachekit.cli import main
+from cachekit._tools.cli import main
 from cachekit.errors import ConfigurationError
 
 

@@ -1,7 +1,7 @@
 """Mistakes get one line, exit status 2, and advice that is right (issue 20, defects 3, 5 and 6).
 
 The cases that involve log lines run as users run them (a subprocess: a log line before the error is the
-defect); the others call :func:`cachekit.cli.main` in this process.
+defect); the others call :func:`cachekit._tools.cli.main` in this process.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from cachekit import Cache
-from cachekit.cli import main
-from cachekit.cli_cache import CLI_CONNECT_TIMEOUT
+from cachekit._tools.cli import main
+from cachekit._tools.cli_cache import CLI_CONNECT_TIMEOUT
 from tests.cli.test_cli import CLI, assert_error, cachekit
 from tests.cli.test_cli_configurations import one_error, run
 from tests.servers import MotoServer, free_port

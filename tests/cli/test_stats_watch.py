@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from cachekit import Cache
-from cachekit.cli_cache import CacheView
-from cachekit.cli_watch import flatten, run_watch
+from cachekit._tools.cli_cache import CacheView
+from cachekit._tools.cli_watch import flatten, run_watch
 from tests.cli.test_cli import assert_error, cachekit, lines_of
 
 

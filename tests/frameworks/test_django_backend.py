@@ -300,7 +300,7 @@ def test_async_methods_on_redis_and_memory_never_use_a_thread(
 
 
 def test_entries_show_in_cachekit_keys_and_stats(redis_url: str, redis_prefix: str) -> None:
-    from cachekit.cli import main
+    from cachekit._tools.cli import main
 
     backend = CachekitCache(redis_url, {"OPTIONS": {"namespace": "site", "config": {"key_prefix": redis_prefix}}})
     backend.set("home", "<html>")
@@ -319,7 +319,7 @@ def test_entries_show_in_cachekit_keys_and_stats(redis_url: str, redis_prefix: s
 @pytest.mark.redis
 def test_bench_django_section_reports_every_row(redis_url: str) -> None:
     """Shape only (speed lives in ``cachekit bench``): every row measured, ratios against Django's RedisCache."""
-    from cachekit.bench import run
+    from cachekit._tools.bench import run
 
     report = run(["django"], quick=True, redis_url=redis_url, instructions=False)
     rows = {row["id"]: row for row in report["sections"]["django"]["rows"]}

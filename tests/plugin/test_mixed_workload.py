@@ -1,6 +1,6 @@
 """The mixed workload of the issue: 90 % reads, 10 % writes, 4 partitions, 2,000 operations, on moto's S3.
 
-Every read is checked against a model of the data (``cachekit.workload``): no read may be stale. Clearing the
+Every read is checked against a model of the data (``cachekit._tools.workload``): no read may be stale. Clearing the
 whole resource on every write (the original's behaviour) is also never stale, but hits less often.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from cachekit import CachePlugin
+from cachekit._tools.workload import WorkloadResult, run_mixed_workload
 from cachekit.s3db import Database
-from cachekit.workload import WorkloadResult, run_mixed_workload
 from tests.servers import MotoServer
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]

@@ -13,14 +13,15 @@ import math
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cachekit.bench import SECTIONS, main
-from cachekit.bench import run as run_bench
-from cachekit.bench._async import instruction_child
-from cachekit.bench._instructions import count_instructions
+from cachekit._tools.bench import SECTIONS, main
+from cachekit._tools.bench import run as run_bench
+from cachekit._tools.bench._async import instruction_child
+from cachekit._tools.bench._instructions import count_instructions, project_root
 
 
 def _positive(value: Any) -> bool:
@@ -99,7 +100,8 @@ def test_unknown_section_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 
 def test_runs_as_a_module() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "cachekit.bench", "--help"], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "cachekit._tools.bench", "--help"],
+        capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "--only" in result.stdout
@@ -150,3 +152,9 @@ def test_the_async_instruction_child_runs_its_hits(redis_url: str, redis_prefix:
         stored = {key.decode() for key in client.scan_iter(match=redis_prefix + "*")}
     assert redis_prefix + "iraw:hit" in stored
     assert any(key.startswith(redis_prefix + "ick:") for key in stored)  # the cachekit entry it hit
+
+
+def test_the_instruction_child_runs_the_cachekit_being_benchmarked() -> None:
+    import cachekit
+
+    assert (project_root() / "cachekit" / "__init__.py").resolve() == Path(cachekit.__file__).resolve()

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from cachekit.bench._fuzz import STRICT_KINDS, run_in_child
+from cachekit._tools.bench._fuzz import STRICT_KINDS, run_in_child
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_AS is POSIX")
 

@@ -113,11 +113,11 @@ ASYNCIO_TRACER = (
 )
 
 
-def test_only_namespace_py_imports_asyncio_for_a_plain_cache() -> None:
+def test_only_cache_py_imports_asyncio_for_a_plain_cache() -> None:
     # The decorators (and wrapt, which imports asyncio itself) load on first use of cached/invalidates.
     found = json.loads(run_python(ASYNCIO_TRACER))
     assert found["wrapt"] is False
-    assert set(found["importers"]) <= {"namespace.py"}, found
+    assert set(found["importers"]) <= {"cache.py"}, found
 
 
 def test_import_cachekit_imports_no_asyncio() -> None:

@@ -1,10 +1,11 @@
 """Every Python snippet of every README runs as pasted, in a fresh interpreter and an empty directory.
 
-The snippets are README.md's, recipes/README.md's and recipes/*/README.md's ```python blocks (also indented ones,
-inside list items), plus the ``CachePlugin`` docstring's example. They get the services a new user is told
-about: moto's S3 server on 127.0.0.1:5055 (the port the snippets name), Redis on 127.0.0.1:6379 and PostgreSQL
-on 127.0.0.1:5432 (database ``test``) when a snippet names them. A block that is deliberately not runnable says
-so, in its fence (```` ```python no-run ````) or in an HTML comment on the line above (``<!-- no-run -->``).
+The snippets are README.md's, recipes/README.md's, recipes/*/README.md's and the docs site's (docs/**/*.md)
+```python blocks (also indented ones, inside list items), plus the ``CachePlugin`` docstring's example. They get
+the services a new user is told about: moto's S3 server on 127.0.0.1:5055 (the port the snippets name), Redis on
+127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 (database ``test``) when a snippet names them. A block that is
+deliberately not runnable says so, in its fence (```` ```python no-run ````) or in an HTML comment on the line
+above (``<!-- no-run -->``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from tests.servers import LOOPBACK, MotoServer, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-READMES = [README, ROOT / "recipes" / "README.md", *sorted((ROOT / "recipes").glob("*/README.md"))]
+#: The API reference site's pages (mkdocs, docs/): their snippets run too (issue 20).
+DOCS_PAGES = sorted((ROOT / "docs").glob("**/*.md"))
+READMES = [README, ROOT / "recipes" / "README.md", *sorted((ROOT / "recipes").glob("*/README.md")), *DOCS_PAGES]
 SNIPPET_S3_PORT = 5055
 REDIS_PORT, POSTGRES_PORT = 6379, 5432
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.M | re.S)
@@ -128,6 +131,12 @@ def test_every_readme_has_its_blocks_found() -> None:
     assert python_blocks(README)[0].code.startswith("from cachekit import Cache, cached, invalidates")
 
 
+def test_the_docs_site_pages_have_their_blocks_found() -> None:
+    pages = {path.relative_to(ROOT).as_posix(): python_blocks(path) for path in DOCS_PAGES}
+    assert len(pages["docs/index.md"]) >= 1
+    assert any("publish_stats" in snippet.code for snippet in pages["docs/operating.md"])
+
+
 def test_no_run_blocks_are_left_out(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text("```python\nrun()\n```\n\n```python no-run\nskipped()\n```\n\n<!-- no-run -->\n"
@@ -173,7 +182,7 @@ def test_the_readmes_command_lines_parse() -> None:
     # The `cachekit ...` lines of the README's shell blocks use options that exist (bench parses its own).
     import shlex
 
-    from cachekit.cli import build_parser
+    from cachekit._tools.cli import build_parser
 
     lines = [line.strip() for line in README.read_text().splitlines() if line.strip().startswith("cachekit ")]
     commands = [shlex.split(line) for line in lines if not line.startswith(("cachekit bench", "cachekit demo ["))]

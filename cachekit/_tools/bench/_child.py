@@ -1,0 +1,40 @@
+"""The process :mod:`._instructions` counts under callgrind: ``python -c ... ROW_ID HITS [ARGS]``.
+
+Kept apart from the counter so that the sections whose rows it runs can import the counter without a circle.
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["child"]
+
+_WARMUP = 200
+
+
+def child() -> None:
+    """The measured process: ``python -c ... ROW_ID HITS [ARGS]`` runs HITS hits of the row after a warm-up.
+
+    Memory rows call ``repo.get("u1")``; ``async_*`` rows are run by
+    :func:`cachekit._tools.bench._async.instruction_child`, ``plugin_*`` rows by
+    :func:`cachekit._tools.bench._plugin.instruction_child`.
+    """
+    row_id, hits = sys.argv[1], int(sys.argv[2])
+    if row_id.startswith("async_"):
+        from ._async import instruction_child
+
+        instruction_child(row_id, hits, _WARMUP, *sys.argv[3:])
+        return
+    if row_id.startswith("plugin_"):
+        from ._plugin import instruction_child as plugin_child
+
+        plugin_child(row_id, hits, _WARMUP, *sys.argv[3:])
+        return
+    from ._memory import contender
+
+    repo = contender(row_id)
+    get = repo.get
+    for _ in range(_WARMUP):
+        get("u1")
+    for _ in range(hits):
+        get("u1")
