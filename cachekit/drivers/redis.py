@@ -219,17 +219,23 @@ class RedisDriver(AsyncRedisCommands):
     def get_with_expiry(self, key: str) -> tuple[bytes, float | None] | Missing:
         """GET and PTTL in one round trip; the deadline is ``clock() + pttl``, or ``None`` without expiry."""
         full = self._prefix + key
+        limit = self.max_read_bytes
 
         def get_and_pttl(client: Client) -> list[Any]:
             with client.pipeline(transaction=False) as pipe:
-                pipe.get(full)
+                if limit is None:
+                    pipe.get(full)
+                else:
+                    pipe.getrange(full, 0, limit)  # issue 19, item 6: bounded ("" is an absent key)
                 pipe.pttl(full)
                 return cast("list[Any]", pipe.execute())
 
         blob, pttl = self.call(get_and_pttl, name="GET+PTTL")
         # PTTL -2: the key expired between the two commands.
-        if blob is None or pttl == -2:
+        if not blob or pttl == -2:
             return MISSING
+        if limit is not None and len(blob) > limit:
+            raise oversized(key, limit)
         return blob, (None if pttl < 0 else self._clock() + pttl / 1000)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | Missing]:

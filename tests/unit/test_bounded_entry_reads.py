@@ -110,3 +110,15 @@ def test_async_redis_reads_at_most_the_limit(redis_url: str, redis_prefix: str) 
     assert peak < 8 * LIMIT
     client.close()
     cache.close()
+
+
+@pytest.mark.redis
+def test_a_redis_tier_reads_at_most_the_limit(redis_url: str, redis_prefix: str) -> None:
+    """Memory in front of Redis: the Redis tier's read (GET and PTTL in one round trip) is bounded too."""
+    import redis
+
+    tiers = [{"driver": "memory"}, {"driver": "redis", "config": {"url": redis_url, "key_prefix": redis_prefix}}]
+    cache = Cache(drivers=tiers, namespace="bounded", config={"max_value_bytes": LIMIT})
+    client = redis.Redis.from_url(redis_url)
+    _read_with_junk(cache, lambda key, blob: client.set(redis_prefix + key, blob))
+    client.close()
