@@ -270,27 +270,38 @@ class FilesystemGenerations(PolledGenerations):
         """Keep at most :attr:`limit` records (and drop expired ones of older versions): each dropped value first
         raises its namespace's floor, so a dropped scope reads at or above every value it had (never older)."""
         self._bump_count = 0
+        # Only the namespaces this process uses: it knows whether they are signed (a floor must be sealed with
+        # their key); the others are swept by the processes that use them.
+        known = sorted({*self._seals, *self._listeners}, key=len, reverse=True)
+        if not known:
+            return 0
+
+        def ours(found: list[Any]) -> list[tuple[int, str, str]]:
+            rows = []
+            for rowid, key in found:
+                namespace = next((n for n in known if isinstance(key, str) and key.startswith(n + "/")), None)
+                if namespace is not None:
+                    rows.append((rowid, key, namespace))
+            return rows
+
         now = time.time()
         kept = f"key NOT LIKE '%/{_EPOCH}' AND key NOT LIKE '%/{_FLOOR}'"
-        rows = cache._sql(
+        rows = ours(cache._sql(
             f"SELECT rowid, key FROM Cache WHERE raw = 1 AND {kept} AND expire_time IS NOT NULL "
             "AND expire_time <= ? LIMIT 10000", (now,),
-        ).fetchall()
+        ).fetchall())
         ((count,),) = cache._sql("SELECT COUNT(*) FROM Cache").fetchall()
         excess = count - len(rows) - self.limit
         if excess > 0:
-            rows += cache._sql(
-                f"SELECT rowid, key FROM Cache WHERE raw = 1 AND {kept} ORDER BY store_time LIMIT ?", (excess,)
-            ).fetchall()
+            rows += ours(cache._sql(
+                f"SELECT rowid, key FROM Cache WHERE raw = 1 AND {kept} ORDER BY store_time LIMIT ?",
+                (excess + 10_000,),
+            ).fetchall())[:excess]
         if not rows:
             return 0
-        known = sorted({*self._seals, *self._listeners}, key=len, reverse=True)
         highest: dict[str, int] = {}
         with cache.transact():
-            for rowid, key in rows:
-                if not isinstance(key, str):
-                    continue
-                namespace = next((n for n in known if key.startswith(n + "/")), key.partition("/")[0])
+            for rowid, key, namespace in rows:
                 scope = key[len(namespace) + 1 :]
                 value = self._parsed(namespace, scope, select_record(cache._sql, key, 0.0))
                 if isinstance(value, int):

@@ -19,6 +19,7 @@ switch interval (the subscriber alone would need the GIL once per notification, 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -32,6 +33,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..errors import DriverError
 from . import GenerationStore
 from ._notifications import REFUSED, parse_notification
 from ._signing import GenerationSeal
@@ -113,19 +115,33 @@ return out
 """
 
 _SIGNED_SET = """
+local n = #KEYS
+local behind = {}
+for i, key in ipairs(KEYS) do
+  local current = tonumber(string.match(redis.call('GET', key) or '', '^(%d+)')) or 0
+  if tonumber(ARGV[i + 3 + 2 * n]) <= current then
+    behind[#behind + 1] = i
+    behind[#behind + 1] = string.format('%d', current)
+  end
+end
+if #behind > 0 then
+  return behind
+end
 local lines = {ARGV[3]}
 for i, key in ipairs(KEYS) do
   redis.call('SET', key, ARGV[i + 3], 'PX', ARGV[2])
-  lines[#lines + 1] = ARGV[i + 3 + #KEYS]
+  lines[#lines + 1] = ARGV[i + 3 + n]
 end
 redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
-return 1
+return behind
 """
 
 _SCRIPTS = {"read": _READ, "bump": _BUMP, "raise": _RAISE, "signed_read": _SIGNED_READ, "signed_set": _SIGNED_SET}
 
 _READ_SHA = hashlib.sha1(_READ.encode()).hexdigest()  # the script's name in Redis
 
+_SIGNED_ATTEMPTS = 5
+_LARGEST = (1 << 63) - 1
 #: Seconds a counter lives without a bump (its re-creation is safe, see the module docstring).
 DEFAULT_GENERATION_TTL = 86_400.0
 _RECONNECT_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)
@@ -245,13 +261,25 @@ class RedisGenerations(GenerationStore):
         seal = self._seals[namespace]
         now = _now_us()
         values = [max(now, floor + 1) for floor in floors]
-        sealed = [seal.seal_text(namespace, scope, value) for scope, value in zip(scopes, values, strict=True)]
         keys = [self._key(namespace, s) for s in scopes]
-        lines = [f"{scope}\t{text}" for scope, text in zip(scopes, sealed, strict=True)]
-        args = [self.channel, self._ttl_ms, namespace, *sealed, *lines]
-        self._run("signed_set", lambda script, client: script(keys=keys, args=args, client=client))
-        self._notify(namespace, list(zip(scopes, values, strict=True)))
-        return values
+        for _ in range(_SIGNED_ATTEMPTS):
+            # Compare-and-set on the counters' numbers: a value is set only above the current one (a client whose
+            # clock is behind must not move a counter back), else the script answers the current numbers.
+            sealed = [seal.seal_text(namespace, scope, value) for scope, value in zip(scopes, values, strict=True)]
+            lines = [f"{scope}\t{text}" for scope, text in zip(scopes, sealed, strict=True)]
+            args = [self.channel, self._ttl_ms, namespace, *sealed, *lines, *(str(v) for v in values)]
+            behind = self._run("signed_set", functools.partial(_run_script, keys=keys, args=args))
+            if not behind:
+                self._notify(namespace, list(zip(scopes, values, strict=True)))
+                return values
+            for index, current in zip(behind[::2], behind[1::2], strict=True):
+                values[int(index) - 1] = int(current) + 1
+            if max(values) > _LARGEST:
+                break
+        raise DriverError(
+            f"could not set the sealed generations of {namespace!r} above their current values (a counter set to "
+            "an out-of-range number by another client?); this process uses private generations meanwhile"
+        )
 
     def entries_live(self, namespace: str, seconds: float | None) -> None:
         if seconds is not None and 0 < seconds < self._generation_ttl:
@@ -348,6 +376,10 @@ class RedisGenerations(GenerationStore):
                 logger.warning("cachekit: dropped a malformed message on %r (not a cachekit bump)", self.channel)
             return
         self._notify(*parsed)
+
+
+def _run_script(script: Any, client: Any, *, keys: list[str], args: list[Any]) -> Any:
+    return script(keys=keys, args=args, client=client)
 
 
 def _now_us() -> int:

@@ -295,10 +295,33 @@ class GenerationView:
                     self._retry_at = self._clock() + self._retry_interval
                     self._go_private(scopes)
                     return False
+                values = self._above_marks(scopes, values)
                 self._adopt(list(zip(scopes, values, strict=True)))
                 self._reached(scopes)
                 return True
         return False  # pragma: no cover - attempts >= 1
+
+    def _above_marks(self, scopes: Sequence[str], values: list[int]) -> list[int]:
+        """A bump's values, each above the scope's high-water mark: a counter that was set back (or restarted
+        low) gives a bump a value under which entries may have been stored before; it is raised above the mark."""
+        floors = self._floors
+        if not floors or not self.store.ordered:
+            return values
+        low = [i for i, (s, v) in enumerate(zip(scopes, values, strict=True)) if v <= floors.get(s, 0)]
+        if not low:
+            return values
+        self.regressions += len(low)
+        pushed = [scopes[i] for i in low]
+        try:
+            raised = self.store.raise_above(self.namespace, pushed, [floors[s] for s in pushed])
+        except Exception as exc:
+            self._failed("raise generations above the high-water mark", exc)
+            self._go_private(pushed)  # private (they win over known values) and pending: retried like a bump
+            return values
+        out = list(values)
+        for index, value in zip(low, raised, strict=True):
+            out[index] = value
+        return out
 
     def _reached(self, scopes: Sequence[str]) -> None:
         """A bump of ``scopes`` reached the store: their private generations (and pending bumps) are over.

@@ -305,3 +305,55 @@ def test_an_older_entry_replayed_under_the_current_key_is_refused(
     del rows
     for repo in (reader, writer):
         repo.cache.close()
+
+
+@pytest.mark.redis
+def test_a_write_after_a_counter_was_set_back_goes_above_the_mark(
+    redis_url: str, redis_prefix: str, acl_client: Callable[[str], Any]
+) -> None:
+    """The counter is set back under a process that then writes: its bump (an INCR of the old value) would
+    land on a value entries were stored under before (v1 under G+1); it is raised above the mark instead."""
+    import redis
+
+    rows = {"alice": "v0"}
+    options = {"url": redis_url, "key_prefix": redis_prefix}
+    repo = Users(Cache("redis", namespace="gens", config=options), rows)
+    assert wait_until(lambda: store_for(repo.cache.driver).trusted("gens"))
+    assert repo.get("alice") == "v0"
+    admin = redis.Redis.from_url(redis_url)
+    counter = _item_counter(repo.cache, admin)
+    start = admin.get(counter)
+    repo.update("alice", "v1")
+    assert repo.get("alice") == "v1"  # stored under start + 1
+    repo.update("alice", "v2")
+    assert repo.get("alice") == "v2"
+    acl_client(f"resetkeys ~{redis_prefix}~gen/* +set").set(counter, start)
+    repo.update("alice", "v3")  # INCR: start + 1 again, where v1 lives
+    assert repo.get("alice") == "v3"
+    fresh = Users(Cache("redis", namespace="gens", config=options), rows)
+    assert fresh.get("alice") == "v3"
+    admin.close()
+    repo.cache.close()
+    fresh.cache.close()
+
+
+@pytest.mark.redis
+def test_a_signed_bump_never_moves_a_counter_back(redis_url: str, redis_prefix: str) -> None:
+    """A process whose clock is behind (here: a counter another process set far ahead) still bumps above it."""
+    import redis
+
+    from cachekit.generations._signing import GenerationSeal
+
+    reader, writer, rows = _setup(redis_url, redis_prefix)
+    admin = redis.Redis.from_url(redis_url)
+    counter = _item_counter(reader.cache, admin)
+    scope = counter.split("}/", 1)[1]
+    ahead = time.time_ns() // 1000 + 10**12
+    admin.set(counter, GenerationSeal(SIGNING_KEY).seal_text("gens", scope, ahead))
+    writer.update("alice", "admin")
+    value = GenerationSeal(SIGNING_KEY).open_text("gens", scope, admin.get(counter))
+    assert value is not None and value > ahead
+    assert reader.get("alice") == "admin"
+    admin.close()
+    for repo in (reader, writer):
+        repo.cache.close()
