@@ -166,6 +166,7 @@ class FilesystemGenerations(PolledGenerations):
         #: Records dropped to keep the store within :attr:`limit` (their values raised the floor first).
         self.dropped_records = 0
         self._bump_count = 0
+        self._used: set[str] = set()  # namespaces bumped through this store
 
     def _db(self) -> Any:
         cache = self._cache
@@ -241,6 +242,8 @@ class FilesystemGenerations(PolledGenerations):
         return found if isinstance(found, int) else self._refused(f"{namespace}/{_FLOOR}")
 
     def _bump(self, namespace: str, scopes: Sequence[str], floors: Sequence[int] | None) -> list[int]:
+        self._used.add(namespace)
+
         def bump(cache: Any) -> list[int]:
             values = []
             with cache.transact():
@@ -272,7 +275,7 @@ class FilesystemGenerations(PolledGenerations):
         self._bump_count = 0
         # Only the namespaces this process uses: it knows whether they are signed (a floor must be sealed with
         # their key); the others are swept by the processes that use them.
-        known = sorted({*self._seals, *self._listeners}, key=len, reverse=True)
+        known = sorted({*self._seals, *self._listeners, *self._used}, key=len, reverse=True)
         if not known:
             return 0
 

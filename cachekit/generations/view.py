@@ -284,6 +284,8 @@ class GenerationView:
             return True
         with self._bump_lock:
             self._flush_locked()
+            floors = self._floors
+            marks = [floors.get(scope, 0) for scope in scopes] if floors else None  # before the bump's own
             for attempt in range(attempts):
                 try:
                     values = self.store.bump(self.namespace, scopes)
@@ -295,25 +297,26 @@ class GenerationView:
                     self._retry_at = self._clock() + self._retry_interval
                     self._go_private(scopes)
                     return False
-                values = self._above_marks(scopes, values)
+                if marks is not None:
+                    values = self._above_marks(scopes, values, marks)
                 self._adopt(list(zip(scopes, values, strict=True)))
                 self._reached(scopes)
                 return True
         return False  # pragma: no cover - attempts >= 1
 
-    def _above_marks(self, scopes: Sequence[str], values: list[int]) -> list[int]:
-        """A bump's values, each above the scope's high-water mark: a counter that was set back (or restarted
-        low) gives a bump a value under which entries may have been stored before; it is raised above the mark."""
-        floors = self._floors
-        if not floors or not self.store.ordered:
+    def _above_marks(self, scopes: Sequence[str], values: list[int], marks: list[int]) -> list[int]:
+        """A bump's values, each above the scope's high-water mark as it was before the bump: a counter that was
+        set back (or restarted low) gives a bump a value under which entries may have been stored before; it is
+        raised above the mark."""
+        if not self.store.ordered:
             return values
-        low = [i for i, (s, v) in enumerate(zip(scopes, values, strict=True)) if v <= floors.get(s, 0)]
+        low = [i for i, (v, m) in enumerate(zip(values, marks, strict=True)) if 0 < v <= m]
         if not low:
             return values
         self.regressions += len(low)
         pushed = [scopes[i] for i in low]
         try:
-            raised = self.store.raise_above(self.namespace, pushed, [floors[s] for s in pushed])
+            raised = self.store.raise_above(self.namespace, pushed, [marks[i] for i in low])
         except Exception as exc:
             self._failed("raise generations above the high-water mark", exc)
             self._go_private(pushed)  # private (they win over known values) and pending: retried like a bump
