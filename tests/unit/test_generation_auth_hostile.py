@@ -344,7 +344,7 @@ def test_a_signed_bump_never_moves_a_counter_back(redis_url: str, redis_prefix: 
 
     from cachekit.generations._signing import GenerationSeal
 
-    reader, writer, rows = _setup(redis_url, redis_prefix)
+    reader, writer, _rows = _setup(redis_url, redis_prefix)
     admin = redis.Redis.from_url(redis_url)
     counter = _item_counter(reader.cache, admin)
     scope = counter.split("}/", 1)[1]
@@ -352,7 +352,8 @@ def test_a_signed_bump_never_moves_a_counter_back(redis_url: str, redis_prefix: 
     admin.set(counter, GenerationSeal(SIGNING_KEY).seal_text("gens", scope, ahead))
     writer.update("alice", "admin")
     value = GenerationSeal(SIGNING_KEY).open_text("gens", scope, admin.get(counter))
-    assert value is not None and value > ahead
+    assert value is not None
+    assert value > ahead
     assert reader.get("alice") == "admin"
     admin.close()
     for repo in (reader, writer):
