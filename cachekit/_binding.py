@@ -166,7 +166,7 @@ class CachedFunction(_FunctionWrapper, CachedCallable):
     __bound_function_wrapper__ = BoundCachedFunction
 
     def __init__(self, wrapped: Any, state: CachedState, is_async: bool) -> None:
-        super().__init__(wrapped, state.acall if is_async else state)
+        super().__init__(wrapped, state.entry(is_async))
         self._self_state = state
         state.wrapper = self
 
@@ -207,7 +207,8 @@ def cached_function(fn: Any, state: CachedState, is_async: bool) -> CachedFuncti
     if type(fn) is not types.FunctionType or is_async:
         return CachedFunction(fn, state, is_async)
     # The method's own __doc__ and __module__, as a bound method has (a class statement would set its own).
-    namespace = {"__slots__": (), "_state": state, "__call__": _hit_path(state), "__doc__": fn.__doc__}
+    call = _hit_path(state) if state.freshness is None else _fresh_path(state)
+    namespace = {"__slots__": (), "_state": state, "__call__": call, "__doc__": fn.__doc__}
     bound_class = type("BoundCached", (BoundCached,), {**namespace, "__module__": fn.__module__})
 
     def __get__(self: CachedFunction, instance: Any, owner: Any = None) -> Any:
@@ -219,6 +220,61 @@ def cached_function(fn: Any, state: CachedState, is_async: bool) -> CachedFuncti
 
     lean = type("CachedFunction", (CachedFunction,), {"__get__": __get__, "__slots__": ()})
     return cast(CachedFunction, lean(fn, state, is_async))
+
+
+def _fresh_path(state: CachedState) -> Callable[..., Any]:
+    """The ``__call__`` of a method's lean binding when the method has freshness policies of its own."""
+    fn, action, explicit, what = state.fn, state.action, state.namespace, state.what
+    fresh_hit = _fresh_hit(state)
+
+    def __call__(self: BoundCached, *args: Any, **kwargs: Any) -> Any:
+        instance = self.__self__
+        ns = explicit
+        if ns is None:
+            ns = getattr(instance, "cache", None)
+            if type(ns) is not Cache:
+                ns = namespace_of(instance, None, what)
+        if kwargs or action in ns.disabled_actions:
+            return state.fresh_wrapper(types.MethodType(fn, instance), instance, args, kwargs)
+        return fresh_hit(instance, args, ns)
+
+    return __call__
+
+
+def _fresh_hit(state: CachedState) -> Callable[[Any, tuple[Any, ...], Cache], Any]:
+    """A positional call of a method with freshness policies of its own: the lean key steps, a plain read, and
+    after a miss :meth:`cachekit._freshness.FreshState.after_miss`."""
+    fn, action, ttl, own = state.fn, state.action, state.ttl, state.freshness
+    resource, fallback, lookup = state.resource, state.fallback_name, state.memo_lookup
+    assert own is not None  # only made for a callable with policies of its own
+
+    def fresh_hit(instance: Any, args: tuple[Any, ...], ns: Cache) -> Any:
+        name = resource
+        if not name:
+            try:
+                name = instance.name
+            except AttributeError:
+                name = None
+            if type(name) is not str or not name:
+                name = resource_name(instance, fallback)
+        if len(args) == 1 and (type(args[0]) is str or type(args[0]) is int or args[0] is None):
+            slot: Any = (state, name, args[0])
+        else:
+            slot = memo_key(state, name, args, {})
+        entry = ns._key_memo.get(slot)
+        key: str | None
+        if entry is not None and entry[1] == entry[2].epoch:
+            key = entry[0]
+        else:
+            key = lookup(ns, name, instance, args, {}, slot)
+            if key is None:
+                return fn(instance, *args)
+        value = ns._read(key)
+        if value is not MISSING:
+            return value
+        return ns._fresh.after_miss(key, name, action, own, functools.partial(fn, instance, *args), ttl)
+
+    return fresh_hit
 
 
 def _hit_path(state: CachedState) -> Callable[..., Any]:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._calls import namespace_of, resource_name, signatures
+from ._freshness import Freshness
 from ._key_options import UnkeyableArgument, keyed_params, unkeyable_argument
 from ._memo import memo_key, pack, storable
 from ._typed import TypedReturn, typed_return
@@ -27,7 +28,7 @@ from .keys import get_key_resolver
 __all__ = ["MEMO_LIMIT", "CachedCallable", "CachedState", "skip_inner", "split_instance"]
 
 #: Key-memo slots per namespace; the memo is cleared when full.
-MEMO_LIMIT = 4096
+MEMO_LIMIT = 1024
 
 
 class CachedCallable:
@@ -50,6 +51,7 @@ class CachedState:
         *,
         version: str | None = None,
         ignore: frozenset[str] = frozenset(),
+        freshness: Freshness | None = None,
     ) -> None:
         self.action = action
         self.namespace = namespace
@@ -72,6 +74,26 @@ class CachedState:
         self.version = version
         self.ignore = ignore
         self._unkeyable_warned: set[str] = set()
+        #: ``@cached(stale_while_revalidate=...)`` and friends (issue 21); a namespace's method policy otherwise.
+        self.freshness = freshness
+        if freshness is not None and self.typed is not None:
+            raise ConfigurationError(
+                f"{self.what}: freshness policies (stale_while_revalidate, stale_if_error, early_refresh) are not "
+                "supported with a typed return annotation yet; return plain data, or drop the policy"
+            )
+
+    def freshness_in(self, ns: Cache) -> Freshness | None:
+        """The freshness policies of this callable's reads in ``ns``: its own, else the namespace's for its action
+        (never for a typed return, which keeps the plain path)."""
+        if self.typed is not None:
+            return None
+        return self.freshness or ns._fresh.policies.get(self.action)
+
+    def entry(self, is_async: bool) -> Any:
+        """The wrapt wrapper: the plain paths, or the freshness paths when this callable has policies of its own."""
+        if self.freshness is None:
+            return self.acall if is_async else self
+        return self.afresh_wrapper if is_async else self.fresh_wrapper
 
     # -- keys ------------------------------------------------------------------------------------------------
 
@@ -261,7 +283,63 @@ class CachedState:
             return value
         return await ns._aload(key, self.action, functools.partial(wrapped, *args, **kwargs), self.ttl)
 
+    # -- freshness policies (issue 21, cachekit._freshness): a slower, generic path of their own --------------------
+
+    def _namespace(self, instance: Any) -> Cache:
+        ns = self.namespace
+        if ns is None:
+            ns = getattr(instance, "cache", None)
+            if type(ns) is not Cache:
+                ns = namespace_of(instance, None, self.what)
+        return ns
+
+    def fresh_wrapper(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The wrapt wrapper of a callable with freshness policies of its own."""
+        ns = self._namespace(instance)
+        if self.action in ns.disabled_actions:
+            return self(wrapped, instance, args, kwargs)
+        return self.fresh_call(ns, wrapped, instance, args, kwargs)
+
+    async def afresh_wrapper(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """:meth:`fresh_wrapper` of an ``async def``."""
+        ns = self.namespace or namespace_of(instance, None, self.what)
+        if self.action in ns.disabled_actions:
+            return await self.acall(wrapped, instance, args, kwargs)
+        return await self.fresh_acall(ns, wrapped, instance, args, kwargs)
+
+    def fresh_call(self, ns: Cache, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """A read with freshness policies of its own: keyed and read as any read, then after a miss
+        :meth:`FreshState.after_miss <cachekit._freshness.FreshState.after_miss>`."""
+        if "skip_cache" in kwargs and kwargs.pop("skip_cache"):
+            return wrapped(*args, **skip_inner(wrapped, kwargs))
+        key = self.key(ns, instance, args, kwargs)
+        if key is None:
+            return wrapped(*args, **kwargs)
+        name, fresh = self.resource or resource_name(instance, self.fallback_name), self.freshness
+        assert fresh is not None  # the wrapper of a callable with policies of its own
+        return ns._fresh.read(key, name, self.action, fresh, wrapped, args, kwargs, self.ttl)
+
+    async def fresh_acall(
+        self, ns: Cache, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """:meth:`fresh_call` of an ``async def``: background refreshes are tasks on the running loop."""
+        if "skip_cache" in kwargs and kwargs.pop("skip_cache"):
+            return await wrapped(*args, **skip_inner(wrapped, kwargs))
+        key = await self.akey(ns, instance, args, kwargs)
+        if key is None:
+            return await wrapped(*args, **kwargs)
+        name = self.resource or resource_name(instance, self.fallback_name)
+        loader, fresh = functools.partial(wrapped, *args, **kwargs), self.freshness
+        assert fresh is not None  # the wrapper of a callable with policies of its own
+        return await ns._fresh.aread(key, name, self.action, fresh, loader, self.ttl)
+
     def refresh(self, ns: Cache, key: str, value: Any) -> Any:
+        fresh = self.freshness_in(ns)
+        if fresh is not None:  # the value and its record, as a load under the policies stores them
+            ns._fresh.store(key, self.action, value, 0.0, self.ttl, fresh, force=True)
+            return value
         ttl = self.ttl if self.ttl is not DEFAULT else ns.policy(self.action).ttl
         stored = value if self.typed is None else self.typed.refresh_value(ns, value)
         if stored is not MISSING:

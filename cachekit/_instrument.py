@@ -38,7 +38,7 @@ __all__ = ["EVENTS", "HOOKED", "CacheEvent", "Instrumentation", "ObservedCache",
 EVENTS: Final = ("hit", "miss", "set", "invalidate", "error", "breaker")
 #: The instance attributes the hooks occupy.
 HOOKED: Final = ("_read", "_load", "_aload", "_write", "_bump", "_backend_failed")
-_KEY_MEMO_LIMIT: Final = 4096
+_KEY_MEMO_LIMIT: Final = 1024
 
 Listener = Callable[["CacheEvent"], None]
 

@@ -9,6 +9,7 @@ namespace's new pairs are counted under ``resource="other", action="other"``.
 
 from __future__ import annotations
 
+import os
 import threading
 from bisect import bisect_left
 from collections.abc import Callable
@@ -147,3 +148,14 @@ class Aggregates:
 
 #: The process's series.
 AGGREGATES: Final = Aggregates()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has only the thread that forked: a lock another thread held at the fork (a scrape, the
+    fleet publisher reading the counters) would be held forever, and the child's first read of the series would
+    hang. The child starts with a free lock (the tables themselves are consistent: they change under the GIL)."""
+    AGGREGATES.lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

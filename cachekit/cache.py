@@ -48,6 +48,7 @@ from ._build import (
 )
 from ._executor import run_blocking
 from ._flight import Flights, load_under_lock
+from ._freshness import FreshState, resource_of
 from ._options import check_flag, unknown_options_message
 from ._redact import redact
 from ._types import DEFAULT, MISSING, TTL, Clock, check_key, normalize_ttl
@@ -175,6 +176,8 @@ class Cache:
         self._default_policy = MethodPolicy()
         self.disabled_actions = frozenset(a for a, p in self._policies.items() if not p.enabled)
         self._flights = Flights(check_flag("single_flight", single_flight))
+        # Issue 21: freshness policies per action (cachekit._freshness), consulted after a miss (_load, _aload).
+        self._fresh = FreshState.of(self, self._policies)
         self._lock_timeout = check_lock(distributed_lock, lock_timeout, self.driver)
         self._retry_attempts = check_retries(retry_attempts, retry_delay)
         self._retry_delay = float(retry_delay)
@@ -500,7 +503,9 @@ class Cache:
         return await self.ainvalidate(Invalidation(resource, whole=True))
 
     async def aclose(self) -> None:
-        """The async twin of :meth:`close`: the generation store, then the driver (its async clients too)."""
+        """The async twin of :meth:`close`: this loop's background refreshes (awaited up to 2 s, then cancelled),
+        the generation store, then the driver (its async clients too)."""
+        await self._fresh.adrain(2.0)
         await run_blocking(self.driver, self._gens.close)
         await self.driver.aclose()
 
@@ -514,6 +519,8 @@ class Cache:
             details = {"error": redact(f"{type(exc).__name__}: {exc}")}
         details["invalidations"] = self.invalidations
         details["pending_invalidations"] = len(self._gens.pending)
+        if self._fresh.counts:
+            details["freshness"] = self._fresh.snapshot()
         try:
             size: int | None = self.size()
         except Exception:
@@ -563,7 +570,9 @@ class Cache:
         return self._policies.get(action, self._default_policy)
 
     def close(self) -> None:
-        """Close the driver (connections, files, background threads); publish the last fleet stats first."""
+        """Close the driver (connections, files, background threads): background refreshes first (up to 2 s), then
+        publish the last fleet stats."""
+        self._fresh.drain(2.0)
         publisher, self.stats_publisher = getattr(self, "stats_publisher", None), None
         if publisher is not None:
             stop_publishing(self, publisher)
@@ -752,6 +761,10 @@ class Cache:
 
     def _load(self, key: str, action: str, loader: Callable[[], Any], ttl: Any = DEFAULT) -> Any:
         """After a miss: call ``loader`` once for all concurrent missers of ``key`` and store the result."""
+        if self._fresh.policies:  # an action with freshness policies (cachekit._freshness): its record decides
+            fresh = self._fresh.policies.get(action)
+            if fresh is not None:
+                return self._fresh.after_miss(key, resource_of(key), action, fresh, loader, ttl)
 
         def load() -> Any:
             value = loader()
@@ -770,6 +783,10 @@ class Cache:
 
     async def _aload(self, key: str, action: str, loader: Callable[[], Awaitable[Any]], ttl: Any = DEFAULT) -> Any:
         """The async twin of :meth:`_load`; blocking drivers run on cachekit's executor."""
+        if self._fresh.policies:  # an action with freshness policies (cachekit._freshness): its record decides
+            fresh = self._fresh.policies.get(action)
+            if fresh is not None:
+                return await self._fresh.aafter_miss(key, resource_of(key), action, fresh, loader, ttl)
 
         async def load() -> Any:
             value = await loader()
@@ -789,6 +806,12 @@ class Cache:
             return value if value is not MISSING else await load()
 
         return await self._flights.arun(key, lead, load)
+
+    async def _awrite(self, key: str, value: Any, ttl: float | None, max_payload: int | None) -> bool:
+        """:meth:`_write` without blocking the event loop (the freshness policies' async stores)."""
+        if self.driver.supports_async:
+            return await self._astore(key, value, ttl, max_payload)
+        return await run_blocking(self.driver, self._write, key, value, ttl, max_payload)
 
     def _after_load(self, key: str, action: str, value: Any, ttl: Any = DEFAULT) -> None:
         """Store a loaded value unless the policy says not yet."""

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 from ._binding import cached_function
 from ._cached_state import CachedState
 from ._calls import chosen_cache
+from ._freshness import check_freshness
 from ._invalidates import invalidates
 from ._key_options import check_ignore
 from ._types import DEFAULT, TTL, normalize_ttl
@@ -43,6 +45,10 @@ def cached(
     id_param: str | None = None,
     version: str | None = None,
     ignore: Iterable[str] = (),
+    stale_while_revalidate: float | timedelta = 0.0,
+    stale_if_error: float | timedelta = 0.0,
+    early_refresh: bool = False,
+    early_refresh_beta: float = 1.0,
     namespace: Cache | None = None,
 ) -> CachedDecorator:
     """Cache a read: a hit returns the stored value, a miss calls through and stores the result.
@@ -82,6 +88,15 @@ def cached(
     :param namespace: the older spelling of ``cache=`` (a :class:`Cache`, not a name: a namespace's name is
         ``Cache(namespace="...")``).
 
+    :param stale_while_revalidate: for this many seconds after ``ttl``, a read returns the expired value at once
+        while one background refresh reloads it (a bounded pool of cachekit's own; a task on the running loop
+        for ``async def``). Never a value a write invalidated: see docs/architecture.md, "Freshness policies".
+    :param stale_if_error: for this many seconds after ``ttl``, a source that raises gives the expired value
+        instead (the error is logged once and counted).
+    :param early_refresh: refresh a hit before it expires with the XFetch probability, from the measured load
+        time; ``early_refresh_beta`` (> 0, default 1.0) makes it earlier (larger) or later (smaller).
+        These four override the namespace's ``method_policies`` for this function when any is set.
+
     A return annotation naming a dataclass, Pydantic model, attrs class, enum, ``NamedTuple``, ``TypedDict`` or
     msgspec ``Struct`` (or containers and unions of them) makes hits return that type: see
     :mod:`cachekit._typed` and the README.
@@ -94,6 +109,10 @@ def cached(
     if id_param is not None and (not isinstance(id_param, str) or not id_param.isidentifier()):
         raise ConfigurationError(f"id_param must be a parameter name such as 'email'; got {id_param!r}")
     seconds = ttl if ttl is DEFAULT else normalize_ttl(ttl)
+    freshness = check_freshness("cached(...)", {
+        "stale_while_revalidate": stale_while_revalidate, "stale_if_error": stale_if_error,
+        "early_refresh": early_refresh, "early_refresh_beta": early_refresh_beta,
+    })
     if version is not None and (not isinstance(version, str) or not version):
         raise ConfigurationError(f"version must be a non-empty string such as '2'; got {version!r}")
 
@@ -104,7 +123,8 @@ def cached(
         mark_in_use(name)
         chosen = _check_id_param(fn, name, id_param)
         ignored = check_ignore(fn, ignore)
-        state = CachedState(fn, name, given, resource, seconds, chosen, version=version, ignore=ignored)
+        state = CachedState(fn, name, given, resource, seconds, chosen, version=version, ignore=ignored,
+                            freshness=freshness)
         target = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
         return cast(F, cached_function(fn, state, inspect.iscoroutinefunction(target)))
 

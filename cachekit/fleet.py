@@ -43,6 +43,7 @@ from typing import Any, Final, Protocol
 
 from ._logging import log_once_per_interval
 from ._redact import redact
+from ._series import AGGREGATES
 from .drivers.base import HOST, NETWORK, Driver
 from .errors import ConfigurationError, CorruptEntryError
 
@@ -65,7 +66,10 @@ MAX_RECORDS: Final = 10_000
 #: Characters of a resource, action, host or process name kept in a record.
 MAX_NAME: Final = 100
 #: The counters of a namespace's totals, as :meth:`Cache.stats` has them.
-TOTALS: Final = ("hits", "misses", "sets", "deletes", "errors", "invalidations")
+TOTALS: Final = ("hits", "misses", "sets", "deletes", "errors", "invalidations",
+                 # issue 21: what the freshness policies did (0 in records of processes without them)
+                 "stale_served", "stale_on_error", "refreshes_started", "refreshes_failed", "early_refreshes")
+_FRESHNESS_TOTALS: Final = TOTALS[6:]
 #: The counters of a resource/action row (the hooks' counters).
 ROW_COUNTERS: Final = ("hits", "misses", "sets", "errors")
 _VERSION = 1
@@ -308,8 +312,6 @@ def read_fleet(
 
 def _rows_of(namespace: str) -> dict[tuple[str, str], list[int]]:
     """This process's per resource/action counters of ``namespace``, summed over tiers."""
-    from ._series import AGGREGATES
-
     with AGGREGATES.lock:
         counters = [c for labels, c in AGGREGATES.counters.items() if labels[0] == namespace]
     rows: dict[tuple[str, str], list[int]] = {}
@@ -380,6 +382,10 @@ class StatsPublisher:
             totals["deletes"] += cache.deletes if stats else 0
             totals["errors"] += cache.errors
             totals["invalidations"] += cache.invalidations
+            fresh = getattr(cache, "_fresh", None)
+            for counts in list(fresh.counts.values()) if fresh is not None else ():
+                for name in _FRESHNESS_TOTALS:
+                    totals[name] += getattr(counts, name)
         return totals
 
     def after_fork(self) -> None:

@@ -25,7 +25,15 @@ Metrics (Prometheus names; OpenTelemetry uses the dotted names in brackets):
 ``cachekit_breaker_state``                     namespace, tier                    0 closed, 1 half-open, 2 open
 ``cachekit_memory_bytes``                      namespace, tier                    bytes held (memory driver/tiers)
 ``cachekit_memory_limit_bytes``                namespace, tier                    its limit (absent when unlimited)
+``cachekit_stale_served_total``                namespace, resource, action        expired values served (revalidating)
+``cachekit_stale_on_error_total``              namespace, resource, action        expired values served (source failed)
+``cachekit_refreshes_started_total``           namespace, resource, action        background refreshes started
+``cachekit_refreshes_failed_total``            namespace, resource, action        background refreshes that raised
+``cachekit_early_refreshes_total``             namespace, resource, action        refreshes started early (XFetch)
 ============================================  ================================  ======================================
+
+The last five count what the freshness policies did (:mod:`cachekit._freshness`; OpenTelemetry:
+``cachekit.stale.served`` ...); they are read from the caches at collection, nothing is hooked for them.
 
 ``tier`` is the driver's name (``memory``) or, for a multi-tier cache, the tier that served a hit
 (``L1-memory``; misses have ``tier=""``). No key, id or value is ever a label; resource/action pairs are capped
@@ -54,6 +62,15 @@ COUNTERS = (
 )
 COUNTER_LABELS = ("namespace", "resource", "action", "tier")
 _BREAKER_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+#: Freshness counters (issue 21): (name without ``_total``, help text, field of ``_freshness.FreshCounts``).
+FRESHNESS_COUNTERS = (
+    ("cachekit_stale_served", "Expired values served while one refresh reloads them", "stale_served"),
+    ("cachekit_stale_on_error", "Expired values served because the source raised", "stale_on_error"),
+    ("cachekit_refreshes_started", "Background refreshes started", "refreshes_started"),
+    ("cachekit_refreshes_failed", "Background refreshes whose source raised", "refreshes_failed"),
+    ("cachekit_early_refreshes", "Refreshes started before expiry (XFetch)", "early_refreshes"),
+)
+FRESHNESS_LABELS = ("namespace", "resource", "action")
 _lock = threading.Lock()
 _prometheus: dict[int, tuple[Any, Any]] = {}  # id(registry) -> (registry, collector)
 _otel_sinks: list[Sink] = []
@@ -100,6 +117,16 @@ def gauges() -> dict[str, dict[tuple[str, str], float]]:
     return found
 
 
+def freshness_counts() -> list[tuple[tuple[str, str, str], Any]]:
+    """``((namespace, resource, action), FreshCounts)`` of every hooked cache with freshness policies."""
+    found = []
+    for cache, _ in events.hooked_caches():
+        fresh = getattr(cache, "_fresh", None)  # a Cache's FreshState (cachekit._freshness)
+        for (resource, action), counts in list(fresh.counts.items()) if fresh is not None else ():
+            found.append(((cache.namespace, resource, action), counts))
+    return found
+
+
 def _histograms() -> Iterator[tuple[str, str, tuple[str, ...], list[Timings]]]:
     AGGREGATES.fold_all()  # series made by hooks that never timed anything (memory gets) are left out
     yield ("cachekit_driver_call_seconds", "Driver call duration (get: read and decode; set: encode and store)",
@@ -129,6 +156,12 @@ class _PrometheusCollector:
         for labels, count in list(AGGREGATES.invalidations.items()):
             family.add_metric(list(labels), count)
         yield family
+        fresh = freshness_counts()
+        for name, documentation, field in FRESHNESS_COUNTERS:
+            family = CounterMetricFamily(name, documentation, labels=FRESHNESS_LABELS)
+            for labels, counts in fresh:
+                family.add_metric(list(labels), getattr(counts, field))
+            yield family
         for name, documentation, labels, series_list in _histograms():
             histogram = HistogramMetricFamily(name, documentation, labels=labels)
             for series in series_list:
@@ -217,6 +250,9 @@ def enable_otel(meter_provider: Any = None) -> None:
         return [Observation(n, {"namespace": ns, "resource": r}) for (ns, r), n in counts]
 
     meter.create_observable_counter("cachekit.invalidations", callbacks=[invalidations])
+    for name, documentation, field in FRESHNESS_COUNTERS:
+        meter.create_observable_counter(name.replace("_", ".").replace(".on.", ".on_"),
+                                        callbacks=[_freshness_callback(field, Observation)], description=documentation)
     for name, key, kind in (("cachekit.evictions", "evictions", "counter"), ("cachekit.breaker.state",
                             "breaker_state", "gauge"), ("cachekit.memory.usage", "memory_bytes", "gauge"),
                             ("cachekit.memory.limit", "memory_limit_bytes", "gauge")):
@@ -272,6 +308,14 @@ def _counter_callback(field: str, observation: Any) -> Any:
     def callback(_: Any) -> Iterable[Any]:
         return [observation(getattr(s, field), dict(zip(COUNTER_LABELS, s.labels, strict=True)))
                 for s in list(AGGREGATES.counters.values())]
+
+    return callback
+
+
+def _freshness_callback(field: str, observation: Any) -> Any:
+    def callback(_: Any) -> Iterable[Any]:
+        return [observation(getattr(counts, field), dict(zip(FRESHNESS_LABELS, labels, strict=True)))
+                for labels, counts in freshness_counts()]
 
     return callback
 

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._freshness import FIELDS as FRESHNESS_FIELDS
+from ._freshness import Freshness, check_freshness
 from ._options import unknown_options_message
 from ._types import DEFAULT, normalize_ttl
 from .errors import ConfigurationError
@@ -13,7 +15,7 @@ from .keys import registered_actions
 
 __all__ = ["MethodPolicy", "parse_method_policies"]
 
-_FIELDS = ("enabled", "ttl", "max_payload_bytes", "min_hits_before_store", "none_ttl")
+_FIELDS = ("enabled", "ttl", "max_payload_bytes", "min_hits_before_store", "none_ttl", *FRESHNESS_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,10 @@ class MethodPolicy:
     :param max_payload_bytes: results whose encoded size exceeds this are returned and not stored.
     :param min_hits_before_store: store a result on the N-th miss of its key (1: the first). Counters are bounded.
     :param none_ttl: TTL for a ``None`` result (negative caching); ``DEFAULT`` uses ``ttl``; ``0`` never stores it.
+    :param stale_while_revalidate: seconds after ``ttl`` during which a read returns the expired value at once
+        while one background refresh reloads it (:mod:`cachekit._freshness`).
+    :param stale_if_error: seconds after ``ttl`` during which a failing source returns the expired value.
+    :param early_refresh: refresh hot entries before they expire (XFetch), ``early_refresh_beta`` its beta.
     """
 
     enabled: bool = True
@@ -32,6 +38,14 @@ class MethodPolicy:
     max_payload_bytes: int | None = None
     min_hits_before_store: int = 1
     none_ttl: Any = DEFAULT
+    stale_while_revalidate: float = 0.0
+    stale_if_error: float = 0.0
+    early_refresh: bool = False
+    early_refresh_beta: float = 1.0
+
+    def freshness(self, action: str = "?") -> Freshness | None:
+        """The action's freshness policies, ``None`` when all are off; checked (``ConfigurationError``)."""
+        return check_freshness(f"method_policies[{action!r}]", {f: getattr(self, f) for f in FRESHNESS_FIELDS})
 
     @classmethod
     def parse(cls, action: str, option: object) -> MethodPolicy:
@@ -57,6 +71,7 @@ class MethodPolicy:
                 action, "min_hits_before_store", option.get("min_hits_before_store", 1)
             ),
             none_ttl=_ttl(action, "none_ttl", option.get("none_ttl", DEFAULT)),
+            **_freshness_options(action, option),
         )
 
 
@@ -75,6 +90,15 @@ def parse_method_policies(options: Mapping[str, object] | None) -> dict[str, Met
             ) + ". Register a custom action's key resolver (cachekit.register_key_resolver) before the Cache"
         )
     return {action: MethodPolicy.parse(action, option) for action, option in options.items()}
+
+
+def _freshness_options(action: str, option: Mapping[str, Any]) -> dict[str, Any]:
+    """The freshness fields of ``option``, checked, in the form the policy keeps them."""
+    fresh = check_freshness(f"method_policies[{action!r}]", option)
+    if fresh is None:
+        return {}
+    return {"stale_while_revalidate": fresh.stale_while_revalidate, "stale_if_error": fresh.stale_if_error,
+            "early_refresh": fresh.early_refresh, "early_refresh_beta": fresh.beta}
 
 
 def _check_bool(action: str, name: str, value: object) -> bool:

@@ -74,6 +74,11 @@ def _table(view: CacheView, fleet: Fleet, rates: dict[_Labels, tuple[float | Non
         caption += f"; {len(fleet.invalid)} record(s) refused (see --json)"
     if fleet.skipped:
         caption += f"; {fleet.skipped} record(s) past the first {len(fleet.records) + len(fleet.invalid)} not read"
+    for total in fleet.namespaces():  # the freshness policies (issue 21), where some process has them
+        if total.get("stale_served") or total.get("stale_on_error") or total.get("refreshes_started"):
+            caption += (f"; {total['namespace']}: {total['stale_served']:,} stale served, {total['stale_on_error']:,} "
+                        f"on error, {total['refreshes_started']:,} refreshes ({total['refreshes_failed']:,} failed, "
+                        f"{total['early_refreshes']:,} early)")
     if live:
         caption += "; 'recent' is since the previous refresh. Ctrl-C to stop"
     table = Table(title="cachekit fleet: hit rate per namespace, resource and action", caption=caption)

@@ -55,7 +55,7 @@ def memory_reader(
         each entry to its key).
     """
     data, clock, prefix, lru = driver._data, driver._clock, driver._prefix, driver._lru
-    lookup, move = data.get, data.move_to_end
+    lookup, move = data.get, driver._touch  # the LRU move, or the TinyLFU read buffer's append
     owner = weakref.ref(cache)  # not the cache itself: no reference cycle keeps a dropped Cache alive
     first: Callable[[str, Entry], Any] | None = None  # the entry's first hit (objects mode: none, entries are values)
     if decode_at is not None:  # a signing codec binds each entry to its key: decoded on every hit, never kept

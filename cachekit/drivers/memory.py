@@ -1,4 +1,4 @@
-"""The in-process memory driver: LRU or FIFO, bounded by entries and by bytes.
+"""The in-process memory driver: LRU, FIFO or W-TinyLFU, bounded by entries and by bytes.
 
 Two storage modes:
 
@@ -24,6 +24,11 @@ An entry is one tuple in one ``OrderedDict`` (no per-entry object or dict of our
 
 The accounted bytes of an entry are not stored: they are the blob's and the key's lengths (plus
 ``value_bytes``), computed again when it leaves.
+
+Eviction: LRU and FIFO use the dict's own order (a hit moves its key to the end under LRU; the front goes
+first). ``eviction_policy="tinylfu"`` hands the order to a policy object (:mod:`cachekit.drivers._tinylfu`)
+that the driver tells of every key stored, hit (through ``_touch``, one C call), removed or cleared, and asks
+for a victim whenever a bound (entries or bytes) requires one.
 """
 
 from __future__ import annotations
@@ -38,11 +43,12 @@ from typing import Any, TypeAlias
 from .._options import check_flag, reject_unknown_options
 from .._types import MISSING, Clock, Missing
 from ..errors import ConfigurationError
+from ._tinylfu import TinyLFU
 from .base import PROCESS, Driver
 
 __all__ = ["MemoryDriver", "available_memory_bytes"]
 
-_POLICIES = ("lru", "fifo")
+_POLICIES = ("lru", "fifo", "tinylfu")
 _STORES = ("bytes", "objects")
 _OPTIONS = ("max_size", "eviction_policy", "max_memory_bytes", "max_memory_percent", "store", "key_prefix",
             "enable_stats", "clock", "decoded_cache_bytes")
@@ -81,16 +87,19 @@ def available_memory_bytes() -> tuple[int, str]:
 
 
 class MemoryDriver(Driver):
-    """An in-process LRU/FIFO cache bounded by entries (``max_size``) and bytes.
+    """An in-process LRU/FIFO/W-TinyLFU cache bounded by entries (``max_size``) and bytes.
 
     E.g.::
 
         MemoryDriver(max_size=10_000, max_memory_bytes=64 << 20, eviction_policy="lru")
         MemoryDriver(max_memory_percent=0.1)          # 10 % of host RAM or the cgroup limit, the lower
         MemoryDriver(store="objects", max_size=1000)  # live objects: fastest, callers share results
+        MemoryDriver(max_size=10_000, eviction_policy="tinylfu")  # a scan does not flush the hot keys
 
     :param max_size: most entries kept (``0`` or ``None``: no count limit). Default 1000.
-    :param eviction_policy: ``"lru"`` (least recently read goes first) or ``"fifo"`` (oldest write goes first).
+    :param eviction_policy: ``"lru"`` (least recently read goes first), ``"fifo"`` (oldest write goes first) or
+        ``"tinylfu"`` (W-TinyLFU: a new key must be used more often than the entry it would displace, see
+        :mod:`cachekit.drivers._tinylfu`; for caches that see scans or one-off keys).
     :param max_memory_bytes: most bytes kept (keys + blobs + decoded values kept). Not with
         ``max_memory_percent``.
     :param max_memory_percent: a fraction in (0, 1] of the memory available to the process.
@@ -141,8 +150,14 @@ class MemoryDriver(Driver):
         self.kept_budget = 0 if self.stores_objects else self.decoded_cache_bytes
         if self._max_bytes is not None:
             self.kept_budget = min(self.kept_budget, self._max_bytes // 2)
-        self._lru = self._policy == "lru"
+        self._lru = self._policy != "fifo"  # a hit is noted (moved in the LRU order, or buffered for TinyLFU)
         self._data: OrderedDict[str, Entry] = OrderedDict()  # full key -> entry (see the module docstring)
+        #: The admission policy, or None when the dict's order is the eviction order (LRU, FIFO).
+        self._admission = TinyLFU(self._max_size) if self._policy == "tinylfu" else None
+        #: What a hit calls with its full key (when ``_lru``): move it to the end, or buffer it for the policy.
+        self._touch: Callable[[str], None] = (
+            self._data.move_to_end if self._admission is None else self._admission.reads.append
+        )
         self._bytes = 0  # keys + blobs + kept values
         self.kept_bytes = 0  # kept values alone
         self._lock = threading.Lock()
@@ -162,7 +177,7 @@ class MemoryDriver(Driver):
             return self._expire(key, entry)
         if self._lru:
             try:
-                self._data.move_to_end(key)
+                self._touch(key)
             except KeyError:  # deleted by another thread between the two calls; the value read is still valid
                 pass
         return entry[0]
@@ -179,7 +194,7 @@ class MemoryDriver(Driver):
             return MISSING if entry is None else self._expire(full, entry)
         if self._lru:
             try:
-                self._data.move_to_end(full)
+                self._touch(full)
             except KeyError:  # deleted by another thread between the two calls; the value read is still valid
                 pass
         return entry[0], entry[1]
@@ -256,6 +271,8 @@ class MemoryDriver(Driver):
                 return len(doomed)
             count = len(self._data)
             self._data.clear()
+            if self._admission is not None:
+                self._admission.clear()
             self._bytes = self.kept_bytes = 0
             return count
 
@@ -274,17 +291,23 @@ class MemoryDriver(Driver):
             self._remove(full)
             self.evicted_due_to_memory += 1  # larger than the whole cache: refused, and the old value is gone
             return
+        admission = self._admission
+        if admission is not None:
+            admission.drain()
         old = self._data.get(full)
-        if old is not None:  # replaced in place: a concurrent (lock-free) read sees the old or the new entry
-            self._forget(full, old)
-            self._data[full] = (blob, expires_at, None)
-            self._data.move_to_end(full)  # a new write, for FIFO too
-            self._bytes += size
-            self._make_room(0, adding=False)
-            return
-        self._make_room(size)
+        # Stored first, then the bounds are restored: only an entry that is alone can be its own victim, and
+        # alone it fits. Replaced in place: a concurrent (lock-free) read sees the old or the new entry.
         self._data[full] = (blob, expires_at, None)
+        if old is not None:
+            self._forget(full, old)
+            if admission is None:
+                self._data.move_to_end(full)  # a new write, for FIFO too
+            else:
+                admission.accessed(full)
+        elif admission is not None:
+            admission.added(full)
         self._bytes += size
+        self._trim()
 
     def _keep(self, full: str, entry: Entry, copier: Callable[[Any], Any], value: Any, size: int,
              deadline: float | None) -> bool:
@@ -302,7 +325,7 @@ class MemoryDriver(Driver):
             self.kept_bytes += size
             self._bytes += size
             if size and self._max_bytes is not None:
-                self._make_room(0, adding=False)
+                self._trim()
             return True
 
     def _forget(self, full: str, entry: Entry) -> None:
@@ -319,6 +342,8 @@ class MemoryDriver(Driver):
         if entry is None:
             return False
         self._forget(full, entry)
+        if self._admission is not None:
+            self._admission.removed(full)
         return True
 
     def _expire(self, full: str, entry: Entry) -> Missing:
@@ -328,19 +353,25 @@ class MemoryDriver(Driver):
                 self.expirations += 1
         return MISSING
 
-    def _make_room(self, size: int, *, adding: bool = True) -> None:
+    def _trim(self) -> None:
+        """Evict until the entry and byte bounds hold again."""
         data = self._data
-        if adding and self._max_size and len(data) >= self._max_size:
-            self._evict_one()
-            self.evicted_due_to_size += 1
+        if self._max_size:
+            while len(data) > self._max_size:
+                self._evict_one()
+                self.evicted_due_to_size += 1
         if self._max_bytes is not None:
-            while data and self._bytes + size > self._max_bytes:
+            while data and self._bytes > self._max_bytes:
                 self._evict_one()
                 self.evicted_due_to_memory += 1
 
     def _evict_one(self) -> None:
-        # Both policies evict from the front: LRU moves hits to the end, FIFO never reorders.
-        full, entry = self._data.popitem(last=False)
+        admission = self._admission
+        if admission is None:  # LRU and FIFO evict from the front: LRU moves hits to the end, FIFO never reorders
+            full, entry = self._data.popitem(last=False)
+        else:
+            full = admission.victim()
+            entry = self._data.pop(full)
         self._forget(full, entry)
         self.evictions += 1
 
@@ -389,6 +420,8 @@ class MemoryDriver(Driver):
     def close(self) -> None:
         with self._lock:
             self._data.clear()
+            if self._admission is not None:
+                self._admission.clear()
             self._bytes = self.kept_bytes = 0
 
     def __repr__(self) -> str:

@@ -10,11 +10,11 @@ Every bump is published on ``{key_prefix}~gen`` in the same script. Each process
 while the subscription is confirmed, local copies are trusted (a hit costs no extra round trip); when it drops,
 local copies are discarded and every read asks Redis (``EVALSHA`` of the read script) until it is back.
 
-The subscriber reads its socket itself (:class:`_Inbox`), into a zeroed buffer: the kernel copies a
-notification there while the subscriber still waits for the GIL, and the read path of a Cache on this store
-(:meth:`RedisGenerations.probed`) looks at one byte of that buffer before each driver read and applies what
-arrived. A process busy with memory-tier hits thus hears of a bump at its next read, whatever the interpreter's
-switch interval (the subscriber alone would need the GIL once per notification, one switch interval each).
+The subscriber's socket is read under a lock by whoever gets there first (:class:`_Inbox`): the subscriber
+thread, woken by ``poll``, or a thread reading through a Cache on this store (:meth:`RedisGenerations.probed`),
+which pulls the socket itself (one non-blocking ``recv``) when a millisecond has passed since the last pull. A
+process busy with memory-tier hits thus hears of a bump at its next read, whatever the interpreter's switch
+interval and however late the OS schedules the subscriber thread on a loaded machine.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import functools
 import hashlib
 import logging
 import os
+import select
 import socket
 import ssl
-import struct
 import sys
 import threading
 import time
@@ -147,6 +147,8 @@ DEFAULT_GENERATION_TTL = 86_400.0
 _RECONNECT_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)
 _WAIT = 0.5
 _BUFFER = 1 << 16
+#: A reading thread pulls the subscription's socket at most this often (seconds): one non-blocking ``recv``.
+PULL_INTERVAL = 0.001
 
 
 class RedisGenerations(GenerationStore):
@@ -295,17 +297,18 @@ class RedisGenerations(GenerationStore):
         self._inbox = None
 
     def probed(self, get: Callable[[str], Any]) -> Callable[[str], Any]:
-        """``get`` preceded by a look at the subscription's buffer (one byte), applying any bump that arrived.
+        """``get`` preceded, at most once per :data:`PULL_INTERVAL`, by a pull of the subscription's socket.
 
         A Cache on this store reads through it, so it hears of another process's write at its next read even
-        while the subscriber thread waits for the GIL (see the module docstring).
+        while the subscriber thread waits for a CPU or for the GIL (see the module docstring).
         """
         store = self
+        clock = time.monotonic
 
         def probed_get(key: str) -> Any:
             inbox = store._inbox
-            if inbox is not None and inbox.buf[inbox.probe]:
-                inbox.drain(store, blocking=False)
+            if inbox is not None and clock() >= inbox.due:
+                inbox.pull(store)
             return get(key)
 
         return probed_get
@@ -403,74 +406,90 @@ def _switch_interval() -> None:
         sys.setswitchinterval(seconds)
 
 
-def _wait_in_the_kernel(sock: socket.socket) -> None:
-    """Make ``recv_into`` wait in the ``recv`` call itself, up to ``_WAIT`` seconds, then fail with EAGAIN.
-
-    With a Python-level timeout, a socket first polls, then takes the GIL back, then reads: the notification
-    would reach the buffer only once the subscriber got the GIL. Blocking mode with ``SO_RCVTIMEO`` copies it
-    there as soon as it arrives, while the subscriber waits for the GIL.
-    """
-    sock.settimeout(None)
-    seconds = int(_WAIT)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", seconds, int((_WAIT - seconds) * 1e6)))
-
-
 class _Inbox:
-    """The subscription's socket, read into a zeroed buffer that a reading thread may look at without a call.
+    """The subscription's socket and what was received from it, read by whichever thread gets there first.
 
-    RESP frames are parsed from ``buf``: ``parsed`` is where the first unapplied frame starts, ``filled`` where
-    the subscriber's next ``recv_into`` writes, ``probe`` the first byte nobody has seen yet. The kernel writes
-    each byte of a notification once, from 0 to its final (non-zero) value, so a frame whose every byte is
-    non-zero is complete, whichever thread sees it and whenever. State changes only under ``lock``; the only
-    write outside it is the kernel's, into ``buf[filled:]``, which nobody else writes.
+    The socket is non-blocking; every ``recv`` and every change of state happens under ``lock``. The subscriber
+    thread waits for bytes in ``poll`` (GIL released) and then receives and applies everything; a reading thread
+    (:meth:`pull`) receives what the kernel holds and applies the notifications: a thread already running needs
+    neither the subscriber thread to be scheduled (before, the kernel copied a notification only once it was)
+    nor the GIL to change hands (issue 23, item 6). RESP frames are
+    parsed from ``buf``: ``parsed`` is where the first unapplied frame starts, ``filled`` where received bytes end.
     """
 
-    __slots__ = ("buf", "filled", "lock", "parsed", "probe", "sock")
+    __slots__ = ("buf", "closed", "due", "filled", "lock", "parsed", "poller", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
         self.sock = sock
         self.buf = bytearray(_BUFFER)
-        self.parsed = self.filled = self.probe = 0
+        self.parsed = self.filled = 0
+        self.due = 0.0
+        self.closed = False
         self.lock = threading.Lock()
+        self.poller = select.poll() if hasattr(select, "poll") else None
+        if self.poller is not None:
+            self.poller.register(sock, select.POLLIN)
 
     def receive(self, store_ref: weakref.ref[RedisGenerations]) -> bool:
-        """Wait (GIL released) for bytes and apply the frames they complete; False when the store is gone."""
-        buf = self.buf
-        if self.filled == len(buf):
-            with self.lock:
-                self._make_room()
-        try:
-            count = self.sock.recv_into(memoryview(self.buf)[self.filled :])
-        except (TimeoutError, BlockingIOError, InterruptedError, ssl.SSLWantReadError):
-            count = -1
+        """Wait (GIL released) for bytes, receive and apply them; False when the store is gone."""
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            pass  # decrypted bytes wait in the SSL object: poll() would not see them
+        elif self.poller is not None:
+            self.poller.poll(_WAIT * 1000)
+        else:  # no poll() (Windows)
+            select.select([self.sock], [], [], _WAIT)
         store = store_ref()
         if store is None:
             return False
-        if count == 0:
-            raise ConnectionError("the generation subscription was closed by the server")
         with self.lock:
-            if count > 0:
-                self.filled += count
+            self._receive()
             self._apply(store, self.filled, replies=True)
-            if self.parsed == self.filled:  # all applied: zero what was used, start again at 0
-                self.buf[: self.filled] = bytes(self.filled)
-                self.parsed = self.filled = 0
-            self.probe = self.filled
+            self._compact()
+            if self.closed:
+                raise ConnectionError("the generation subscription was closed by the server")
         return True
 
-    def drain(self, store: RedisGenerations, *, blocking: bool) -> None:
-        """Apply the complete notifications already in the buffer (a reading thread: never waits)."""
-        if not self.lock.acquire(blocking):
-            return  # the subscriber is applying them
+    def pull(self, store: RedisGenerations) -> None:
+        """A reading thread: receive what the kernel holds and apply the notifications in it.
+
+        Waits at most :data:`PULL_INTERVAL` for the lock: the subscriber may hold it while it waits for the GIL
+        this thread holds, and waiting hands the GIL over.
+        """
+        self.due = time.monotonic() + PULL_INTERVAL
+        if not store._subscribed.is_set() or not self.lock.acquire(timeout=PULL_INTERVAL):
+            return  # before the confirmation, or while another thread receives (waiting lets it have the GIL)
         try:
-            end = self.buf.find(0, self.parsed)
-            if end < 0:
-                end = len(self.buf)
-            self._apply(store, end, replies=False)
-            if end < len(self.buf):
-                self.probe = end
+            self._receive()
+            self._apply(store, self.filled, replies=False)
+            self._compact()
+        except Exception:  # a read never fails for it: the subscriber meets the same and reconnects
+            pass
         finally:
             self.lock.release()
+
+    def _receive(self) -> None:
+        """Receive what the kernel holds (under ``lock``); an end of stream marks the inbox closed."""
+        while not self.closed:
+            if self.filled == len(self.buf):
+                self._make_room()
+            try:
+                count = self.sock.recv_into(memoryview(self.buf)[self.filled :])
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+                return
+            except OSError:
+                self.closed = True
+                return
+            if count == 0:
+                self.closed = True
+                return
+            self.filled += count
+            if self.filled < len(self.buf):
+                return
+
+    def _compact(self) -> None:
+        if self.parsed == self.filled:  # all applied: start again at 0
+            self.parsed = self.filled = 0
 
     def _make_room(self) -> None:
         """The buffer is full of unapplied bytes: move them to the front, or grow it for one large frame."""
@@ -479,9 +498,8 @@ class _Inbox:
             self.buf = buf + bytearray(len(buf))
             return
         kept = bytes(buf[start : self.filled])
-        buf[:] = bytes(len(buf))
         buf[: len(kept)] = kept
-        self.parsed, self.filled, self.probe = 0, len(kept), len(kept)
+        self.parsed, self.filled = 0, len(kept)
 
     def _apply(self, store: RedisGenerations, end: int, *, replies: bool) -> None:
         """Apply the frames wholly in ``buf[parsed:end]``; other replies (the subscription's) only if ``replies``."""
@@ -540,12 +558,10 @@ def _watch(store_ref: weakref.ref[RedisGenerations], stop: threading.Event) -> N
         store = store_ref()
         if store is None:
             return
-        pubsub = None
+        pubsub = inbox = None
         try:
             pubsub = store._subscribe()
-            sock = pubsub.connection._sock
-            _wait_in_the_kernel(sock)
-            inbox = _Inbox(sock)
+            inbox = _Inbox(pubsub.connection._sock)
             store._inbox = inbox
             del store
             while not stop.is_set():
@@ -562,7 +578,12 @@ def _watch(store_ref: weakref.ref[RedisGenerations], stop: threading.Event) -> N
             failures[0] += 1
         finally:
             if pubsub is not None:
-                _close_subscription(pubsub, stop)
+                if inbox is None:
+                    _close_subscription(pubsub, stop)
+                else:  # no read is inside recv() when the socket closes (its descriptor may be reused at once)
+                    with inbox.lock:
+                        inbox.closed = True
+                        _close_subscription(pubsub, stop)
 
 
 def _close_subscription(pubsub: Any, stop: threading.Event) -> None:

@@ -66,6 +66,8 @@ class ResourceCache:
                 wrapper = cached(action=action, cache=cache, resource=resource.name)(method)
                 self._methods[action] = wrapper
                 setattr(resource, action, wrapper)
+        if "count" in self._methods and resource.page_total is None:  # a page's total: the cached count
+            resource.page_total = self._page_total
         self._listener = resource.on_change(self._on_change)
         register(resource, self)
 
@@ -280,7 +282,15 @@ class ResourceCache:
         cache = self.namespace_cache
         return resource_prefix(cache.namespace, self.resource.name, case_sensitive=cache.case_sensitive)
 
+    def _page_total(self, partition: str | None, partition_values: Mapping[str, Any] | None) -> int:
+        count = self._methods["count"]
+        if partition is None and partition_values is None:
+            return int(count())  # the key of a plain count(), as callers write it
+        return int(count(partition=partition, partition_values=partition_values))
+
     def _uninstall(self) -> None:
+        if self.resource.page_total == self._page_total:
+            self.resource.page_total = None
         self.resource.remove_change_listener(self._listener)
         for action, wrapper in self._methods.items():
             unwrap(self.resource, action, wrapper)

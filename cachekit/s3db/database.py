@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol, TypeVar
 
 from botocore.exceptions import ClientError
@@ -329,12 +329,19 @@ class Database:
         """
         if len(items) <= 1:
             return [fn(item) for item in items]
+        executor = self._pool()
+        futures = [executor.submit(fn, item) for item in items]
+        wait(futures)
+        return [future.result() for future in futures]
+
+    def _submit(self, fn: Callable[[], _R]) -> Future[_R]:
+        """Start ``fn()`` on a worker thread (``fn`` must not call :meth:`_map`)."""
+        return self._pool().submit(fn)
+
+    def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._closed:
                 raise S3dbError("this database is closed; open a new one with Database(...) or Database.connect()")
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="s3db")
-            executor = self._executor
-        futures = [executor.submit(fn, item) for item in items]
-        wait(futures)
-        return [future.result() for future in futures]
+            return self._executor

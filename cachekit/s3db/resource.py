@@ -31,6 +31,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import wait
 from typing import TYPE_CHECKING, Any
 
 from .documents import (
@@ -88,6 +89,10 @@ class Resource(ResourceStorage):
         users.count(partition="by_region", partition_values={"region": "us"})   # -> 1
         users.page(page=1, size=25)["items"]
     """
+
+    #: Where a numbered :meth:`page` takes its ``total`` from: ``page_total(partition, partition_values)``.
+    #: ``None``: a listing of the scope's ids. The cache plugin sets its cached ``count()`` here.
+    page_total: Callable[[str | None, Mapping[str, Any] | None], int] | None = None
 
     def __init__(
         self,
@@ -189,6 +194,10 @@ class Resource(ResourceStorage):
 
         :returns: ``{"items": [...], "page": n, "size": size, "total": total, "next_cursor": id or None}``;
             ``next_cursor`` is the last item's id, ``None`` on the last page.
+
+        A numbered page within the first 999 ids lists only the keys up to it (``MaxKeys``) when that proves
+        which ids come first (see ``_first_ids``), and takes ``total`` from a count run meanwhile: the
+        resource's count hook (the cache plugin puts its cached ``count()`` there), else a listing of ids.
         :raises ValidationError: when ``page`` or ``size`` is below 1.
 
         E.g.::
@@ -200,6 +209,10 @@ class Resource(ResourceStorage):
         _check_positive(size, "size")
         if cursor is not None and not isinstance(cursor, str):
             raise ValidationError(f"cursor must be None or the id string from next_cursor, not {cursor!r}")
+        if cursor is None and page * size < 1000:
+            found = self._numbered_page(page, size, partition, partition_values)
+            if found is not None:
+                return found
         ids = self._scope_ids(partition, partition_values)
         start = (page - 1) * size if cursor is None else bisect.bisect_right(ids, cursor)
         chunk = ids[start : start + size]
@@ -211,6 +224,30 @@ class Resource(ResourceStorage):
             "total": len(ids),
             "next_cursor": chunk[-1] if chunk and more else None,
         }
+
+    def _numbered_page(
+        self, page: int, size: int, partition: str | None, partition_values: Mapping[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """:meth:`page` from a listing cut after the page, or ``None`` when that listing proves nothing."""
+        prefix, suffix = self._scope_listing(partition, partition_values)
+        counter = self.page_total or self._count_ids
+        total = self._database._submit(lambda: counter(partition, partition_values))
+        try:
+            listed = self._first_ids(prefix, suffix, page * size)
+            if listed is None:
+                return None
+            ids, complete = listed
+            chunk = ids[(page - 1) * size : page * size]
+            items = self._fetch(chunk)
+            more = page * size < len(ids)  # the cut listing holds one id past the page
+            counted = len(ids) if complete else max(total.result(), page * size + 1)
+        finally:
+            wait([total])  # never leave the count running behind the caller
+        return {"items": items, "page": page, "size": size, "total": counted,
+                "next_cursor": chunk[-1] if chunk and more else None}
+
+    def _count_ids(self, partition: str | None, partition_values: Mapping[str, Any] | None) -> int:
+        return len(self._scope_ids(partition, partition_values))
 
     def query(
         self,

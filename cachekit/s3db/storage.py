@@ -8,6 +8,7 @@ described in :mod:`cachekit.s3db.resource`.
 from __future__ import annotations
 
 import json
+import string
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -153,13 +154,49 @@ class ResourceStorage:
             return self._ids_under(self._data_prefix, ".json")
         return self._ids_under(self._partition_prefix(partition, partition_values), "")
 
+    def _scope_listing(
+        self, partition: str | None, partition_values: Mapping[str, Any] | None
+    ) -> tuple[str, str]:
+        """The key prefix and suffix of the entries of a scope (validated as :meth:`_scope_ids` does)."""
+        if partition is None:
+            if partition_values is not None:
+                self._scope_ids(partition, partition_values)  # raises the same error
+            return self._data_prefix, ".json"
+        return self._partition_prefix(partition, partition_values), ""
+
+    def _first_ids(self, prefix: str, suffix: str, count: int) -> tuple[_Ids, bool] | None:
+        """The first ``count`` ids of a scope in id order, from one listing cut after ``count + 1`` keys.
+
+        Returns ``(ids, complete)``: every id of the scope when the listing was not cut (``complete``), else the
+        first ``count`` and the next one; ``None`` when the cut listing cannot prove them (then list it all).
+
+        S3 lists keys in key order, which is not id order: ids are quoted, and data keys end in ``.json``. The
+        ``count``-th id ``m`` (in id order) of the cut listing is proved when every id before it sorts before
+        it as a key too, hence was listed: true when ``m`` has only unreserved characters (``A-Za-z0-9_.-~``,
+        never quoted; a quoted character's ``%`` sorts before all of them), except for an id that is a prefix
+        of ``m`` cut before a ``-`` or ``.`` (``a`` before ``a-b``: ``id=a.json`` sorts after ``id=a-b.json``),
+        whose key must then sort before the listing's last key.
+        """
+        response = self._database.client.list_objects_v2(
+            Bucket=self._database.bucket, Prefix=prefix, MaxKeys=count + 1
+        )
+        keys = [item["Key"] for item in response.get("Contents", ())]
+        ids = sorted(found for found in (_id_in(key, prefix, suffix) for key in keys) if found is not None)
+        if not response.get("IsTruncated"):
+            return ids, True
+        if len(ids) <= count:
+            return None  # stray keys took places in the listing
+        last, m = keys[-1], ids[count - 1]
+        if not _PLAIN.issuperset(m):
+            return None
+        if suffix and any(c in "-." and f"{prefix}id={m[:j]}{suffix}" > last for j, c in enumerate(m) if j):
+            return None
+        return ids[: count + 1], False
+
     def _ids_under(self, prefix: str, suffix: str) -> _Ids:
-        ids: _Ids = []
-        for key in self._scan(prefix):
-            rest = key[len(prefix) :]
-            # Skip anything that is not one of our entries (e.g. a nested partition or a stray object).
-            if rest.startswith("id=") and rest.endswith(suffix) and "/" not in rest:
-                ids.append(unquote(rest[3 : len(rest) - len(suffix)]))
+        # Skip anything that is not one of our entries (e.g. a nested partition or a stray object).
+        found = (_id_in(key, prefix, suffix) for key in self._scan(prefix))
+        ids: _Ids = [id for id in found if id is not None]
         ids.sort()
         return ids
 
@@ -308,3 +345,15 @@ class ResourceStorage:
             finally:
                 self._notify(old, None)
             return True
+
+
+#: The characters ``quote(s, safe="")`` leaves as they are.
+_PLAIN = frozenset(string.ascii_letters + string.digits + "_.-~")
+
+
+def _id_in(key: str, prefix: str, suffix: str) -> str | None:
+    """The id of an entry key listed under ``prefix``, or ``None`` for anything else (as :meth:`_ids_under`)."""
+    rest = key[len(prefix) :]
+    if rest.startswith("id=") and rest.endswith(suffix) and "/" not in rest:
+        return unquote(rest[3 : len(rest) - len(suffix)])
+    return None

@@ -4,7 +4,10 @@ A *stale read* is a read that returns a version older than a write that had comp
 before the read began. Writers bump a record's version in the source, then the decorated write invalidates;
 only when it returns is the version recorded as completed. A reader notes the completed version before it
 reads. The loader sleeps a little after reading the source, to widen the window in which a value loaded before
-a write could be stored after it.
+a write could be stored after it. A ``list(limit, offset)`` read is stale when any record it returns is.
+
+``run_threads`` can also take snapshots at given times (``marks``): reads so far and hits of the first tier only
+(the L1 of a tiered cache), to compare hit rates per phase of an outage.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import multiprocessing
 import random
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +34,16 @@ class Outcome:
     stale: int = 0
     hits: int = 0
     windows: list[float] = field(default_factory=list)  # seconds after the write returned, per stale read
+    #: (reads, L1-only hits) at each of ``run_threads``' marks and at the end
+    snapshots: list[tuple[int, int]] = field(default_factory=list)
+
+    def l1_rates(self) -> list[float]:
+        """L1 hits per read between consecutive snapshots (the phases)."""
+        rates, previous = [], (0, 0)
+        for reads, hits in self.snapshots:
+            rates.append((hits - previous[1]) / max(1, reads - previous[0]))
+            previous = (reads, hits)
+        return rates
 
     def p99_window(self) -> float:
         if not self.windows:
@@ -65,19 +79,29 @@ class Records:
 
     name = "records"
 
-    def __init__(self, cache: Cache, source: Source) -> None:
+    def __init__(self, cache: Cache, source: Source, *, delay: float = LOAD_DELAY, write_delay: float = 0.0) -> None:
         self.cache, self.source = cache, source
+        self.delay, self.write_delay = delay, write_delay
         self.loads = 0
 
     @cached(action="get")
     def get(self, id: str) -> dict[str, Any]:
         self.loads += 1
         version = int(self.source.versions[int(id)])
-        time.sleep(LOAD_DELAY)
+        time.sleep(self.delay)
         return {"id": id, "version": version}
+
+    @cached(action="list")
+    def list(self, limit: int, offset: int) -> list[dict[str, Any]]:
+        self.loads += 1
+        versions = [int(self.source.versions[i]) for i in range(offset, offset + limit)]
+        time.sleep(self.delay)
+        return [{"id": str(offset + i), "version": v} for i, v in enumerate(versions)]
 
     @invalidates("update")
     def update(self, id: str, data: dict[str, Any]) -> None:
+        if self.write_delay:
+            time.sleep(self.write_delay)
         data["version"] = self.source.write(int(id))
 
 
@@ -95,6 +119,23 @@ def read_once(repo: Records, index: int, outcome: Outcome) -> None:
         outcome.windows.append(started - completed_at)
 
 
+def list_once(repo: Records, offset: int, limit: int, outcome: Outcome) -> None:
+    required = [repo.source.required(i) for i in range(offset, offset + limit)]
+    started = time.monotonic()
+    got = repo.list(limit, offset)
+    outcome.reads += 1
+    behind = [started - at for (version, at), record in zip(required, got, strict=True) if record["version"] < version]
+    if behind:
+        outcome.stale += 1
+        outcome.windows.append(min(behind))
+
+
+def l1_hits(cache: Cache) -> int:
+    """Hits of the first tier of a tiered cache (all hits of a single driver)."""
+    tiers = getattr(cache.driver, "_tiers", None)
+    return int(tiers[0].hits) if tiers else int(cache.hits)
+
+
 def write_once(repo: Records, index: int, outcome: Outcome) -> None:
     data: dict[str, Any] = {}
     repo.update(str(index), data)
@@ -102,15 +143,26 @@ def write_once(repo: Records, index: int, outcome: Outcome) -> None:
     outcome.writes += 1
 
 
+LIST_LIMIT = 20
+
+
 def run_threads(
     cache: Cache, *, seconds: float, threads: int = 8, keys: int = 200, write_ratio: float = 0.1,
-    max_operations: int = 2_000_000,
+    list_ratio: float = 0.0, max_operations: int = 2_000_000, delay: float = LOAD_DELAY, write_delay: float = 0.0,
+    marks: Sequence[float] = (),
 ) -> Outcome:
-    """``threads`` threads doing reads and writes over ``keys`` records for ``seconds`` (bounded by count too)."""
-    repo = Records(cache, thread_source(keys))
+    """``threads`` threads doing reads and writes over ``keys`` records for ``seconds`` (bounded by count too).
+
+    ``list_ratio`` of the operations are ``list(LIST_LIMIT, offset)`` reads (offsets a multiple of the limit),
+    ``write_ratio`` writes, the rest ``get(id)``. ``delay``/``write_delay``: seconds a source read/write takes.
+    ``marks``: seconds after the start at which to snapshot (reads, L1 hits) (see :class:`Outcome`).
+    """
+    repo = Records(cache, thread_source(keys), delay=delay, write_delay=write_delay)
     outcomes = [Outcome() for _ in range(threads)]
-    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+    deadline = started + seconds
     per_thread = max_operations // threads
+    offsets = range(0, keys - LIST_LIMIT + 1, LIST_LIMIT)
 
     def work(seed: int, outcome: Outcome) -> None:
         rng = random.Random(seed)
@@ -118,17 +170,26 @@ def run_threads(
             if time.monotonic() >= deadline:
                 return
             index = rng.randrange(keys)
-            if rng.random() < write_ratio:
+            dice = rng.random()
+            if dice < write_ratio:
                 write_once(repo, index, outcome)
+            elif dice < write_ratio + list_ratio:
+                list_once(repo, rng.choice(offsets), LIST_LIMIT, outcome)
             else:
                 read_once(repo, index, outcome)
 
     workers = [threading.Thread(target=work, args=(i, outcomes[i])) for i in range(threads)]
     for worker in workers:
         worker.start()
+    snapshots = []
+    for mark in marks:
+        wait = started + mark - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        snapshots.append((sum(o.reads for o in outcomes), l1_hits(cache)))
     for worker in workers:
         worker.join(seconds + 60)
-    total = Outcome()
+    total = Outcome(snapshots=[*snapshots, (sum(o.reads for o in outcomes), l1_hits(cache))])
     for outcome in outcomes:
         total.reads += outcome.reads
         total.writes += outcome.writes
@@ -146,9 +207,9 @@ def _build_cache(spec: dict[str, Any]) -> Cache:
 
 
 def _process_main(
-    role: str, spec: dict[str, Any], shared: tuple[Any, ...], seconds: float, keys: int, queue: Any
+    role: str, spec: dict[str, Any], shared: tuple[Any, ...], writes: int, seconds: float, keys: int, queue: Any
 ) -> None:
-    versions, completed, completed_at, lock, start = shared
+    versions, completed, completed_at, lock, start, finished = shared
     source = Source(versions, completed, completed_at, lock)
     cache = _build_cache(spec)
     repo = Records(cache, source)
@@ -157,23 +218,32 @@ def _process_main(
     for index in range(keys):  # warm: every record cached in this process before the clock starts
         repo.get(str(index))
     start.wait(30)
-    deadline = time.monotonic() + seconds
+    deadline = time.monotonic() + seconds  # a bound only: the writer stops after `writes`, the reader with it
     operations = 0
     while time.monotonic() < deadline and operations < 2_000_000:
         operations += 1
         index = rng.randrange(keys)
         if role == "writer":
+            if outcome.writes >= writes:
+                finished.set()
+                break
             write_once(repo, index, outcome)
             time.sleep(0.002)
+        elif finished.is_set():
+            break
         else:
             read_once(repo, index, outcome)
+    finished.set()
     outcome.hits = cache.hits
     cache.close()
     queue.put((role, outcome.reads, outcome.writes, outcome.stale, outcome.windows, outcome.hits))
 
 
-def run_two_processes(spec: dict[str, Any], *, seconds: float, keys: int = 100) -> tuple[Outcome, Outcome]:
-    """A writer process and a reader process on ``Cache(**spec)`` each; returns (writer, reader) outcomes."""
+def run_two_processes(
+    spec: dict[str, Any], *, writes: int = 400, seconds: float = 60.0, keys: int = 100
+) -> tuple[Outcome, Outcome]:
+    """A writer process (``writes`` writes, 2 ms apart) and a reader process reading until the writer is done, on
+    ``Cache(**spec)`` each; ``seconds`` bounds the run. Returns (writer, reader) outcomes."""
     context = multiprocessing.get_context("spawn")
     lock = context.Lock()
     shared = (
@@ -182,10 +252,11 @@ def run_two_processes(spec: dict[str, Any], *, seconds: float, keys: int = 100) 
         context.Array("d", keys, lock=False),
         lock,
         context.Barrier(3),
+        context.Event(),
     )
     queue = context.Queue()
     processes = [
-        context.Process(target=_process_main, args=(role, spec, shared, seconds, keys, queue))
+        context.Process(target=_process_main, args=(role, spec, shared, writes, seconds, keys, queue))
         for role in ("writer", "reader")
     ]
     for process in processes:
@@ -194,8 +265,8 @@ def run_two_processes(spec: dict[str, Any], *, seconds: float, keys: int = 100) 
         shared[4].wait(60)
         results = {}
         for _ in processes:
-            role, reads, writes, stale, windows, hits = queue.get(timeout=seconds + 90)
-            results[role] = Outcome(reads, writes, stale, hits, windows)
+            role, reads, writes_done, stale, windows, hits = queue.get(timeout=seconds + 90)
+            results[role] = Outcome(reads, writes_done, stale, hits, windows)
     finally:
         for process in processes:
             process.join(10)

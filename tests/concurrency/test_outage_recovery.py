@@ -23,6 +23,7 @@ from .harness import run_threads
 from .load import cpu_load
 
 SECONDS = float(os.environ.get("CACHEKIT_OUTAGE_SECONDS", "6"))
+WORKLOAD: dict[str, Any] = {"list_ratio": 0.1, "write_ratio": 0.1, "delay": 0.001, "write_delay": 0.001}
 
 
 @pytest.fixture
@@ -68,14 +69,21 @@ def test_no_stale_read_through_an_outage(server: RedisServer, kind: str, how: st
         with cpu_load(2, seconds=SECONDS + 30):
             fault.start()
             started = time.monotonic()
-            outcome = run_threads(cache, seconds=SECONDS, max_operations=400_000)
+            marks = (SECONDS / 4, SECONDS / 2)  # the fault's start and end (see _fault)
+            outcome = run_threads(cache, seconds=SECONDS, max_operations=400_000, marks=marks, **WORKLOAD)
             elapsed = time.monotonic() - started
     finally:
         stop.set()
         fault.join(30)
         cache.close()
+    before, during, after = outcome.l1_rates()
     print(f"{kind} {how}: {outcome.stale} stale of {outcome.reads} reads, {outcome.writes} writes, "
-          f"{outcome.hits} hits in {elapsed:.1f} s")
+          f"{outcome.hits} hits in {elapsed:.1f} s; L1 hit rate before {before:.3f}, during {during:.3f}, "
+          f"after {after:.3f}")
     assert outcome.writes > 50, outcome
     assert outcome.reads > 500, outcome
     assert outcome.stale == 0, f"{outcome.stale} stale reads (windows {sorted(outcome.windows)[-5:]})"
+    if kind == "memory->redis":  # item 2: a dead L2 leaves the L1 hit rate alone
+        assert outcome.snapshots[1][0] - outcome.snapshots[0][0] > 500, "the fault's phase must have reads"
+        assert during >= 0.9 * before, f"L1 hit rate {before:.3f} before the fault, {during:.3f} during it"
+

@@ -15,7 +15,10 @@ import pytest
 from cachekit import Cache, cached
 from tests.concurrency.load import cpu_load
 
-TRIALS, WIDTH = 200, 50
+WIDTH = 50
+#: The issue's 200 trials where it failed (tiers: 37 of 200 on the old code); Redis alone never did (0 of 30):
+#: a control, 50 trials.
+TRIALS = {"memory->redis": 200, "redis": 50}
 
 
 @pytest.mark.parametrize("kind", ["memory->redis", pytest.param("redis", marks=pytest.mark.slow)])
@@ -35,7 +38,7 @@ def test_fifty_concurrent_misses_call_the_source_once(redis_url: str, redis_pref
         return id.upper()
 
     async def trials() -> None:
-        for trial in range(TRIALS):
+        for trial in range(TRIALS[kind]):
             id = f"u{trial}"
             assert await asyncio.gather(*(get(id) for _ in range(WIDTH))) == [id.upper()] * WIDTH
 
@@ -45,4 +48,4 @@ def test_fifty_concurrent_misses_call_the_source_once(redis_url: str, redis_pref
     finally:
         cache.close()
     twice = {id: count for id, count in calls.items() if count > 1}
-    assert twice == {}, f"{len(twice)} of {TRIALS} trials called the source more than once"
+    assert twice == {}, f"{len(twice)} of {TRIALS[kind]} trials called the source more than once"

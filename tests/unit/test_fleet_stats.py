@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -383,6 +385,48 @@ def test_a_forked_child_publishes_its_own_record_counting_from_the_fork(tmp_path
         assert records[os.getpid()].totals["hits"] == 5
         assert records[pid].totals["hits"] == 3
         assert records[pid].process != records[os.getpid()].process
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_fork_while_another_thread_reads_the_counters_does_not_hang_the_child(tmp_path: Path) -> None:
+    """The publisher thread reads the counters under a lock; a fork at that moment must not leave the child's
+    copy of the lock held forever (the child's own publisher reads the counters right after the fork)."""
+    from cachekit._series import AGGREGATES
+
+    with Cache(driver="filesystem", namespace="forked-locked", publish_stats=3600,
+               config={"directory": str(tmp_path)}) as cache:
+        publisher = cache.stats_publisher
+        assert publisher is not None
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with AGGREGATES.lock:
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert held.wait(5)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+            if pid == 0:
+                os._exit(0 if publisher.record() else 1)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                time.sleep(0.02)
+            else:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child hung on the counters' lock")
+            assert os.waitstatus_to_exitcode(status) == 0
+        finally:
+            release.set()
+            holder.join(5)
 
 
 def test_a_new_publisher_counts_from_its_start(tmp_path: Path) -> None:

@@ -16,6 +16,12 @@ Speed is checked here, never in timed test asserts. Sections (``--only`` picks s
 * ``django``: ``cache.get`` of a 10-field dict through ``cachekit.django.CachekitCache`` on Redis against
   Django's ``RedisCache`` and django-redis (target <= 1.1x), with a memory tier in front (target: 10x faster
   than ``RedisCache``), and ``aget`` against the built-in's (a thread per call).
+* ``freshness``: the freshness policies (issue 21): instructions per hit with them on vs off (target <= 1.15x),
+  a hot key expiring under 50 readers (p99 with ``stale_while_revalidate`` <= 1.5x a plain hit's), XFetch
+  under Zipf reads (reads waiting and source calls per expiry, with and without ``early_refresh``).
+* ``hitratio``: not a timing: the share of reads each eviction policy serves (cachekit LRU and W-TinyLFU,
+  cachetools LRU, theine) on a Zipf trace with scans and a loop trace at 1 % and 10 % capacity, and with valgrind
+  the instructions of a method hit under ``tinylfu`` against ``lru`` (target ≤ 1.1x).
 * ``fuzz``: not a timing: :meth:`Codec.decode` against >= 100,000 hostile blobs in a child process under an
   address-space limit, counted by outcome; the target is that nothing but ``CorruptEntryError`` escapes.
 
@@ -50,7 +56,7 @@ from ._services import Services
 __all__ = ["SECTIONS", "main", "run"]
 
 #: Section names in the order they run.
-SECTIONS = ("memory", "drivers", "async", "plugin", "scale", "fuzz", "django")
+SECTIONS = ("memory", "drivers", "async", "plugin", "scale", "fuzz", "django", "freshness", "hitratio")
 _DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _SCHEMA = 1
 
@@ -101,7 +107,8 @@ def _unwritable(path: str) -> str | None:
 
 
 #: What some sections cannot run without (other rows skip a missing library with a note).
-_NEEDS = {"memory": ("diskcache",), "drivers": ("diskcache", "msgpack"), "scale": ("diskcache",)}
+_NEEDS = {"memory": ("diskcache",), "drivers": ("diskcache", "msgpack"), "scale": ("diskcache",),
+          "hitratio": ("cachetools",)}
 
 
 def _missing(sections: Sequence[str]) -> list[str]:
@@ -134,6 +141,14 @@ def _runner(name: str) -> Callable[[Settings, Services], Section]:
         from ._django import run_django
 
         return run_django
+    if name == "freshness":
+        from ._fresh import run_fresh
+
+        return run_fresh
+    if name == "hitratio":
+        from ._hitratio import run_hitratio
+
+        return lambda settings, _services: run_hitratio(settings)
     from ._plugin import run_plugin
 
     return run_plugin

@@ -17,13 +17,24 @@ def child() -> None:
 
     Memory rows call ``repo.get("u1")``; ``async_*`` rows are run by
     :func:`cachekit._tools.bench._async.instruction_child`, ``plugin_*`` rows by
-    :func:`cachekit._tools.bench._plugin.instruction_child`.
+    :func:`cachekit._tools.bench._plugin.instruction_child`, ``hitratio_*`` rows by
+    :func:`cachekit._tools.bench._hitratio.instruction_child`.
     """
     row_id, hits = sys.argv[1], int(sys.argv[2])
     if row_id.startswith("async_"):
         from ._async import instruction_child
 
         instruction_child(row_id, hits, _WARMUP, *sys.argv[3:])
+        return
+    if row_id.startswith("fresh_"):
+        from ._fresh_child import instruction_child as fresh_child
+
+        fresh_child(row_id, hits, _WARMUP)
+        return
+    if row_id.startswith("hitratio_"):
+        from ._hitratio import instruction_child as hitratio_child
+
+        hitratio_child(row_id, hits, _WARMUP, *sys.argv[3:])
         return
     if row_id.startswith("plugin_"):
         from ._plugin import instruction_child as plugin_child

@@ -146,5 +146,9 @@ def run_memory(settings: Settings) -> Section:
         "cachekit uses the resource name."
     )
     add_instruction_counts(section, list(found), settings)
+    if settings.mode != "quick":
+        from ._footprint import add_footprint
+
+        add_footprint(section)
     typed_outcomes(section)
     return section

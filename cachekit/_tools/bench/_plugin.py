@@ -1,17 +1,22 @@
 """Section ``plugin`` (issue 4): CachePlugin on an s3db resource stored in moto's S3 server.
 
-Two parts: the speed-up of a cached ``count()`` and ``get()`` over the same call uncached (measured in one
-group), and the mixed workload's hit rate with precise invalidation against ``invalidation="resource"``
-(every write clears the whole resource, as the original s3db.js plugin does).
+Three parts: the speed-up of a cached ``count()`` and ``get()`` over the same call uncached (measured in one
+group); a cold ``page(1, 25)`` of 500 documents against what the original s3db.js does for it, a plain S3 list
+of 25 keys and 25 GETs (issue 22, target ≤ 0.8x); and the mixed workload's hit rate with precise invalidation
+against ``invalidation="resource"`` (every write clears the whole resource, as the original s3db.js plugin does).
 """
 
 from __future__ import annotations
 
+import gc
+import json
+import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ._core import Case, Outcome, Section, Settings, batch_timer, make_row, measure, per_op_timer
+from ._core import Batch, BatchRunner, Case, Outcome, Section, Settings, batch_timer, make_row, measure, per_op_timer
 from ._instructions import count_instructions, instructions_off
 from ._services import Services
 
@@ -21,6 +26,9 @@ _BUCKET = "cachekit-bench-plugin"
 _DOCUMENTS = 50
 _PARTITIONS = {"by_region": ["region"]}
 _TARGET = 1.5
+_PAGE_DOCUMENTS = 500
+_PAGE_SIZE = 25
+_PAGE_TARGET = 0.8
 #: Hits per callgrind child: the children's S3 set-up varies by a few million instructions between runs.
 _INSTRUCTION_HITS = 100_000
 _CALLS: dict[str, Callable[[Any], Any]] = {
@@ -79,6 +87,84 @@ def _speedup(section: Section, settings: Settings, client: Any) -> None:
     # Issue 11: a partitioned read finds its key as cheaply as a plain one (its dict argument is memoized too).
     section.rows.append(make_row(found, "plugin_count_partitioned_cached", "plugin_count_cached", target=_TARGET))
     _instructions(section, settings, client)
+
+
+def _after(setup: Callable[[], object], op: Callable[[], object]) -> BatchRunner:
+    """Time each ``op()`` alone, ``setup()`` run untimed before each (per-operation samples, GC off)."""
+
+    def run(ops: int) -> Batch:
+        clock, samples = time.perf_counter_ns, [0] * ops
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for i in range(ops):
+                setup()
+                start = clock()
+                op()
+                samples[i] = clock() - start
+        finally:
+            if enabled:
+                gc.enable()
+        return Batch(sum(samples), ops, samples)
+
+    return run
+
+
+def _cold_page(section: Section, settings: Settings, client: Any) -> None:
+    """A cold ``page(1, 25)`` of 500 documents, against a plain S3 list of 25 keys and 25 GETs (the original's)."""
+    database, items = _database(client, f"page-{uuid.uuid4().hex[:8]}", "precise")
+    try:
+        items.insert_many([{"id": f"d{i:04d}", "region": f"r{i % 4}", "n": i} for i in range(_PAGE_DOCUMENTS)])
+        bucket, prefix = database.bucket, items._data_prefix
+        pool = ThreadPoolExecutor(8)
+
+        def fetch(key: str) -> Any:
+            body = client.get_object(Bucket=bucket, Key=key)["Body"]
+            try:
+                return json.loads(body.read())
+            finally:
+                body.close()
+
+        def listed() -> list[str]:
+            response = client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=_PAGE_SIZE)
+            return [item["Key"] for item in response.get("Contents", ())]
+
+        def reference() -> None:
+            for key in listed():
+                fetch(key)
+
+        def reference_parallel() -> None:
+            list(pool.map(fetch, listed()))
+
+        def cold() -> None:
+            items.cache.clear()
+
+        def cold_count_warm() -> None:
+            items.cache.clear()
+            items.count()
+
+        page = lambda: items.page(page=1, size=_PAGE_SIZE)  # noqa: E731
+        rounds, ops = settings.rounds_s3, max(2, settings.ops_s3 // 10)
+        cases = [
+            Case("plugin_page_cold", f"page(1, {_PAGE_SIZE}) cold, count cold ({_PAGE_DOCUMENTS} documents)",
+                 _after(cold, page), ops),
+            Case("plugin_page_cold_count_warm", f"page(1, {_PAGE_SIZE}) cold, count() cached",
+                 _after(cold_count_warm, page), ops),
+            Case("s3_page_reference", f"plain S3: list {_PAGE_SIZE} keys + {_PAGE_SIZE} GETs (the original's work)",
+                 per_op_timer(reference), ops),
+            Case("s3_page_reference_parallel", f"plain S3: list {_PAGE_SIZE} keys + {_PAGE_SIZE} GETs on 8 threads",
+                 per_op_timer(reference_parallel), ops),
+        ]
+        found = measure(cases, rounds)
+        pool.shutdown()
+    finally:
+        database.close()
+    section.rows.append(make_row(found, "s3_page_reference", "s3_page_reference"))
+    section.rows.append(make_row(found, "plugin_page_cold", "s3_page_reference", also=["s3_page_reference_parallel"],
+                                 target=_PAGE_TARGET))
+    section.rows.append(make_row(found, "plugin_page_cold_count_warm", "s3_page_reference",
+                                 also=["s3_page_reference_parallel"], target=_PAGE_TARGET))
+    section.rows.append(make_row(found, "s3_page_reference_parallel", "s3_page_reference"))
 
 
 def _instructions(section: Section, settings: Settings, client: Any) -> None:
@@ -158,6 +244,7 @@ def run_plugin(settings: Settings, services: Services) -> Section:
         section.skipped.append(f"plugin: {client}")
         return section
     _speedup(section, settings, client)
+    _cold_page(section, settings, client)
     _workload(section, settings, client)
     section.notes.append(
         "Speed-up = uncached / cached, from per-round pairs. Cached rows are batch-timed (no percentiles); "

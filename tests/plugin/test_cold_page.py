@@ -1,0 +1,115 @@
+"""A numbered ``page()`` lists only up to the page (issue 22): same content and total as a full listing.
+
+The expected page is computed here from the sorted ids of what was written (the documented order), for pages at
+the start, middle, end and past the end, with ids whose key order differs from their id order, with and without
+the cache plugin, and after writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cachekit import CachePlugin
+from cachekit.s3db import Database, Resource
+
+pytestmark = pytest.mark.s3
+
+# Key order differs from id order for these: "a" sorts after "a-b" as a key (id=a.json > id=a-b.json),
+# quoted characters ("a b", "é", "a/b") sort before every unreserved one.
+TRICKY = ["a", "a-b", "a.b", "a.json", "a-", "a b", "a/b", "b", "é", "~", "Z", "0", "a_b", "ab", "a.c-d", "a-c"]
+PLAIN = [f"d{i:03d}" for i in range(60)]
+
+
+def _expected(ids: list[str], page: int, size: int, docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    ordered = sorted(ids)
+    chunk = ordered[(page - 1) * size : page * size]
+    more = page * size < len(ordered)
+    return {"items": [docs[i] for i in chunk], "page": page, "size": size, "total": len(ordered),
+            "next_cursor": chunk[-1] if chunk and more else None}
+
+
+@pytest.fixture(params=["plain", "plugin"])
+def store(request: pytest.FixtureRequest, s3_client: Any, s3_bucket: str) -> Iterator[tuple[Database, Resource]]:
+    database = Database(client=s3_client, bucket=s3_bucket, prefix=f"cold-{request.param}")
+    if request.param == "plugin":
+        database.use_plugin(CachePlugin(driver="memory"))
+    yield database, database.create_resource("things", partitions={"by_kind": ["kind"]})
+    database.close()
+
+
+def _check_pages(resource: Resource, docs: dict[str, dict[str, Any]]) -> None:
+    ids = list(docs)
+    for size in (1, 2, 3, 7, 25):
+        last = max(1, -(-len(ids) // size))
+        for page in sorted({1, 2, last // 2 or 1, last, last + 1, last + 3}):
+            assert resource.page(page=page, size=size) == _expected(ids, page, size, docs), (page, size)
+    for kind in ("x", "y"):
+        scoped = {i: d for i, d in docs.items() if d["kind"] == kind}
+        for size in (1, 4):
+            for page in (1, 2, 5):
+                got = resource.page(page=page, size=size, partition="by_kind", partition_values={"kind": kind})
+                assert got == _expected(list(scoped), page, size, scoped), (kind, page, size)
+
+
+@pytest.mark.parametrize("names", [PLAIN, TRICKY, PLAIN[:5] + TRICKY], ids=["plain", "tricky", "mixed"])
+def test_pages_equal_the_sorted_ids_before_and_after_writes(store: tuple[Database, Resource], names: list[str]) -> None:
+    _, resource = store
+    docs = {name: {"id": name, "kind": "x" if i % 3 else "y", "n": i} for i, name in enumerate(names)}
+    resource.insert_many(list(docs.values()))
+    _check_pages(resource, docs)
+    # writes: a new first id, a deleted middle one, a moved partition, an update
+    ordered = sorted(docs)
+    resource.insert({"id": "!first", "kind": "x", "n": -1})
+    docs["!first"] = {"id": "!first", "kind": "x", "n": -1}
+    middle = ordered[len(ordered) // 2]
+    resource.delete(middle)
+    del docs[middle]
+    moved = ordered[0]
+    resource.update(moved, {"kind": "y" if docs[moved]["kind"] == "x" else "x"})
+    docs[moved] = resource.get(moved)
+    _check_pages(resource, docs)
+
+
+def test_a_page_past_the_first_thousand_ids_still_lists_them_all(store: tuple[Database, Resource]) -> None:
+    _, resource = store
+    docs = {name: {"id": name, "kind": "x", "n": i} for i, name in enumerate(PLAIN)}
+    resource.insert_many(list(docs.values()))
+    assert resource.page(page=2, size=999) == _expected(list(docs), 2, 999, docs)
+    assert resource.page(page=1, size=60) == _expected(list(docs), 1, 60, docs)
+
+
+def test_the_cut_listing_is_used_for_plain_ids_and_refused_for_tricky_ones(s3_client: Any, s3_bucket: str) -> None:
+    database = Database(client=s3_client, bucket=s3_bucket, prefix="cold-proof")
+    try:
+        resource = database.create_resource("things")
+        resource.insert_many([{"id": name} for name in PLAIN])
+        prefix, suffix = resource._scope_listing(None, None)
+        listed = resource._first_ids(prefix, suffix, 25)
+        assert listed == (sorted(PLAIN)[:26], False)
+        resource.insert_many([{"id": "d000-x"}, {"id": "d00"}])  # d00 is a prefix of d000-x cut before "-"
+        assert resource._first_ids(prefix, suffix, 1) is None or resource._first_ids(prefix, suffix, 1)[0][0] == "d00"
+        assert resource._first_ids(prefix, suffix, 200) == (sorted([*PLAIN, "d000-x", "d00"]), True)
+    finally:
+        database.close()
+
+
+def test_with_the_plugin_the_total_is_the_cached_count(s3_client: Any, s3_bucket: str) -> None:
+    database = Database(client=s3_client, bucket=s3_bucket, prefix="cold-count")
+    plugin = CachePlugin(driver="memory")
+    database.use_plugin(plugin)
+    try:
+        resource = database.create_resource("things")
+        resource.insert_many([{"id": name} for name in PLAIN])
+        assert resource.page_total is not None
+        assert resource.page(page=1, size=25)["total"] == 60
+        hits = resource.cache.stats().hits
+        assert resource.count() == 60  # the page's total filled the cached count
+        assert resource.cache.stats().hits == hits + 1
+        plugin.stop()
+        assert resource.page_total is None
+        assert resource.page(page=1, size=25)["total"] == 60
+    finally:
+        database.close()
