@@ -17,11 +17,13 @@ E.g.::
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from collections.abc import Mapping
 from typing import Any, Final
 
-__all__ = ["MASK", "redact", "redact_url", "redact_value"]
+__all__ = ["MASK", "RedactingFilter", "redact", "redact_library_logs", "redact_url", "redact_value"]
 
 #: What a secret is replaced with.
 MASK: Final = "***"
@@ -75,3 +77,41 @@ def _mask_keyword(match: re.Match[str]) -> str:
         return match[0]
     quote = secret[-1] if secret[-1:] in ("'", '"') else ""
     return f"{match['head']}{quote}{MASK}{quote}"
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks secrets in a record's message and traceback (it never drops a record)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True  # a record that cannot be formatted is logging's to report
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+#: The loggers of boto3/botocore/urllib3 that write an ``endpoint_url`` (with its userinfo) at DEBUG.
+LIBRARY_LOGGERS: Final = (
+    "botocore.endpoint", "botocore.regions", "botocore.client", "botocore.hooks", "botocore.httpsession",
+    "botocore.retryhandler", "botocore.auth", "botocore.parsers", "botocore.awsrequest", "botocore.utils",
+    "boto3.resources.action", "urllib3.connectionpool", "cachekit",
+)
+_FILTER = RedactingFilter()
+_INSTALLED = threading.Lock()
+
+
+def redact_library_logs() -> None:
+    """Mask secrets in what the S3 client's libraries log (issue 19, item 7: botocore's DEBUG log showed an
+    ``endpoint_url``'s credentials); idempotent, touches only the loggers in :data:`LIBRARY_LOGGERS`."""
+    with _INSTALLED:
+        for name in LIBRARY_LOGGERS:
+            logger = logging.getLogger(name)
+            if _FILTER not in logger.filters:
+                logger.addFilter(_FILTER)

@@ -54,12 +54,14 @@ from ._options import check_flag, unknown_options_message
 from ._redact import redact
 from ._types import DEFAULT, MISSING, TTL, Clock, check_key, normalize_ttl
 from .drivers import Driver
+from .drivers._limits import limit_reads
 from .drivers.base import Reader
 from .drivers.memory import MemoryDriver
 from .errors import CodecError, ConfigurationError, SerializationError, UncacheableValueWarning
 from .events import CacheEvent, Subscription, count_for_fleet, listen, register
 from .fleet import start_publishing, stop_publishing
 from .generations import store_for
+from .generations._signing import GenerationSeal
 from .generations.view import GenerationView, KeyTemplate
 from .health import warn_if_unreachable
 from .keys import KeySpec, format_key, get_key_resolver
@@ -165,6 +167,8 @@ class Cache:
         self.driver = build_driver(driver, drivers, options, promote_on_hit, strategy, self._clock)
         configure_async(self.driver, namespace_options)
         self.codec = None if self.driver.stores_objects else build_codec(namespace_options, self._clock)
+        if self.codec is not None:  # bounded entry reads (issue 19, item 6)
+            limit_reads(self.driver, self.codec.max_value_bytes + self.codec.overhead)
         self.case_sensitive = check_flag("case_sensitive", namespace_options.get("case_sensitive", True))
         self.stats_enabled = check_flag("enable_stats", namespace_options.get("enable_stats", True))
         self._policies = parse_method_policies(method_policies)
@@ -187,12 +191,13 @@ class Cache:
             self._trusted_blobs = self.codec.trust_local_blobs()
         self._miss_counts: OrderedDict[str, int] = OrderedDict()
         self._gens = GenerationView(
-            store_for(self.driver), self.namespace, retry_interval=_RETRY_INTERVAL, clock=self._clock
+            store_for(self.driver), self.namespace, retry_interval=_RETRY_INTERVAL, clock=self._clock,
+            seal=GenerationSeal.from_options(namespace_options) if self.codec is not None else None,
+            entry_ttl=_longest(self.ttl, *(p.ttl for p in self._policies.values() if p.ttl is not DEFAULT)),
         )
-        probed = getattr(self._gens.store, "probed", None)
-        self._probed_get: Callable[[str], Any] | None = None
-        if probed is not None:  # hear of other processes' bumps at the next read (generations/redis.py)
-            self._driver_get = self._probed_get = probed(self._driver_get)
+        probed = getattr(self._gens.store, "probed", None)  # hear of other processes' bumps at the next read
+        self._probed_get: Callable[[str], Any] | None = None if probed is None else probed(self._driver_get)
+        self._driver_get = self._probed_get or self._driver_get  # (generations/redis.py)
         self._partitions: dict[str, Mapping[str, Sequence[str]]] = {}
         # Keys already rendered by decorated reads, per call shape: (key, epoch, cell, template), valid while the
         # cell's epoch is the one rendered under. Kept on the namespace so a discarded Cache takes its memo with
@@ -840,6 +845,13 @@ class Cache:
 
 #: Another name of :class:`Cache` (the design's word for it).
 Namespace = Cache
+
+
+def _longest(*ttls: Any) -> float | None:
+    """The longest of the TTLs in force (``None``, no expiry, is the longest)."""
+    if any(ttl is None for ttl in ttls):
+        return None
+    return max(float(ttl) for ttl in ttls)
 
 
 def _failure_report(cache: Cache) -> Callable[[str, Exception], None]:

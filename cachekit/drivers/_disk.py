@@ -118,15 +118,26 @@ class Store:
 
     # -- entries ---------------------------------------------------------------------------------------------
 
-    def get(self, full_key: str) -> tuple[bytes, float | None] | None:
-        """``(blob, deadline)`` or ``None``; :class:`RefusedRow` (after deleting the row) for a foreign row."""
-        rows = self.cache._sql(
-            "SELECT rowid, tag, mode, filename, value FROM Cache WHERE key = ? AND raw = 1",
-            (full_key,),
-        ).fetchall()
+    def get(self, full_key: str, limit: int | None = None) -> tuple[bytes, float | None] | None:
+        """``(blob, deadline)`` or ``None``; :class:`RefusedRow` (after deleting the row) for a foreign row, and
+        for a value over ``limit`` bytes, which is never loaded (``length()`` comes from the record header)."""
+        if limit is None:
+            rows = self.cache._sql(
+                "SELECT rowid, tag, mode, filename, value FROM Cache WHERE key = ? AND raw = 1",
+                (full_key,),
+            ).fetchall()
+        else:
+            rows = self.cache._sql(
+                "SELECT rowid, tag, mode, filename, CASE WHEN length(value) <= ? THEN value END FROM Cache "
+                "WHERE key = ? AND raw = 1",
+                (limit, full_key),
+            ).fetchall()
         if not rows:
             return None
         ((rowid, tag, mode, filename, value),) = rows
+        if value is None and limit is not None and filename is None:
+            self._delete_row(rowid)
+            raise RefusedRow(f"a value over {limit} bytes (max_value_bytes plus the envelope): not read")
         try:
             blob = self.cache._disk.fetch(mode, filename, value, False)
         except RefusedRow:

@@ -24,7 +24,7 @@ from cachekit._logging import log_once_per_interval
 from cachekit._redact import redact
 from cachekit.breaker import CircuitBreaker, Verdict
 from cachekit.drivers.base import Driver
-from cachekit.errors import CircuitOpenError, ConfigurationError, DriverError, DriverUnavailable
+from cachekit.errors import CircuitOpenError, ConfigurationError, CorruptEntryError, DriverError, DriverUnavailable
 
 __all__ = ["MAX_PENDING", "Outcome", "TierGuard", "TierState", "in_service", "raise_if_all_failed"]
 
@@ -36,8 +36,8 @@ _T = TypeVar("_T")
 
 def _verdict(exc: BaseException) -> Verdict:
     """A tier driver without a breaker of its own: unreachable trips at once, other failures count."""
-    if isinstance(exc, ConfigurationError):
-        return "ok"
+    if isinstance(exc, (ConfigurationError, CorruptEntryError)):
+        return "ok"  # a bad key or option, or bad bytes under one key (issue 19): not the tier failing
     return "trip" if isinstance(exc, DriverUnavailable) else "failure"
 
 
@@ -214,7 +214,9 @@ class Outcome:
 class TierGuard:
     """Fail open on one tier: count and record its failure, let the caller go on with the next tier.
 
-    :class:`ConfigurationError` (a bad key or option) is a programming error, not a tier failure.
+    :class:`ConfigurationError` (a bad key or option) is a programming error, not a tier failure; a
+    :class:`CorruptEntryError` (an entry refused before it was read, issue 19) is one bad entry, not a failing
+    tier: both go to the caller (a corrupt entry is counted there and the read served from the source).
     """
 
     __slots__ = ("outcome", "tier")
@@ -226,7 +228,7 @@ class TierGuard:
         return None
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
-        if exc is None or not isinstance(exc, Exception) or isinstance(exc, ConfigurationError):
+        if exc is None or not isinstance(exc, Exception) or isinstance(exc, (ConfigurationError, CorruptEntryError)):
             return False
         self.tier.note_failure(exc)
         self.outcome.failed.append(self.tier.name)

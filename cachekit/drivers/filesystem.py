@@ -129,6 +129,8 @@ class FilesystemDriver(DiskStores, Driver):
 
     name = "filesystem"
     sharing = HOST
+    #: The most bytes a read loads of an entry (set by the Caches on this driver; issue 19, item 6).
+    max_read_bytes: int | None = None
     blocking = True
 
     def __init__(
@@ -185,7 +187,7 @@ class FilesystemDriver(DiskStores, Driver):
             store = self._existing_store_for(key)
             if store is None:
                 return MISSING
-            found = store.get(full_key)
+            found = store.get(full_key, self.max_read_bytes)
             if found is None:
                 return MISSING
             deadline = found[1]

@@ -29,6 +29,7 @@ import redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from cachekit._types import MISSING, Missing
+from cachekit.drivers._limits import oversized
 from cachekit.drivers._redis_commands import (
     _BATCH,
     _FAILURES,
@@ -223,15 +224,24 @@ class AsyncRedisCommands(Driver):
             return await super().aget(key)
         breaker = self.breaker
         probe = breaker.enter()
+        limit: int | None = getattr(self, "max_read_bytes", None)
         try:
-            blob = await (clients.current() or await clients.create()).get(self._prefix + key)
+            client = clients.current() or await clients.create()
+            if limit is None:
+                blob = await client.get(self._prefix + key)
+            else:  # issue 19, item 6: at most limit + 1 bytes ("" is an absent key)
+                blob = await client.getrange(self._prefix + key, 0, limit) or None
         except _AFAILURES as exc:
             raise self._afailed(probe, exc, "GET") from exc
         except BaseException as exc:
             breaker.exit(probe, exc, "ok")
             raise
         breaker.exit(probe)
-        return MISSING if blob is None else cast(bytes, blob)
+        if blob is None:
+            return MISSING
+        if limit is not None and len(blob) > limit:
+            raise oversized(key, limit)
+        return cast(bytes, blob)
 
     async def aget_with_expiry(self, key: str) -> tuple[bytes, float | None] | Missing:
         """GET and PTTL in one pipelined round trip."""

@@ -35,10 +35,11 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from cachekit._options import reject_unknown_options
-from cachekit._redact import redact, redact_url
+from cachekit._redact import redact, redact_library_logs, redact_url
 from cachekit._s3 import delete_in_batches, error_code, is_not_found
 from cachekit._types import MISSING, Missing, check_key, normalize_ttl
 from cachekit.breaker import DEFAULT_COOLDOWN, DEFAULT_FAILURES, CircuitBreaker, Verdict
+from cachekit.drivers._limits import oversized
 from cachekit.drivers._s3_config import (
     check_bucket,
     check_optional_str,
@@ -102,6 +103,8 @@ class S3Driver(Driver):
 
     name = "s3"
     sharing = NETWORK
+    #: The most bytes a read fetches of an entry (set by the Caches on this driver; issue 19, item 6).
+    max_read_bytes: int | None = None
     leaves_orphans = True  # unless a lifecycle rule expires objects: entries need a TTL
     blocking = True
 
@@ -142,6 +145,8 @@ class S3Driver(Driver):
         self.bucket = check_bucket(bucket)
         self.key_prefix = normalize_key_prefix(key_prefix)
         self.endpoint_url = check_optional_str("endpoint_url", endpoint_url)
+        if self.endpoint_url is not None and redact(self.endpoint_url) != self.endpoint_url:
+            redact_library_logs()  # botocore logs the endpoint at DEBUG, credentials included (issue 19)
         self.region = check_optional_str("region", region)
         if clock is not None and not callable(clock):
             raise ConfigurationError(f"clock must be a callable returning epoch seconds; got {clock!r}")
@@ -211,7 +216,12 @@ class S3Driver(Driver):
                     # Closing unread drops the connection instead of downloading a body nobody wants.
                     self.client.delete_object(Bucket=self.bucket, Key=object_key)
                     return MISSING
-                blob: bytes = body.read()
+                limit = self.max_read_bytes
+                if limit is not None and int(response.get("ContentLength") or 0) > limit:
+                    raise oversized(key, limit)  # issue 19, item 6: closed unread
+                blob: bytes = body.read() if limit is None else body.read(limit + 1)
+                if limit is not None and len(blob) > limit:
+                    raise oversized(key, limit)
             finally:
                 body.close()
         return blob, deadline

@@ -23,12 +23,14 @@ driver shares it.
 from __future__ import annotations
 
 import abc
+import logging
 import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol
 
 from ..errors import ConfigurationError
+from ._signing import GenerationSeal
 
 __all__ = ["GenerationListener", "GenerationStore", "MemoryGenerations", "store_for"]
 
@@ -64,6 +66,10 @@ class GenerationStore(abc.ABC):
         # Stores of one backend in this process (two drivers on one Redis, bucket or directory) tell each
         # other's listeners of a bump at once, not at the next notification or poll.
         self.identity = identity if identity is not None else id(self)
+        #: Seals of the signed namespaces (issue 19): their values and notifications are authenticated.
+        self._seals: dict[str, GenerationSeal] = {}
+        #: Generation values or notifications refused by their MAC (counted and dropped, never adopted).
+        self.refused_values = 0
         with _STORES_LOCK:
             _SIBLINGS.setdefault(self.identity, weakref.WeakSet()).add(self)
 
@@ -79,6 +85,33 @@ class GenerationStore(abc.ABC):
     @abc.abstractmethod
     def bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         """Give each scope a new generation, tell every process, and return the new values."""
+
+    def raise_above(self, namespace: str, scopes: Sequence[str], floors: Sequence[int]) -> list[int]:
+        """Give each scope a new generation above its ``floor`` (the highest value this process saw), tell every
+        process, and return the new values: after the store's value moved back (a reset server, a counter set
+        back by another client), so that every process converges above what any of them served.
+
+        The default is a plain :meth:`bump` (stores whose bumps are fresh values whatever the floor).
+        """
+        return self.bump(namespace, scopes)
+
+    def use_seal(self, namespace: str, seal: GenerationSeal | None) -> None:
+        """Authenticate ``namespace``'s values and notifications with ``seal`` (a signed namespace)."""
+        if seal is not None:
+            self._seals[namespace] = seal
+
+    def entries_live(self, namespace: str, seconds: float | None) -> None:  # noqa: B027 - optional hook
+        """The longest TTL of ``namespace``'s entries (``None``: no expiry): a store that creates a record on a
+        read may give it that TTL, so such records live no longer than the entries they guard (issue 19)."""
+
+    def _refuse(self, what: str) -> None:
+        """A value or notification failed its MAC: counted, logged once, dropped."""
+        self.refused_values += 1
+        if self.refused_values == 1:
+            logging.getLogger("cachekit").warning(
+                "cachekit: refused %s whose MAC does not match the signing key (not adopted); is another client "
+                "writing the generation store?", what,
+            )
 
     def trusted(self, namespace: str) -> bool:
         """Whether local copies are kept current (a live subscription or poll); if not, reads ask the store."""

@@ -9,15 +9,26 @@ every line is a scope and a positive decimal counter, else it is ``None`` (the s
 
 from __future__ import annotations
 
-__all__ = ["MAX_NOTIFICATION_BYTES", "parse_notification"]
+from collections.abc import Mapping
+from typing import Any, Final
+
+__all__ = ["MAX_NOTIFICATION_BYTES", "REFUSED", "parse_notification"]
+
+#: A notification of a signed namespace whose values do not all carry a valid MAC (issue 19): refused, counted.
+REFUSED: Final = "refused"
 
 #: A larger message is dropped unparsed (a bump of thousands of scopes is far smaller).
 MAX_NOTIFICATION_BYTES = 1 << 20
 _LARGEST = (1 << 63) - 1
 
 
-def parse_notification(data: object) -> tuple[str, list[tuple[str, int]]] | None:
-    """``(namespace, [(scope, value), ...])`` of one notification, or ``None`` when it is not one cachekit sends."""
+def parse_notification(data: object, seals: Mapping[str, Any] | None = None) -> Any:
+    """``(namespace, [(scope, value), ...])`` of one notification, or ``None`` when it is not one cachekit sends.
+
+    ``seals`` maps the signed namespaces to their :class:`~cachekit.generations._signing.GenerationSeal`: a
+    message for one of them is used only when every value is ``"{value}.{mac}"`` with a valid MAC, else it is
+    :data:`REFUSED` (a plain or forged value: never adopted).
+    """
     if isinstance(data, (bytes, bytearray)):
         if len(data) > MAX_NOTIFICATION_BYTES:
             return None
@@ -34,6 +45,16 @@ def parse_notification(data: object) -> tuple[str, list[tuple[str, int]]] | None
     namespace, *lines = text.split("\n")
     if not namespace or not lines:
         return None
+    seal = seals.get(namespace) if seals else None
+    if seal is not None:
+        sealed = []
+        for line in lines:
+            scope, tab, text = line.rpartition("\t")
+            opened = seal.open_text(namespace, scope, text) if tab and scope else None
+            if opened is None:
+                return REFUSED
+            sealed.append((scope, opened))
+        return namespace, sealed
     pairs = []
     for line in lines:
         scope, tab, value = line.rpartition("\t")

@@ -24,6 +24,8 @@ from typing import Any, Final
 import diskcache
 from diskcache.core import MODE_RAW, UNKNOWN
 
+from ._signing import SEALED_SIZE
+
 __all__ = ["ABSENT", "EPOCH_SIZE", "UNPARSABLE", "RecordDisk", "parse_counter", "private_value", "select_record"]
 
 #: No record (or an expired one).
@@ -38,7 +40,7 @@ _LARGEST = (1 << 63) - 1
 # of a column are answered from the record header, so an oversized blob is never loaded.
 _SELECT = (
     "SELECT mode, filename, expire_time, typeof(value), "
-    f"CASE WHEN typeof(value) = 'integer' OR (typeof(value) = 'blob' AND length(value) <= {EPOCH_SIZE}) "
+    f"CASE WHEN typeof(value) = 'integer' OR (typeof(value) = 'blob' AND length(value) <= {SEALED_SIZE}) "
     "THEN value END FROM Cache WHERE key = ? AND raw = 1"
 )
 
@@ -64,9 +66,12 @@ class RecordDisk(diskcache.Disk):  # type: ignore[misc]
     def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[int, int, None, Any]:
         if not read and type(value) is int and 0 < value <= _LARGEST:
             return 0, MODE_RAW, None, value
-        if not read and type(value) is bytes and len(value) == EPOCH_SIZE:
+        if not read and type(value) is bytes and len(value) in (EPOCH_SIZE, SEALED_SIZE):
             return 0, MODE_RAW, None, sqlite3.Binary(value)
-        raise TypeError(f"generation records hold positive 64-bit integers or {EPOCH_SIZE}-byte tokens only")
+        raise TypeError(
+            f"generation records hold positive 64-bit integers, {EPOCH_SIZE}-byte tokens or {SEALED_SIZE}-byte "
+            "sealed values only"
+        )
 
     def fetch(self, mode: int, filename: Any, value: Any, read: bool) -> Any:
         raise TypeError("generation records are read with select_record, never through diskcache's get")
@@ -94,7 +99,7 @@ def select_record(sql: Any, key: str, now: float) -> int | bytes | str:
         return UNPARSABLE
     if kind == "integer" and isinstance(value, int) and 0 < value <= _LARGEST:
         return value
-    if kind == "blob" and isinstance(value, bytes) and len(value) == EPOCH_SIZE:
+    if kind == "blob" and isinstance(value, bytes) and len(value) in (EPOCH_SIZE, SEALED_SIZE):
         return value
     return UNPARSABLE
 

@@ -29,13 +29,17 @@ from typing import Any
 
 from .._types import MISSING
 from . import GenerationStore
-from ._records import ABSENT, EPOCH_SIZE, RecordDisk, parse_counter, private_value, select_record
+from ._records import ABSENT, EPOCH_SIZE, UNPARSABLE, RecordDisk, parse_counter, private_value, select_record
+from ._signing import SEALED_SIZE
 
 __all__ = ["FilesystemGenerations", "PolledGenerations", "TokenGenerations"]
 
 logger = logging.getLogger("cachekit")
 
 _EPOCH = "~epoch"
+_FLOOR = "~floor"
+#: Bumps between two checks of the filesystem store's size.
+_SWEEP_EVERY = 1000
 #: What a planted epoch record reads as: a constant, so it moves the epoch once, not at every poll.
 _UNPARSABLE_EPOCH = b"unparsable"
 
@@ -75,7 +79,13 @@ class PolledGenerations(GenerationStore):
         return self._healthy
 
     def bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
-        values = self._bump(namespace, scopes)
+        return self._bumped(namespace, scopes, None)
+
+    def raise_above(self, namespace: str, scopes: Sequence[str], floors: Sequence[int]) -> list[int]:
+        return self._bumped(namespace, scopes, floors)
+
+    def _bumped(self, namespace: str, scopes: Sequence[str], floors: Sequence[int] | None) -> list[int]:
+        values = self._bump(namespace, scopes, floors)
         epoch = self._write_epoch(namespace)
         for store in self.siblings():
             if isinstance(store, PolledGenerations):
@@ -83,7 +93,7 @@ class PolledGenerations(GenerationStore):
         self._notify(namespace, list(zip(scopes, values, strict=True)))
         return values
 
-    def _bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+    def _bump(self, namespace: str, scopes: Sequence[str], floors: Sequence[int] | None) -> list[int]:
         raise NotImplementedError
 
     def poll(self) -> None:
@@ -129,9 +139,16 @@ class PolledGenerations(GenerationStore):
 
 
 class FilesystemGenerations(PolledGenerations):
-    """Generations of a filesystem cache directory (see the module docstring)."""
+    """Generations of a filesystem cache directory (see the module docstring).
+
+    Bounded (issue 19, item 5): reads never write; at most :attr:`limit` scope records are kept (checked every
+    ``_SWEEP_EVERY`` bumps and every minute), the least recently bumped dropped first after raising their
+    namespace's floor record (``{namespace}/~floor``), which is what a scope without a record reads as.
+    """
 
     interval = 0.05
+    #: The most scope records kept (about 120 bytes each in SQLite: ~12 MB), over all namespaces.
+    limit = 100_000
 
     def __init__(
         self, directory: Path | str, *, driver: Any = None, generation_ttl: float = 86_400.0, timeout: float = 1.0
@@ -146,6 +163,10 @@ class FilesystemGenerations(PolledGenerations):
         self._next_expire = 0.0
         #: Generation records found that cachekit did not write (read as private generations).
         self.refused_records = 0
+        #: Records dropped to keep the store within :attr:`limit` (their values raised the floor first).
+        self.dropped_records = 0
+        self._bump_count = 0
+        self._used: set[str] = set()  # namespaces bumped through this store
 
     def _db(self) -> Any:
         cache = self._cache
@@ -181,33 +202,120 @@ class FilesystemGenerations(PolledGenerations):
         return bool(getattr(self._driver, "_closed", False))
 
     def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+        """Read only (issue 19, item 5): no record is created, no write transaction is opened; a scope never
+        bumped (or whose record was dropped for the cap) reads as its namespace's floor."""
+
         def read(cache: Any) -> list[int]:
+            now = time.time()
+            floor = self._floor(cache, namespace, now)
             values = []
             for scope in scopes:
                 key = f"{namespace}/{scope}"
-                found = parse_counter(select_record(cache._sql, key, time.time()))
-                if found == ABSENT:
-                    cache.add(key, _now_us(), expire=self._ttl)  # atomic: only if still absent
-                    found = parse_counter(select_record(cache._sql, key, time.time()))
-                values.append(found if isinstance(found, int) else self._refused(key))
+                found = self._parsed(namespace, scope, select_record(cache._sql, key, now))
+                values.append(floor if found == ABSENT else found if isinstance(found, int) else self._refused(key))
             return values
 
         return list(self._using(read))
 
-    def _bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+    def _parsed(self, namespace: str, scope: str, found: int | bytes | str) -> int | str:
+        """A counter (verified by the namespace's seal when signed), :data:`ABSENT`, else :data:`UNPARSABLE`."""
+        seal = self._seals.get(namespace)
+        if seal is None:
+            return parse_counter(found)
+        if found == ABSENT:
+            return ABSENT
+        value = seal.open_bytes(namespace, scope, found) if isinstance(found, bytes) else None
+        if value is None:
+            self._refuse(f"generation record {namespace}/{scope!r} in {self.directory}")
+            return UNPARSABLE
+        return value
+
+    def _record(self, namespace: str, scope: str, value: int) -> int | bytes:
+        seal = self._seals.get(namespace)
+        return value if seal is None else seal.seal_bytes(namespace, scope, value)
+
+    def _floor(self, cache: Any, namespace: str, now: float) -> int:
+        """What a scope without a record reads as: the highest value dropped from the namespace (0 at first)."""
+        found = self._parsed(namespace, _FLOOR, select_record(cache._sql, f"{namespace}/{_FLOOR}", now))
+        if found == ABSENT:
+            return 0
+        return found if isinstance(found, int) else self._refused(f"{namespace}/{_FLOOR}")
+
+    def _bump(self, namespace: str, scopes: Sequence[str], floors: Sequence[int] | None) -> list[int]:
+        self._used.add(namespace)
+
         def bump(cache: Any) -> list[int]:
             values = []
             with cache.transact():
-                for scope in scopes:
+                now = time.time()
+                floor = max(self._floor(cache, namespace, now), 0)
+                for index, scope in enumerate(scopes):
                     key = f"{namespace}/{scope}"
-                    old = parse_counter(select_record(cache._sql, key, time.time()))
+                    old = self._parsed(namespace, scope, select_record(cache._sql, key, now))
                     # Absent or planted: restart at the clock, above any value it had (see the module docstring).
-                    value = old + 1 if isinstance(old, int) else _now_us()
-                    cache.set(key, value, expire=self._ttl)
+                    value = max(old + 1 if isinstance(old, int) else _now_us(), floor + 1)
+                    if floors is not None:
+                        value = max(value, floors[index] + 1)
+                    cache.set(key, self._record(namespace, scope, value))  # no expiry: the cap bounds them
                     values.append(value)
             return values
 
-        return list(self._using(bump))
+        values = list(self._using(bump))
+        if self._bumps_since_sweep() >= _SWEEP_EVERY:
+            self._using(self._sweep)
+        return values
+
+    def _bumps_since_sweep(self) -> int:
+        self._bump_count += 1
+        return self._bump_count
+
+    def _sweep(self, cache: Any) -> int:
+        """Keep at most :attr:`limit` records (and drop expired ones of older versions): each dropped value first
+        raises its namespace's floor, so a dropped scope reads at or above every value it had (never older)."""
+        self._bump_count = 0
+        # Only the namespaces this process uses: it knows whether they are signed (a floor must be sealed with
+        # their key); the others are swept by the processes that use them.
+        known = sorted({*self._seals, *self._listeners, *self._used}, key=len, reverse=True)
+        if not known:
+            return 0
+
+        def ours(found: list[Any]) -> list[tuple[int, str, str]]:
+            rows = []
+            for rowid, key in found:
+                namespace = next((n for n in known if isinstance(key, str) and key.startswith(n + "/")), None)
+                if namespace is not None:
+                    rows.append((rowid, key, namespace))
+            return rows
+
+        now = time.time()
+        kept = f"key NOT LIKE '%/{_EPOCH}' AND key NOT LIKE '%/{_FLOOR}'"
+        rows = ours(cache._sql(
+            f"SELECT rowid, key FROM Cache WHERE raw = 1 AND {kept} AND expire_time IS NOT NULL "
+            "AND expire_time <= ? LIMIT 10000", (now,),
+        ).fetchall())
+        ((count,),) = cache._sql("SELECT COUNT(*) FROM Cache").fetchall()
+        excess = count - len(rows) - self.limit
+        if excess > 0:
+            rows += ours(cache._sql(
+                f"SELECT rowid, key FROM Cache WHERE raw = 1 AND {kept} ORDER BY store_time LIMIT ?",
+                (excess + 10_000,),
+            ).fetchall())[:excess]
+        if not rows:
+            return 0
+        highest: dict[str, int] = {}
+        with cache.transact():
+            for rowid, key, namespace in rows:
+                scope = key[len(namespace) + 1 :]
+                value = self._parsed(namespace, scope, select_record(cache._sql, key, 0.0))
+                if isinstance(value, int):
+                    highest[namespace] = max(highest.get(namespace, 0), value)
+                cache._sql("DELETE FROM Cache WHERE rowid = ?", (rowid,))
+            for namespace, value in highest.items():
+                floor = self._floor(cache, namespace, now)
+                if value > floor:
+                    cache.set(f"{namespace}/{_FLOOR}", self._record(namespace, _FLOOR, value))
+        self.dropped_records += len(rows)
+        return len(rows)
 
     def _refused(self, key: str) -> int:
         """A record cachekit did not write: counted, logged once, read as a private generation."""
@@ -224,9 +332,9 @@ class FilesystemGenerations(PolledGenerations):
         now = time.monotonic()
         if now >= self._next_expire:
             self._next_expire = now + 60.0
-            self._using(lambda cache: cache.expire())  # RecordDisk: removes rows, never files
+            self._using(self._sweep)  # raises floors, then removes rows; never a file
         found = self._using(lambda cache: select_record(cache._sql, f"{namespace}/{_EPOCH}", time.time()))
-        if isinstance(found, bytes):
+        if isinstance(found, bytes) and len(found) == EPOCH_SIZE:
             return found
         return None if found == ABSENT else _UNPARSABLE_EPOCH
 
@@ -251,30 +359,37 @@ class TokenGenerations(PolledGenerations):
         self.interval = interval
 
     def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+        seal = self._seals.get(namespace)
         values = []
         for scope in scopes:
-            blob = self._token(f"~gen/{namespace}/{scope}")
+            key = f"~gen/{namespace}/{scope}"
+            blob = self._token(key, SEALED_SIZE if seal is not None else EPOCH_SIZE)
             if blob is MISSING:
-                values.append(0)
-            elif len(blob) == 8 and 0 < int.from_bytes(blob, "big") < 1 << 49:
-                values.append(int.from_bytes(blob, "big"))
-            else:
-                values.append(private_value())  # not a token of ours: unknown, private (issue 19)
+                values.append(0)  # never bumped (a deleted token: the view keeps the one it knew)
+                continue
+            value = seal.open_bytes(namespace, scope, blob) if seal is not None else _plain_token(blob)
+            if value is None or not 0 < value < 1 << 49:
+                if seal is not None:
+                    self._refuse(f"generation token {key!r}")
+                value = private_value()  # not a token of ours: unknown, private (issue 19)
+            values.append(value)
         return values
 
-    def _token(self, key: str) -> Any:
-        """At most the bytes of a token (a ranged GET where the driver has one), or MISSING."""
+    def _token(self, key: str, size: int = EPOCH_SIZE) -> Any:
+        """At most ``size`` + 1 bytes of a token (a ranged GET where the driver has one), or MISSING."""
         prefix = getattr(self._driver, "get_prefix", None)
         if prefix is not None:
-            return prefix(key, EPOCH_SIZE + 1)  # one more: a longer object is not a token
+            return prefix(key, size + 1)  # one more: a longer object is not a token
         blob = self._driver.get(key)
-        return blob if blob is MISSING else bytes(blob)[: EPOCH_SIZE + 1]
+        return blob if blob is MISSING else bytes(blob)[: size + 1]
 
-    def _bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+    def _bump(self, namespace: str, scopes: Sequence[str], floors: Sequence[int] | None) -> list[int]:
+        seal = self._seals.get(namespace)
         values = []
         for scope in scopes:
             token = random.getrandbits(48) + 1
-            self._driver.set(f"~gen/{namespace}/{scope}", token.to_bytes(8, "big"), None)
+            blob = seal.seal_bytes(namespace, scope, token) if seal is not None else token.to_bytes(8, "big")
+            self._driver.set(f"~gen/{namespace}/{scope}", blob, None)
             values.append(token)
         return values
 
@@ -289,6 +404,10 @@ class TokenGenerations(PolledGenerations):
         token = random.getrandbits(64).to_bytes(8, "big")
         self._driver.set(f"~gen/{namespace}/{_EPOCH}", token, None)
         return token
+
+
+def _plain_token(blob: bytes) -> int | None:
+    return int.from_bytes(blob, "big") if len(blob) == EPOCH_SIZE else None
 
 
 def _driver_identity(driver: Any) -> Any:

@@ -19,6 +19,7 @@ interval and however late the OS schedules the subscriber thread on a loaded mac
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -32,8 +33,10 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..errors import DriverError
 from . import GenerationStore
-from ._notifications import parse_notification
+from ._notifications import REFUSED, parse_notification
+from ._signing import GenerationSeal
 
 __all__ = ["RedisGenerations"]
 
@@ -75,8 +78,70 @@ redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
 return out
 """
 
+# Issue 19: the highest of the counter + 1 and the caller's floor + 1 (a counter set back, or restarted empty,
+# below what a process saw), published like a bump.
+_RAISE = """
+local t = redis.call('TIME')
+local base = t[1] * 1000000 + t[2]
+local lines = {ARGV[3]}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local current = tonumber(redis.call('GET', key) or '')
+  local floor = tonumber(ARGV[i + 3 + #KEYS])
+  local value = math.max(current and current + 1 or base, floor + 1)
+  value = string.format('%d', value)
+  redis.call('SET', key, value, 'PX', ARGV[2])
+  out[i] = value
+  lines[#lines + 1] = ARGV[i + 3] .. '\\t' .. value
+end
+redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
+return out
+"""
+
+# Signed namespaces (issue 19): values are "{value}.{mac}", sealed by the client (the key never reaches Redis).
+# A read creates an absent counter with the sealed value the client proposes; a bump sets the sealed values the
+# client computed (fresh: above the clock and the caller's floor) and publishes them.
+_SIGNED_READ = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local value = redis.call('GET', key)
+  if not value then
+    redis.call('SET', key, ARGV[i + 1], 'PX', ARGV[1])
+    value = ARGV[i + 1]
+  end
+  out[i] = value
+end
+return out
+"""
+
+_SIGNED_SET = """
+local n = #KEYS
+local behind = {}
+for i, key in ipairs(KEYS) do
+  local current = tonumber(string.match(redis.call('GET', key) or '', '^(%d+)')) or 0
+  if tonumber(ARGV[i + 3 + 2 * n]) <= current then
+    behind[#behind + 1] = i
+    behind[#behind + 1] = string.format('%d', current)
+  end
+end
+if #behind > 0 then
+  return behind
+end
+local lines = {ARGV[3]}
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[i + 3], 'PX', ARGV[2])
+  lines[#lines + 1] = ARGV[i + 3 + n]
+end
+redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
+return behind
+"""
+
+_SCRIPTS = {"read": _READ, "bump": _BUMP, "raise": _RAISE, "signed_read": _SIGNED_READ, "signed_set": _SIGNED_SET}
+
 _READ_SHA = hashlib.sha1(_READ.encode()).hexdigest()  # the script's name in Redis
 
+_SIGNED_ATTEMPTS = 5
+_LARGEST = (1 << 63) - 1
 #: Seconds a counter lives without a bump (its re-creation is safe, see the module docstring).
 DEFAULT_GENERATION_TTL = 86_400.0
 _RECONNECT_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)
@@ -100,6 +165,9 @@ class RedisGenerations(GenerationStore):
         self._key_base = prefix + "~gen/"
         self.channel = prefix + "~gen"
         self._ttl_ms = str(int(generation_ttl * 1000))
+        self._generation_ttl = generation_ttl
+        # Issue 19, item 5: a counter a read creates lives as long as the namespace's entries, not a day.
+        self._read_ttl_ms: dict[str, str] = {}
         self._scripts: dict[str, Any] = {}
         self._subscribed = threading.Event()
         self._stop = threading.Event()
@@ -112,21 +180,27 @@ class RedisGenerations(GenerationStore):
     def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         self._ensure_watching()
         keys = [self._key(namespace, s) for s in scopes]
-        values = self._run("read", lambda script, client: script(keys=keys, args=[self._ttl_ms], client=client))
+        seal = self._seals.get(namespace)
+        if seal is not None:
+            return self._signed_read(namespace, scopes, keys, seal)
+        args = [self._read_ttl_ms.get(namespace, self._ttl_ms)]
+        values = self._run("read", lambda script, client: script(keys=keys, args=args, client=client))
         return [int(v) for v in values]
 
     async def aread(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         """:meth:`read` through ``redis.asyncio`` (the driver's async client and breaker): never blocks the loop."""
         self._ensure_watching()
         driver = self._driver
-        if getattr(driver, "_aclients", None) is None:  # a driver on a ready sync client: its executor
+        if getattr(driver, "_aclients", None) is None or namespace in self._seals:  # sync client, or signed: executor
             from .._executor import run_blocking
 
             return await run_blocking(driver, self.read, namespace, scopes)
         keys = [self._key(namespace, s) for s in scopes]
 
+        ttl_ms = self._read_ttl_ms.get(namespace, self._ttl_ms)
+
         async def command(client: Any) -> Any:
-            return await client.evalsha(_READ_SHA, len(keys), *keys, self._ttl_ms)
+            return await client.evalsha(_READ_SHA, len(keys), *keys, ttl_ms)
 
         try:
             values = await driver._acall(command, "EVALSHA (generations read)")
@@ -135,18 +209,83 @@ class RedisGenerations(GenerationStore):
                 raise
 
             async def load(client: Any) -> Any:
-                return await client.eval(_READ, len(keys), *keys, self._ttl_ms)
+                return await client.eval(_READ, len(keys), *keys, ttl_ms)
 
             values = await driver._acall(load, "EVAL (generations read)")
         return [int(v) for v in values]
 
     def bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         self._ensure_watching()
+        if namespace in self._seals:
+            return self._signed_set(namespace, scopes, [0] * len(scopes))
         keys = [self._key(namespace, s) for s in scopes]
         args = [self.channel, self._ttl_ms, namespace, *scopes]
         values = [int(v) for v in self._run("bump", lambda script, client: script(keys=keys, args=args, client=client))]
         self._notify(namespace, list(zip(scopes, values, strict=True)))
         return values
+
+    def raise_above(self, namespace: str, scopes: Sequence[str], floors: Sequence[int]) -> list[int]:
+        self._ensure_watching()
+        if namespace in self._seals:
+            return self._signed_set(namespace, scopes, floors)
+        keys = [self._key(namespace, s) for s in scopes]
+        args = [self.channel, self._ttl_ms, namespace, *scopes, *(str(f) for f in floors)]
+        raised = self._run("raise", lambda script, client: script(keys=keys, args=args, client=client))
+        values = [int(v) for v in raised]
+        self._notify(namespace, list(zip(scopes, values, strict=True)))
+        return values
+
+    def _signed_read(
+        self, namespace: str, scopes: Sequence[str], keys: list[str], seal: GenerationSeal
+    ) -> list[int]:
+        """Read sealed counters; one that fails its MAC is refused and replaced by a fresh sealed value."""
+        start = _now_us()
+        proposed = [seal.seal_text(namespace, scope, start) for scope in scopes]
+        args = [self._read_ttl_ms.get(namespace, self._ttl_ms), *proposed]
+        raw = self._run("signed_read", lambda script, client: script(keys=keys, args=args, client=client))
+        values: list[int] = []
+        refused: list[int] = []
+        for index, (scope, text) in enumerate(zip(scopes, raw, strict=True)):
+            value = seal.open_text(namespace, scope, text)
+            if value is None:
+                self._refuse(f"generation counter {keys[index]!r}")
+                refused.append(index)
+                value = 0
+            values.append(value)
+        if refused:  # never adopted: overwritten with a fresh value, which every process then hears of
+            fresh = self._signed_set(namespace, [scopes[i] for i in refused], [0] * len(refused))
+            for index, value in zip(refused, fresh, strict=True):
+                values[index] = value
+        return values
+
+    def _signed_set(self, namespace: str, scopes: Sequence[str], floors: Sequence[int]) -> list[int]:
+        """Set fresh sealed values (above the clock in µs and each floor) and publish them."""
+        seal = self._seals[namespace]
+        now = _now_us()
+        values = [max(now, floor + 1) for floor in floors]
+        keys = [self._key(namespace, s) for s in scopes]
+        for _ in range(_SIGNED_ATTEMPTS):
+            # Compare-and-set on the counters' numbers: a value is set only above the current one (a client whose
+            # clock is behind must not move a counter back), else the script answers the current numbers.
+            sealed = [seal.seal_text(namespace, scope, value) for scope, value in zip(scopes, values, strict=True)]
+            lines = [f"{scope}\t{text}" for scope, text in zip(scopes, sealed, strict=True)]
+            args = [self.channel, self._ttl_ms, namespace, *sealed, *lines, *(str(v) for v in values)]
+            behind = self._run("signed_set", functools.partial(_run_script, keys=keys, args=args))
+            if not behind:
+                self._notify(namespace, list(zip(scopes, values, strict=True)))
+                return values
+            for index, current in zip(behind[::2], behind[1::2], strict=True):
+                values[int(index) - 1] = int(current) + 1
+            if max(values) > _LARGEST:
+                break
+        raise DriverError(
+            f"could not set the sealed generations of {namespace!r} above their current values (a counter set to "
+            "an out-of-range number by another client?); this process uses private generations meanwhile"
+        )
+
+    def entries_live(self, namespace: str, seconds: float | None) -> None:
+        if seconds is not None and 0 < seconds < self._generation_ttl:
+            self._read_ttl_ms[namespace] = str(max(int(seconds * 1000), 1))
 
     def trusted(self, namespace: str) -> bool:
         self._ensure_watching()
@@ -185,7 +324,7 @@ class RedisGenerations(GenerationStore):
         def command(client: Any) -> Any:
             script = self._scripts.get(name)
             if script is None:
-                script = self._scripts[name] = client.register_script(_READ if name == "read" else _BUMP)
+                script = self._scripts[name] = client.register_script(_SCRIPTS[name])
             return call(script, client)
 
         return self._driver.call(command, name=f"EVALSHA (generations {name})")
@@ -228,14 +367,26 @@ class RedisGenerations(GenerationStore):
             logger.warning("cachekit: lost the generation subscription to Redis (%s); reads ask Redis meanwhile", exc)
 
     def _on_message(self, data: bytes | str) -> None:
-        # Issue 19: a message that does not parse is counted and dropped, never a lost subscription.
-        parsed = parse_notification(data)
+        # Issue 19: a message that does not parse is counted and dropped, never a lost subscription; a signed
+        # namespace's message is used only when every value carries a valid MAC.
+        parsed = parse_notification(data, self._seals) if self._seals else parse_notification(data)
+        if parsed is REFUSED:
+            self._refuse(f"a notification on {self.channel!r}")
+            return
         if parsed is None:
             self.malformed_notifications += 1
             if self.malformed_notifications == 1:
                 logger.warning("cachekit: dropped a malformed message on %r (not a cachekit bump)", self.channel)
             return
         self._notify(*parsed)
+
+
+def _run_script(script: Any, client: Any, *, keys: list[str], args: list[Any]) -> Any:
+    return script(keys=keys, args=args, client=client)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
 
 
 def _switch_interval() -> None:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from ..errors import CircuitOpenError
 from ..scopes import NAMESPACE_SCOPE, resource_of
 from . import GenerationStore
+from ._signing import GenerationSeal
 
 __all__ = ["GenerationView", "KeyTemplate"]
 
@@ -74,6 +75,8 @@ class GenerationView:
         retry_interval: float = 1.0,
         pending_limit: int = 1000,
         clock: Callable[[], float] = time.monotonic,
+        seal: GenerationSeal | None = None,
+        entry_ttl: float | None = None,
     ) -> None:
         self.store = store
         self.namespace = namespace
@@ -84,6 +87,11 @@ class GenerationView:
         self._fallback: dict[str, int] = {}
         self._private: dict[str, int] = {}
         self._unreachable: dict[str, int] = {}
+        # The high-water mark (issue 19): the highest value seen per scope (ordered stores), or the last token
+        # (unordered); kept across resets, so a store's value moving back is never adopted.
+        self._floors: dict[str, int] = {}
+        #: Times a store's value was below this process's high-water mark (a reset server, a counter set back).
+        self.regressions = 0
         self._pending: set[str] = set()
         self._cells: dict[str, _Cell] = {}
         self._changes = 0
@@ -93,6 +101,8 @@ class GenerationView:
         self.failures = 0
         #: The last error the store raised (for the log line of a failed invalidation).
         self.last_error: BaseException | None = None
+        store.use_seal(namespace, seal)
+        store.entries_live(namespace, entry_ttl)
         store.watch(namespace, self)
 
     # -- rendering keys ----------------------------------------------------------------------------------------
@@ -141,6 +151,7 @@ class GenerationView:
                 except Exception as exc:
                     fetched, certain = self._unreachable_now(wanted, now, exc), False
                 else:
+                    fetched = self._guard(wanted, fetched)
                     self._remember(wanted, fetched, changes, trusted)
             for index, value in zip(missing, fetched, strict=True):
                 values[index] = value
@@ -187,6 +198,7 @@ class GenerationView:
             values = self.store.read(self.namespace, scopes)
         except Exception as exc:
             return self._unreachable_now(scopes, now, exc), False
+        values = self._guard(scopes, values)
         self._remember(scopes, values, changes, remember)
         return values, True
 
@@ -195,6 +207,41 @@ class GenerationView:
         self._retry_at = now + self._retry_interval
         self._failed("read generations", exc)
         return self._offline(scopes)
+
+    def _guard(self, scopes: list[str], values: list[int]) -> list[int]:
+        """``values`` read from the store, never below the high-water mark (issue 19).
+
+        Ordered stores: a value below the highest this process saw (a server reset, a counter set back) is not
+        adopted; the scope is pushed above it (:meth:`GenerationStore.raise_above`), so every process converges
+        on a value no entry was stored under before. Unordered (tokens): an absent token (0) of a scope whose
+        token this process knew was deleted: the known one is kept.
+        """
+        floors = self._floors
+        if not floors:
+            return values
+        ordered = self.store.ordered
+        low: list[int] = []
+        out = list(values)
+        for index, (scope, value) in enumerate(zip(scopes, values, strict=True)):
+            floor = floors.get(scope)
+            if floor is None or value < 0:
+                continue
+            if ordered and value < floor:
+                low.append(index)
+            elif not ordered and value == 0:
+                out[index] = floor
+        if not low:
+            return out
+        self.regressions += len(low)
+        pushed = [scopes[i] for i in low]
+        try:
+            raised = self.store.raise_above(self.namespace, pushed, [floors[s] for s in pushed])
+        except Exception as exc:
+            self._failed("raise generations above the high-water mark", exc)
+            raised = [_private_token() for _ in pushed]  # unknown: private, never the lower value
+        for index, value in zip(low, raised, strict=True):
+            out[index] = value if value > floors[scopes[index]] or value < 0 else _private_token()
+        return out
 
     def _remember(self, scopes: list[str], values: list[int], changes: int, remember: bool) -> None:
         if remember:
@@ -224,6 +271,8 @@ class GenerationView:
             return True
         with self._bump_lock:
             self._flush_locked()
+            floors = self._floors
+            marks = [floors.get(scope, 0) for scope in scopes] if floors else None  # before the bump's own
             for attempt in range(attempts):
                 try:
                     values = self.store.bump(self.namespace, scopes)
@@ -235,10 +284,34 @@ class GenerationView:
                     self._retry_at = self._clock() + self._retry_interval
                     self._go_private(scopes)
                     return False
-                self.changed(list(zip(scopes, values, strict=True)))
+                if marks is not None:
+                    values = self._above_marks(scopes, values, marks)
+                self._adopt(list(zip(scopes, values, strict=True)))
                 self._reached(scopes)
                 return True
         return False  # pragma: no cover - attempts >= 1
+
+    def _above_marks(self, scopes: Sequence[str], values: list[int], marks: list[int]) -> list[int]:
+        """A bump's values, each above the scope's high-water mark as it was before the bump: a counter that was
+        set back (or restarted low) gives a bump a value under which entries may have been stored before; it is
+        raised above the mark."""
+        if not self.store.ordered:
+            return values
+        low = [i for i, (v, m) in enumerate(zip(values, marks, strict=True)) if 0 < v <= m]
+        if not low:
+            return values
+        self.regressions += len(low)
+        pushed = [scopes[i] for i in low]
+        try:
+            raised = self.store.raise_above(self.namespace, pushed, [marks[i] for i in low])
+        except Exception as exc:
+            self._failed("raise generations above the high-water mark", exc)
+            self._go_private(pushed)  # private (they win over known values) and pending: retried like a bump
+            return values
+        out = list(values)
+        for index, value in zip(low, raised, strict=True):
+            out[index] = value
+        return out
 
     def _reached(self, scopes: Sequence[str]) -> None:
         """A bump of ``scopes`` reached the store: their private generations (and pending bumps) are over.
@@ -316,7 +389,19 @@ class GenerationView:
     # -- what the store tells --------------------------------------------------------------------------------
 
     def changed(self, pairs: Sequence[tuple[str, int]]) -> None:
-        """Scopes have new generations (a bump here or in another process)."""
+        """Scopes have new generations (a bump here or in another process).
+
+        Only scopes this view already knows (or has a high-water mark for) adopt the value told; the others are
+        read from the store when needed (issue 19: a notification is never the first value a process learns,
+        so a replayed one cannot roll a fresh process back).
+        """
+        with self._lock:
+            known, floors = self._known, self._floors
+            self._merge([(s, v) for s, v in pairs if s in known or s in floors])
+            self._moved([scope for scope, _ in pairs])
+
+    def _adopt(self, pairs: Sequence[tuple[str, int]]) -> None:
+        """This view's own bump reached the store: its values are adopted."""
         with self._lock:
             self._merge(pairs)
             self._moved([scope for scope, _ in pairs])
@@ -344,8 +429,19 @@ class GenerationView:
             known.clear()  # bounded: what is forgotten is read again when needed
         if len(fallback) > _KNOWN_LIMIT:
             fallback.clear()
-        unreachable = self._unreachable
-        for scope, value in pairs:
+        unreachable, floors = self._unreachable, self._floors
+        if len(floors) > _KNOWN_LIMIT:
+            floors.clear()  # bounded: a forgotten mark protects no more than a fresh process has
+        for scope, told in pairs:
+            value = told
+            if value > 0:
+                mark = floors.get(scope)
+                if mark is None or not ordered:
+                    floors[scope] = value
+                elif mark > value:
+                    value = mark  # a replayed older value (a notification): the mark stands
+                else:
+                    floors[scope] = value
             old = known.get(scope)
             latest = value if old is None or not ordered else max(old, value)
             known[scope] = latest

@@ -106,7 +106,7 @@ def test_a_planted_pickle_is_never_unpickled_by_the_poll_or_a_read(
     caches.append(first.cache)
     assert first.get("u1") == {"id": "u1", "version": 0}
     with diskcache.Cache(str(_records(directory))) as intruder:  # the default Disk: pickles any object
-        for key in [*_keys(directory), "hostile/~epoch", "cachekit/~epoch"]:
+        for key in [*_keys(directory), "hostile/~epoch", "hostile/~floor", "cachekit/~epoch"]:
             intruder.set(key, _Marker(marker))
     time.sleep(0.3)  # six polls of the epoch
     second = _Users(_cache(directory, driver))  # a fresh process's view: reads every scope's record
@@ -210,7 +210,7 @@ def test_an_unparsable_counter_is_private_until_the_next_bump(tmp_path: Path, pl
         assert again[0] < 0
         assert first != again  # private to each reader: nothing shared
         assert store.refused_records == 1
-        (bumped,) = store._bump("ns", ["users/agg"])
+        (bumped,) = store.bump("ns", ["users/agg"])
         assert bumped > before  # restarted at the clock: above every value it had
         assert other.read("ns", ["users/agg"]) == [bumped]
     finally:

@@ -1,0 +1,87 @@
+"""Generation stores do not grow with reads, and stay bounded under writes (issue 19, item 5).
+
+Reads of ids that do not exist (attacker-chosen) must not create a record on the filesystem (no write
+transaction on the read path) and, on Redis, create counters that live no longer than the entries they guard.
+Writes of attacker-chosen ids keep the filesystem store within its cap, and a dropped scope never reads below a
+value it had (its namespace's floor is raised first).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cachekit import Cache, cached
+from cachekit.generations import polled
+from cachekit.generations.polled import FilesystemGenerations
+
+_SWEEP_EVERY: int = getattr(polled, "_SWEEP_EVERY", 1000)
+
+
+class Users:
+    name = "users"
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+
+    @cached(action="get")
+    def get(self, id: str) -> Any:
+        return None  # no such user
+
+
+def _rows(directory: Path) -> int:
+    con = sqlite3.connect(directory / "~generations" / "cache.db")
+    try:
+        ((count,),) = con.execute("SELECT COUNT(*) FROM Cache").fetchall()
+    finally:
+        con.close()
+    return int(count)
+
+
+def test_reads_of_unknown_ids_create_no_filesystem_record(tmp_path: Path) -> None:
+    directory = tmp_path / "cache"
+    cache = Cache("filesystem", namespace="growth", config={"directory": str(directory), "max_bytes": 1 << 20})
+    users = Users(cache)
+    users.get("warm-up")
+    before = _rows(directory)
+    for index in range(5000):
+        assert users.get(f"nobody-{index}") is None
+    assert _rows(directory) == before  # 0 records for 5,000 reads (there were 5,000)
+    cache.close()
+
+
+def test_the_filesystem_store_keeps_its_cap_and_never_goes_back(tmp_path: Path) -> None:
+    store = FilesystemGenerations(tmp_path)
+    store.limit = 100
+    try:
+        first = store.bump("ns", ["users/item/0"])[0]
+        for index in range(1, 2500):
+            store.bump("ns", [f"users/item/{index}"])
+        assert _rows(tmp_path) <= store.limit + _SWEEP_EVERY + 2  # the bound: limit + one sweep interval
+        assert getattr(store, "dropped_records", 0) >= 2500 - store.limit - _SWEEP_EVERY
+        (again,) = store.read("ns", ["users/item/0"])  # dropped: reads the floor, at or above its last value
+        assert again >= first
+        (bumped,) = store.bump("ns", ["users/item/0"])
+        assert bumped > again
+    finally:
+        store.close()
+
+
+@pytest.mark.redis
+def test_counters_a_read_creates_live_as_long_as_the_entries(redis_url: str, redis_prefix: str) -> None:
+    import redis
+
+    cache = Cache("redis", namespace="growth", ttl=300, config={"url": redis_url, "key_prefix": redis_prefix})
+    users = Users(cache)
+    for index in range(1000):
+        users.get(f"nobody-{index}")
+    client = redis.Redis.from_url(redis_url)
+    counters = list(client.scan_iter(match=redis_prefix + "~gen/*", count=1000))
+    assert counters
+    ttls = [client.pttl(key) for key in counters]
+    assert max(ttls) <= 300_000  # the entries' TTL (a day before)
+    client.close()
+    cache.close()
