@@ -3,7 +3,8 @@
 A cache nobody observes runs exactly the class code: no flag is tested on its hit path. When metrics are on
 (:mod:`cachekit.metrics`) or someone listens (:meth:`Cache.on <cachekit.Cache.on>`), the methods
 the decorators call through the instance (``_read``, ``_load``, ``_aload``, ``_write``, ``_bump``,
-``_backend_failed``) get per-instance wrappers that call the class's method and then count, time and emit. For a
+``_backend_failed``) get per-instance wrappers that call the class's method (for ``_read``: the driver's reader
+the cache put there) and then count, time and emit. For a
 multi-tier driver each tier's ``call`` is wrapped too, to tell which tier served a hit. Removing the hooks
 deletes the instance attributes again (and puts back the driver's own hit path, if it has one).
 
@@ -156,16 +157,8 @@ class Instrumentation:
             slots.pop(name, None)
         self._key_counters.clear()
         slots["_instrumentation"] = self
-        if not (self.metrics or any(self.listeners.values())):
-            slots["_read"] = self._in_process_read()  # fleet stats alone: counted per resource/action, not timed
-        elif self.tiers:
-            slots["_read"] = self._tiered_read()
-        elif cache.driver.blocking:
-            slots["_read"] = self._plain_read(histogram=True)
-        elif self.listeners["hit"] or self.listeners["miss"]:
-            slots["_read"] = self._plain_read(histogram=False)  # events carry durations; metrics do not time
-        else:
-            slots["_read"] = self._in_process_read()
+        cache._install_read()  # the driver's reader, observed below (a memory cache keeps its fused one)
+        slots["_read"] = self._observed_read(slots["_read"])
         slots["_backend_failed"] = self._hook_backend_failed(type(cache)._backend_failed)
         slots["_write"] = self._hook_write(type(cache)._write)
         slots["_load"] = self._hook_load(type(cache)._load)
@@ -216,23 +209,48 @@ class Instrumentation:
 
     # -- the read hooks --------------------------------------------------------------------------------------
 
-    def _plain_read(self, *, histogram: bool) -> Callable[[str], Any]:
-        cache, read = self.cache, type(self.cache)._read
-        perf, key_counters, counters_of = time.perf_counter, self._key_counters, self.counters_of
-        timings = AGGREGATES.call_timings(self.namespace, self.tier_name, "get") if histogram else None
-        pending: list[float] = timings.pending if timings is not None else []
+    def _observed_read(self, read: Callable[[str], Any]) -> Callable[[str], Any]:
+        """``read`` (the cache's reader), counted per key in the metric series and emitted as events.
+
+        Timed when the driver may block (a histogram per tier), or for hit/miss listeners (events carry the
+        duration); a reader that never blocks and has no such listener, or counted for fleet stats alone
+        (:mod:`cachekit.fleet`: per resource and action), is counted, not timed (a memory get takes
+        about a microsecond: two clock reads and a histogram entry would cost a quarter of a hit). Over tiers, the
+        tier that served a hit is the one whose ``call`` returned it (see :meth:`_hook_tier_call`), else the
+        first: the tiered driver's fast path serves L1 hits without a tier call.
+        """
+        local, perf, counters_of, emit = self._local, time.perf_counter, self.counters_of, self.emit
+        key_counters = self._key_counters
         hit_listeners, miss_listeners = self.listeners["hit"], self.listeners["miss"]
-        emit = self.emit
+        counted_only = not (self.metrics or any(self.listeners.values()))  # fleet stats alone: no time, no tier
+        first = self.tiers[0].name if self.tiers and not counted_only else None
+        blocking = self.cache.driver.blocking and not counted_only
+        timed = blocking or bool(hit_listeners or miss_listeners) or first is not None
+        by_tier = {tier.name: AGGREGATES.call_timings(self.namespace, tier.name, "get") for tier in self.tiers}
+        missed = AGGREGATES.call_timings(self.namespace, "", "get") if first is not None else None
+        timings = AGGREGATES.call_timings(self.namespace, self.tier_name, "get") if blocking and not first else None
+        pending: list[float] = timings.pending if timings is not None else []
 
         def _read(key: str) -> Any:
-            start = perf()
-            value = read(cache, key)
-            elapsed = perf() - start
-            counters = key_counters.get(key) or counters_of(key)
-            if timings is not None:
-                pending.append(elapsed)
-                if len(pending) >= FOLD_AT:
-                    timings.fold()
+            if first is not None:
+                local.tier = ""
+            if timed:
+                start = perf()
+                value = read(key)
+                elapsed: float | None = perf() - start
+            else:
+                value = read(key)
+                elapsed = None
+            if first is not None:
+                tier = local.tier or ("" if value is MISSING else first)
+                counters = counters_of(key, tier)
+                by_tier.get(tier, missed).add(elapsed or 0.0)  # type: ignore[union-attr]
+            else:
+                counters = key_counters.get(key) or counters_of(key)
+                if timings is not None:
+                    pending.append(elapsed or 0.0)
+                    if len(pending) >= FOLD_AT:
+                        timings.fold()
             if value is MISSING:
                 counters.misses += 1
                 if miss_listeners:
@@ -241,56 +259,6 @@ class Instrumentation:
             counters.hits += 1
             if hit_listeners:
                 emit("hit", key, counters, elapsed)
-            return value
-
-        return _read
-
-    def _in_process_read(self) -> Callable[[str], Any]:
-        """A memory driver's reads: counted, not timed (a get takes about a microsecond; two clock reads and a
-        histogram entry would cost a quarter of a hit)."""
-        cache, read = self.cache, type(self.cache)._read
-        key_counters, counters_of = self._key_counters, self.counters_of
-        hit_listeners, miss_listeners, emit = self.listeners["hit"], self.listeners["miss"], self.emit
-
-        def _read(key: str) -> Any:
-            value = read(cache, key)
-            counters = key_counters.get(key) or counters_of(key)
-            if value is MISSING:
-                counters.misses += 1
-                if miss_listeners:
-                    emit("miss", key, counters, None)
-                return value
-            counters.hits += 1
-            if hit_listeners:
-                emit("hit", key, counters, None)
-            return value
-
-        return _read
-
-    def _tiered_read(self) -> Callable[[str], Any]:
-        cache, read, local = self.cache, type(self.cache)._read, self._local
-        perf, counters_of, emit = time.perf_counter, self.counters_of, self.emit
-        timings = {tier.name: AGGREGATES.call_timings(self.namespace, tier.name, "get") for tier in self.tiers}
-        missed = AGGREGATES.call_timings(self.namespace, "", "get")
-        first = self.tiers[0].name
-
-        def _read(key: str) -> Any:
-            local.tier = ""
-            start = perf()
-            value = read(cache, key)
-            elapsed = perf() - start
-            tier = local.tier
-            if not tier and value is not MISSING:
-                tier = first  # the tiered driver's fast path serves L1 hits without a tier call
-            counters = counters_of(key, tier)
-            timings.get(tier, missed).add(elapsed)
-            kind = "miss" if value is MISSING else "hit"
-            if kind == "hit":
-                counters.hits += 1
-            else:
-                counters.misses += 1
-            if self.listeners[kind]:
-                emit(kind, key, counters, elapsed)
             return value
 
         return _read

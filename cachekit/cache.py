@@ -25,6 +25,7 @@ import inspect
 import logging
 import time
 import warnings
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -54,7 +55,7 @@ from ._redact import redact
 from ._types import DEFAULT, MISSING, TTL, Clock, check_key, normalize_ttl
 from .drivers import Driver
 from .drivers._limits import limit_reads
-from .drivers._memory_read import memory_reader, tier_decoder
+from .drivers.base import Reader
 from .drivers.memory import MemoryDriver
 from .errors import CodecError, ConfigurationError, SerializationError, UncacheableValueWarning
 from .events import CacheEvent, Subscription, count_for_fleet, listen, register
@@ -194,16 +195,17 @@ class Cache:
             seal=GenerationSeal.from_options(namespace_options) if self.codec is not None else None,
             entry_ttl=_longest(self.ttl, *(p.ttl for p in self._policies.values() if p.ttl is not DEFAULT)),
         )
-        probed = getattr(self._gens.store, "probed", None)
-        if probed is not None:  # hear of other processes' bumps at the next read (generations/redis.py)
-            self._driver_get = probed(self._driver_get)
+        probed = getattr(self._gens.store, "probed", None)  # hear of other processes' bumps at the next read
+        self._probed_get: Callable[[str], Any] | None = None if probed is None else probed(self._driver_get)
+        self._driver_get = self._probed_get or self._driver_get  # (generations/redis.py)
         self._partitions: dict[str, Mapping[str, Sequence[str]]] = {}
         # Keys already rendered by decorated reads, per call shape: (key, epoch, cell, template), valid while the
         # cell's epoch is the one rendered under. Kept on the namespace so a discarded Cache takes its memo with
         # it; bounded by the decorators.
         self._key_memo: dict[Any, tuple[str, int, Any, KeyTemplate]] = {}
         self._reads = ReadCounts()
-        self._decode_at: Callable[[str, Any], Any] | None = None  # decode with the key: see _install_read
+        # A signed entry is bound to its key (issue 19): every decode is given the key it was read under.
+        self._decode_at = self.codec.decode_at if self.codec is not None and self.codec.signed else None
         self.hits = self.misses = self.sets = self.deletes = self.errors = self.invalidations = 0
         self._install_read()
         register(self)  # events and metrics (cachekit.events): hooks only while something observes
@@ -590,30 +592,9 @@ class Cache:
 
     # -- the read path (used by the decorators) --------------------------------------------------------------
 
-    def _read(self, key: str) -> Any:
-        """The cached value or MISSING; never raises for a driver or codec failure (fail open)."""
-        try:
-            raw: Any = self._driver_get(key)
-        except Exception as exc:
-            self._backend_failed(key, exc)
-            return MISSING
-        if raw is MISSING:
-            self.misses += 1
-            return MISSING
-        decode = self._decode
-        if decode is not None:
-            try:
-                at = self._decode_at
-                raw = decode(raw) if at is None else at(key, raw)
-            except CodecError as exc:
-                self._backend_failed(key, exc)
-                self._drop(key)
-                return MISSING
-            if raw is MISSING:  # expired by its envelope
-                self.misses += 1
-                return MISSING
-        self.hits += 1
-        return raw
+    #: The read of one key (the value or MISSING; never raises for a driver or codec failure): the driver's
+    #: reader (:meth:`Driver.reader <cachekit.drivers.Driver.reader>`), put here by :meth:`_install_read`.
+    _read: Reader
 
     @property
     def hits(self) -> int:
@@ -634,20 +615,19 @@ class Cache:
         self._reads.misses = count
 
     def _install_read(self) -> None:
-        """Put the driver's own hit path on the instance where it has one (the memory driver: see
-        :mod:`cachekit.drivers._memory_read`); else :meth:`_read` serves. Also called when hooks come off."""
-        if self.codec is not None and self.codec.signed:
-            # A signed entry is bound to its key (issue 19): every decode is given the key it was read under.
-            self._decode_at = self.codec.decode_at
-        if type(self.driver) is MemoryDriver:
-            reader = memory_reader(
-                self.driver, self, self._reads, self._decode, copies=self._trusted_blobs, decode_at=self._decode_at
-            )
-            self._read = reader  # type: ignore[method-assign,assignment]
-        elif self._decode is not None and self.codec is not None and not self.codec.signed:
-            first = getattr(self.driver, "_tiers", [None])[0]
-            if first is not None and type(first.driver) is MemoryDriver:  # hits of a memory tier: keep copies
-                self._decode_at = tier_decoder(first.driver, self._decode, self.codec.expires_at, self._clock)
+        """Make :attr:`_read` the driver's reader (:meth:`Driver.reader <cachekit.drivers.Driver.reader>`): the
+        one place a read's body is chosen. Called at construction and again when observation hooks come off."""
+        self._read = self._reader(type(self.driver).reader)
+
+    def _reader(self, hook: Callable[..., Reader]) -> Reader:
+        """The reader ``hook`` (a :meth:`Driver.reader`, e.g. the generic ``Driver.reader`` in the differential
+        tests) builds for this cache's driver, counters, codec and failure report."""
+        codec = self.codec
+        return hook(
+            self.driver, self._reads, _failure_report(self), self._decode, decode_at=self._decode_at,
+            get=self._probed_get, trusted=self._trusted_blobs,
+            deadline_of=None if codec is None or codec.signed else codec.expires_at, clock=self._clock,
+        )  # fmt: skip
 
     def _decoded(self, key: str, raw: Any, failed: Any = MISSING) -> Any:
         """The value of a blob the driver returned, MISSING; ``failed`` for a corrupt one (counted, dropped)."""
@@ -872,3 +852,19 @@ def _longest(*ttls: Any) -> float | None:
     if any(ttl is None for ttl in ttls):
         return None
     return max(float(ttl) for ttl in ttls)
+
+
+def _failure_report(cache: Cache) -> Callable[[str, Exception], None]:
+    """``failed(key, exc)`` for a reader: counted and logged by the cache, a corrupt entry dropped. The cache is
+    held weakly (the reader lives on it: no cycle keeps a dropped cache alive) and its hooks are looked up at
+    each failure (observation wraps ``_backend_failed``)."""
+    owner = weakref.ref(cache)
+
+    def failed(key: str, exc: Exception) -> None:
+        found = owner()
+        if found is not None:
+            found._backend_failed(key, exc)
+            if isinstance(exc, CodecError):
+                found._drop(key)  # unreadable: the next read stores a good value
+
+    return failed

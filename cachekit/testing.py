@@ -115,8 +115,11 @@ def recording() -> Iterator[Recorder]:
 def _null_methods() -> dict[str, Callable[..., Any]]:
     from ._types import MISSING
 
-    def _read(self: Any, key: str) -> Any:
+    def _null_read(key: str) -> Any:
         return MISSING
+
+    def _install_read(self: Any) -> None:
+        self._read = _null_read
 
     def _write(self: Any, key: str, value: Any, ttl: Any, max_payload: Any) -> bool:
         return False
@@ -130,7 +133,7 @@ def _null_methods() -> dict[str, Callable[..., Any]]:
     def get_many(self: Any, keys: Any) -> dict[str, Any]:
         return {}
 
-    return {"_read": _read, "_write": _write, "_load": _load, "_aload": _aload, "get_many": get_many}
+    return {"_install_read": _install_read, "_write": _write, "_load": _load, "_aload": _aload, "get_many": get_many}
 
 
 @contextlib.contextmanager
@@ -143,7 +146,7 @@ def disabled() -> Iterator[None]:
     try:
         for name, method in _null_methods().items():
             setattr(Cache, name, method)
-        events.reinstall()  # hooked caches wrap the class methods in force
+        _reinstall_reads(events)
         yield
     finally:
         for name, method in saved.items():
@@ -151,7 +154,15 @@ def disabled() -> Iterator[None]:
                 delattr(Cache, name)
             else:
                 setattr(Cache, name, method)
-        events.reinstall()
+        _reinstall_reads(events)
+
+
+def _reinstall_reads(events: Any) -> None:
+    """Every live cache reads with the ``_install_read`` in force (the null one inside :func:`disabled`); hooked
+    caches wrap the class methods in force."""
+    for cache in events.caches():
+        cache._install_read()
+    events.reinstall()
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ only its containers and shares its immutable leaves (str, int, float, bytes, dat
 a dict copy, a list copy and a small dict copy.
 
 A plan is exact for the value it was made from and for any value of the same shape (the same dict keys and
-list lengths wherever a mutable container sits), and nothing else; the memory driver's hit path
-(:mod:`cachekit.drivers._memory_read`) applies it only to the decoded value of the very blob object it holds.
+list lengths wherever a mutable container sits), and nothing else; the memory driver's reader
+(:meth:`MemoryDriver.reader <cachekit.drivers.memory.MemoryDriver.reader>`) applies it only to the decoded value
+of the very blob object it holds.
 Plans are shared: records of one shape get one plan object (a bounded table of :data:`MAX_PLANS`), so keeping a
 value costs the value, not a plan per entry. Values with anything but plain containers and immutable leaves, or
 too large or too deep, or holding one mutable container in two places (pickle and custom deserializers can

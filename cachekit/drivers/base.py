@@ -39,22 +39,30 @@ its :class:`Driver` subclass plus one line in the registry (:func:`cachekit.driv
         def generation_store(self) -> GenerationStore:
             return MemcachedGenerations(self)   # counters in the backend, bumped atomically, watched or polled
         ...
+
+**The read hook.** :meth:`Driver.reader` returns the one function a :class:`~cachekit.Cache` reads a key with
+(``cache._read``): the driver's get, the codec's decode and the fail-open rules, in one frame. The default is the
+generic body (:func:`generic_reader`); a driver may return a faster body of its own that reads exactly what the
+generic one reads (the memory driver's fused reader; the tiered driver's, which answers a memory tier's hits
+from the value decoded at their first hit). ``tests/contract/test_reader_contract.py`` holds every driver's
+reader to the generic body.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from .._executor import BoundedExecutor, run_blocking
-from .._types import Missing
+from .._types import MISSING, Missing
+from ..errors import CodecError
 
 if TYPE_CHECKING:
     from ..generations import GenerationStore
 
-__all__ = ["HOST", "NETWORK", "PROCESS", "Driver"]
+__all__ = ["HOST", "NETWORK", "PROCESS", "Driver", "ReadCounter", "Reader", "generic_reader"]
 
 #: :attr:`Driver.sharing`: entries live in this process only (the memory and null drivers).
 PROCESS: Final = "process"
@@ -62,6 +70,54 @@ PROCESS: Final = "process"
 HOST: Final = "host"
 #: :attr:`Driver.sharing`: every process that reaches the server or bucket shares them (Redis, S3).
 NETWORK: Final = "network"
+
+#: What :meth:`Driver.reader` returns: a key to its decoded value or :data:`~cachekit.MISSING`; never raises.
+Reader = Callable[[str], Any]
+
+
+class ReadCounter(Protocol):
+    """Where a reader counts (the cache's :class:`~cachekit.stats.ReadCounts`)."""
+
+    hits: int
+    misses: int
+
+
+def generic_reader(
+    get: Callable[[str], Any],
+    counts: ReadCounter,
+    failed: Callable[[str, Exception], None],
+    decode: Callable[[Any], Any] | None,
+    decode_at: Callable[[str, Any], Any] | None = None,
+) -> Reader:
+    """The generic read body: ``get(key)``, then ``decode`` (or ``decode_at(key, blob)``), failing open.
+
+    A hit counts in ``counts.hits``; a miss, or a blob whose envelope has expired, in ``counts.misses``; a
+    failing ``get`` or a :class:`~cachekit.errors.CodecError` is reported to ``failed(key, exc)`` (which counts
+    it and drops a corrupt entry) and reads as :data:`~cachekit.MISSING`.
+    """
+
+    def read(key: str) -> Any:
+        try:
+            raw: Any = get(key)
+        except Exception as exc:
+            failed(key, exc)
+            return MISSING
+        if raw is MISSING:
+            counts.misses += 1
+            return MISSING
+        if decode is not None:
+            try:
+                raw = decode(raw) if decode_at is None else decode_at(key, raw)
+            except CodecError as exc:
+                failed(key, exc)
+                return MISSING
+            if raw is MISSING:  # expired by its envelope
+                counts.misses += 1
+                return MISSING
+        counts.hits += 1
+        return raw
+
+    return read
 
 
 class Driver(abc.ABC):
@@ -104,6 +160,39 @@ class Driver(abc.ABC):
         any other is refused. Called once per driver instance (:func:`cachekit.generations.store_for` keeps it).
         """
         return None
+
+    def reader(
+        self,
+        counts: ReadCounter,
+        failed: Callable[[str, Exception], None],
+        decode: Callable[[Any], Any] | None = None,
+        *,
+        decode_at: Callable[[str, Any], Any] | None = None,
+        get: Callable[[str], Any] | None = None,
+        trusted: bool = False,
+        deadline_of: Callable[[Any], float | None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> Reader:
+        """The body a :class:`~cachekit.Cache` reads one key with: the value or :data:`~cachekit.MISSING`.
+
+        Built once per cache (and again when its observation hooks come off); never raises. The default is
+        :func:`generic_reader` over ``get`` (by default :meth:`get`). A driver may override it with a faster body
+        that reads, counts and drops exactly as the generic one does (held to it by the contract suite).
+
+        :param counts: the cache's hit and miss counters.
+        :param failed: ``failed(key, exc)``: count and log a failed read; a :class:`~cachekit.errors.CodecError`
+            also drops the entry.
+        :param decode: the codec's decode (``None``: the driver stores objects, entries are the values).
+        :param decode_at: ``decode_at(key, blob)``, used instead of ``decode`` (a signing codec binds each entry
+            to its key).
+        :param get: the get to read through (a generation store may wrap :meth:`get` with a probe).
+        :param trusted: the blobs never leave this process and the codec trusts them as written (the plain
+            memory driver): values decoded at an entry's first hit may be kept and copied for later hits.
+        :param deadline_of: the codec's envelope deadline of a blob, given for an unsigned codec: a driver may
+            keep decoded values for its in-process entries if it checks that deadline on each hit.
+        :param clock: the cache's clock, for ``deadline_of``.
+        """
+        return generic_reader(self.get if get is None else get, counts, failed, decode, decode_at)
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes | Missing:

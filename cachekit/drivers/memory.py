@@ -17,7 +17,7 @@ An entry is one tuple in one ``OrderedDict`` (no per-entry object or dict of our
 * ``(blob, expires_at, None)``: as written (objects mode: ``(object, expires_at, None)``);
 * ``(blob, expires_at, copier, value, value_bytes, envelope_deadline)``: a bytes-mode entry that was hit, with
   the value decoded at its first hit and the plan that copies it for each later hit
-  (:mod:`cachekit.drivers._memory_read`, :mod:`cachekit.codecs._copies`). ``value_bytes`` is what the value holds
+  (:meth:`MemoryDriver.reader`, :mod:`cachekit.codecs._copies`). ``value_bytes`` is what the value holds
   (estimated once, when kept), counted in the driver's bytes and in ``decoded_cache_bytes``; the value lives and
   dies with its entry (eviction, expiry, overwrite, delete, clear). An entry whose value has no plan keeps
   ``(blob, expires_at, decode, blob, 0, None)``: every hit decodes, and none plans again.
@@ -42,11 +42,12 @@ from typing import Any, TypeAlias
 
 from .._options import check_flag, reject_unknown_options
 from .._types import MISSING, Clock, Missing
+from ..codecs._copies import plan
 from ..errors import ConfigurationError
 from ._tinylfu import TinyLFU
-from .base import PROCESS, Driver
+from .base import PROCESS, Driver, ReadCounter, Reader
 
-__all__ = ["MemoryDriver", "available_memory_bytes"]
+__all__ = ["MemoryDriver", "available_memory_bytes", "first_hit", "memory_reader", "tier_decoder"]
 
 _POLICIES = ("lru", "fifo", "tinylfu")
 _STORES = ("bytes", "objects")
@@ -181,6 +182,25 @@ class MemoryDriver(Driver):
             except KeyError:  # deleted by another thread between the two calls; the value read is still valid
                 pass
         return entry[0]
+
+    def reader(
+        self,
+        counts: ReadCounter,
+        failed: Callable[[str, Exception], None],
+        decode: Callable[[Any], Any] | None = None,
+        *,
+        decode_at: Callable[[str, Any], Any] | None = None,
+        get: Callable[[str], Any] | None = None,
+        trusted: bool = False,
+        deadline_of: Callable[[Any], float | None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> Reader:
+        """The fused reader (:func:`memory_reader`): :meth:`get` and the decode in one frame, and with
+        ``trusted`` a copy of the value decoded at the entry's first hit. A subclass that overrides :meth:`get`,
+        or a wrapped ``get``, reads through the generic body instead."""
+        if get is not None or type(self).get is not MemoryDriver.get:
+            return super().reader(counts, failed, decode, decode_at=decode_at, get=get)
+        return memory_reader(self, counts, failed, decode, copies=trusted, decode_at=decode_at)
 
     async def aget(self, key: str) -> Any:
         """:meth:`get`, inline (the hot path of ``async def`` hits)."""
@@ -479,3 +499,146 @@ def _memory_limit(
         total, _ = available_memory_bytes()
         return float(max_percent), max(1, int(total * max_percent))
     return None, None
+
+
+# -- the reader (Driver.reader) --------------------------------------------------------------------------------
+# The generic body (drivers.base.generic_reader) over MemoryDriver.get is three Python calls and a few dozen
+# attribute lookups per hit. This one is a closure over the driver's dict, clock and policy: a hit is a dict
+# lookup, a deadline check, an LRU move and, in bytes mode, a copy of the value decoded at the entry's first hit
+# (cachekit.codecs._copies). It reads what the generic body reads: tests/unit/test_memory_reader.py (hypothesis)
+# and tests/contract/test_reader_contract.py hold it to it.
+
+
+def memory_reader(
+    driver: MemoryDriver,
+    counts: ReadCounter,
+    failed: Callable[[str, Exception], None],
+    decode: Callable[[Any], Any] | None,
+    copies: bool,
+    decode_at: Callable[[str, Any], Any] | None = None,
+) -> Reader:
+    """A reader over ``driver``: the value or :data:`~cachekit.MISSING`; never raises (fail open).
+
+    :param counts: the cache's hit and miss counters.
+    :param failed: ``failed(key, exc)``: counts the failure and drops a corrupt entry.
+    :param decode: the codec's decode (``None`` in objects mode: entries are the values).
+    :param copies: give hits copies of values decoded once (only for a codec whose blobs are trusted as
+        written: see :meth:`Codec.trust_local_blobs <cachekit.codecs.Codec.trust_local_blobs>`).
+    :param decode_at: ``decode_at(key, blob)``, used instead of ``decode`` when given (a signing codec binds
+        each entry to its key).
+    """
+    data, clock, prefix, lru = driver._data, driver._clock, driver._prefix, driver._lru
+    lookup, move = data.get, driver._touch  # the LRU move, or the TinyLFU read buffer's append
+    first: Callable[[str, Entry], Any] | None = None  # the entry's first hit (objects mode: none, entries are values)
+    if decode_at is not None:  # a signing codec binds each entry to its key: decoded on every hit, never kept
+        first = _keyed_decoding(decode_at, len(prefix or ""))
+    elif decode is not None:
+        first = _first_hit_of(driver, decode) if copies and driver.kept_budget > 0 else _decoding(decode)
+
+    def read(key: str) -> Any:
+        # MemoryDriver.get and generic_reader in one frame: every line runs on every hit.
+        try:
+            full = prefix + key if prefix else key
+            entry = lookup(full)
+            if entry is not None:
+                deadline = entry[1]
+                if deadline is not None and deadline <= clock():
+                    driver._expire(full, entry)
+                    entry = None
+                elif lru:
+                    try:
+                        move(full)
+                    except KeyError:  # deleted by another thread since the lookup; the entry read is still valid
+                        pass
+            if entry is None:
+                counts.misses += 1
+                return MISSING
+            if first is None:
+                value = entry[0]
+            else:
+                copy = entry[2]
+                value = first(full, entry) if copy is None else copy(entry[3])
+        except Exception as exc:  # a corrupt blob, a failing clock: fail open like the generic body
+            failed(key, exc)
+            return MISSING
+        if value is MISSING:  # expired by its envelope
+            counts.misses += 1
+            return MISSING
+        counts.hits += 1
+        return value
+
+    return read
+
+
+def _decoding(decode: Callable[[Any], Any]) -> Callable[[str, Entry], Any]:
+    return lambda full, entry: decode(entry[0])
+
+
+def _keyed_decoding(decode_at: Callable[[str, Any], Any], cut: int) -> Callable[[str, Entry], Any]:
+    """``decode_at(key, blob)`` of an entry stored under ``full`` (the driver's prefix, ``cut`` long, removed)."""
+    return lambda full, entry: decode_at(full[cut:], entry[0])
+
+
+def _first_hit_of(driver: MemoryDriver, decode: Callable[[Any], Any]) -> Callable[[str, Entry], Any]:
+    return lambda full, entry: first_hit(driver, full, entry, decode, None)
+
+
+def first_hit(
+    driver: MemoryDriver,
+    full: str,
+    entry: Entry,
+    decode: Callable[[Any], Any],
+    deadline_of: Callable[[Any], float | None] | None,
+) -> Any:
+    """Decode the blob of ``entry`` (stored under ``full``) and keep the value in it when it fits: its value.
+
+    A value with a plan (:func:`cachekit.codecs._copies.plan`) is kept if its bytes fit in the driver's
+    ``kept_budget`` (one value at most an eighth of it) and the caller gets a copy; a value with no plan, or too
+    large, keeps ``decode`` in its place (later hits decode without trying to plan again). With the budget full
+    nothing is kept: a later hit tries again, once evictions, expiries or writes have freed some.
+    ``deadline_of``: the envelope's deadline of a blob, for a reader that must check it on each hit.
+    """
+    blob = entry[0]
+    value = decode(blob)
+    budget = driver.kept_budget
+    if value is MISSING or driver.kept_bytes >= budget:
+        return value
+    copier, size = plan(value)
+    if copier is None or size > budget >> 3:
+        driver._keep(full, entry, decode, blob, 0, None)
+        return value
+    if driver._keep(full, entry, copier, value, size, None if deadline_of is None else deadline_of(blob)):
+        return copier(value)  # never the kept value itself: the caller may mutate what it gets
+    return value
+
+
+def tier_decoder(
+    driver: MemoryDriver,
+    decode: Callable[[Any], Any],
+    deadline_of: Callable[[Any], float | None],
+    clock: Callable[[], float],
+) -> Callable[[str, Any], Any]:
+    """``decode(blob)`` as ``decoded(key, blob)`` for a reader whose first tier is ``driver``.
+
+    A blob that is the very object ``driver`` holds under ``key`` is answered from that entry (a copy of the
+    value kept there, see :func:`first_hit`), with the envelope's deadline checked as ``decode`` would; a blob
+    from another tier is decoded. The kept value is the entry's: evicted, expired or replaced with it.
+    """
+    data, prefix = driver._data, driver._prefix
+    if driver.kept_budget <= 0:
+        return lambda key, blob: decode(blob)
+
+    def decoded(key: str, blob: Any) -> Any:
+        full = prefix + key if prefix else key
+        entry = data.get(full)
+        if entry is None or entry[0] is not blob:
+            return decode(blob)
+        copy = entry[2]
+        if copy is None:
+            return first_hit(driver, full, entry, decode, deadline_of)
+        deadline = entry[5]
+        if deadline is not None and deadline <= clock():
+            return MISSING  # expired by its envelope
+        return copy(entry[3])
+
+    return decoded

@@ -49,7 +49,8 @@ from cachekit._options import reject_unknown_options
 from cachekit._types import MISSING, Missing, normalize_ttl
 from cachekit.drivers._tier import Outcome, TierGuard, TierState, in_service, raise_if_all_failed
 from cachekit.drivers._tier_config import STRATEGIES, Tier, bounded_ttl, build_tiers, check_strategy
-from cachekit.drivers.base import HOST, NETWORK, PROCESS, Driver
+from cachekit.drivers.base import HOST, NETWORK, PROCESS, Driver, ReadCounter, Reader
+from cachekit.drivers.memory import MemoryDriver, tier_decoder
 from cachekit.errors import ConfigurationError, DriverError
 from cachekit.generations import GenerationStore, store_for
 
@@ -143,6 +144,26 @@ class TieredDriver(Driver):
         return tuple(Tier(tier.driver, tier.ttl, tier.name) for tier in self._tiers)
 
     # -- reads ---------------------------------------------------------------------------------------------
+
+    def reader(
+        self,
+        counts: ReadCounter,
+        failed: Callable[[str, Exception], None],
+        decode: Callable[[Any], Any] | None = None,
+        *,
+        decode_at: Callable[[str, Any], Any] | None = None,
+        get: Callable[[str], Any] | None = None,
+        trusted: bool = False,
+        deadline_of: Callable[[Any], float | None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> Reader:
+        """The generic body over :meth:`get` (whose L1 fast path serves a healthy first tier's hits without the
+        tier walk); over a plain memory first tier and an unsigned codec, its hits are answered from the value
+        decoded at the entry's first hit (:func:`~cachekit.drivers.memory.tier_decoder`)."""
+        first = self._tiers[0].driver
+        if decode is not None and decode_at is None and deadline_of is not None and type(first) is MemoryDriver:
+            decode_at = tier_decoder(first, decode, deadline_of, clock or self._clock)
+        return super().reader(counts, failed, decode, decode_at=decode_at, get=get)
 
     def get(self, key: str) -> bytes | Missing:
         # The L1 hit is the hot path: straight to the first tier while it is healthy (nothing to replay, breaker

@@ -119,9 +119,14 @@ class GenerationView:
         """``(key, epoch)``: the key under the current generations, and the epoch it stays valid for."""
         trusted = self.store.trusted(self.namespace)
         epoch = template.cell.epoch if trusted else UNTRUSTED
-        values, certain = self._values(template.scopes, trusted)
-        suffix = ".".join(format(v, "x") for v in values)
-        return f"{template.base}@{suffix}", epoch if certain else UNTRUSTED
+        values, missing = self._local(template.scopes, trusted)
+        certain = True
+        if missing:
+            wanted = [template.scopes[i] for i in missing]
+            fetched, certain = self._fetch(wanted, remember=trusted)
+            for index, value in zip(missing, fetched, strict=True):
+                values[index] = value
+        return template.base + "@" + ".".join(format(v, "x") for v in values), epoch if certain else UNTRUSTED
 
     async def arender(self, template: KeyTemplate) -> tuple[str, int]:
         """:meth:`render` for the event loop: generations not known locally come from the store's ``aread``
@@ -132,38 +137,25 @@ class GenerationView:
             return self.render(template)
         trusted = self.store.trusted(self.namespace)
         epoch = template.cell.epoch if trusted else UNTRUSTED
-        private, known = self._private, self._known
-        values: list[int] = []
-        missing: list[int] = []
-        for index, scope in enumerate(template.scopes):
-            value = private.get(scope)
-            if value is None and trusted:
-                value = known.get(scope)
-            if value is None:
-                missing.append(index)
-                value = 0
-            values.append(value)
+        values, missing = self._local(template.scopes, trusted)
         certain = True
         if missing:
-            scopes = [template.scopes[i] for i in missing]
+            wanted = [template.scopes[i] for i in missing]
             now = self._clock()
             if now < self._retry_at:
-                fetched, certain = self._offline(scopes), False
+                fetched, certain = self._offline(wanted), False
             else:
                 changes = self._changes
                 try:
-                    fetched = await aread(self.namespace, scopes)
+                    fetched = await aread(self.namespace, wanted)
                 except Exception as exc:
-                    self._retry_at = now + self._retry_interval
-                    self._failed("read generations", exc)
-                    fetched, certain = self._offline(scopes), False
+                    fetched, certain = self._unreachable_now(wanted, now, exc), False
                 else:
-                    fetched = self._guard(scopes, fetched)
-                    self._remember(scopes, fetched, changes, trusted)
+                    fetched = self._guard(wanted, fetched)
+                    self._remember(wanted, fetched, changes, trusted)
             for index, value in zip(missing, fetched, strict=True):
                 values[index] = value
-        suffix = ".".join(format(v, "x") for v in values)
-        return f"{template.base}@{suffix}", epoch if certain else UNTRUSTED
+        return template.base + "@" + ".".join(format(v, "x") for v in values), epoch if certain else UNTRUSTED
 
     def render_local(self, template: KeyTemplate) -> str | None:
         """The key of :meth:`render` from local copies only, or ``None`` when it would have to ask the store.
@@ -172,22 +164,18 @@ class GenerationView:
         """
         if not self.store.trusted(self.namespace):
             return None
-        private, known = self._private, self._known
-        values = []
-        for scope in template.scopes:
-            value = private.get(scope)
-            if value is None:
-                value = known.get(scope)
-                if value is None:
-                    return None
-            values.append(value)
+        values, missing = self._local(template.scopes, True)
+        if missing:
+            return None
         return template.base + "@" + ".".join(format(v, "x") for v in values)
 
     def key(self, base: str, scopes: Sequence[str]) -> str:
         """The full key of ``base`` depending on ``scopes`` (for one-off keys: facades, warmers)."""
         return self.render(self.template(base, scopes))[0]
 
-    def _values(self, scopes: Sequence[str], trusted: bool) -> tuple[list[int], bool]:
+    def _local(self, scopes: Sequence[str], trusted: bool) -> tuple[list[int], list[int]]:
+        """The generations known here (0 where unknown), and the indexes of the unknown ones: the one body of
+        :meth:`render`, :meth:`arender` and :meth:`render_local` before any store is asked."""
         private, known = self._private, self._known
         values: list[int] = []
         missing: list[int] = []
@@ -199,12 +187,7 @@ class GenerationView:
                 missing.append(index)
                 value = 0
             values.append(value)
-        if not missing:
-            return values, True
-        fetched, certain = self._fetch([scopes[i] for i in missing], remember=trusted)
-        for index, value in zip(missing, fetched, strict=True):
-            values[index] = value
-        return values, certain
+        return values, missing
 
     def _fetch(self, scopes: list[str], *, remember: bool) -> tuple[list[int], bool]:
         now = self._clock()
@@ -214,12 +197,16 @@ class GenerationView:
         try:
             values = self.store.read(self.namespace, scopes)
         except Exception as exc:
-            self._retry_at = now + self._retry_interval
-            self._failed("read generations", exc)
-            return self._offline(scopes), False
+            return self._unreachable_now(scopes, now, exc), False
         values = self._guard(scopes, values)
         self._remember(scopes, values, changes, remember)
         return values, True
+
+    def _unreachable_now(self, scopes: list[str], now: float, exc: Exception) -> list[int]:
+        """A failed read of the store: retried after the interval; meanwhile the offline generations."""
+        self._retry_at = now + self._retry_interval
+        self._failed("read generations", exc)
+        return self._offline(scopes)
 
     def _guard(self, scopes: list[str], values: list[int]) -> list[int]:
         """``values`` read from the store, never below the high-water mark (issue 19).
@@ -480,3 +467,4 @@ class GenerationView:
     def close(self) -> None:
         """Stop listening to the store."""
         self.store.unwatch(self.namespace, self)
+

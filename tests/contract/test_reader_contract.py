@@ -1,18 +1,17 @@
-"""Every driver's read bodies against the generic one (``Cache._read`` with a plain decode), on real backends.
+"""Every driver's read bodies against the generic one (``Driver.reader``: a get and a plain decode), on real backends.
 
 For each driver of the contract suite (x key prefix), five caches over five drivers of that kind run one
 script of writes, corruptions, deletions and time passing. Each cache reads with one body:
 
-* ``installed``: whatever the namespace put on its instance (the memory driver's fused reader, R2; a memory
-  tier's decoded copies; else R1);
+* ``installed``: the driver's own reader (``driver.reader()``: the memory driver's fused reader, R2; the tiered
+  driver's, D1 with a memory tier's decoded copies; else the generic body);
 * ``async``: ``await cache._aread`` (R3: ``driver.aget``, native or on cachekit's executor);
 * ``many``: ``cache.get_many([key])`` (R4);
 * ``recheck``: ``cache._quiet_read`` (the single-flight re-check; it counts no hit or miss);
-* ``generic``: ``Cache._read`` with the plain codec decode: the reference.
+* ``generic``: ``Driver.reader``, the generic body with the plain codec decode: the reference.
 
 Every read must give the reference's value, and every cache must end each step with the reference's counters
-and stored keys (a corrupt entry is dropped by all of them). When ``Driver.reader()`` lands (issue 18), its
-bodies join this table.
+and stored keys (a corrupt entry is dropped by all of them).
 """
 
 from __future__ import annotations
@@ -38,6 +37,9 @@ SCRIPT: list[tuple[Any, ...]] = [
     ("read", "a"),
     ("read", "a"),
     ("read", "b"),
+    ("envelope", "e", {"kept": [1]}, 5),  # stored with no TTL of the driver's, an envelope deadline in 5 s
+    ("read", "e"),
+    ("read", "e"),
     ("read", "absent"),
     ("corrupt", "c", b"garbage"),
     ("read", "c"),
@@ -46,6 +48,7 @@ SCRIPT: list[tuple[Any, ...]] = [
     ("read", "d"),
     ("advance", 6),
     ("read", "b"),
+    ("read", "e"),  # past the envelope's deadline: a miss, also from a value kept at an earlier hit
     ("delete", "a"),
     ("read", "a"),
     ("set", "a", [1, {"y": True}], 60),
@@ -71,7 +74,6 @@ def twins(
                       request.getfixturevalue)  # fmt: skip
         built[body] = twin.driver
     caches = {body: Cache(driver, namespace="reader", ttl=60, clock=clock) for body, driver in built.items()}
-    caches["generic"]._decode_at = None  # the plain decode: the reference for the memory tier's decoded copies
     yield caches
     for body, driver in built.items():
         if body != "installed":  # the harness closes its own
@@ -93,7 +95,7 @@ def read(body: str, cache: Cache, key: str) -> Any:
         value = cache._quiet_read(full)
         assert (cache.hits, cache.misses) == (hits, misses)
         return value
-    return Cache._read(cache, full)
+    return cache._reader(Driver.reader)(full)  # the generic body with the plain decode
 
 
 def state(cache: Cache) -> tuple[int, int, int, list[str]]:
@@ -113,6 +115,10 @@ def test_every_read_body_reads_what_the_generic_body_reads(twins: dict[str, Cach
                     assert cache.set(op[1], op[2], ttl=op[3])
                 elif kind == "delete":
                     cache.delete(op[1])
+                elif kind == "envelope":
+                    full = cache._full_key(op[1])
+                    blob = op[2] if cache.codec is None else cache.codec.encode(op[2], op[3], full)
+                    cache.driver.set(full, blob, None)
                 else:
                     blob = bad_payload() if op[2] == "bad-payload" else op[2]
                     cache.driver.set(cache._full_key(op[1]), blob, None)
@@ -136,3 +142,23 @@ def test_the_twins_are_distinct_drivers(twins: dict[str, Cache]) -> None:
     assert len({id(driver) for driver in drivers}) == len(BODIES)
     twins["installed"].set("only-here", 1)
     assert [cache.get("only-here") for cache in twins.values()] == [1, None, None, None, None]
+
+
+def test_every_reader_reads_through_the_get_it_is_given(twins: dict[str, Cache]) -> None:
+    """A generation store may wrap ``get`` (Redis: a look at its notification buffer before each read, so a bump
+    is heard at the next read): every driver's reader must read through the ``get`` it is handed."""
+    cache = twins["installed"]
+    cache.set("g", {"v": 1})
+    seen: list[str] = []
+
+    def counting(key: str) -> Any:
+        seen.append(key)
+        return cache.driver.get(key)
+
+    failures: list[Exception] = []
+    reader = cache.driver.reader(cache._reads, lambda key, exc: failures.append(exc), cache._decode,
+                                 decode_at=cache._decode_at, get=counting)  # fmt: skip
+    full = cache._full_key("g")
+    assert same_value(reader(full), {"v": 1})
+    assert seen == [full]
+    assert not failures

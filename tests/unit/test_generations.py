@@ -273,3 +273,42 @@ def test_a_pending_bump_is_retried_at_most_once_a_second(clock: Any) -> None:
     assert not cache.pending_invalidations  # retried first, then this write's own bump
     assert driver.store.bumps == bumps + 3
     assert [users.get(f"u{i}")["v"] for i in (1, 2, 3)] == [1, 1, 1]
+
+
+class _UnwatchedStore(MemoryGenerations):
+    """A store whose changes nobody is told of; ``trusting`` says whether local copies may be used."""
+
+    trusting = True
+
+    def trusted(self, namespace: str) -> bool:
+        return self.trusting
+
+    def change_silently(self, namespace: str, scope: str) -> None:
+        self._values[(namespace, scope)] = self._values.get((namespace, scope), 0) + 1  # no listener told
+
+
+@pytest.mark.parametrize("how", ["render", "arender", "render_local"])
+def test_an_untrusted_store_is_asked_at_every_render_never_the_local_copies(how: str) -> None:
+    import asyncio
+
+    store = _UnwatchedStore()
+    view = GenerationView(store, "ns")
+    template = view.template("base", [NAMESPACE_SCOPE, "users"])
+    known = view.render(template)[0]  # "users" is known locally now
+    store.change_silently("ns", "users")  # another process's write, not heard (a lost subscription)
+    assert view.render(template)[0] == known  # trusted: the local copy
+    store.trusting = False
+    if how == "render_local":
+        assert view.render_local(template) is None  # it would have to ask the store
+        return
+    async def aread(namespace: str, scopes: Sequence[str]) -> list[int]:
+        return store.read(namespace, scopes)
+
+    store.aread = aread  # type: ignore[attr-defined]  # arender asks an async store
+    fresh = view.render(template)[0] if how == "render" else asyncio.run(_arender(view, template))
+    assert fresh != known
+    assert fresh == "base@0.1"
+
+
+async def _arender(view: GenerationView, template: Any) -> str:
+    return (await view.arender(template))[0]

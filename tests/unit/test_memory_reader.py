@@ -1,4 +1,4 @@
-"""The memory driver's one-frame reader (``cache._read``) against the generic ``Cache._read`` over ``MemoryDriver.get``.
+"""The memory driver's fused reader (``MemoryDriver.reader``) against the generic body (``Driver.reader``).
 
 Two namespaces are driven through the same operations with the same fake clock: one reads with the reader the
 memory driver put on the instance, the other with the class's generic path. Every read must give the same value
@@ -19,10 +19,11 @@ from hypothesis import strategies as st
 import cachekit.metrics
 from cachekit import MISSING, Cache, cached
 from cachekit.codecs import Codec
+from cachekit.drivers.base import Driver
 from cachekit.drivers.memory import MemoryDriver
 from tests.conftest import FakeClock, same_value
 
-READER_MODULE = "cachekit.drivers._memory_read"
+READER_MODULE = "cachekit.drivers.memory"
 
 
 class BreakableClock(FakeClock):
@@ -39,12 +40,12 @@ class BreakableClock(FakeClock):
 
 
 def pair(clock: FakeClock, **config: Any) -> tuple[Cache, Cache]:
-    """(a namespace reading with the memory reader, a twin reading with the generic ``Cache._read``)."""
+    """(a namespace reading with the memory reader, a twin reading with the generic body)."""
     fast = Cache(driver="memory", namespace="mr", clock=clock, config=dict(config))
     slow = Cache(driver="memory", namespace="mr", clock=clock, config=dict(config))
     assert fast._read.__module__ == READER_MODULE
-    del vars(slow)["_read"]  # the class's generic path over MemoryDriver.get
-    assert slow._read.__func__ is Cache._read  # type: ignore[attr-defined]
+    slow._read = slow._reader(Driver.reader)  # the generic body over MemoryDriver.get
+    assert slow._read.__module__ == "cachekit.drivers.base"
     return fast, slow
 
 
@@ -196,13 +197,24 @@ def test_a_corrupt_blob_counts_an_error_is_dropped_and_is_a_miss(blob: Any) -> N
     assert cache.get("k") == {"ok": True}
 
 
-def test_a_cache_over_anything_but_the_plain_memory_driver_keeps_the_generic_path() -> None:
+def test_a_memory_driver_whose_get_is_overridden_reads_through_the_generic_body() -> None:
     class MyMemory(MemoryDriver):
+        def get(self, key: str) -> Any:
+            self.gets = getattr(self, "gets", 0) + 1
+            return super().get(key)
+
+    class SameMemory(MemoryDriver):
         pass
 
-    assert "_read" not in vars(Cache(driver=MyMemory(), namespace="mr"))
-    assert "_read" not in vars(Cache(drivers=[{"driver": "memory"}, {"driver": "memory"}], namespace="mr"))
-    assert "_read" not in vars(Cache(driver="null", namespace="mr"))
+    mine = Cache(driver=MyMemory(), namespace="mr")
+    assert mine._read.__module__ == "cachekit.drivers.base"
+    mine.set("k", 1)
+    assert mine.get("k") == 1
+    assert mine.driver.gets == 1  # type: ignore[attr-defined]
+    assert Cache(driver=SameMemory(), namespace="mr")._read.__module__ == READER_MODULE  # get as is: fused
+    tiered = Cache(drivers=[{"driver": "memory"}, {"driver": "memory"}], namespace="mr")
+    assert tiered._read.__module__ == "cachekit.drivers.base"
+    assert Cache(driver="null", namespace="mr")._read.__module__ == "cachekit.drivers.base"
 
 
 def test_the_reader_does_not_keep_its_cache_alive() -> None:

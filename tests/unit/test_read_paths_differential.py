@@ -159,8 +159,8 @@ def counters(cache: Cache) -> tuple[int, int, int, int]:
 
 
 def generic(cache: Cache, key: str) -> Any:
-    """R1: the class's body, whatever the instance has installed."""
-    return Cache._read(cache, key)
+    """R1: the generic body (``Driver.reader``), whatever the driver's own reader is."""
+    return cache._reader(Driver.reader)(key)
 
 
 # -- R3: the async read ------------------------------------------------------------------------------------

@@ -162,3 +162,30 @@ def test_recording_outside_pytest() -> None:
     assert [e.kind for e in recorder.events] == ["miss", "invalidate"]
     assert recorder.invalidated("things", id=1)
     assert "miss" in repr(recorder)
+
+
+def test_a_cache_made_before_disabled_calls_through_inside_it() -> None:
+    """A memory cache's reader is its driver's (``Driver.reader``), on the instance: ``disabled()`` must null it
+    too, not only the class methods (before issue 18's read hook it served its stored entries inside the block)."""
+    from cachekit import Cache, cached
+    from cachekit.testing import disabled
+
+    class Repo:
+        name = "users"
+
+        def __init__(self, cache: Cache) -> None:
+            self.cache, self.loads = cache, 0
+
+        @cached("get")
+        def get(self, id: str) -> dict[str, str]:
+            self.loads += 1
+            return {"id": id}
+
+    for driver in ("memory", "null"):
+        repo = Repo(Cache(driver=driver, namespace="made-before"))
+        repo.get("u1")
+        with disabled():
+            repo.get("u1")
+        assert repo.loads == 2, driver
+        repo.get("u1")
+        assert repo.loads == (2 if driver == "memory" else 3), driver  # the reader is back after the block
