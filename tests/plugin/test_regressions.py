@@ -33,7 +33,10 @@ def test_every_argument_is_part_of_the_key(
     parameter inside a partition (pages, query filters and get_from_partition ids shared one file)."""
     db.use_plugin(CachePlugin(**plugin_options(kind)))
     users.insert({"id": "u4", "region": "eu", "role": "admin"})
-    for _ in range(2):  # the second round is served from the cache: each call must still get its own answer
+    hits_before = 0
+    for round_ in range(2):  # the second round is served from the cache: each call must still get its own answer
+        if round_ == 1:  # (the first round's hits: page 2's total from the count page 1 cached)
+            hits_before = users.cache.stats().hits
         assert [d["id"] for d in users.list(limit=1)] == ["u1"]
         assert [d["id"] for d in users.list(limit=2)] == ["u1", "u2"]
         assert users.list_ids(offset=2) == ["u3", "u4"]
@@ -43,7 +46,7 @@ def test_every_argument_is_part_of_the_key(
         assert [d["id"] for d in users.query({"role": "user"}, **EU)] == ["u3"]
         assert users.get_from_partition("u1", **EU)["id"] == "u1"
         assert users.get_from_partition("u3", **EU)["id"] == "u3"
-    assert users.cache.stats().hits == 9
+    assert users.cache.stats().hits - hits_before == 9
 
 
 def test_a_cache_that_is_down_never_fails_a_read_or_a_write(
