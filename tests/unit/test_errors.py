@@ -78,7 +78,7 @@ def test_callers_catching_builtins_keep_working() -> None:
         (lambda: cached(ttl=-1), ConfigurationError, r"ttl"),
         (lambda: Cache(driver="nope"), DriverNotFound, r"unknown cache driver 'nope'; use one of \[.*'memory'.*\]"),
         (lambda: Cache(config={"eviction_policy": "random"}), ConfigurationError,
-         r"eviction_policy must be one of \['lru', 'fifo'\]; got 'random'"),
+         r"eviction_policy must be one of \['lru', 'fifo', 'tinylfu'\]; got 'random'"),
         (lambda: Cache(config={"max_memory_bytes": 1 << 20, "max_memory_percent": 0.1}), ConfigurationError,
          r"either max_memory_bytes or max_memory_percent, not both"),
         (lambda: Cache(config={"max_memory_percent": 0}), ConfigurationError, r"fraction in \(0, 1\].*got 0"),
