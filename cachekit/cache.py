@@ -204,8 +204,7 @@ class Cache:
         # it; bounded by the decorators.
         self._key_memo: dict[Any, tuple[str, int, Any, KeyTemplate]] = {}
         self._reads = ReadCounts()
-        # A signed entry is bound to its key (issue 19): every decode is given the key it was read under.
-        self._decode_at = self.codec.decode_at if self.codec is not None and self.codec.signed else None
+        self._decode_at, self._decode_blob = self._decoders()
         self.hits = self.misses = self.sets = self.deletes = self.errors = self.invalidations = 0
         self._install_read()
         register(self)  # events and metrics (cachekit.events): hooks only while something observes
@@ -622,19 +621,33 @@ class Cache:
     def _reader(self, hook: Callable[..., Reader]) -> Reader:
         """The reader ``hook`` (a :meth:`Driver.reader`, e.g. the generic ``Driver.reader`` in the differential
         tests) builds for this cache's driver, counters, codec and failure report."""
-        codec = self.codec
         return hook(
             self.driver, self._reads, _failure_report(self), self._decode, decode_at=self._decode_at,
-            get=self._probed_get, trusted=self._trusted_blobs,
-            deadline_of=None if codec is None or codec.signed else codec.expires_at, clock=self._clock,
+            get=self._probed_get, trusted=self._trusted_blobs, deadline_of=self._deadline_of(), clock=self._clock,
         )  # fmt: skip
+
+    def _decoders(self) -> tuple[Callable[[str, Any], Any] | None, Callable[[str, Any], Any] | None]:
+        """``decode_at`` for the reader, and the decoding of blobs read without it (``aget``, ``get_many``, the
+        re-check): ``(key, blob) -> value``, ``None`` for a plain ``decode(blob)``."""
+        # A signed entry is bound to its key (issue 19): every decode is given the key it was read under.
+        decode_at = self.codec.decode_at if self.codec is not None and self.codec.signed else None
+        # Blobs read outside the reader are decoded as the reader decodes them: a tiered driver's memory tier
+        # serves the copies its reader serves (Driver.blob_decoder).
+        blobs = self.driver.blob_decoder(self._decode, decode_at=decode_at, deadline_of=self._deadline_of(),
+                                         clock=self._clock)  # fmt: skip
+        return decode_at, blobs
+
+    def _deadline_of(self) -> Callable[[Any], float | None] | None:
+        """The codec's envelope deadline of a blob, for a driver that keeps decoded values (unsigned codecs)."""
+        codec = self.codec
+        return None if codec is None or codec.signed else codec.expires_at
 
     def _decoded(self, key: str, raw: Any, failed: Any = MISSING) -> Any:
         """The value of a blob the driver returned, MISSING; ``failed`` for a corrupt one (counted, dropped)."""
         if raw is MISSING or self._decode is None:
             return raw
         try:
-            at = self._decode_at
+            at = self._decode_blob
             return self._decode(raw) if at is None else at(key, raw)
         except CodecError as exc:
             self._backend_failed(key, exc)
@@ -650,7 +663,7 @@ class Cache:
             return MISSING
         if raw is not MISSING and self._decode is not None:
             try:
-                at = self._decode_at  # keyed: a signing codec binds each entry to its key
+                at = self._decode_blob  # keyed: a signing codec's, or a memory tier's kept copies
                 raw = self._decode(raw) if at is None else at(key, raw)
             except CodecError as exc:
                 self._backend_failed(key, exc)

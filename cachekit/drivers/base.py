@@ -194,6 +194,22 @@ class Driver(abc.ABC):
         """
         return generic_reader(self.get if get is None else get, counts, failed, decode, decode_at)
 
+    def blob_decoder(
+        self,
+        decode: Callable[[Any], Any] | None,
+        *,
+        decode_at: Callable[[str, Any], Any] | None = None,
+        deadline_of: Callable[[Any], float | None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> Callable[[str, Any], Any] | None:
+        """``decoded(key, blob)`` for the blobs :meth:`get`, :meth:`aget` and :meth:`get_many` return, used where
+        a :class:`~cachekit.Cache` reads without its reader (``aget``/``_aread``, ``get_many``, the single-flight
+        re-check); ``None``: ``decode(blob)``. The default is ``decode_at``. A driver whose :meth:`reader`
+        answers hits from values decoded earlier returns that decoding here, so every read path serves the same
+        copies (the tiered driver: its memory tier's). Arguments as for :meth:`reader`.
+        """
+        return decode_at
+
     @abc.abstractmethod
     def get(self, key: str) -> bytes | Missing:
         """Return the blob stored under ``key``, or :data:`~cachekit.MISSING`."""

@@ -160,10 +160,24 @@ class TieredDriver(Driver):
         """The generic body over :meth:`get` (whose L1 fast path serves a healthy first tier's hits without the
         tier walk); over a plain memory first tier and an unsigned codec, its hits are answered from the value
         decoded at the entry's first hit (:func:`~cachekit.drivers.memory.tier_decoder`)."""
+        decode_at = self.blob_decoder(decode, decode_at=decode_at, deadline_of=deadline_of, clock=clock)
+        return super().reader(counts, failed, decode, decode_at=decode_at, get=get)
+
+    def blob_decoder(
+        self,
+        decode: Callable[[Any], Any] | None,
+        *,
+        decode_at: Callable[[str, Any], Any] | None = None,
+        deadline_of: Callable[[Any], float | None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> Callable[[str, Any], Any] | None:
+        """The decoding of :meth:`reader`, for the cache's other reads (``aget``, ``get_many``, the re-check):
+        over a plain memory first tier and an unsigned codec, :func:`~cachekit.drivers.memory.tier_decoder`,
+        so a hit of that tier is a copy of the value kept in its entry whichever path reads it."""
         first = self._tiers[0].driver
         if decode is not None and decode_at is None and deadline_of is not None and type(first) is MemoryDriver:
-            decode_at = tier_decoder(first, decode, deadline_of, clock or self._clock)
-        return super().reader(counts, failed, decode, decode_at=decode_at, get=get)
+            return tier_decoder(first, decode, deadline_of, clock or self._clock)
+        return decode_at
 
     def get(self, key: str) -> bytes | Missing:
         # The L1 hit is the hot path: straight to the first tier while it is healthy (nothing to replay, breaker

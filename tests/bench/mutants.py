@@ -123,6 +123,9 @@ MUTANTS = [
            "cachekit/drivers/memory.py", "            return MISSING  # expired by its envelope",
            "            return copy(entry[3])  # expired by its envelope",
            ("tests/unit/test_decoded_copies.py", *READS)),
+    Mutant("R3-copies", "aget and get_many of a tiered cache decode every memory-tier hit (the reader's copies "
+           "not handed to them)", "cachekit/cache.py", "        return decode_at, blobs",
+           "        return decode_at, decode_at", ("tests/unit/test_decoded_copies.py", *READS)),
     Mutant("D1-probe", "a reader drops the generation store's probed get", "cachekit/drivers/tiered.py",
            "return super().reader(counts, failed, decode, decode_at=decode_at, get=get)",
            "return super().reader(counts, failed, decode, decode_at=decode_at)",

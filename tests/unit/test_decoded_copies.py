@@ -659,3 +659,66 @@ def test_memory_tier_kept_values_live_in_the_tier_entries(tmp_path: Any) -> None
     cache.delete("k")
     assert tier.kept_bytes == 0
     assert cache.get("k") is None
+
+
+def count_decodes(cache: Cache) -> list[int]:
+    """Count the payload decodes of ``cache``'s codec (msgpack's, whichever of its two loads a blob takes)."""
+    codec: Any = cache.codec
+    calls = [0]
+
+    def counted(loads: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+        def load(data: bytes) -> Any:
+            calls[0] += 1
+            return loads(data)
+
+        return load
+
+    codec._loads, codec._loads_plain = counted(codec._loads), counted(codec._loads_plain)
+    return calls
+
+
+def test_aget_and_get_many_of_a_memory_tier_hit_copy_the_kept_value(tmp_path: Any) -> None:
+    """``Cache.aget`` (``_aread``), a decorated ``async def`` read of a blocking tiered driver (``_aread``) and
+    ``get_many`` serve a warm memory-tier hit from the value its entry keeps, as the sync reader does: no
+    decode, and every caller its own copy."""
+    import asyncio
+
+    from tests.conftest import FakeClock
+
+    cache = _tiered(tmp_path, FakeClock())
+    assert cache.driver.blocking  # decorated async reads go through _aread
+    value = {"id": 7, "tags": ["a", "b"], "pair": (1, [2]), "when": dt.datetime(2024, 1, 1), "d": Decimal("1.5")}
+    cache.set("k", value)
+    decodes = count_decodes(cache)
+    assert same_value(cache.get("k"), value)  # the first hit decodes and keeps the value in the L1 entry
+    assert decodes[0] == 1
+
+    class Repo:
+        name = "things"
+
+        def __init__(self) -> None:
+            self.cache = cache
+
+        @cached(action="get")
+        async def get(self, id: str) -> dict[str, Any]:
+            return dict(value, id=id)
+
+    repo = Repo()
+
+    async def reads() -> list[Any]:
+        await repo.get("x")  # a miss: loaded, stored, decoded at its first hit below
+        return [await cache.aget("k"), await cache.aget("k"), await repo.get("x"), await repo.get("x")]
+
+    hits = asyncio.run(reads())
+    assert decodes[0] == 2  # only the first hit of "x" (it keeps the value): "k" and the second "x" are copies
+    hits += [cache.get_many(["k"])["k"], cache.get_many(["k", "absent", "k"])["k"]]
+    assert decodes[0] == 2  # warm L1 hits: copies of the kept value, never a decode
+    for hit in hits:
+        assert same_value(hit, value if hit["id"] == 7 else dict(value, id="x"))
+        hit["tags"].append("mutated")
+        hit["pair"][1].append("mutated")
+    assert same_value(cache.get("k"), value)
+    assert same_value(asyncio.run(cache.aget("k")), value)
+    assert same_value(cache.get_many(["k"])["k"], value)
+    assert same_value(asyncio.run(repo.get("x")), dict(value, id="x"))
+    assert decodes[0] == 2

@@ -10,6 +10,8 @@ with the same counters, errors and stored keys (a corrupt entry is dropped by bo
   (``_quiet_read``) against R1;
 * R5-R7: an observed cache (metrics on, or hit/miss listeners: the wrappers of ``cachekit._instrument``)
   against an unobserved twin, and the per-key metric counters and events against the namespace's counters;
+* R3/R4 over tiers: ``Cache.aget`` and ``get_many`` against the tiered driver's own reader (the memory tier's
+  decoded copies: same values, counters and kept values);
 * D1: the tiered driver's L1 bypass (``TieredDriver.get``) against its generic path (``get_with_expiry``).
 
 The names (R1, R3 ...) are those of the architecture review (``docs/architecture.md``, "Read paths and their
@@ -38,6 +40,7 @@ from cachekit.drivers.memory import MemoryDriver
 from cachekit.drivers.tiered import Tier, TieredDriver
 from cachekit.events import CacheEvent
 from tests.conftest import same_value
+from tests.unit.test_decoded_copies import vandalize
 from tests.unit.test_memory_reader import VALUES, BreakableClock, bad_payload
 
 KEYS = st.sampled_from(["a", "b", "c", "d"])
@@ -242,6 +245,85 @@ def test_the_single_flight_recheck_reads_what_the_generic_path_reads(
                 assert twins.fast.errors <= twins.slow.errors, op
                 twins.fast.errors = twins.slow.errors
             twins.check(op, got, expected)
+    finally:
+        twins.close()
+
+
+# -- R3/R4 over tiers: the memory tier's decoded copies on every path ----------------------------------------
+
+
+def tier_state(cache: Cache) -> list[Any]:
+    """Each tier's counters, and per memory tier what it keeps decoded: the bytes and which entries."""
+    driver: Any = cache.driver
+    state: list[Any] = [driver._misses]
+    for tier in driver._tiers:
+        data = getattr(tier.driver, "_data", {})
+        kept = (getattr(tier.driver, "kept_bytes", None), [(key, len(entry)) for key, entry in data.items()])
+        state.append((tier.hits, tier.misses, tier.errors, tier.skipped, tier.promotions, tier.sets, kept))
+    return state
+
+
+@pytest.fixture
+def tiers(tmp_path: Path) -> Iterator[Drivers]:
+    built = Drivers("tiered", tmp_path)
+    yield built
+    built.close()
+
+
+TIER_READS = st.tuples(st.sampled_from(["aget", "many"]), st.lists(KEYS, unique=True, min_size=1, max_size=3))
+
+
+@SETTINGS
+@given(ops=st.lists(st.one_of(STEPS, TIER_READS, TIER_READS), max_size=40))
+@example(ops=[("set", "a", {"x": (True, 1.5)}, 5.0), ("aget", ["a"]), ("aget", ["a"]), ("many", ["a", "b"]),
+              ("many", ["a"]), ("advance", 6.0), ("aget", ["a"]), ("many", ["a"])])  # fmt: skip
+@example(ops=[("set", "a", [1, 2], None), ("many", ["a"]), ("aget", ["a"]), ("aget", ["a"]), ("many", ["a"])])
+def test_aget_and_get_many_over_tiers_read_what_the_tiered_reader_reads(
+    tiers: Drivers, ops: list[tuple[Any, ...]]
+) -> None:
+    """``Cache.aget`` (``_aread``) and ``get_many`` against the tiered driver's reader (``cache._read``, which
+    answers a memory tier's hits from the value kept at the entry's first hit): same values (type-exact), same
+    counters, the same values kept in the same tier entries, and a mutated result never reaches a later read."""
+    twins = tiers.twins("tr")
+
+    async def read(op: tuple[Any, ...]) -> dict[str, Any]:
+        if op[0] == "many":
+            return twins.fast.get_many(op[1])
+        got = {}
+        for key in op[1]:
+            value = await twins.fast.aget(key, MISSING)
+            if value is not MISSING:
+                got[key] = value
+        return got
+
+    async def run() -> None:
+        for op in ops:
+            if op[0] not in ("aget", "many"):
+                twins.step(op)
+                continue
+            if op[0] == "many" and twins.clock.broken:  # one failed batch against reads failing one by one
+                continue
+            got = await read(op)
+            expected = {}
+            for key in op[1]:
+                value = twins.slow._read(twins.slow._full_key(key))
+                if value is not MISSING:
+                    expected[key] = value
+            assert list(got) == list(expected), (op, got, expected)
+            for key in got:
+                assert same_value(got[key], expected[key]), (op, key, got[key], expected[key])
+                vandalize(got[key])  # a caller's mutation: later reads must not see it (nor the twin's)
+                vandalize(expected[key])
+            assert counters(twins.fast) == counters(twins.slow), op
+            assert twins.stored(twins.fast) == twins.stored(twins.slow), op
+            broken, twins.clock.broken = twins.clock.broken, False
+            try:
+                assert tier_state(twins.fast) == tier_state(twins.slow), op
+            finally:
+                twins.clock.broken = broken
+
+    try:
+        asyncio.run(run())
     finally:
         twins.close()
 
