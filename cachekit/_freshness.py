@@ -296,22 +296,11 @@ class FreshState:
         cache = self.cache
         beside = sibling(key)
         found = self._found(beside, cache._quiet_read(beside))
-        fallback = MISSING
-        if found is not None:
-            expires_at, _, value = found
-            now = cache._clock()
-            if not expires_at or now < expires_at:  # the plain entry left early: XFetch's draw, an eviction
-                grace = (expires_at - now if expires_at else 1.0) + fresh.stale_while_revalidate
-                if self._start(key, found, grace, resource, action, fresh, loader, ttl) and fresh.early_refresh:
-                    self.counter(resource, action).early_refreshes += 1
-                return value
-            if now < expires_at + fresh.stale_while_revalidate:
-                self.counter(resource, action).stale_served += 1
-                self._start(key, found, expires_at + fresh.stale_while_revalidate - now, resource, action, fresh,
-                            loader, ttl)
-                return value
-            if now < expires_at + fresh.stale_if_error:
-                fallback = value
+        value, grace, early, fallback = self._decide(found, fresh)
+        if grace is not None and found is not None:  # (grace comes only with a record)
+            started = self._start(key, found, grace, resource, action, fresh, loader, ttl)
+            self._count_served(resource, action, fresh, early=early, started=started)
+            return value
         try:
             return self._load(key, action, fresh, loader, ttl)
         except Exception as exc:
@@ -320,6 +309,27 @@ class FreshState:
             self.counter(resource, action).stale_on_error += 1
             self._log_error(resource, action, exc, "load")
             return fallback
+
+    def _decide(self, found: Any, fresh: Freshness) -> tuple[Any, float | None, bool, Any]:
+        """What the record beside a missed entry allows, for the sync and the async read alike: ``(value to serve,
+        the grace its refresh gets or None when nothing is served, whether the plain entry left before its expiry
+        (XFetch's draw, an eviction), the value a failed load falls back to)``."""
+        if found is None:
+            return MISSING, None, False, MISSING
+        expires_at, _, value = found
+        now = self.cache._clock()
+        if not expires_at or now < expires_at:  # the plain entry left early: XFetch's draw, an eviction
+            return value, (expires_at - now if expires_at else 1.0) + fresh.stale_while_revalidate, True, MISSING
+        if now < expires_at + fresh.stale_while_revalidate:
+            return value, expires_at + fresh.stale_while_revalidate - now, False, MISSING
+        return MISSING, None, False, value if now < expires_at + fresh.stale_if_error else MISSING
+
+    def _count_served(self, resource: str, action: str, fresh: Freshness, *, early: bool, started: bool) -> None:
+        """Count a value the record served: an early refresh (when one started), else a stale value."""
+        if not early:
+            self.counter(resource, action).stale_served += 1
+        elif started and fresh.early_refresh:
+            self.counter(resource, action).early_refreshes += 1
 
     def _load(self, key: str, action: str, fresh: Freshness, loader: Loader, ttl: Any) -> Any:
         """The foreground load: once for every concurrent reader of ``key`` in the process (and under the
@@ -437,22 +447,11 @@ class FreshState:
         cache = self.cache
         beside = sibling(key)
         found = self._found(beside, await cache._aquiet_read(beside))
-        fallback = MISSING
-        if found is not None:
-            expires_at, _, value = found
-            now = cache._clock()
-            if not expires_at or now < expires_at:
-                grace = (expires_at - now if expires_at else 1.0) + fresh.stale_while_revalidate
-                if self._astart(key, found, grace, resource, action, fresh, loader, ttl) and fresh.early_refresh:
-                    self.counter(resource, action).early_refreshes += 1
-                return value
-            if now < expires_at + fresh.stale_while_revalidate:
-                self.counter(resource, action).stale_served += 1
-                self._astart(key, found, expires_at + fresh.stale_while_revalidate - now, resource, action, fresh,
-                             loader, ttl)
-                return value
-            if now < expires_at + fresh.stale_if_error:
-                fallback = value
+        value, grace, early, fallback = self._decide(found, fresh)
+        if grace is not None and found is not None:  # (grace comes only with a record)
+            started = self._astart(key, found, grace, resource, action, fresh, loader, ttl)
+            self._count_served(resource, action, fresh, early=early, started=started)
+            return value
         try:
             return await self._aload(key, action, fresh, loader, ttl)
         except Exception as exc:
