@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,18 +10,9 @@ import pytest
 from cachekit import Cache, cached, invalidates
 from cachekit.generations import store_for
 from cachekit.generations.redis import RedisGenerations
-from tests.servers import RedisServer, unavailable
+from tests.servers import RedisServer, unavailable, wait_until
 
 pytestmark = pytest.mark.redis
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 class Repo:
