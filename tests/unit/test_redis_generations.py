@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from cachekit import Cache, cached, invalidates
 from cachekit.generations import store_for
 from cachekit.generations.redis import RedisGenerations
-from tests.servers import RedisServer, unavailable, wait_until
+from tests.servers import RedisServer, wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -66,16 +65,6 @@ def test_a_counter_that_disappears_comes_back_higher(redis_url: str, redis_prefi
         client.close()
     assert store.read("gens", ["repo/agg"])[0] > bumped
     cache.close()
-
-
-@pytest.fixture
-def private_redis() -> Iterator[RedisServer]:
-    try:
-        server = RedisServer().start()
-    except (FileNotFoundError, RuntimeError) as exc:
-        unavailable(f"cannot start a private redis-server: {exc}")
-    yield server
-    server.cleanup()
 
 
 def test_a_lost_subscription_is_not_trusted_and_comes_back(private_redis: RedisServer) -> None:
