@@ -193,7 +193,8 @@ def test_a_read_hears_another_process_s_write_while_the_subscriber_thread_is_hel
 
     monkeypatch.setattr(_Inbox, "receive", held_receive)
     rows = {"k": 1}
-    tiers = [{"driver": "memory"}, {"driver": "redis", "config": {"url": redis_url, "key_prefix": redis_prefix}}]
+    redis = {"url": redis_url, "key_prefix": redis_prefix}
+    tiers: list[dict[str, Any]] = [{"driver": "memory"}, {"driver": "redis", "config": redis}]
     reader = _Rows(Cache(namespace="held", drivers=tiers), rows)
     try:
         store = store_for(reader.cache.driver)
