@@ -39,6 +39,7 @@ _LRU_MOVE = ("                {move}\n            except KeyError:  # deleted by
              "the value read is still valid\n                pass\n        return entry[0], entry[1]")
 ASYNC_API = "tests/unit/test_async_api_differential.py"
 FLIGHTS = ("tests/unit/test_decorators.py", "tests/unit/test_async_single_flight_tiers.py")
+FRESH = ("tests/unit/test_freshness_differential.py", "tests/unit/test_freshness.py")
 OBSERVED = ["tests/unit/test_read_paths_differential.py", "tests/unit/test_metrics.py", "tests/unit/test_events.py"]
 
 
@@ -148,6 +149,15 @@ MUTANTS = [
            "tests/unit/test_async_hung_redis.py")),
     Mutant("R5-error", "the observed read-failure hook forgets to count the error", "cachekit/_instrument.py",
            "            counters.errors += 1", "            pass", (*OBSERVED,)),
+    Mutant("FR1-error", "an async read whose load fails raises instead of serving stale_if_error's value",
+           "cachekit/_freshness.py", "            return await self._aload(key, action, fresh, loader, ttl)\n"
+           "        except Exception as exc:\n            if fallback is MISSING:",
+           "            return await self._aload(key, action, fresh, loader, ttl)\n"
+           "        except Exception as exc:\n            if True:", FRESH),
+    Mutant("FR2-count", "an async stale read does not count the refresh it starts", "cachekit/_freshness.py",
+           "        task.add_done_callback(self.tasks.discard)\n"
+           "        self.counter(resource, action).refreshes_started += 1",
+           "        task.add_done_callback(self.tasks.discard)\n        pass", FRESH),
 ]  # fmt: skip
 
 
