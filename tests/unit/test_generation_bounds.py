@@ -14,6 +14,7 @@ from cachekit import Cache, cached, invalidates
 from cachekit.generations import MemoryGenerations, store_for
 from cachekit.generations import view as view_module
 from cachekit.generations.view import GenerationView
+from cachekit.keys import KeySpec
 
 
 def test_memory_scopes_are_bounded_and_counters_never_move_back() -> None:
@@ -111,3 +112,20 @@ def test_distinct_reads_on_a_capped_memory_driver_grow_no_table_of_scopes() -> N
     assert (len(view._known), len(view._fallback), len(view._floors)) == (0, 0, 0)
     users.update("id-5", 7)  # no copy is kept, and every write is still seen
     assert users.get("id-5") == 7
+
+
+def test_a_memory_stores_view_renders_every_key_locally_and_copies_no_bump() -> None:
+    """The other two ways a view of an in-process store copied scopes: its own bumps (``_adopt``, one scope per
+    distinct id written) and reads that rendered through the store (``render_local``, the event loop's way, said
+    "ask the store" for every scope not copied yet)."""
+    users = _Users(Cache(namespace="written", config={"max_size": 100}))
+    view = users.cache._gens
+    for number in range(2000):
+        users.update(f"id-{number}", number)
+    assert (len(view._known), len(view._fallback), len(view._floors)) == (0, 0, 0)
+    template = users.cache.key_template(KeySpec("users", "get", item_id="id-7", has_item=True))
+    assert len(template.scopes) == 3  # the namespace's, the resource's and the item's
+    assert view.render_local(template) == view.render(template)[0]  # never deferred to a worker thread
+    users.update("id-7", 8)
+    assert view.render_local(template) == view.render(template)[0]
+    assert users.get("id-7") == 8
