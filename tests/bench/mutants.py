@@ -169,6 +169,13 @@ MUTANTS = [
            "        if False:  # the coroutine's result", (*CALLS,)),
     Mutant("HELP-stacked", "uncached of a stacked cache reads the inner cache", "cachekit/_cached_state.py",
            "return call(*args, **skip_inner(self.__wrapped__, kwargs))", "return call(*args, **kwargs)", (*CALLS,)),
+    # -- issue 18, driver capabilities instead of class checks ---------------------------------------------------
+    Mutant("CAP-inherit", "a memory driver subclass inherits holds_blobs_in_process (its get may differ)",
+           "cachekit/drivers/base.py", "        if \"holds_blobs_in_process\" not in cls.__dict__:",
+           "        if False:", ("tests/unit/test_decoded_copies.py", *READS)),
+    Mutant("CAP-decoder", "plain memory aget/get_many decode every hit (no blob_decoder)", "cachekit/drivers/memory.py",
+           "        return tier_decoder(self, decode, deadline_of, clock or self._clock)", "        return decode_at",
+           ("tests/unit/test_decoded_copies.py", *READS)),
 ]  # fmt: skip
 
 
