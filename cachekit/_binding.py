@@ -225,7 +225,7 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
     """
     fn, action, ttl, what = state.fn, state.action, state.ttl, state.what
     explicit, resource, fallback, lookup = state.namespace, state.resource, state.fallback_name, state.memo_lookup
-    typed = state.typed  # a typed return (cachekit._typed), else None: one test per hit
+    typed = state.typed  # a typed return (cachekit._typed_returns), else None: one test per hit
 
     def __call__(self: BoundCached, *args: Any, **kwargs: Any) -> Any:
         instance = self.__self__

@@ -19,7 +19,7 @@ from ._executor import run_blocking
 from ._freshness import Freshness
 from ._key_options import UnkeyableArgument, keyed_params, unkeyable_argument
 from ._memo import memo_key, pack, storable
-from ._typed import TypedReturn, typed_return
+from ._typed_returns import TypedReturn, typed_return
 from ._types import DEFAULT, MISSING
 from .cache import Cache
 from .errors import ConfigurationError, SerializationError, UncacheableValueWarning
@@ -105,7 +105,7 @@ class CachedState:
         #: The :class:`~cachekit._binding.CachedFunction` of this state (set by it), for the wrapt binding of
         #: :class:`~cachekit._binding.BoundCached`.
         self.wrapper: Any = None
-        # Issue 17: typed results (cachekit._typed), @cached(version=...), @cached(ignore=...).
+        # Issue 17: typed results (cachekit._typed_returns), @cached(version=...), @cached(ignore=...).
         self.typed: TypedReturn | None = typed_return(fn, self.what)
         self.version = version
         self.ignore = ignore
@@ -237,7 +237,7 @@ class CachedState:
 
     def key_variant(self) -> str | None:
         """The part of the key that is neither the resource, the action nor the arguments: the schema
-        fingerprint of a typed return (:mod:`cachekit._typed`) and ``version=``; ``None`` when neither."""
+        fingerprint of a typed return (:mod:`cachekit._typed_returns`) and ``version=``; ``None`` when neither."""
         schema = self.typed.key_variant() if self.typed is not None else None
         if self.version is None:
             return schema
@@ -298,7 +298,7 @@ class CachedState:
                 return wrapped(*args, **kwargs)
         value = ns._read(key)
         typed = self.typed
-        if typed is not None:  # a typed return (cachekit._typed): decode the hit, store the typed form
+        if typed is not None:  # a typed return (cachekit._typed_returns): decode the hit, store the typed form
             if value is not MISSING:
                 value = typed.hit(ns, key, value)
                 if value is not MISSING:
@@ -320,7 +320,7 @@ class CachedState:
         # A blocking driver must not stall the event loop: its async twins (native for Redis, else cachekit's executor).
         value = await ns._aread(key) if ns.driver.blocking else ns._read(key)
         typed = self.typed
-        if typed is not None:  # a typed return (cachekit._typed)
+        if typed is not None:  # a typed return (cachekit._typed_returns)
             if value is not MISSING:
                 value = await typed.ahit(ns, key, value)
                 if value is not MISSING:
