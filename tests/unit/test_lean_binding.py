@@ -437,3 +437,27 @@ def test_uncached_of_a_stacked_cache_reads_neither_cache() -> None:
     assert get.refresh("a") == {"id": "a", "n": 3}
     assert get("a") == {"id": "a", "n": 3}
     assert loads == ["a"] * 3
+
+
+def test_every_positional_argument_is_part_of_the_key() -> None:
+    """The lean binding's one-argument slot (its first positional argument alone) is for one-argument calls."""
+
+    class Pages:
+        name = "pages"
+
+        def __init__(self) -> None:
+            self.cache = Cache(driver="memory", namespace="lb-positional")
+            self.loads = 0
+
+        @cached(action="get")
+        def get(self, id: str, page: int = 1) -> list[Any]:
+            self.loads += 1
+            return [id, page]
+
+    pages = Pages()
+    assert pages.get("a") == ["a", 1]
+    assert pages.get("a", 2) == ["a", 2]
+    assert pages.get("a", 3) == ["a", 3]
+    assert pages.get("a") == ["a", 1]
+    assert pages.get("a", 2) == ["a", 2]
+    assert pages.loads == 3
