@@ -41,6 +41,7 @@ ASYNC_API = "tests/unit/test_async_api_differential.py"
 _MEMO_CHECK = ("        if entry is not None and entry[1] == entry[2].epoch:\n"
                "            key = entry[0]  # never a skip_cache call")
 FLIGHTS = ("tests/unit/test_decorators.py", "tests/unit/test_async_single_flight_tiers.py")
+FRESH = ("tests/unit/test_freshness_differential.py", "tests/unit/test_freshness.py")
 OBSERVED = ["tests/unit/test_read_paths_differential.py", "tests/unit/test_metrics.py", "tests/unit/test_events.py"]
 
 
@@ -150,6 +151,15 @@ MUTANTS = [
            "tests/unit/test_async_hung_redis.py")),
     Mutant("R5-error", "the observed read-failure hook forgets to count the error", "cachekit/_instrument.py",
            "            counters.errors += 1", "            pass", (*OBSERVED,)),
+    Mutant("FR1-error", "an async read whose load fails raises instead of serving stale_if_error's value",
+           "cachekit/_freshness.py", "            return await self._aload(key, action, fresh, loader, ttl)\n"
+           "        except Exception as exc:\n            if fallback is MISSING:",
+           "            return await self._aload(key, action, fresh, loader, ttl)\n"
+           "        except Exception as exc:\n            if True:", FRESH),
+    Mutant("FR2-count", "an async stale read does not count the refresh it starts", "cachekit/_freshness.py",
+           "        task.add_done_callback(self.tasks.discard)\n"
+           "        self.counter(resource, action).refreshes_started += 1",
+           "        task.add_done_callback(self.tasks.discard)\n        pass", FRESH),
     # -- issue 18, the two hit bodies held to each other; the helpers written once -------------------------------
     Mutant("H1-epoch", "H1 serves a memo slot without checking its epoch (a write never reaches it)",
            "cachekit/_binding.py", _MEMO_CHECK, _MEMO_CHECK.replace(" and entry[1] == entry[2].epoch", ""),
