@@ -37,18 +37,37 @@ from ..errors import DriverError
 from . import GenerationStore
 from ._notifications import REFUSED, parse_notification
 from ._signing import GenerationSeal
+from ._values import COUNTER_LIMIT, private_value
 
 __all__ = ["RedisGenerations"]
 
 logger = logging.getLogger("cachekit")
+
+# A counter cachekit wrote: digits only, below COUNTER_LIMIT = 2^53 (exact in Lua). Anything else (junk, a
+# number near 2^63, which INCR refuses, a hash) is another client's, and a bump overwrites it at the clock
+# (issue 19).
+_PARSE_COUNTER = """
+local function counter_of(found)
+  if type(found) ~= 'string' or not string.match(found, '^[1-9]%d*$') then
+    return nil
+  end
+  local number = tonumber(found)
+  if number < 9007199254740992 then
+    return number
+  end
+  return nil
+end
+"""
 
 _READ = """
 local t = redis.call('TIME')
 local base = string.format('%d', t[1] * 1000000 + t[2])
 local out = {}
 for i, key in ipairs(KEYS) do
-  local value = redis.call('GET', key)
-  if not value then
+  local value = redis.pcall('GET', key)
+  if type(value) == 'table' then
+    value = ''  -- not a string (another client's hash, list...): read as junk, overwritten by the next bump
+  elseif not value then
     redis.call('SET', key, base, 'PX', ARGV[1])
     value = base
   end
@@ -57,14 +76,14 @@ end
 return out
 """
 
-_BUMP = """
+_BUMP = _PARSE_COUNTER + """
 local t = redis.call('TIME')
 local base = string.format('%d', t[1] * 1000000 + t[2])
 local lines = {ARGV[3]}
 local out = {}
 for i, key in ipairs(KEYS) do
   local value
-  if redis.call('EXISTS', key) == 1 then
+  if counter_of(redis.pcall('GET', key)) then
     value = string.format('%d', redis.call('INCR', key))
     redis.call('PEXPIRE', key, ARGV[2])
   else
@@ -80,13 +99,13 @@ return out
 
 # Issue 19: the highest of the counter + 1 and the caller's floor + 1 (a counter set back, or restarted empty,
 # below what a process saw), published like a bump.
-_RAISE = """
+_RAISE = _PARSE_COUNTER + """
 local t = redis.call('TIME')
 local base = t[1] * 1000000 + t[2]
 local lines = {ARGV[3]}
 local out = {}
 for i, key in ipairs(KEYS) do
-  local current = tonumber(redis.call('GET', key) or '')
+  local current = counter_of(redis.pcall('GET', key))
   local floor = tonumber(ARGV[i + 3 + #KEYS])
   local value = math.max(current and current + 1 or base, floor + 1)
   value = string.format('%d', value)
@@ -104,8 +123,10 @@ return out
 _SIGNED_READ = """
 local out = {}
 for i, key in ipairs(KEYS) do
-  local value = redis.call('GET', key)
-  if not value then
+  local value = redis.pcall('GET', key)
+  if type(value) == 'table' then
+    value = '~'  -- not a string: refused by its MAC, then overwritten
+  elseif not value then
     redis.call('SET', key, ARGV[i + 1], 'PX', ARGV[1])
     value = ARGV[i + 1]
   end
@@ -114,14 +135,30 @@ end
 return out
 """
 
+# A compare-and-set on the counters' numbers. A counter whose text is not a sealed value's shape, or whose
+# number is implausibly large, is answered like one ahead: the client opens it, and only a valid MAC makes it go
+# above the number; junk (issue 19) is named back in ARGV (after "=") and overwritten if it is still the same.
+# Answers: index, "=" .. text of a present counter ("" of an absent one), for every counter not set.
 _SIGNED_SET = """
 local n = #KEYS
 local behind = {}
 for i, key in ipairs(KEYS) do
-  local current = tonumber(string.match(redis.call('GET', key) or '', '^(%d+)')) or 0
-  if tonumber(ARGV[i + 3 + 2 * n]) <= current then
+  local found = redis.pcall('GET', key)
+  if type(found) == 'table' then
+    found = '~'
+  end
+  local seen = found and ('=' .. found) or ''
+  local junk = ARGV[i + 3 + 3 * n]
+  local ahead
+  if junk ~= '' then
+    ahead = seen ~= junk
+  elseif found then
+    local number = string.match(found, '^(%d+)%.%x+$')
+    ahead = not number or #number > 18 or tonumber(ARGV[i + 3 + 2 * n]) <= tonumber(number)
+  end
+  if ahead then
     behind[#behind + 1] = i
-    behind[#behind + 1] = string.format('%d', current)
+    behind[#behind + 1] = seen
   end
 end
 if #behind > 0 then
@@ -185,7 +222,7 @@ class RedisGenerations(GenerationStore):
             return self._signed_read(namespace, scopes, keys, seal)
         args = [self._read_ttl_ms.get(namespace, self._ttl_ms)]
         values = self._run("read", lambda script, client: script(keys=keys, args=args, client=client))
-        return [int(v) for v in values]
+        return [_counter(v) for v in values]
 
     async def aread(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         """:meth:`read` through ``redis.asyncio`` (the driver's async client and breaker): never blocks the loop."""
@@ -212,7 +249,7 @@ class RedisGenerations(GenerationStore):
                 return await client.eval(_READ, len(keys), *keys, ttl_ms)
 
             values = await driver._acall(load, "EVAL (generations read)")
-        return [int(v) for v in values]
+        return [_counter(v) for v in values]
 
     def bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         self._ensure_watching()
@@ -264,23 +301,33 @@ class RedisGenerations(GenerationStore):
         now = _now_us()
         values = [max(now, floor + 1) for floor in floors]
         keys = [self._key(namespace, s) for s in scopes]
+        junk = [b""] * len(scopes)  # per counter: the text to overwrite whatever its number ("=" + text)
         for _ in range(_SIGNED_ATTEMPTS):
             # Compare-and-set on the counters' numbers: a value is set only above the current one (a client whose
-            # clock is behind must not move a counter back), else the script answers the current numbers.
+            # clock is behind must not move a counter back), else the script answers the current texts.
             sealed = [seal.seal_text(namespace, scope, value) for scope, value in zip(scopes, values, strict=True)]
             lines = [f"{scope}\t{text}" for scope, text in zip(scopes, sealed, strict=True)]
-            args = [self.channel, self._ttl_ms, namespace, *sealed, *lines, *(str(v) for v in values)]
+            args = [self.channel, self._ttl_ms, namespace, *sealed, *lines, *(str(v) for v in values), *junk]
             behind = self._run("signed_set", functools.partial(_run_script, keys=keys, args=args))
             if not behind:
                 self._notify(namespace, list(zip(scopes, values, strict=True)))
                 return values
-            for index, current in zip(behind[::2], behind[1::2], strict=True):
-                values[int(index) - 1] = int(current) + 1
+            for index, seen in zip(behind[::2], behind[1::2], strict=True):
+                position = int(index) - 1
+                current = seal.open_text(namespace, scopes[position], seen[1:]) if seen else None
+                if current is not None:  # a valid value ahead (another bump): go above it
+                    values[position], junk[position] = max(values[position], current + 1), b""
+                elif seen:  # issue 19: junk is untrusted input, never a number to go above; overwritten
+                    if junk[position] != seen:
+                        self._refuse(f"generation counter {keys[position]!r}")
+                    junk[position] = seen
+                else:  # the junk is gone meanwhile: set as an absent counter
+                    junk[position] = b""
             if max(values) > _LARGEST:
                 break
         raise DriverError(
-            f"could not set the sealed generations of {namespace!r} above their current values (a counter set to "
-            "an out-of-range number by another client?); this process uses private generations meanwhile"
+            f"could not set the sealed generations of {namespace!r} above their current values (5 attempts, each "
+            "overtaken by another bump?); this process uses private generations meanwhile"
         )
 
     def entries_live(self, namespace: str, seconds: float | None) -> None:
@@ -383,6 +430,15 @@ class RedisGenerations(GenerationStore):
 
 def _run_script(script: Any, client: Any, *, keys: list[str], args: list[Any]) -> Any:
     return script(keys=keys, args=args, client=client)
+
+
+def _counter(raw: bytes | str) -> int:
+    """An unsigned counter's value; another client's junk (not a number below 2^53) is a private generation."""
+    try:
+        value = int(raw)
+    except ValueError:
+        return private_value()
+    return value if 0 < value < COUNTER_LIMIT else private_value()
 
 
 def _now_us() -> int:
