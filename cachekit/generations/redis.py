@@ -54,11 +54,11 @@ logger = logging.getLogger("cachekit")
 #
 # Unsigned namespaces have a record of their own, KEYS[1] = ``.../~floor``: 60 bytes (the floor, the top and the
 # number of counters marked, 20 digits each) then a Bloom filter of the counters ever bumped (4 bits per counter,
-# 2^20 bits: 128 KiB). A read of an
-# absent counter whose bits are not all set reads as the floor and writes nothing (issue 19: no record for a
-# scope never bumped); one whose bits are set was bumped and since lost (expired, evicted), and restarts above
-# the top, as a missing counter always did. The record and its counters share a hash slot; losing the record
-# loses the filter and the floor together, and it restarts at the server clock, above every value given.
+# 2^20 bits: 128 KiB). A read of an absent counter whose bits are not all set reads as the floor and writes
+# nothing (issue 19: no record for a scope never bumped); one whose bits are set was bumped and since lost
+# (expired, evicted), and restarts above the top, as a missing counter always did. The record and its counters
+# share a hash slot; losing the record loses the filter and the floor together, and it restarts at the server
+# clock, above every value given.
 _NAMESPACE = """
 local function counter_of(found)
   if type(found) ~= 'string' or not string.match(found, '^[1-9]%d*$') then
