@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import wrapt
 
-from ._cached_state import CachedCallable, CachedState, skip_inner, split_instance
-from ._calls import namespace_of, resource_name
+from ._cached_state import CachedCallable, CachedState, split_instance
+from ._calls import cache_of, resource_name
 from ._memo import memo_key
 from ._types import MISSING
 from .cache import Cache
@@ -38,49 +38,24 @@ else:  # wrapt's classes are generic only in its stubs
 class BoundCachedFunction(_BoundFunctionWrapper, CachedCallable):
     """What ``instance.method`` returns for a ``@cached`` method: callable, plus the cache helpers."""
 
-    def _cache_parts(self, args: tuple[Any, ...]) -> tuple[CachedState, Cache, Any, tuple[Any, ...], bool]:
+    def _call_parts(self, args: tuple[Any, ...]) -> tuple[CachedState, Any, tuple[Any, ...], Callable[..., Any]]:
         state: CachedState = self._self_parent._self_state
         binding, instance = self._self_binding, self._self_instance
         if binding == "staticmethod":
             # No self to pass, but the class (or instance) it was looked up on names its resource and holds
             # its cache, as for the class's other methods; the state keys it by the free signature.
-            return state, namespace_of(self._context(), state.namespace, state.what), self._context(), args, False
+            return state, self._context(), args, self.__wrapped__
         if binding == "classmethod" and instance is None:
-            instance = self._self_owner  # looked up on the class: wrapt binds the class only at call time
+            # Looked up on the class: wrapt binds the class only at call time.
+            owner = self._self_owner
+            return state, owner, args, self._self_parent.__wrapped__.__get__(None, owner)
         instance, args, unbound = split_instance(instance, binding, args)
-        return state, namespace_of(instance, state.namespace, state.what), instance, args, unbound
+        call = functools.partial(self.__wrapped__, instance) if unbound else self.__wrapped__
+        return state, instance, args, call
 
     def _context(self) -> Any:
         """What a staticmethod was looked up on: the instance, else the class."""
         return self._self_instance if self._self_instance is not None else self._self_owner
-
-    def cache_key(self, *args: Any, **kwargs: Any) -> str:
-        """The key this call would read and write."""
-        state, ns, instance, args, _ = self._cache_parts(args)
-        name = state.resource or resource_name(instance, state.fallback_name)
-        return state.compute_key(ns, name, instance, args, kwargs)
-
-    def uncached(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the method itself, neither reading nor writing the cache."""
-        _, _, instance, args, unbound = self._cache_parts(args)
-        kwargs = skip_inner(self.__wrapped__, kwargs)
-        if unbound:
-            return self.__wrapped__(instance, *args, **kwargs)
-        if self._self_binding == "classmethod" and self._self_instance is None:
-            return self._self_parent.__wrapped__.__get__(None, instance)(*args, **kwargs)
-        return self.__wrapped__(*args, **kwargs)
-
-    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        """Invalidate this call's entry in every process (a generation bump); return whether one was here."""
-        state, ns, instance, args, _ = self._cache_parts(args)
-        name = state.resource or resource_name(instance, state.fallback_name)
-        return state.invalidate(ns, name, instance, args, kwargs)
-
-    def refresh(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the method, store its result whatever the policies say, and return it."""
-        state, ns, _, _, _ = self._cache_parts(args)
-        key = self.cache_key(*args, **kwargs)
-        return state.refresh(ns, key, self.uncached(*args, **kwargs))
 
 
 class BoundStaticCached(BoundCachedFunction):
@@ -128,21 +103,8 @@ class BoundCached(CachedCallable):
         instance = self.__self__
         return cast(BoundCachedFunction, _FunctionWrapper.__get__(self._state.wrapper, instance, type(instance)))
 
-    def cache_key(self, *args: Any, **kwargs: Any) -> str:
-        """The key this call would read and write."""
-        return self._wrapt().cache_key(*args, **kwargs)
-
-    def uncached(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the method itself, neither reading nor writing the cache."""
-        return self._wrapt().uncached(*args, **kwargs)
-
-    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        """Invalidate this call's entry in every process (a generation bump); return whether one was here."""
-        return self._wrapt().invalidate(*args, **kwargs)
-
-    def refresh(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the method, store its result whatever the policies say, and return it."""
-        return self._wrapt().refresh(*args, **kwargs)
+    def _call_parts(self, args: tuple[Any, ...]) -> tuple[CachedState, Any, tuple[Any, ...], Callable[..., Any]]:
+        return self._wrapt()._call_parts(args)
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:
@@ -170,28 +132,8 @@ class CachedFunction(_FunctionWrapper, CachedCallable):
         self._self_state = state
         state.wrapper = self
 
-    def _free(self) -> tuple[CachedState, Cache]:
-        state: CachedState = self._self_state
-        return state, namespace_of(None, state.namespace, state.what)
-
-    def cache_key(self, *args: Any, **kwargs: Any) -> str:
-        """The key this call would read and write."""
-        state, ns = self._free()
-        return state.compute_key(ns, state.resource or state.fallback_name, None, args, kwargs)
-
-    def uncached(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the function itself, neither reading nor writing the cache (nor a cached function it wraps)."""
-        return self.__wrapped__(*args, **skip_inner(self.__wrapped__, kwargs))
-
-    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        """Invalidate this call's entry in every process (a generation bump); return whether one was here."""
-        state, ns = self._free()
-        return state.invalidate(ns, state.resource or state.fallback_name, None, args, kwargs)
-
-    def refresh(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the function, store its result whatever the policies say, and return it."""
-        state, ns = self._free()
-        return state.refresh(ns, self.cache_key(*args, **kwargs), self.uncached(*args, **kwargs))
+    def _call_parts(self, args: tuple[Any, ...]) -> tuple[CachedState, Any, tuple[Any, ...], Callable[..., Any]]:
+        return self._self_state, None, args, self.__wrapped__
 
 
 class _StaticCachedFunction(CachedFunction):
@@ -233,7 +175,7 @@ def _fresh_path(state: CachedState) -> Callable[..., Any]:
         if ns is None:
             ns = getattr(instance, "cache", None)
             if type(ns) is not Cache:
-                ns = namespace_of(instance, None, what)
+                ns = cache_of(instance, None, what)
         if kwargs or action in ns.disabled_actions:
             return state.fresh_wrapper(types.MethodType(fn, instance), instance, args, kwargs)
         return fresh_hit(instance, args, ns)
@@ -283,9 +225,11 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
     """
     fn, action, ttl, what = state.fn, state.action, state.ttl, state.what
     explicit, resource, fallback, lookup = state.namespace, state.resource, state.fallback_name, state.memo_lookup
-    typed = state.typed  # a typed return (cachekit._typed), else None: one test per hit
+    typed = state.typed  # a typed return (cachekit._typed_returns), else None: one test per hit
 
-    def __call__(self: BoundCached, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self: BoundCached, first: Any = _NO_ARGUMENT, /, *rest: Any, **kwargs: Any) -> Any:
+        # The first positional argument comes as ``first``: a one-argument call builds no tuple (about 400
+        # instructions a hit); ``_arguments(first, rest)`` is the call's tuple, made off the hit path.
         instance = self.__self__
         ns = explicit
         if ns is None:
@@ -294,11 +238,11 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
             except AttributeError:
                 ns = None
             if type(ns) is not Cache:
-                ns = namespace_of(instance, None, what)
+                ns = cache_of(instance, None, what)
         if ns.disabled_actions and action in ns.disabled_actions:
             if kwargs:  # skip_cache and all: the generic path handles it
-                return state(types.MethodType(fn, instance), instance, args, kwargs)
-            return fn(instance, *args)
+                return state(types.MethodType(fn, instance), instance, _arguments(first, rest), kwargs)
+            return fn(instance, *_arguments(first, rest))
         name = resource
         if not name:
             try:
@@ -307,15 +251,16 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
                 name = None
             if type(name) is not str or not name:
                 name = resource_name(instance, fallback)
-        if not kwargs and len(args) == 1 and (type(args[0]) is str or type(args[0]) is int or args[0] is None):
-            slot: Any = (state, name, args[0])
+        if not kwargs and not rest and (type(first) is str or type(first) is int or first is None):
+            slot: Any = (state, name, first)
         else:
-            slot = memo_key(state, name, args, kwargs)
+            slot = memo_key(state, name, _arguments(first, rest), kwargs)
         entry = ns._key_memo.get(slot)
         key: str | None
         if entry is not None and entry[1] == entry[2].epoch:
             key = entry[0]  # never a skip_cache call: the slot of one is never stored (the check below)
         else:
+            args = _arguments(first, rest)
             if "skip_cache" in kwargs:
                 return state(types.MethodType(fn, instance), instance, args, kwargs)
             key = lookup(ns, name, instance, args, kwargs, slot)
@@ -327,9 +272,19 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
                 value = typed.hit(ns, key, value)
                 if value is not MISSING:
                     return value
-            return typed.load(ns, key, action, functools.partial(fn, instance, *args, **kwargs), ttl)
+            loader = functools.partial(fn, instance, *_arguments(first, rest), **kwargs)
+            return typed.load(ns, key, action, loader, ttl)
         if value is not MISSING:
             return value
-        return ns._load(key, action, functools.partial(fn, instance, *args, **kwargs), ttl)
+        return ns._load(key, action, functools.partial(fn, instance, *_arguments(first, rest), **kwargs), ttl)
 
     return __call__
+
+
+#: What the lean binding's ``first`` is when the call has no positional argument.
+_NO_ARGUMENT: Any = object()
+
+
+def _arguments(first: Any, rest: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The positional arguments of a lean-binding call, as a tuple (off the hit path only)."""
+    return () if first is _NO_ARGUMENT else (first, *rest)

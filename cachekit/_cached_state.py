@@ -11,14 +11,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from ._calls import namespace_of, resource_name, signatures
+from ._calls import cache_of, resource_name, signatures
+from ._executor import run_blocking
 from ._freshness import Freshness
 from ._key_options import UnkeyableArgument, keyed_params, unkeyable_argument
 from ._memo import memo_key, pack, storable
-from ._typed import TypedReturn, typed_return
+from ._typed_returns import TypedReturn, typed_return
 from ._types import DEFAULT, MISSING
 from .cache import Cache
 from .errors import ConfigurationError, SerializationError, UncacheableValueWarning
@@ -32,9 +33,44 @@ MEMO_LIMIT = 1024
 
 
 class CachedCallable:
-    """Marks the objects ``@cached`` makes (wrappers and bindings), so a stacked cache can be skipped."""
+    """The objects ``@cached`` makes (wrappers and bindings): the helpers, written once for all of them.
+
+    Each kind says only how a call splits (:meth:`_call_parts`); ``.cache_key``, ``.uncached``, ``.invalidate``
+    and ``.refresh`` are these. Also marks them, so a stacked cache can be skipped (:func:`skip_inner`).
+    """
 
     __slots__ = ()
+    __wrapped__: Any  # the callable ``@cached`` decorated (wrapt's, or the lean binding's forwarded one)
+
+    def _call_parts(self, args: tuple[Any, ...]) -> tuple[CachedState, Any, tuple[Any, ...], Callable[..., Any]]:
+        """``(state, instance, args, call)``: the instance the call is keyed, named and cached by (``None`` for a
+        function; the class or instance a staticmethod was looked up on), the arguments after it, and the
+        callable those arguments go to when the call runs uncached."""
+        raise NotImplementedError
+
+    def cache_key(self, *args: Any, **kwargs: Any) -> str:
+        """The key this call would read and write."""
+        state, instance, args, _ = self._call_parts(args)
+        return state.compute_key(state.cache_for(instance), state.name_for(instance), instance, args, kwargs)
+
+    def uncached(self, *args: Any, **kwargs: Any) -> Any:
+        """Call through, neither reading nor writing the cache (nor a cached callable it wraps)."""
+        _, _, args, call = self._call_parts(args)
+        return call(*args, **skip_inner(self.__wrapped__, kwargs))
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Invalidate this call's entry in every process (a generation bump); return whether one was here."""
+        state, instance, args, _ = self._call_parts(args)
+        return state.invalidate(state.cache_for(instance), state.name_for(instance), instance, args, kwargs)
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        """Call through, store the result whatever the policies say, and return it."""
+        state, instance, _, _ = self._call_parts(args)
+        ns = state.cache_for(instance)
+        key, value = self.cache_key(*args, **kwargs), self.uncached(*args, **kwargs)
+        if state.is_async:  # the coroutine's result is what is stored: a coroutine to await, as the call is
+            return state.arefresh(ns, key, value)
+        return state.refresh(ns, key, value)
 
 
 class CachedState:
@@ -69,13 +105,15 @@ class CachedState:
         #: The :class:`~cachekit._binding.CachedFunction` of this state (set by it), for the wrapt binding of
         #: :class:`~cachekit._binding.BoundCached`.
         self.wrapper: Any = None
-        # Issue 17: typed results (cachekit._typed), @cached(version=...), @cached(ignore=...).
+        # Issue 17: typed results (cachekit._typed_returns), @cached(version=...), @cached(ignore=...).
         self.typed: TypedReturn | None = typed_return(fn, self.what)
         self.version = version
         self.ignore = ignore
         self._unkeyable_warned: set[str] = set()
         #: ``@cached(stale_while_revalidate=...)`` and friends (issue 21); a namespace's method policy otherwise.
         self.freshness = freshness
+        #: An ``async def``: its calls and ``.refresh`` are awaited (set by :meth:`entry`).
+        self.is_async = False
         if freshness is not None and self.typed is not None:
             raise ConfigurationError(
                 f"{self.what}: freshness policies (stale_while_revalidate, stale_if_error, early_refresh) are not "
@@ -91,9 +129,18 @@ class CachedState:
 
     def entry(self, is_async: bool) -> Any:
         """The wrapt wrapper: the plain paths, or the freshness paths when this callable has policies of its own."""
+        self.is_async = is_async
         if self.freshness is None:
             return self.acall if is_async else self
         return self.afresh_wrapper if is_async else self.fresh_wrapper
+
+    def cache_for(self, instance: Any) -> Cache:
+        """The :class:`Cache` a call on ``instance`` (``None``: a function) reads and writes."""
+        return cache_of(instance, self.namespace, self.what)
+
+    def name_for(self, instance: Any) -> str:
+        """The resource a call on ``instance`` (``None``: a function) is keyed by."""
+        return self.resource or resource_name(instance, self.fallback_name)
 
     # -- keys ------------------------------------------------------------------------------------------------
 
@@ -190,7 +237,7 @@ class CachedState:
 
     def key_variant(self) -> str | None:
         """The part of the key that is neither the resource, the action nor the arguments: the schema
-        fingerprint of a typed return (:mod:`cachekit._typed`) and ``version=``; ``None`` when neither."""
+        fingerprint of a typed return (:mod:`cachekit._typed_returns`) and ``version=``; ``None`` when neither."""
         schema = self.typed.key_variant() if self.typed is not None else None
         if self.version is None:
             return schema
@@ -222,7 +269,7 @@ class CachedState:
         if ns is None:
             ns = getattr(instance, "cache", None)
             if type(ns) is not Cache:
-                ns = namespace_of(instance, None, self.what)
+                ns = cache_of(instance, None, self.what)
         if ns.disabled_actions and self.action in ns.disabled_actions:
             if "skip_cache" in kwargs and kwargs.pop("skip_cache"):
                 return wrapped(*args, **skip_inner(wrapped, kwargs))
@@ -251,7 +298,7 @@ class CachedState:
                 return wrapped(*args, **kwargs)
         value = ns._read(key)
         typed = self.typed
-        if typed is not None:  # a typed return (cachekit._typed): decode the hit, store the typed form
+        if typed is not None:  # a typed return (cachekit._typed_returns): decode the hit, store the typed form
             if value is not MISSING:
                 value = typed.hit(ns, key, value)
                 if value is not MISSING:
@@ -264,7 +311,7 @@ class CachedState:
     async def acall(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if kwargs and "skip_cache" in kwargs and kwargs.pop("skip_cache"):
             return await wrapped(*args, **skip_inner(wrapped, kwargs))
-        ns = self.namespace or namespace_of(instance, None, self.what)
+        ns = self.namespace or cache_of(instance, None, self.what)
         if self.action in ns.disabled_actions:
             return await wrapped(*args, **kwargs)
         key = await self.akey(ns, instance, args, kwargs)
@@ -273,7 +320,7 @@ class CachedState:
         # A blocking driver must not stall the event loop: its async twins (native for Redis, else cachekit's executor).
         value = await ns._aread(key) if ns.driver.blocking else ns._read(key)
         typed = self.typed
-        if typed is not None:  # a typed return (cachekit._typed)
+        if typed is not None:  # a typed return (cachekit._typed_returns)
             if value is not MISSING:
                 value = await typed.ahit(ns, key, value)
                 if value is not MISSING:
@@ -290,7 +337,7 @@ class CachedState:
         if ns is None:
             ns = getattr(instance, "cache", None)
             if type(ns) is not Cache:
-                ns = namespace_of(instance, None, self.what)
+                ns = cache_of(instance, None, self.what)
         return ns
 
     def fresh_wrapper(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -304,7 +351,7 @@ class CachedState:
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """:meth:`fresh_wrapper` of an ``async def``."""
-        ns = self.namespace or namespace_of(instance, None, self.what)
+        ns = self.namespace or cache_of(instance, None, self.what)
         if self.action in ns.disabled_actions:
             return await self.acall(wrapped, instance, args, kwargs)
         return await self.fresh_acall(ns, wrapped, instance, args, kwargs)
@@ -335,7 +382,13 @@ class CachedState:
         assert fresh is not None  # the wrapper of a callable with policies of its own
         return await ns._fresh.aread(key, name, self.action, fresh, loader, self.ttl)
 
+    async def arefresh(self, ns: Cache, key: str, pending: Awaitable[Any]) -> Any:
+        """:meth:`refresh` of an ``async def``: its result stored (off the event loop for a blocking driver)."""
+        return await run_blocking(ns.driver, self.refresh, ns, key, await pending)
+
     def refresh(self, ns: Cache, key: str, value: Any) -> Any:
+        """Store ``value`` under ``key`` whatever the policies say (under the freshness policies in force as a
+        load stores it), and return it."""
         fresh = self.freshness_in(ns)
         if fresh is not None:  # the value and its record, as a load under the policies stores them
             ns._fresh.store(key, self.action, value, 0.0, self.ttl, fresh, force=True)

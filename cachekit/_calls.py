@@ -12,7 +12,7 @@ from typing import Any
 from .cache import Cache
 from .errors import ConfigurationError
 
-__all__ = ["Signature", "chosen_cache", "namespace_of", "resource_name", "signatures"]
+__all__ = ["Signature", "chosen_cache", "cache_of", "resource_name", "signatures"]
 
 _EMPTY = inspect.Parameter.empty
 
@@ -101,7 +101,12 @@ def chosen_cache(cache: object, namespace: object, decorator: str) -> Cache | No
     return given
 
 
-def namespace_of(instance: Any, explicit: Cache | None, what: str) -> Cache:
+def cache_of(instance: Any, explicit: Cache | None, what: str) -> Cache:
+    """The :class:`Cache` a decorated call on ``instance`` uses: ``explicit`` (the decorator's ``cache=``), else
+    the instance's ``cache`` attribute (a :class:`Cache`, or a resource facade's ``namespace_cache``).
+
+    :raises ConfigurationError: there is none (the message says how to give one).
+    """
     if explicit is not None:
         return explicit
     found = getattr(instance, "cache", None) if instance is not None else None

@@ -8,7 +8,7 @@ from typing import Any, TypeVar, Union, cast
 
 import wrapt
 
-from ._calls import chosen_cache, namespace_of, resource_name, signatures
+from ._calls import cache_of, chosen_cache, resource_name, signatures
 from ._executor import run_blocking
 from ._types import MISSING
 from .cache import Cache
@@ -45,7 +45,7 @@ class _InvalidatesState:
         self.what = f"@invalidates {self.fallback_name}()"
 
     def __call__(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        ns = self.namespace or namespace_of(instance, None, self.what)
+        ns = self.namespace or cache_of(instance, None, self.what)
         old = self._old_records(instance, args, kwargs)
         result: Any = MISSING
         try:
@@ -69,7 +69,7 @@ class _InvalidatesState:
         return invalidation
 
     async def acall(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        ns = self.namespace or namespace_of(instance, None, self.what)
+        ns = self.namespace or cache_of(instance, None, self.what)
         old = self._old_records(instance, args, kwargs)
         if inspect.isawaitable(old):  # an async before= hook
             try:
@@ -101,7 +101,7 @@ class _InvalidatesState:
         name = self.resource or resource_name(instance, self.fallback_name)
         partitions = self.partitions if self.partitions is not None else getattr(instance, "partitions", None)
         if not isinstance(partitions, Mapping):
-            ns = self.namespace or namespace_of(instance, None, self.what)
+            ns = self.namespace or cache_of(instance, None, self.what)
             partitions = ns.partitions_of(name) or {}
         values = list((self.free if instance is None else self.bound).bind(args, kwargs).values())
         first = values[0] if values else None

@@ -56,7 +56,6 @@ from ._types import DEFAULT, MISSING, TTL, Clock, check_key, normalize_ttl
 from .drivers import Driver
 from .drivers._limits import limit_reads
 from .drivers.base import Reader
-from .drivers.memory import MemoryDriver
 from .errors import CodecError, ConfigurationError, SerializationError, UncacheableValueWarning
 from .events import CacheEvent, Subscription, count_for_fleet, listen, register
 from .fleet import start_publishing, stop_publishing
@@ -185,7 +184,7 @@ class Cache:
         # Bound once: the hit path should not look these up per call.
         self._driver_get = self.driver.get
         self._decode = self.codec.decode if self.codec is not None else None
-        self._trusted_blobs = self.codec is not None and type(self.driver) is MemoryDriver
+        self._trusted_blobs = self.codec is not None and self.driver.holds_blobs_in_process
         if self._trusted_blobs and self.codec is not None:
             # Its blobs never leave the process: no CRC per hit (see the codec); refused for a signing codec.
             self._trusted_blobs = self.codec.trust_local_blobs()
@@ -633,8 +632,8 @@ class Cache:
         decode_at = self.codec.decode_at if self.codec is not None and self.codec.signed else None
         # Blobs read outside the reader are decoded as the reader decodes them: a tiered driver's memory tier
         # serves the copies its reader serves (Driver.blob_decoder).
-        blobs = self.driver.blob_decoder(self._decode, decode_at=decode_at, deadline_of=self._deadline_of(),
-                                         clock=self._clock)  # fmt: skip
+        blobs = self.driver.blob_decoder(self._decode, decode_at=decode_at, trusted=self._trusted_blobs,
+                                         deadline_of=self._deadline_of(), clock=self._clock)  # fmt: skip
         return decode_at, blobs
 
     def _deadline_of(self) -> Callable[[Any], float | None] | None:

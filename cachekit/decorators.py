@@ -20,13 +20,13 @@ from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 from ._binding import cached_function
+from ._cached_protocols import CachedDecorator
 from ._cached_state import CachedState
 from ._calls import chosen_cache
 from ._freshness import check_freshness
 from ._invalidates import invalidates
 from ._key_options import check_ignore
 from ._types import DEFAULT, TTL, normalize_ttl
-from ._typing import CachedDecorator
 from .cache import Cache
 from .errors import ConfigurationError
 from .keys import item_actions, mark_in_use, register_key_resolver, registered_actions
@@ -70,7 +70,7 @@ def cached(
         repo.get.cache_key("u1")          # 'cachekit/resource=users/action=get/...'
 
     For type checkers the result keeps the function's parameters and return type and has the helpers
-    (:class:`cachekit._typing.CachedMethod`); see docs/architecture.md, "Typing of the decorators".
+    (:class:`cachekit._cached_protocols.CachedMethod`); see docs/architecture.md, "Typing of the decorators".
 
     :param action: the key resolver to use (``"get"``, ``"list"``, ``"count"`` ...); defaults to the function's
         name. An action without a resolver is registered as one whose every argument counts.
@@ -99,7 +99,7 @@ def cached(
 
     A return annotation naming a dataclass, Pydantic model, attrs class, enum, ``NamedTuple``, ``TypedDict`` or
     msgspec ``Struct`` (or containers and unions of them) makes hits return that type: see
-    :mod:`cachekit._typed` and the README.
+    :mod:`cachekit._typed_returns` and the README.
     """
     if action is not None and not isinstance(action, str):
         raise ConfigurationError(

@@ -1,4 +1,5 @@
-"""Shared fixtures: an injectable clock, the machine's Redis, and moto's S3 server over a real socket."""
+"""Shared fixtures: an injectable clock, the machine's Redis or a private redis-server, and moto's S3 server over a
+real socket."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import MotoServer, unavailable
+from tests.servers import MotoServer, RedisServer, unavailable
 
 pytest_plugins = ["tests.cluster_fixtures"]
 
@@ -75,6 +76,17 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
             client.unlink(*keys)
     finally:
         client.close()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own on a free loopback port, for tests that kill, pause or restart it."""
+    try:
+        server = RedisServer().start()
+    except (FileNotFoundError, RuntimeError) as exc:
+        unavailable(f"cannot start a private redis-server: {exc}")
+    yield server
+    server.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import ConfigurationError
 from ..fleet import Fleet, read_fleet
 from .cli_cache import CacheView, UsageError
+from .cli_watch import refresh_loop
 
 __all__ = ["recent_rates", "run_fleet"]
 
@@ -130,32 +131,18 @@ def run_fleet(
             print(f"cachekit: no process publishes stats to this {view.driver.name} backend "
                   "(build the caches with publish_stats=True)", file=sys.stderr)
         return 0
-    before: dict[tuple[str, _Labels], tuple[int, int]] | None = None
-    then, done, live = clock(), 0, None
-    try:
-        if not as_json:
-            from rich.live import Live
 
-            live = Live(auto_refresh=False)
-            live.start()
-        while iterations is None or done < iterations:
-            if done:
-                sleep(interval)
-            fleet = _read(view)
-            now = clock()
-            counts = _per_process(fleet)
-            rates = recent_rates(counts, before, now - then)
-            if as_json:
-                recent = [{"namespace": n, "resource": r, "action": a, "recent_hit_rate": rate, "reads_per_second": rps}
-                          for (n, r, a), (rate, rps) in sorted(rates.items())]
-                print(json.dumps({**fleet.as_dict(), "recent": recent}, sort_keys=True), flush=True)
-            else:
-                assert live is not None
-                live.update(_table(view, fleet, rates, live=True), refresh=True)
-            before, then, done = counts, now, done + 1
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if live is not None:
-            live.stop()
-    return 0
+    def refresh(before: dict[tuple[str, _Labels], tuple[int, int]] | None,
+                seconds: float) -> tuple[dict[tuple[str, _Labels], tuple[int, int]], Any]:
+        fleet = _read(view)
+        counts = _per_process(fleet)
+        rates = recent_rates(counts, before, seconds)
+        if as_json:
+            recent = [{"namespace": n, "resource": r, "action": a, "recent_hit_rate": rate, "reads_per_second": rps}
+                      for (n, r, a), (rate, rps) in sorted(rates.items())]
+            print(json.dumps({**fleet.as_dict(), "recent": recent}, sort_keys=True), flush=True)
+            return counts, None
+        return counts, _table(view, fleet, rates, live=True)
+
+    return refresh_loop(refresh, command="cachekit stats --fleet --watch", as_json=as_json, interval=interval,
+                        iterations=iterations, clock=clock, sleep=sleep)

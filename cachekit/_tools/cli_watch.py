@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from .cli_cache import CacheView, UsageError, stats_of
 
-__all__ = ["check_watch_options", "flatten", "run_watch"]
+__all__ = ["check_watch_options", "flatten", "refresh_loop", "run_watch"]
+
+State = TypeVar("State")
 
 
 def flatten(info: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -67,6 +69,50 @@ def _table(title: str, rows: Mapping[str, Any], rates: Mapping[str, float]) -> A
     return table
 
 
+def refresh_loop(
+    refresh: Callable[[State | None, float], tuple[State, Any]],
+    *,
+    command: str,
+    as_json: bool,
+    interval: float,
+    iterations: int | None,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> int:
+    """The ``--watch`` loop of every command that has one: ``refresh`` every ``interval`` seconds, ``iterations``
+    times (``None``: until Ctrl-C).
+
+    ``refresh(state, seconds)`` gets the state it returned the previous time (``None`` the first time) and the
+    seconds since, and returns its new state and a rich renderable, which a ``Live`` view redraws in place. With
+    ``as_json`` it prints its own line and what it returns to draw is ignored.
+    """
+    state: State | None = None
+    then, done = clock(), 0
+    live: Any = None
+    try:
+        if not as_json:
+            try:
+                from rich.live import Live
+            except ImportError as exc:
+                raise UsageError(f"{command} needs rich: pip install 'cachekit-orm[cli]'") from exc
+            live = Live(auto_refresh=False)
+            live.start()
+        while iterations is None or done < iterations:
+            if done:
+                sleep(interval)
+            now = clock()
+            state, drawing = refresh(state, now - then)
+            if live is not None:
+                live.update(drawing, refresh=True)
+            then, done = now, done + 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if live is not None:
+            live.stop()
+    return 0
+
+
 def run_watch(
     view: CacheView,
     *,
@@ -78,33 +124,15 @@ def run_watch(
 ) -> int:
     """Show :func:`stats_of` every ``interval`` seconds, ``iterations`` times (``None``: until Ctrl-C)."""
     check_watch_options(interval, iterations)
-    before: dict[str, Any] | None = None
-    then = clock()
-    done = 0
-    live: Any = None
-    try:
-        if not as_json:
-            try:
-                from rich.live import Live
-            except ImportError as exc:
-                raise UsageError("cachekit stats --watch needs rich: pip install 'cachekit-orm[cli]'") from exc
-            live = Live(auto_refresh=False)
-            live.start()
-        while iterations is None or done < iterations:
-            if done:
-                sleep(interval)
-            info = stats_of(view)
-            now = clock()
-            rows = flatten(info)
-            rates = _rates(rows, before, now - then)
-            if as_json:
-                print(json.dumps({"stats": info, "per_second": rates}, sort_keys=True, default=str), flush=True)
-            else:
-                live.update(_table(f"{info['driver']} cache {view.where}", rows, rates), refresh=True)
-            before, then, done = rows, now, done + 1
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if live is not None:
-            live.stop()
-    return 0
+
+    def refresh(before: dict[str, Any] | None, seconds: float) -> tuple[dict[str, Any], Any]:
+        info = stats_of(view)
+        rows = flatten(info)
+        rates = _rates(rows, before, seconds)
+        if as_json:
+            print(json.dumps({"stats": info, "per_second": rates}, sort_keys=True, default=str), flush=True)
+            return rows, None
+        return rows, _table(f"{info['driver']} cache {view.where}", rows, rates)
+
+    return refresh_loop(refresh, command="cachekit stats --watch", as_json=as_json, interval=interval,
+                        iterations=iterations, clock=clock, sleep=sleep)

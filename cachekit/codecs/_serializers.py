@@ -78,7 +78,7 @@ _FROZENSET_MARK = msgpack.ExtType(_EXT_FROZENSET, b"")
 
 def _msgpack_default(obj: Any) -> Any:
     # strict_types=True sends tuples and subclasses here, so a tuple is not silently turned into a list.
-    if type(obj) is TypedBlob:  # a typed return value, already encoded for its schema (cachekit._typed)
+    if type(obj) is TypedBlob:  # a typed return value, already encoded for its schema (cachekit._typed_returns)
         return msgpack.ExtType(EXT_TYPED, obj.ext_data())
     if isinstance(obj, Enum):
         raise TypeError(f"Enum member {obj!r} would come back as its value; store .value or use pickle")

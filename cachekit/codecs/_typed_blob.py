@@ -1,4 +1,4 @@
-"""The stored form of a typed return value inside a msgpack payload (see :mod:`cachekit._typed`).
+"""The stored form of a typed return value inside a msgpack payload (see :mod:`cachekit._typed_returns`).
 
 A ``@cached`` function whose return annotation names a dataclass, a Pydantic model, an attrs class, an enum ...
 stores its value as one msgpack extension (code :data:`EXT_TYPED`) inside the usual envelope (CRC or MAC,
@@ -27,7 +27,7 @@ class TypedBlob:
     """A typed value's fingerprint and payload; ``value`` is the source's object when made by a load.
 
     ``kept`` is set by the first hit of a blob the memory reader holds (``(copier, decoded object)``): later hits
-    of that very blob get a copy instead of a decode (see :func:`cachekit._typed.model_copier`).
+    of that very blob get a copy instead of a decode (see :func:`cachekit._typed_returns.model_copier`).
     """
 
     __slots__ = ("fingerprint", "kept", "payload", "value")

@@ -12,7 +12,8 @@ bounds or its unbounded count, nor tell which string key to evict. The pieces:
   key in one table), aged by halving every counter once ``10 x capacity`` accesses were counted;
 * *admission*: when room is needed and the window is over its share, its least recent entry (the candidate)
   contests the least recent entry of probation (the victim): the candidate is admitted only if the sketch says
-  it is used more often, otherwise it is the one evicted. A scan of keys used once never displaces hot ones.
+  it is used more often by more than the access that brought it in, otherwise it is the one evicted. A scan of
+  keys used once never displaces hot ones, nor does a loop a little larger than the cache churn it.
 
 The policy holds keys only (the driver's dict holds the entries) and never evicts by itself: the driver asks
 :meth:`TinyLFU.victim` for a key whenever a bound requires one, so entry and byte bounds (and TTLs, which the
@@ -166,7 +167,8 @@ class TinyLFU:
 
         While the window is over its share, its least recent key is the candidate: admitted to probation for
         free while main has room, else against probation's least recent key by frequency (ties keep the
-        incumbent). Otherwise main's least recent key goes (probation first, then protected, then the window).
+        incumbent, and so does a candidate only one access ahead: see the body). Otherwise main's least recent key
+        goes (probation first, then protected, then the window).
         """
         window, probation, protected = self.window, self.probation, self.protected
         # The shares are those of the entries that will be left: one fewer than now (the driver evicts after
@@ -185,7 +187,10 @@ class TinyLFU:
                 demoted, _ = protected.popitem(last=False)
                 probation[demoted] = None
             incumbent = next(iter(probation))
-            if self.sketch.frequency(candidate) > self.sketch.frequency(incumbent):
+            # One access ahead is a tie: the candidate's count holds the access that just brought it in, while the
+            # incumbent, probation's least recent, has not had its next one yet. Counted as a win, a loop a little
+            # larger than the cache swapped the incumbent out just before its reuse, pass after pass.
+            if self.sketch.frequency(candidate) > self.sketch.frequency(incumbent) + 1:
                 del probation[incumbent]
                 probation[candidate] = None
                 return incumbent

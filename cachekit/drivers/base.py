@@ -152,6 +152,17 @@ class Driver(abc.ABC):
     #: True when the backend never removes an entry by itself (no size bound, no eviction of its own): entries
     #: left under old generations then need a TTL, and ``ttl=None`` is refused (Redis, S3).
     leaves_orphans: bool = False
+    #: True when :meth:`get` returns the very blob :meth:`set` was given, and nothing outside this process (no
+    #: other process, no file, no network) can change it: a :class:`~cachekit.Cache` then trusts the blobs without
+    #: the codec's checksum, and values decoded at an entry's first hit may be kept and copied for later hits
+    #: (``trusted`` of :meth:`reader`). The plain memory driver. Not inherited: a subclass (which may change
+    #: :meth:`get`) has it only when its own class body declares it again.
+    holds_blobs_in_process: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "holds_blobs_in_process" not in cls.__dict__:  # a promise about the class's own get: not inherited
+            cls.holds_blobs_in_process = False
 
     def generation_store(self) -> GenerationStore | None:
         """The store of this backend's generation counters, shared by every process that shares the entries.
@@ -199,6 +210,7 @@ class Driver(abc.ABC):
         decode: Callable[[Any], Any] | None,
         *,
         decode_at: Callable[[str, Any], Any] | None = None,
+        trusted: bool = False,
         deadline_of: Callable[[Any], float | None] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> Callable[[str, Any], Any] | None:

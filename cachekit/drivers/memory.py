@@ -118,6 +118,7 @@ class MemoryDriver(Driver):
     sharing = PROCESS
     blocking = False
     supports_async = True  # the async twins run inline: nothing here waits on I/O
+    holds_blobs_in_process = True  # get returns the blob set was given, and only this process reaches it
 
     def __init__(
         self,
@@ -201,6 +202,28 @@ class MemoryDriver(Driver):
         if get is not None or type(self).get is not MemoryDriver.get:
             return super().reader(counts, failed, decode, decode_at=decode_at, get=get)
         return memory_reader(self, counts, failed, decode, copies=trusted, decode_at=decode_at)
+
+    def blob_decoder(
+        self,
+        decode: Callable[[Any], Any] | None,
+        *,
+        decode_at: Callable[[str, Any], Any] | None = None,
+        trusted: bool = False,
+        deadline_of: Callable[[Any], float | None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> Callable[[str, Any], Any] | None:
+        """With an unsigned codec, :func:`tier_decoder`: a blob this driver holds is answered from the value kept
+        in its entry (the copies :meth:`reader` serves), so ``aget`` and ``get_many`` hits are copies too, not a
+        decoding each. ``trusted`` (this driver's own cache): as :meth:`reader` keeps them, the envelope's deadline
+        left to the entry's own; else (the first tier of a tiered driver) checked on each hit. Otherwise
+        ``decode_at``."""
+        if decode is None or decode_at is not None or not self.holds_blobs_in_process:
+            return decode_at
+        if trusted:
+            return tier_decoder(self, decode, None, clock or self._clock)
+        if deadline_of is None:
+            return decode_at
+        return tier_decoder(self, decode, deadline_of, clock or self._clock)
 
     async def aget(self, key: str) -> Any:
         """:meth:`get`, inline (the hot path of ``async def`` hits)."""
@@ -615,14 +638,16 @@ def first_hit(
 def tier_decoder(
     driver: MemoryDriver,
     decode: Callable[[Any], Any],
-    deadline_of: Callable[[Any], float | None],
+    deadline_of: Callable[[Any], float | None] | None,
     clock: Callable[[], float],
 ) -> Callable[[str, Any], Any]:
-    """``decode(blob)`` as ``decoded(key, blob)`` for a reader whose first tier is ``driver``.
+    """``decode(blob)`` as ``decoded(key, blob)`` for blobs read from ``driver`` (or a tiered driver whose first
+    tier it is).
 
     A blob that is the very object ``driver`` holds under ``key`` is answered from that entry (a copy of the
-    value kept there, see :func:`first_hit`), with the envelope's deadline checked as ``decode`` would; a blob
-    from another tier is decoded. The kept value is the entry's: evicted, expired or replaced with it.
+    value kept there, see :func:`first_hit`), with the envelope's deadline checked as ``decode`` would (when
+    ``deadline_of`` is given: ``None`` for a codec that trusts the driver's own deadlines); a blob from another
+    tier is decoded. The kept value is the entry's: evicted, expired or replaced with it.
     """
     data, prefix = driver._data, driver._prefix
     if driver.kept_budget <= 0:

@@ -50,7 +50,6 @@ from cachekit._types import MISSING, Missing, normalize_ttl
 from cachekit.drivers._tier import Outcome, TierGuard, TierState, in_service, raise_if_all_failed
 from cachekit.drivers._tier_config import STRATEGIES, Tier, bounded_ttl, build_tiers, check_strategy
 from cachekit.drivers.base import HOST, NETWORK, PROCESS, Driver, ReadCounter, Reader
-from cachekit.drivers.memory import MemoryDriver, tier_decoder
 from cachekit.errors import ConfigurationError, DriverError
 from cachekit.generations import GenerationStore, store_for
 
@@ -168,16 +167,16 @@ class TieredDriver(Driver):
         decode: Callable[[Any], Any] | None,
         *,
         decode_at: Callable[[str, Any], Any] | None = None,
+        trusted: bool = False,
         deadline_of: Callable[[Any], float | None] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> Callable[[str, Any], Any] | None:
         """The decoding of :meth:`reader`, for the cache's other reads (``aget``, ``get_many``, the re-check):
-        over a plain memory first tier and an unsigned codec, :func:`~cachekit.drivers.memory.tier_decoder`,
-        so a hit of that tier is a copy of the value kept in its entry whichever path reads it."""
+        the first tier's (:meth:`Driver.blob_decoder`; over a plain memory first tier and an unsigned codec,
+        :func:`~cachekit.drivers.memory.tier_decoder`), so a hit of that tier is a copy of the value kept in its
+        entry whichever path reads it. Never ``trusted`` for the tier: its entries' envelopes are checked."""
         first = self._tiers[0].driver
-        if decode is not None and decode_at is None and deadline_of is not None and type(first) is MemoryDriver:
-            return tier_decoder(first, decode, deadline_of, clock or self._clock)
-        return decode_at
+        return first.blob_decoder(decode, decode_at=decode_at, deadline_of=deadline_of, clock=clock or self._clock)
 
     def get(self, key: str) -> bytes | Missing:
         # The L1 hit is the hot path: straight to the first tier while it is healthy (nothing to replay, breaker

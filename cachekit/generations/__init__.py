@@ -59,6 +59,10 @@ class GenerationStore(abc.ABC):
     ordered: ClassVar[bool] = True
     #: True when other processes may bump these generations (local copies then need watching).
     shared: ClassVar[bool] = True
+    #: True when :meth:`read` is a lookup in this process's memory that neither blocks nor fails: views then
+    #: keep no copy of what they read and ask the store at every render (issue 22: their copies of every scope
+    #: read grew with the distinct ids read, up to 100,000 scopes per table, whatever the driver's bound).
+    reads_in_process: ClassVar[bool] = False
 
     def __init__(self, identity: Any = None) -> None:
         self._listeners: dict[str, weakref.WeakSet[Any]] = {}
@@ -153,6 +157,7 @@ class MemoryGenerations(GenerationStore):
     """
 
     shared = False
+    reads_in_process = True
     #: The most scopes kept, over all namespaces (about 150 bytes each).
     limit = 100_000
 

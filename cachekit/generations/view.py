@@ -95,6 +95,8 @@ class GenerationView:
         self._pending: set[str] = set()
         self._cells: dict[str, _Cell] = {}
         self._changes = 0
+        #: The store's reads are in-process lookups (:attr:`GenerationStore.reads_in_process`): nothing is copied.
+        self._reads_in_process = store.reads_in_process
         self._lock = threading.Lock()
         self._bump_lock = threading.Lock()
         self._retry_at = 0.0
@@ -175,8 +177,14 @@ class GenerationView:
 
     def _local(self, scopes: Sequence[str], trusted: bool) -> tuple[list[int], list[int]]:
         """The generations known here (0 where unknown), and the indexes of the unknown ones: the one body of
-        :meth:`render`, :meth:`arender` and :meth:`render_local` before any store is asked."""
+        :meth:`render`, :meth:`arender` and :meth:`render_local` before any store is asked. A store whose reads
+        are in-process lookups is read here, and none is unknown."""
         private, known = self._private, self._known
+        if self._reads_in_process:
+            read = self.store.read(self.namespace, scopes)
+            if private:
+                read = [private.get(scope, value) for scope, value in zip(scopes, read, strict=True)]
+            return read, []
         values: list[int] = []
         missing: list[int] = []
         for index, scope in enumerate(scopes):
@@ -424,6 +432,9 @@ class GenerationView:
         # The fallback (what an offline read uses) learns every value too: a bump that reached the store while
         # reads could not (a subscription not confirmed yet, the read retry window) must not leave it with the
         # value from before that bump, under which a load begun before the write may have been stored.
+        self._changes += 1
+        if self._reads_in_process:
+            return  # nothing is copied: the store is read at every render
         known, fallback, ordered = self._known, self._fallback, self.store.ordered
         if len(known) > _KNOWN_LIMIT:
             known.clear()  # bounded: what is forgotten is read again when needed
@@ -448,7 +459,6 @@ class GenerationView:
             older = fallback.get(scope)
             fallback[scope] = latest if older is None or not ordered else max(older, latest)
             unreachable.pop(scope, None)
-        self._changes += 1
 
     def _moved(self, scopes: Sequence[str]) -> None:
         self._changes += 1

@@ -10,7 +10,7 @@ Storage layout in the bucket (``{prefix}/`` is absent when the database has no p
 
 Ids, field names and partition values are URL-quoted in keys. Every write keeps the partition index in step
 with the documents, and partition reads (``list``, ``list_ids``, ``count``, ``page``, ``query`` with
-``partition=``) list only that partition's index prefix. See :mod:`cachekit.s3db.resource` for the details.
+``partition=``) list only that partition's index prefix. See :mod:`cachekit.s3db.database` for the details.
 
 E.g.::
 
@@ -33,9 +33,19 @@ except ImportError as exc:
         f"cachekit.s3db needs boto3 and botocore ({exc}): pip install 'cachekit-orm[s3]'", name=exc.name
     ) from exc
 
-from .database import Database, Plugin, ResourceCallback, S3Url
+from .database import (
+    Change,
+    ChangeListener,
+    Database,
+    Document,
+    PartitionValues,
+    Plugin,
+    Resource,
+    ResourceCallback,
+    S3Url,
+    encode_partition_value,
+)
 from .errors import AlreadyExists, NotFound, PartitionError, S3dbError, ValidationError
-from .resource import Change, ChangeListener, Document, PartitionValues, Resource, encode_partition_value
 
 __all__ = [
     "AlreadyExists",

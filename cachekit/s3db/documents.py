@@ -1,6 +1,6 @@
 """Documents of an s3db resource: their types, the change record, and the checks and merges of their data.
 
-Shared by :mod:`cachekit.s3db.resource` (the public methods) and :mod:`cachekit.s3db.storage` (how documents
+Shared by :mod:`cachekit.s3db.database` (the public methods) and :mod:`cachekit.s3db.storage` (how documents
 and their partition index sit in S3).
 """
 

@@ -1,8 +1,8 @@
 """How a resource's documents and partition index sit in S3: keys, reads and writes of objects, write steps.
 
-:class:`ResourceStorage` is the base of :class:`~cachekit.s3db.resource.Resource`: it holds the resource's state
-and the private helpers its public methods share (they never call each other; see that module). The layout is
-described in :mod:`cachekit.s3db.resource`.
+:class:`ResourceStorage` is the base of :class:`~cachekit.s3db.Resource`: it holds the resource's state
+and the private helpers its public methods share (they never call each other; see :mod:`cachekit.s3db.database`,
+which also describes the layout).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import string
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
@@ -32,18 +32,31 @@ from .documents import (
 )
 from .errors import AlreadyExists, NotFound, PartitionError, S3dbError, ValidationError
 
-if TYPE_CHECKING:
-    from .database import Database
-
 __all__ = ["ResourceStorage"]
 
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
 LOCK_STRIPES = 32
+
+
+class _Bucket(Protocol):
+    """What the S3 side of a resource uses of its :class:`~cachekit.s3db.Database`: the client, the bucket and
+    the worker threads (a protocol, so this module does not import the database that imports it)."""
+
+    @property
+    def client(self) -> Any: ...
+
+    @property
+    def bucket(self) -> str: ...
+
+    def _map(self, fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]: ...
 
 
 class ResourceStorage:
     """The state of a resource and the S3 side of its methods (keys, object reads/writes, write steps)."""
 
-    _database: Database
+    _database: _Bucket
     _name: str
     _partitions: dict[str, tuple[str, ...]]
     _id_generator: Callable[[], str]

@@ -38,7 +38,10 @@ TIERS = [f"{DIFF}::test_the_l1_bypass_reads_what_the_generic_tier_walk_reads",
 _LRU_MOVE = ("                {move}\n            except KeyError:  # deleted by another thread between the two calls; "
              "the value read is still valid\n                pass\n        return entry[0], entry[1]")
 ASYNC_API = "tests/unit/test_async_api_differential.py"
+_MEMO_CHECK = ("        if entry is not None and entry[1] == entry[2].epoch:\n"
+               "            key = entry[0]  # never a skip_cache call")
 FLIGHTS = ("tests/unit/test_decorators.py", "tests/unit/test_async_single_flight_tiers.py")
+FRESH = ("tests/unit/test_freshness_differential.py", "tests/unit/test_freshness.py")
 OBSERVED = ["tests/unit/test_read_paths_differential.py", "tests/unit/test_metrics.py", "tests/unit/test_events.py"]
 
 
@@ -146,8 +149,57 @@ MUTANTS = [
            "            if value is None:\n                value = known", ("tests/unit/test_generations.py",
            "tests/unit/test_redis_generations.py", "tests/unit/test_generation_notifications.py",
            "tests/unit/test_async_hung_redis.py")),
+    Mutant("GEN-copies", "a view copies the generations of its own bumps of an in-process store (issue 22)",
+           "cachekit/generations/view.py", "        if self._reads_in_process:\n            return  # nothing is",
+           "        if False:\n            return  # nothing is", ("tests/unit/test_generation_bounds.py",)),
+    Mutant("GEN-local", "a view of an in-process store renders through the store's fetch path (issue 22)",
+           "cachekit/generations/view.py", "        if self._reads_in_process:\n            read = self.store",
+           "        if False:\n            read = self.store", ("tests/unit/test_generation_bounds.py",)),
+    Mutant("TLFU-tie", "a window candidate one access ahead displaces probation's least recent key (issue 22)",
+           "cachekit/drivers/_tinylfu.py", "> self.sketch.frequency(incumbent) + 1:",
+           "> self.sketch.frequency(incumbent):", ("tests/unit/test_tinylfu.py",)),
     Mutant("R5-error", "the observed read-failure hook forgets to count the error", "cachekit/_instrument.py",
            "            counters.errors += 1", "            pass", (*OBSERVED,)),
+    Mutant("FR1-error", "an async read whose load fails raises instead of serving stale_if_error's value",
+           "cachekit/_freshness.py", "            return await self._aload(key, action, fresh, loader, ttl)\n"
+           "        except Exception as exc:\n            if fallback is MISSING:",
+           "            return await self._aload(key, action, fresh, loader, ttl)\n"
+           "        except Exception as exc:\n            if True:", FRESH),
+    Mutant("FR2-count", "an async stale read does not count the refresh it starts", "cachekit/_freshness.py",
+           "        task.add_done_callback(self.tasks.discard)\n"
+           "        self.counter(resource, action).refreshes_started += 1",
+           "        task.add_done_callback(self.tasks.discard)\n        pass", FRESH),
+    # -- issue 18, the two hit bodies held to each other; the helpers written once -------------------------------
+    Mutant("H1-epoch", "H1 serves a memo slot without checking its epoch (a write never reaches it)",
+           "cachekit/_binding.py", _MEMO_CHECK, _MEMO_CHECK.replace(" and entry[1] == entry[2].epoch", ""),
+           (*CALLS,)),
+    Mutant("H1-rest", "H1 keys a call by its first argument alone, whatever follows it", "cachekit/_binding.py",
+           "if not kwargs and not rest and (type(first) is str", "if not kwargs and (type(first) is str", (*CALLS,)),
+    Mutant("H1-noarg", "H1 passes its no-argument marker to a call without positional arguments",
+           "cachekit/_binding.py", "return () if first is _NO_ARGUMENT else (first, *rest)", "return (first, *rest)",
+           (*CALLS,)),
+    Mutant("H2-epoch", "H2 serves a memo slot without checking its epoch", "cachekit/_cached_state.py",
+           _MEMO_CHECK, _MEMO_CHECK.replace(" and entry[1] == entry[2].epoch", ""), (*CALLS,)),
+    Mutant("H2-kwslot", "H2 gives every keyword-only call of a read one memo slot", "cachekit/_cached_state.py",
+           "slot = (self, name, pack(kwargs))", "slot = (self, name)", (*CALLS,)),
+    Mutant("HELP-unbound", "the helpers through the class drop the instance from the uncached call",
+           "cachekit/_binding.py", "call = functools.partial(self.__wrapped__, instance) if unbound else",
+           "call = self.__wrapped__ if unbound else", (*CALLS,)),
+    Mutant("HELP-classmethod", "the helpers of a classmethod looked up on its class call it unbound",
+           "cachekit/_binding.py", "return state, owner, args, self._self_parent.__wrapped__.__get__(None, owner)",
+           "return state, owner, args, self._self_parent.__wrapped__.__func__", (*CALLS,)),
+    Mutant("HELP-arefresh", "refresh of an async def stores the coroutine, not its result",
+           "cachekit/_cached_state.py", "        if state.is_async:  # the coroutine's result",
+           "        if False:  # the coroutine's result", (*CALLS,)),
+    Mutant("HELP-stacked", "uncached of a stacked cache reads the inner cache", "cachekit/_cached_state.py",
+           "return call(*args, **skip_inner(self.__wrapped__, kwargs))", "return call(*args, **kwargs)", (*CALLS,)),
+    # -- issue 18, driver capabilities instead of class checks ---------------------------------------------------
+    Mutant("CAP-inherit", "a memory driver subclass inherits holds_blobs_in_process (its get may differ)",
+           "cachekit/drivers/base.py", "        if \"holds_blobs_in_process\" not in cls.__dict__:",
+           "        if False:", ("tests/unit/test_decoded_copies.py", *READS)),
+    Mutant("CAP-decoder", "plain memory aget/get_many decode every hit (no blob_decoder)", "cachekit/drivers/memory.py",
+           "        return tier_decoder(self, decode, deadline_of, clock or self._clock)", "        return decode_at",
+           ("tests/unit/test_decoded_copies.py", *READS)),
 ]  # fmt: skip
 
 

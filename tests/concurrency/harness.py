@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cachekit import Cache, cached, invalidates
+from tests.servers import RedisServer
 
 LOAD_DELAY = 0.0005
 
@@ -274,3 +275,19 @@ def run_two_processes(
                 process.kill()
                 process.join(5)
     return results["writer"], results["reader"]
+
+
+def outage(server: RedisServer, how: str, stop: threading.Event, down_at: float, up_at: float) -> None:
+    """``down_at`` seconds in, take ``server`` away (``restart``: SIGKILL; ``sigstop``: paused); ``up_at`` seconds
+    in, bring it back (restarted empty on the same port, or resumed). ``stop`` ends either wait early."""
+    if stop.wait(down_at):
+        return
+    if how == "restart":
+        server.kill()
+    else:
+        server.pause()
+    stop.wait(max(0.0, up_at - down_at))
+    if how == "restart":
+        server.start()  # same port, empty
+    else:
+        server.resume()

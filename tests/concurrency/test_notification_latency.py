@@ -30,7 +30,9 @@ from .load import cpu_load
 WRITES = int(os.environ.get("CACHEKIT_LATENCY_WRITES", "200"))
 #: Generous: the bound is for a loaded, shared machine; the p99 is printed (goal: 10 ms on a quiet one).
 LATE = 0.1
-#: The issue's goal, 10 ms p99, in the reader thread's CPU time.
+#: The issue's goal, 10 ms p99, in the reader thread's CPU time. It held on the design before the read path pulled
+#: the socket too (2.8-4.4 ms): the check that tells the designs apart is deterministic, in
+#: tests/unit/test_generation_inbox.py (a read hears a write while the subscriber thread is held).
 CPU_GOAL = 0.01
 #: Busy-loop processes next to the reader and the writer.
 LOAD = int(os.environ.get("CACHEKIT_LATENCY_LOAD", "1"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,18 +18,11 @@ import pytest
 from cachekit import Cache
 from tests.servers import RedisServer
 
-from .harness import run_threads
+from .harness import outage, run_threads
 from .load import cpu_load
 
 SECONDS = float(os.environ.get("CACHEKIT_OUTAGE_SECONDS", "6"))
 WORKLOAD: dict[str, Any] = {"list_ratio": 0.1, "write_ratio": 0.1, "delay": 0.001, "write_delay": 0.001}
-
-
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
-    running = RedisServer().start()
-    yield running
-    running.cleanup()
 
 
 def _spec(kind: str, url: str) -> dict[str, Any]:
@@ -44,32 +36,18 @@ def _spec(kind: str, url: str) -> dict[str, Any]:
     }
 
 
-def _fault(server: RedisServer, how: str, stop: threading.Event) -> None:
-    """At 1/4 of the run take Redis away, at 1/2 bring it back (restarted empty, or resumed)."""
-    if stop.wait(SECONDS / 4):
-        return
-    if how == "restart":
-        server.kill()
-    else:
-        server.pause()
-    stop.wait(SECONDS / 4)
-    if how == "restart":
-        server.start()  # same port, empty
-    else:
-        server.resume()
-
-
 @pytest.mark.parametrize("how", ["restart", "sigstop"])
 @pytest.mark.parametrize("kind", ["redis", "memory->redis"])
-def test_no_stale_read_through_an_outage(server: RedisServer, kind: str, how: str) -> None:
-    cache = Cache(**_spec(kind, server.url))
+def test_no_stale_read_through_an_outage(private_redis: RedisServer, kind: str, how: str) -> None:
+    cache = Cache(**_spec(kind, private_redis.url))
     stop = threading.Event()
-    fault = threading.Thread(target=_fault, args=(server, how, stop))
+    # at 1/4 of the run Redis goes away, at 1/2 it comes back (restarted empty, or resumed)
+    fault = threading.Thread(target=outage, args=(private_redis, how, stop, SECONDS / 4, SECONDS / 2))
     try:
         with cpu_load(2, seconds=SECONDS + 30):
             fault.start()
             started = time.monotonic()
-            marks = (SECONDS / 4, SECONDS / 2)  # the fault's start and end (see _fault)
+            marks = (SECONDS / 4, SECONDS / 2)  # the fault's start and end
             outcome = run_threads(cache, seconds=SECONDS, max_operations=400_000, marks=marks, **WORKLOAD)
             elapsed = time.monotonic() - started
     finally:

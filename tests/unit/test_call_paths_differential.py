@@ -1,15 +1,16 @@
 """The decorator's hit bodies side by side: one call sequence through every way a ``@cached`` read is called.
 
 * H1: a plain method through an instance (the lean binding's ``__call__``, ``cachekit._binding``);
-* H2: the same method looked up on its class (``Users.get(users, ...)``), and a plain function
-  (``CachedState.__call__`` through wrapt);
+* H2: the same method through wrapt's binding of the same instance (what the lean binding replaces), looked up
+  on its class (``Users.get(users, ...)``), and a plain function (``CachedState.__call__`` through wrapt);
 * H3: an ``async def`` method (``CachedState.acall``).
 
 Each variant has its own memory cache (same options, same fake clock) and its own copy of the source. The same
 hypothesis operations go to all of them: calls with positional and keyword arguments, ``skip_cache=True`` and
 ``False``, actions disabled by policy or stored only from the second miss, source changes with and without an
-invalidation, time passing. Every variant must return the same values, call its source with the same
-arguments, and end every step with the same counters and the same stored keys as H1.
+invalidation, time passing, and the helpers (``.cache_key``, ``.uncached``, ``.invalidate``, ``.refresh``)
+called through each. Every variant must return the same values, call its source with the same arguments, and
+end every step with the same counters and the same stored keys as H1.
 """
 
 from __future__ import annotations
@@ -117,12 +118,29 @@ class Variant:
             bound = getattr(self.target, method)
             assert isinstance(bound, BoundCached)  # the lean binding, H1
             return bound(*args, **kwargs)
+        if self.how == "wrapt":
+            through = getattr(self.target, method)._wrapt()
+            assert isinstance(through, BoundCachedFunction)  # H2, through wrapt's binding
+            return through(*args, **kwargs)
         if self.how == "class":
             return getattr(Users, method)(self.target, *args, **kwargs)
         if self.how == "function":
             return self.target[method](*args, **kwargs)
         result: Awaitable[Any] = getattr(self.target, method)(*args, **kwargs)
         return await result
+
+    async def helper(self, helper: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """``.cache_key``, ``.uncached``, ``.invalidate`` or ``.refresh`` of the read, through this variant."""
+        if self.how == "class":
+            obj: Any = getattr(Users, method)
+            args = (self.target, *args)
+        elif self.how == "function":
+            obj = self.target[method]
+        else:
+            obj = getattr(self.target, method)
+            obj = obj._wrapt() if self.how == "wrapt" else obj
+        result = getattr(obj, helper)(*args, **dict(kwargs))
+        return await result if self.how == "async" and helper in ("uncached", "refresh") else result
 
     def state(self) -> tuple[Any, ...]:
         cache = self.cache
@@ -149,6 +167,7 @@ COUNT_CALLS = [
     ((), {"partition": "by_region", "partition_values": {"region": "us"}, "skip_cache": False}),
 ]
 IDS = st.sampled_from(["u1", "u2"])
+HELPERS = ("cache_key", "uncached", "invalidate", "refresh")
 OPS = st.lists(
     st.one_of(
         st.tuples(st.just("get"), st.sampled_from(range(len(GET_CALLS)))),
@@ -157,6 +176,7 @@ OPS = st.lists(
         st.tuples(st.just("change"), IDS),  # the source changes; nothing is invalidated
         st.tuples(st.just("write"), IDS),  # the source changes and the write invalidates
         st.tuples(st.just("advance"), st.sampled_from([1.0, 400.0])),
+        st.tuples(st.just("helper"), st.sampled_from(HELPERS), st.sampled_from(range(len(GET_CALLS)))),
     ),
     max_size=30,
 )
@@ -166,7 +186,7 @@ POLICIES = {
     "get-disabled": {"get": False},
     "second-miss": {"get": {"min_hits_before_store": 2}, "count": {"ttl": 1}},
 }
-HOWS = ("instance", "class", "function", "async")
+HOWS = ("instance", "wrapt", "class", "function", "async")
 
 
 @pytest.mark.parametrize("policy", list(POLICIES))
@@ -188,8 +208,19 @@ def test_every_way_of_calling_a_read_does_what_the_lean_binding_does(policy: str
                     if kind == "write":
                         variant.cache.invalidate(Invalidation("users", ids=[op[1]]))
                 continue
-            args, kwargs = (GET_CALLS if kind == "get" else COUNT_CALLS)[op[1]]
             lead, *others = variants
+            if kind == "helper":
+                args, kwargs = GET_CALLS[op[2]]
+                kwargs = {k: v for k, v in kwargs.items() if k != "skip_cache"}  # a call's option, not a helper's
+                mark = len(lead.source.log)
+                expected = await lead.helper(op[1], "get", args, kwargs)
+                for variant in others:
+                    got = await variant.helper(op[1], "get", args, kwargs)
+                    assert same_value(got, expected), (variant.how, op, got, expected)
+                    assert variant.source.log == lead.source.log, (variant.how, op, variant.source.log[mark:])
+                    assert variant.state() == lead.state(), (variant.how, op)
+                continue
+            args, kwargs = (GET_CALLS if kind == "get" else COUNT_CALLS)[op[1]]
             mark = len(lead.source.log)
             expected = await lead.call(kind, args, kwargs)
             for variant in others:

@@ -722,3 +722,69 @@ def test_aget_and_get_many_of_a_memory_tier_hit_copy_the_kept_value(tmp_path: An
     assert same_value(cache.get_many(["k"])["k"], value)
     assert same_value(asyncio.run(repo.get("x")), dict(value, id="x"))
     assert decodes[0] == 2
+
+
+def test_aget_and_get_many_of_a_plain_memory_hit_copy_the_kept_value() -> None:
+    """A plain memory cache's ``aget`` and ``get_many`` serve the value its reader keeps (``MemoryDriver``'s
+    ``blob_decoder``): they decoded every hit."""
+    import asyncio
+
+    cache = Cache(driver="memory", namespace="dc-plain", ttl=60)
+    value = {"id": 7, "tags": ["a", "b"], "pair": (1, [2]), "when": dt.datetime(2024, 1, 1), "d": Decimal("1.5")}
+    cache.set("k", value)
+    cache.set("j", value)
+    decodes = count_decodes(cache)
+    assert same_value(cache.get("k"), value)  # the reader's first hit: decoded and kept
+    assert decodes[0] == 1
+
+    async def reads() -> list[Any]:
+        return [await cache.aget("k"), await cache.aget("k"), await cache.aget("j"), await cache.aget("j")]
+
+    hits = asyncio.run(reads())  # "j" is decoded (and kept) at its first aget, its second is a copy
+    hits += [cache.get_many(["k"])["k"], cache.get_many(["k", "absent", "j"])["j"], cache.get("j")]
+    assert decodes[0] == 2
+    for hit in hits:
+        assert same_value(hit, value)
+        hit["tags"].append("mutated")
+        hit["pair"][1].append("mutated")
+    assert same_value(cache.get("k"), value)
+    assert same_value(asyncio.run(cache.aget("j")), value)
+    cache.set("k", {"new": True})  # a write is served at once, by every path
+    assert cache.get_many(["k"]) == {"k": {"new": True}}
+    assert asyncio.run(cache.aget("k")) == {"new": True}
+
+
+def test_holding_blobs_in_process_is_a_declared_capability_not_a_class_check() -> None:
+    """``Driver.holds_blobs_in_process`` decides the trusted reads (no checksum, kept copies). A memory driver
+    subclass that declares it gets them, one that does not keeps the checked path; a cache tested the driver's
+    exact class (``type(driver) is MemoryDriver``)."""
+    from cachekit.drivers.memory import MemoryDriver
+
+    class Declared(MemoryDriver):
+        holds_blobs_in_process = True
+
+    class Undeclared(MemoryDriver):
+        pass
+
+    assert MemoryDriver.holds_blobs_in_process
+    assert not Undeclared.holds_blobs_in_process
+    for driver, trusted in ((MemoryDriver(), True), (Declared(), True), (Undeclared(), False)):
+        cache = Cache(driver=driver, namespace="dc-capability")
+        assert cache._trusted_blobs is trusted, type(driver).__name__
+        cache.set("k", {"a": [1]})
+        decodes = count_decodes(cache)
+        hits = [cache.get("k"), cache.get("k"), asyncio_get(cache, "k"), cache.get_many(["k"])["k"]]
+        assert all(hit == {"a": [1]} for hit in hits)
+        assert decodes[0] == (1 if trusted else 4), type(driver).__name__
+        tiered = Cache(drivers=[{"driver": driver}, {"driver": "memory"}], namespace="dc-capability-tiers")
+        tiered.set("k", {"a": [1]})
+        decodes = count_decodes(tiered)
+        hits = [tiered.get("k"), tiered.get("k"), asyncio_get(tiered, "k"), tiered.get_many(["k"])["k"]]
+        assert all(hit == {"a": [1]} for hit in hits)
+        assert decodes[0] == (1 if trusted else 4), f"tier {type(driver).__name__}"
+
+
+def asyncio_get(cache: Cache, key: str) -> Any:
+    import asyncio
+
+    return asyncio.run(cache.aget(key))

@@ -17,17 +17,9 @@ import pytest
 
 from cachekit import Cache, cached, invalidates
 from cachekit.generations import store_for
+from tests.servers import wait_until
 
 SIGNING_KEY = b"tenant-a-signing-key-0123456789"
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 class Users:

@@ -14,6 +14,7 @@ from cachekit import Cache, cached, invalidates
 from cachekit.generations import MemoryGenerations, store_for
 from cachekit.generations import view as view_module
 from cachekit.generations.view import GenerationView
+from cachekit.keys import KeySpec
 
 
 def test_memory_scopes_are_bounded_and_counters_never_move_back() -> None:
@@ -77,3 +78,54 @@ def test_a_views_outage_fallback_is_bounded(monkeypatch: pytest.MonkeyPatch) -> 
     scopes: Any = [f"gone/item/{number}" for number in range(200)]
     view._offline(scopes)
     assert len(view._unreachable) <= 51
+
+
+
+def test_distinct_reads_on_a_capped_memory_driver_grow_no_table_of_scopes() -> None:
+    """Issue 22, item 1: a memory driver's view copied the generation of every scope it read (three tables, up
+    to 100,000 scopes each), so distinct ids grew the heap by megabytes whatever ``max_size`` said (3.6 MB
+    here). Its store is read in place now: what 20 memos' worth of distinct ids leave behind is the last full
+    key memo (about 500 bytes a slot) and the 100 entries, all allocated during the run.
+    """
+    import gc
+    import tracemalloc
+
+    from cachekit._cached_state import MEMO_LIMIT
+
+    users = _Users(Cache(namespace="capped", config={"max_size": 100}))
+    for number in range(2 * MEMO_LIMIT):  # the memo full at the end, as it is at the end of the run
+        users.get(f"warm-{number}")
+        users.get(f"warm-{number}")
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for number in range(20 * MEMO_LIMIT):
+            users.get(f"id-{number}")
+            users.get(f"id-{number}")
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert grown < 1 << 20, f"{20 * MEMO_LIMIT:,} distinct reads grew the heap by {grown / 1024:,.0f} KB"
+    view = users.cache._gens
+    assert (len(view._known), len(view._fallback), len(view._floors)) == (0, 0, 0)
+    users.update("id-5", 7)  # no copy is kept, and every write is still seen
+    assert users.get("id-5") == 7
+
+
+def test_a_memory_stores_view_renders_every_key_locally_and_copies_no_bump() -> None:
+    """The other two ways a view of an in-process store copied scopes: its own bumps (``_adopt``, one scope per
+    distinct id written) and reads that rendered through the store (``render_local``, the event loop's way, said
+    "ask the store" for every scope not copied yet)."""
+    users = _Users(Cache(namespace="written", config={"max_size": 100}))
+    view = users.cache._gens
+    for number in range(2000):
+        users.update(f"id-{number}", number)
+    assert (len(view._known), len(view._fallback), len(view._floors)) == (0, 0, 0)
+    template = users.cache.key_template(KeySpec("users", "get", item_id="id-7", has_item=True))
+    assert len(template.scopes) == 3  # the namespace's, the resource's and the item's
+    assert view.render_local(template) == view.render(template)[0]  # never deferred to a worker thread
+    users.update("id-7", 8)
+    assert view.render_local(template) == view.render(template)[0]
+    assert users.get("id-7") == 8

@@ -39,6 +39,7 @@ class FlakyStore(MemoryGenerations):
     """An in-process store that can be made to fail, as a shared backend would during an outage."""
 
     shared = True
+    reads_in_process = False  # reads may fail: views keep copies, as of a shared backend
 
     def __init__(self) -> None:
         super().__init__()
@@ -278,6 +279,7 @@ def test_a_pending_bump_is_retried_at_most_once_a_second(clock: Any) -> None:
 class _UnwatchedStore(MemoryGenerations):
     """A store whose changes nobody is told of; ``trusting`` says whether local copies may be used."""
 
+    reads_in_process = False  # a shared backend's: views keep local copies
     trusting = True
 
     def trusted(self, namespace: str) -> bool:

@@ -10,12 +10,14 @@ import copy
 import inspect
 import threading
 import types
+import warnings
 from typing import Any
 
 import pytest
 
 from cachekit import Cache, cached
 from cachekit._binding import BoundCached, BoundCachedFunction, CachedFunction
+from cachekit._cached_state import CachedCallable
 
 
 class Repo:
@@ -354,3 +356,108 @@ def test_an_exception_in_the_method_is_raised_and_nothing_is_cached() -> None:
         with pytest.raises(LookupError):
             obj.get("x")
     assert obj.calls == 2
+
+
+def test_the_helpers_are_written_once_for_every_kind_of_binding(repo: Repo) -> None:
+    """``.cache_key``, ``.uncached``, ``.invalidate`` and ``.refresh`` are :class:`CachedCallable`'s, whatever
+    ``@cached`` made: each kind says only how a call splits (``_call_parts``)."""
+
+    class Kinds:
+        cache = Cache(driver="memory", namespace="lb-kinds")
+
+        @cached(action="cm")
+        @classmethod
+        def cm(cls, id: str) -> str:
+            return id
+
+        @cached(action="sm")
+        @staticmethod
+        def sm(id: str) -> str:
+            return id
+
+        @cached(action="am")
+        async def am(self, id: str) -> str:
+            return id
+
+    @cached(action="get", cache=repo.cache, resource="users")
+    def function(id: str) -> str:
+        return id
+
+    made = [repo.get, Repo.get, Repo.__dict__["get"], Kinds.cm, Kinds().cm, Kinds.sm, Kinds().sm, Kinds().am,
+            Kinds.am, function, repo.get._wrapt()]  # fmt: skip
+    for obj in made:
+        assert isinstance(obj, CachedCallable)
+        for helper in ("cache_key", "uncached", "invalidate", "refresh"):
+            owners = [cls for cls in type(obj).__mro__ if helper in vars(cls)]
+            assert owners == [CachedCallable], (obj, helper, owners)
+
+
+def test_refresh_of_an_async_method_stores_the_awaited_result() -> None:
+    """It stored the coroutine: refused by the codec (a warning), so the next read loaded again."""
+
+    class Users:
+        name = "users"
+
+        def __init__(self) -> None:
+            self.cache = Cache(driver="memory", namespace="lb-arefresh")
+            self.loads = 0
+
+        @cached(action="get")
+        async def get(self, id: str) -> dict[str, Any]:
+            self.loads += 1
+            return {"id": id, "n": self.loads}
+
+    users = Users()
+
+    async def run() -> list[Any]:
+        first = await users.get("a")
+        refreshed = await users.get.refresh("a")
+        return [first, refreshed, await users.get("a"), await Users.get.refresh(users, "a"), await users.get("a")]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = asyncio.run(run())
+    assert [value["n"] for value in got] == [1, 2, 2, 3, 3]
+    assert users.loads == 3
+
+
+def test_uncached_of_a_stacked_cache_reads_neither_cache() -> None:
+    inner_cache = Cache(driver="memory", namespace="lb-inner")
+    outer_cache = Cache(driver="memory", namespace="lb-outer")
+    loads: list[str] = []
+
+    @cached(action="get", cache=outer_cache, resource="users")
+    @cached(action="get", cache=inner_cache, resource="users")
+    def get(id: str) -> dict[str, Any]:
+        loads.append(id)
+        return {"id": id, "n": len(loads)}
+
+    assert get("a") == {"id": "a", "n": 1}
+    assert get.uncached("a") == {"id": "a", "n": 2}  # through the inner cache too, not its entry
+    assert get.refresh("a") == {"id": "a", "n": 3}
+    assert get("a") == {"id": "a", "n": 3}
+    assert loads == ["a"] * 3
+
+
+def test_every_positional_argument_is_part_of_the_key() -> None:
+    """The lean binding's one-argument slot (its first positional argument alone) is for one-argument calls."""
+
+    class Pages:
+        name = "pages"
+
+        def __init__(self) -> None:
+            self.cache = Cache(driver="memory", namespace="lb-positional")
+            self.loads = 0
+
+        @cached(action="get")
+        def get(self, id: str, page: int = 1) -> list[Any]:
+            self.loads += 1
+            return [id, page]
+
+    pages = Pages()
+    assert pages.get("a") == ["a", 1]
+    assert pages.get("a", 2) == ["a", 2]
+    assert pages.get("a", 3) == ["a", 3]
+    assert pages.get("a") == ["a", 1]
+    assert pages.get("a", 2) == ["a", 2]
+    assert pages.loads == 3

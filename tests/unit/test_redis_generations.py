@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -11,18 +9,9 @@ import pytest
 from cachekit import Cache, cached, invalidates
 from cachekit.generations import store_for
 from cachekit.generations.redis import RedisGenerations
-from tests.servers import RedisServer, unavailable
+from tests.servers import RedisServer, wait_until
 
 pytestmark = pytest.mark.redis
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 class Repo:
@@ -82,16 +71,6 @@ def test_a_counter_that_disappears_comes_back_higher(redis_url: str, redis_prefi
     finally:
         client.close()
     cache.close()
-
-
-@pytest.fixture
-def private_redis() -> Iterator[RedisServer]:
-    try:
-        server = RedisServer().start()
-    except (FileNotFoundError, RuntimeError) as exc:
-        unavailable(f"cannot start a private redis-server: {exc}")
-    yield server
-    server.cleanup()
 
 
 def test_a_lost_subscription_is_not_trusted_and_comes_back(private_redis: RedisServer) -> None:
