@@ -10,11 +10,13 @@ uncached.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from .._types import MISSING, Missing
 from ..errors import CorruptEntryError
 
-__all__ = ["limit_reads", "oversized"]
+__all__ = ["bounded_blobs", "limit_reads", "oversized"]
 
 
 def limit_reads(driver: Any, limit: int) -> None:
@@ -33,3 +35,18 @@ def oversized(key: str, limit: int) -> CorruptEntryError:
         f"the entry under {key!r} is over {limit} bytes (max_value_bytes plus the envelope): refused without "
         "reading it; another writer may have stored it, or raise max_value_bytes if values this large are expected"
     )
+
+
+def bounded_blobs(keys: Sequence[str], blobs: Sequence[bytes], limit: int) -> list[bytes | Missing]:
+    """The answers of a batch of bounded reads (at most ``limit`` + 1 bytes each, ``b""`` for an absent key):
+    :data:`~cachekit.MISSING` or the blob; an entry over ``limit`` fails the batch with :func:`oversized`, as
+    in the drivers whose ``get_many`` is a loop of ``get`` (the read is served from the source, counted)."""
+    found: list[bytes | Missing] = []
+    for key, blob in zip(keys, blobs, strict=True):
+        if not blob:
+            found.append(MISSING)
+        elif len(blob) > limit:
+            raise oversized(key, limit)
+        else:
+            found.append(blob)
+    return found

@@ -81,6 +81,15 @@ def _mget(client: Client, keys: list[str]) -> list[bytes | None]:
     return cast("list[bytes | None]", client.mget(keys))
 
 
+def _getranges(client: Client, keys: list[str], end: bytes) -> list[bytes]:
+    """At most ``end`` + 1 bytes of each key, pipelined in one round trip (issue 19: a bounded MGET; ``b""`` is
+    an absent key). In a cluster the pipeline sends each node its keys."""
+    with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.execute_command("GETRANGE", key, b"0", end)
+        return cast("list[bytes]", pipe.execute())
+
+
 def _unlink(client: Client, keys: Iterable[str | bytes]) -> int:
     # UNLINK after SCAN is safe: SCAN still returns every key present for the whole iteration.
     return sum(int(client.unlink(*batch)) for batch in _batches(iter(keys)))

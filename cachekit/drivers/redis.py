@@ -37,7 +37,7 @@ import redis
 from cachekit._redact import redact
 from cachekit._types import MISSING, Clock, Missing
 from cachekit.breaker import DEFAULT_COOLDOWN, DEFAULT_FAILURES, CircuitBreaker
-from cachekit.drivers._limits import oversized
+from cachekit.drivers._limits import bounded_blobs, oversized
 from cachekit.drivers._redis_commands import (
     _FAILURES,
     _GLOB_ESCAPES,
@@ -48,6 +48,7 @@ from cachekit.drivers._redis_commands import (
     _SCAN_COUNT,
     _UNAVAILABLE,
     _batches,
+    _getranges,
     _mget,
     _px,
     _unlink,
@@ -252,13 +253,18 @@ class RedisDriver(AsyncRedisCommands):
         return blob, (None if pttl < 0 else self._clock() + pttl / 1000)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | Missing]:
-        """One MGET (in a cluster, one MGET per hash slot, pipelined per node)."""
+        """One MGET (in a cluster, one MGET per hash slot, pipelined per node); with a read limit, one pipelined
+        ``GETRANGE`` per key (issue 19: an entry over the limit is refused unread, as by :meth:`get`)."""
         if not keys:
             return []
         prefix = self._prefix
         full = [prefix + key for key in keys]
-        blobs = self.call(lambda client: _mget(client, full), name="MGET")
-        return [MISSING if blob is None else blob for blob in blobs]
+        limit = self._read_limit
+        if limit is None:
+            blobs = self.call(lambda client: _mget(client, full), name="MGET")
+            return [MISSING if blob is None else blob for blob in blobs]
+        end = self._read_limit_arg
+        return bounded_blobs(keys, self.call(lambda client: _getranges(client, full, end), name="GETRANGE"), limit)
 
     def keys(self, prefix: str = "") -> list[str]:
         """The stored keys under ``prefix``, without ``key_prefix``, sorted."""

@@ -29,7 +29,7 @@ import redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from cachekit._types import MISSING, Missing
-from cachekit.drivers._limits import oversized
+from cachekit.drivers._limits import bounded_blobs, oversized
 from cachekit.drivers._redis_commands import (
     _BATCH,
     _FAILURES,
@@ -248,25 +248,42 @@ class AsyncRedisCommands(Driver):
         if self._aclients is None:
             return await super().aget_with_expiry(key)
         full = self._prefix + key
+        limit: int | None = getattr(self, "max_read_bytes", None)
 
         async def get_and_pttl(client: AsyncClient) -> list[Any]:
             async with client.pipeline(transaction=False) as pipe:
-                pipe.get(full)
+                if limit is None:
+                    pipe.get(full)
+                else:
+                    pipe.getrange(full, 0, limit)  # issue 19: bounded ("" is an absent key)
                 pipe.pttl(full)
                 return await pipe.execute()
 
         blob, pttl = await self._acall(get_and_pttl, "GET+PTTL")
-        if blob is None or pttl == -2:
+        if not blob or pttl == -2:
             return MISSING
+        if limit is not None and len(blob) > limit:
+            raise oversized(key, limit)
         return blob, (None if pttl < 0 else self._clock() + pttl / 1000)
 
     async def aget_many(self, keys: Sequence[str]) -> list[bytes | Missing]:
-        """One MGET (in a cluster, one per hash slot, pipelined per node)."""
+        """One MGET (in a cluster, one per hash slot, pipelined per node); with a read limit, one pipelined
+        ``GETRANGE`` per key (see :meth:`RedisDriver.get_many <cachekit.drivers.redis.RedisDriver.get_many>`)."""
         if self._aclients is None:
             return await super().aget_many(keys)
         if not keys:
             return []
         full = [self._prefix + key for key in keys]
+        limit: int | None = getattr(self, "max_read_bytes", None)
+        if limit is not None:  # issue 19: one pipelined GETRANGE per key, each bounded
+
+            async def getranges(client: AsyncClient) -> list[bytes]:
+                async with client.pipeline(transaction=False) as pipe:
+                    for name in full:
+                        pipe.getrange(name, 0, limit)
+                    return cast("list[bytes]", await pipe.execute())
+
+            return bounded_blobs(keys, await self._acall(getranges, "GETRANGE"), limit)
 
         async def mget(client: AsyncClient) -> list[bytes | None]:
             if isinstance(client, AsyncRedisCluster):

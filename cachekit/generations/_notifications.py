@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from ._values import COUNTER_LIMIT
+
 __all__ = ["MAX_NOTIFICATION_BYTES", "REFUSED", "parse_notification"]
 
 #: A notification of a signed namespace whose values do not all carry a valid MAC (issue 19): refused, counted.
@@ -19,7 +21,6 @@ REFUSED: Final = "refused"
 
 #: A larger message is dropped unparsed (a bump of thousands of scopes is far smaller).
 MAX_NOTIFICATION_BYTES = 1 << 20
-_LARGEST = (1 << 63) - 1
 
 
 def parse_notification(data: object, seals: Mapping[str, Any] | None = None) -> Any:
@@ -58,10 +59,10 @@ def parse_notification(data: object, seals: Mapping[str, Any] | None = None) -> 
     pairs = []
     for line in lines:
         scope, tab, value = line.rpartition("\t")
-        if not tab or not scope or not value.isascii() or not value.isdigit() or len(value) > 19:
+        if not tab or not scope or not value.isascii() or not value.isdigit() or len(value) > 16:
             return None
         number = int(value)
-        if not 0 < number <= _LARGEST:
+        if not 0 < number < COUNTER_LIMIT:
             return None
         pairs.append((scope, number))
     return namespace, pairs

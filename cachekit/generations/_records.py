@@ -10,14 +10,14 @@ which writes only inline integers and 8-byte tokens and never opens or removes a
 (SQLite answers ``typeof`` and ``length`` from the record header: a planted 1 GiB blob is never loaded).
 
 A record that is absent reads as :data:`ABSENT` (the store may create it); one that is present but not what
-cachekit writes reads as :data:`UNPARSABLE`, which the stores turn into a *private* generation
-(:func:`private_value`): a random negative number no other process uses. So a planted record makes this
-process miss, never share or roll back entries; the next bump overwrites it with a fresh counter.
+cachekit writes (an integer from :data:`~cachekit.generations._values.COUNTER_LIMIT` up included) reads as
+:data:`UNPARSABLE`, which the stores turn into a *private* generation (``_values.private_value``): a random
+negative number no other process uses. So a planted record makes this process miss, never share or roll back
+entries; the next bump overwrites it with a fresh counter.
 """
 
 from __future__ import annotations
 
-import random
 import sqlite3
 from typing import Any, Final
 
@@ -25,8 +25,9 @@ import diskcache
 from diskcache.core import MODE_RAW, UNKNOWN
 
 from ._signing import SEALED_SIZE
+from ._values import COUNTER_LIMIT
 
-__all__ = ["ABSENT", "EPOCH_SIZE", "UNPARSABLE", "RecordDisk", "parse_counter", "private_value", "select_record"]
+__all__ = ["ABSENT", "EPOCH_SIZE", "UNPARSABLE", "RecordDisk", "parse_counter", "select_record"]
 
 #: No record (or an expired one).
 ABSENT: Final = "absent"
@@ -97,7 +98,7 @@ def select_record(sql: Any, key: str, now: float) -> int | bytes | str:
         return ABSENT  # expired (diskcache's own reading); replaced by the next add or set
     if mode != MODE_RAW or filename is not None:
         return UNPARSABLE
-    if kind == "integer" and isinstance(value, int) and 0 < value <= _LARGEST:
+    if kind == "integer" and isinstance(value, int) and 0 < value < COUNTER_LIMIT:
         return value
     if kind == "blob" and isinstance(value, bytes) and len(value) in (EPOCH_SIZE, SEALED_SIZE):
         return value
@@ -109,8 +110,3 @@ def parse_counter(found: int | bytes | str) -> int | str:
     if isinstance(found, int) or found == ABSENT:
         return found
     return UNPARSABLE
-
-
-def private_value() -> int:
-    """A generation no other process uses (negative, random): what an unparsable record reads as."""
-    return -random.getrandbits(48) - 1

@@ -29,8 +29,9 @@ from typing import Any
 
 from .._types import MISSING
 from . import GenerationStore
-from ._records import ABSENT, EPOCH_SIZE, UNPARSABLE, RecordDisk, parse_counter, private_value, select_record
+from ._records import ABSENT, EPOCH_SIZE, UNPARSABLE, RecordDisk, parse_counter, select_record
 from ._signing import SEALED_SIZE
+from ._values import private_value
 
 __all__ = ["FilesystemGenerations", "PolledGenerations", "TokenGenerations"]
 

@@ -1,10 +1,15 @@
 """Generations in Redis: counters changed by Lua scripts that also publish every change.
 
 Keys: ``{key_prefix}~gen/{{namespace}}/{scope}`` (the hash tag keeps one namespace's counters in one cluster slot,
-so one script reads or bumps them all). A counter that does not exist is created at the server's clock in
-microseconds and then only ``INCR``\\ ed, so it is never lower than any value it had before, even after it
-expired, was evicted (``allkeys-*`` policies) or the server restarted empty: an old entry can never become
-reachable again. Counters expire after ``generation_ttl`` seconds without a bump, which bounds their number.
+so one script reads or bumps them all). A bump creates a missing counter at the server's clock in microseconds
+(above the namespace's top) and then only ``INCR``\\ s it, so it is never lower than any value it had before,
+even after it expired, was evicted (``allkeys-*`` policies) or the server restarted empty: an old entry can never
+become reachable again. Counters expire after ``generation_ttl`` seconds without a bump, which bounds their number.
+
+An unsigned read creates no counter (issue 19): a scope never bumped reads as its namespace's floor, kept with a
+Bloom filter of the counters ever bumped in the namespace's record ``.../~floor`` (see ``_NAMESPACE``), so a
+counter that was bumped and then lost is told from one never bumped. Signed namespaces still create a sealed
+counter on a read: their record is not authenticated, and a deleted counter must never read as an older value.
 
 Every bump is published on ``{key_prefix}~gen`` in the same script. Each process subscribes in a daemon thread;
 while the subscription is confirmed, local copies are trusted (a hit costs no extra round trip); when it drops,
@@ -37,63 +42,174 @@ from ..errors import DriverError
 from . import GenerationStore
 from ._notifications import REFUSED, parse_notification
 from ._signing import GenerationSeal
+from ._values import COUNTER_LIMIT, private_value
 
 __all__ = ["RedisGenerations"]
 
 logger = logging.getLogger("cachekit")
 
-_READ = """
-local t = redis.call('TIME')
-local base = string.format('%d', t[1] * 1000000 + t[2])
-local out = {}
-for i, key in ipairs(KEYS) do
-  local value = redis.call('GET', key)
-  if not value then
-    redis.call('SET', key, base, 'PX', ARGV[1])
-    value = base
+# A counter cachekit wrote: digits only, below COUNTER_LIMIT = 2^53 (exact in Lua). Anything else (junk, a
+# number near 2^63, which INCR refuses, a hash) is another client's, and a bump overwrites it at the clock
+# (issue 19).
+#
+# Unsigned namespaces have a record of their own, KEYS[1] = ``.../~floor``: 60 bytes (the floor, the top and the
+# number of counters marked, 20 digits each) then a Bloom filter of the counters ever bumped (4 bits per counter,
+# 2^20 bits: 128 KiB). A read of an absent counter whose bits are not all set reads as the floor and writes
+# nothing (issue 19: no record for a scope never bumped); one whose bits are set was bumped and since lost
+# (expired, evicted), and restarts above the top, as a missing counter always did. The record and its counters
+# share a hash slot; losing the record loses the filter and the floor together, and it restarts at the server
+# clock, above every value given.
+_NAMESPACE = """
+local function counter_of(found)
+  if type(found) ~= 'string' or not string.match(found, '^[1-9]%d*$') then
+    return nil
   end
-  out[i] = value
+  local number = tonumber(found)
+  if number < 9007199254740992 then
+    return number
+  end
+  return nil
+end
+
+local function header(floor, top, marked)
+  return string.format('%020d%020d%020d', floor, top, marked)
+end
+
+local function number_at(head, start)
+  local digits = string.match(string.sub(head, start, start + 19), '^0*(%d*)$')
+  if digits == '' then
+    return 0
+  end
+  return counter_of(digits)
+end
+
+-- The floor, top and count of the namespace record; an absent or unreadable one starts over at the clock.
+local function namespace_of(key, base, ttl)
+  local head = redis.pcall('GETRANGE', key, 0, 59)
+  if type(head) == 'string' and #head == 60 then
+    local floor, top, marked = number_at(head, 1), number_at(head, 21), number_at(head, 41)
+    if floor and top and marked and floor > 0 then
+      return floor, top, marked
+    end
+  end
+  redis.call('SET', key, header(base, base, 0), 'PX', ttl)
+  return base, base, 0
+end
+
+local function bits_of(name)
+  local h = redis.sha1hex(name)
+  local out = {}
+  for j = 0, 3 do
+    out[j + 1] = 480 + tonumber(string.sub(h, 5 * j + 1, 5 * j + 5), 16)
+  end
+  return out
+end
+
+local function was_bumped(key, name)
+  for _, bit in ipairs(bits_of(name)) do
+    if redis.call('GETBIT', key, bit) == 0 then
+      return false
+    end
+  end
+  return true
+end
+
+-- After a bump: mark the counters (counting those it created), store the top, refresh the record; past
+-- 100,000 counters marked (1% false positives) the filter is cleared and the floor moves above the top.
+local function bumped(key, names, created, floor, top, marked, ttl, base)
+  for _, name in ipairs(names) do
+    for _, bit in ipairs(bits_of(name)) do
+      redis.call('SETBIT', key, bit, 1)
+    end
+  end
+  marked = marked + created
+  if marked > 100000 then
+    redis.call('SET', key, header(math.max(base, top + 1), top, 0), 'PX', ttl)
+  else
+    redis.call('SETRANGE', key, 0, header(floor, top, marked))
+    redis.call('PEXPIRE', key, ttl)
+  end
+end
+"""
+
+# KEYS: the namespace record, then the counters; ARGV: the TTL of a restarted counter, of the record.
+_READ = _NAMESPACE + """
+local t = redis.call('TIME')
+local base = t[1] * 1000000 + t[2]
+local floor, top = namespace_of(KEYS[1], base, ARGV[2])
+local out = {}
+for i = 2, #KEYS do
+  local value = redis.pcall('GET', KEYS[i])
+  if type(value) == 'table' then
+    value = ''  -- not a string (another client's hash, list...): read as junk, overwritten by the next bump
+  elseif not value then
+    if was_bumped(KEYS[1], KEYS[i]) then
+      value = string.format('%d', math.max(base, top + 1))
+      redis.call('SET', KEYS[i], value, 'PX', ARGV[1])
+    else
+      value = string.format('%d', floor)
+    end
+  end
+  out[i - 1] = value
 end
 return out
 """
 
-_BUMP = """
+# KEYS: the namespace record, then the counters; ARGV: channel, TTL, namespace, the scopes.
+_BUMP = _NAMESPACE + """
 local t = redis.call('TIME')
-local base = string.format('%d', t[1] * 1000000 + t[2])
+local base = t[1] * 1000000 + t[2]
+local floor, top, marked = namespace_of(KEYS[1], base, ARGV[2])
 local lines = {ARGV[3]}
 local out = {}
-for i, key in ipairs(KEYS) do
+local names = {}
+local created = 0
+for i = 2, #KEYS do
+  local key = KEYS[i]
   local value
-  if redis.call('EXISTS', key) == 1 then
-    value = string.format('%d', redis.call('INCR', key))
+  if counter_of(redis.pcall('GET', key)) then
+    value = redis.call('INCR', key)
     redis.call('PEXPIRE', key, ARGV[2])
   else
-    value = base
-    redis.call('SET', key, base, 'PX', ARGV[2])
+    value = math.max(base, top + 1)
+    redis.call('SET', key, string.format('%d', value), 'PX', ARGV[2])
+    created = created + 1
   end
-  out[i] = value
-  lines[#lines + 1] = ARGV[i + 3] .. '\\t' .. value
+  top = math.max(top, value)
+  names[#names + 1] = key
+  out[i - 1] = string.format('%d', value)
+  lines[#lines + 1] = ARGV[i + 2] .. '\\t' .. out[i - 1]
 end
+bumped(KEYS[1], names, created, floor, top, marked, ARGV[2], base)
 redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
 return out
 """
 
 # Issue 19: the highest of the counter + 1 and the caller's floor + 1 (a counter set back, or restarted empty,
-# below what a process saw), published like a bump.
-_RAISE = """
+# below what a process saw), published like a bump. ARGV: as _BUMP's, then the callers' floors.
+_RAISE = _NAMESPACE + """
 local t = redis.call('TIME')
 local base = t[1] * 1000000 + t[2]
+local floor, top, marked = namespace_of(KEYS[1], base, ARGV[2])
+local n = #KEYS - 1
 local lines = {ARGV[3]}
 local out = {}
-for i, key in ipairs(KEYS) do
-  local current = tonumber(redis.call('GET', key) or '')
-  local floor = tonumber(ARGV[i + 3 + #KEYS])
-  local value = math.max(current and current + 1 or base, floor + 1)
-  value = string.format('%d', value)
-  redis.call('SET', key, value, 'PX', ARGV[2])
-  out[i] = value
-  lines[#lines + 1] = ARGV[i + 3] .. '\\t' .. value
+local names = {}
+local created = 0
+for i = 2, #KEYS do
+  local key = KEYS[i]
+  local current = counter_of(redis.pcall('GET', key))
+  local value = math.max(current and current + 1 or math.max(base, top + 1), tonumber(ARGV[i + 2 + n]) + 1)
+  redis.call('SET', key, string.format('%d', value), 'PX', ARGV[2])
+  top = math.max(top, value)
+  names[#names + 1] = key
+  if not current then
+    created = created + 1
+  end
+  out[i - 1] = string.format('%d', value)
+  lines[#lines + 1] = ARGV[i + 2] .. '\\t' .. out[i - 1]
 end
+bumped(KEYS[1], names, created, floor, top, marked, ARGV[2], base)
 redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
 return out
 """
@@ -104,8 +220,10 @@ return out
 _SIGNED_READ = """
 local out = {}
 for i, key in ipairs(KEYS) do
-  local value = redis.call('GET', key)
-  if not value then
+  local value = redis.pcall('GET', key)
+  if type(value) == 'table' then
+    value = '~'  -- not a string: refused by its MAC, then overwritten
+  elseif not value then
     redis.call('SET', key, ARGV[i + 1], 'PX', ARGV[1])
     value = ARGV[i + 1]
   end
@@ -114,14 +232,30 @@ end
 return out
 """
 
+# A compare-and-set on the counters' numbers. A counter whose text is not a sealed value's shape, or whose
+# number is implausibly large, is answered like one ahead: the client opens it, and only a valid MAC makes it go
+# above the number; junk (issue 19) is named back in ARGV (after "=") and overwritten if it is still the same.
+# Answers: index, "=" .. text of a present counter ("" of an absent one), for every counter not set.
 _SIGNED_SET = """
 local n = #KEYS
 local behind = {}
 for i, key in ipairs(KEYS) do
-  local current = tonumber(string.match(redis.call('GET', key) or '', '^(%d+)')) or 0
-  if tonumber(ARGV[i + 3 + 2 * n]) <= current then
+  local found = redis.pcall('GET', key)
+  if type(found) == 'table' then
+    found = '~'
+  end
+  local seen = found and ('=' .. found) or ''
+  local junk = ARGV[i + 3 + 3 * n]
+  local ahead
+  if junk ~= '' then
+    ahead = seen ~= junk
+  elseif found then
+    local number = string.match(found, '^(%d+)%.%x+$')
+    ahead = not number or #number > 18 or tonumber(ARGV[i + 3 + 2 * n]) <= tonumber(number)
+  end
+  if ahead then
     behind[#behind + 1] = i
-    behind[#behind + 1] = string.format('%d', current)
+    behind[#behind + 1] = seen
   end
 end
 if #behind > 0 then
@@ -141,6 +275,8 @@ _SCRIPTS = {"read": _READ, "bump": _BUMP, "raise": _RAISE, "signed_read": _SIGNE
 _READ_SHA = hashlib.sha1(_READ.encode()).hexdigest()  # the script's name in Redis
 
 _SIGNED_ATTEMPTS = 5
+#: An unsigned namespace's record: its floor, top and Bloom filter of bumped counters (see _NAMESPACE).
+_RECORD = "~floor"
 _LARGEST = (1 << 63) - 1
 #: Seconds a counter lives without a bump (its re-creation is safe, see the module docstring).
 DEFAULT_GENERATION_TTL = 86_400.0
@@ -166,7 +302,8 @@ class RedisGenerations(GenerationStore):
         self.channel = prefix + "~gen"
         self._ttl_ms = str(int(generation_ttl * 1000))
         self._generation_ttl = generation_ttl
-        # Issue 19, item 5: a counter a read creates lives as long as the namespace's entries, not a day.
+        # Issue 19, item 5: a counter a read creates (signed; unsigned: a lost one restarted) lives as long as the
+        # namespace's entries, not a day.
         self._read_ttl_ms: dict[str, str] = {}
         self._scripts: dict[str, Any] = {}
         self._subscribed = threading.Event()
@@ -183,9 +320,10 @@ class RedisGenerations(GenerationStore):
         seal = self._seals.get(namespace)
         if seal is not None:
             return self._signed_read(namespace, scopes, keys, seal)
-        args = [self._read_ttl_ms.get(namespace, self._ttl_ms)]
+        keys.insert(0, self._key(namespace, _RECORD))
+        args = [self._read_ttl_ms.get(namespace, self._ttl_ms), self._ttl_ms]
         values = self._run("read", lambda script, client: script(keys=keys, args=args, client=client))
-        return [int(v) for v in values]
+        return [_counter(v) for v in values]
 
     async def aread(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         """:meth:`read` through ``redis.asyncio`` (the driver's async client and breaker): never blocks the loop."""
@@ -195,12 +333,11 @@ class RedisGenerations(GenerationStore):
             from .._executor import run_blocking
 
             return await run_blocking(driver, self.read, namespace, scopes)
-        keys = [self._key(namespace, s) for s in scopes]
-
-        ttl_ms = self._read_ttl_ms.get(namespace, self._ttl_ms)
+        keys = [self._key(namespace, _RECORD), *(self._key(namespace, s) for s in scopes)]
+        ttl_ms, record_ms = self._read_ttl_ms.get(namespace, self._ttl_ms), self._ttl_ms
 
         async def command(client: Any) -> Any:
-            return await client.evalsha(_READ_SHA, len(keys), *keys, ttl_ms)
+            return await client.evalsha(_READ_SHA, len(keys), *keys, ttl_ms, record_ms)
 
         try:
             values = await driver._acall(command, "EVALSHA (generations read)")
@@ -209,16 +346,16 @@ class RedisGenerations(GenerationStore):
                 raise
 
             async def load(client: Any) -> Any:
-                return await client.eval(_READ, len(keys), *keys, ttl_ms)
+                return await client.eval(_READ, len(keys), *keys, ttl_ms, record_ms)
 
             values = await driver._acall(load, "EVAL (generations read)")
-        return [int(v) for v in values]
+        return [_counter(v) for v in values]
 
     def bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         self._ensure_watching()
         if namespace in self._seals:
             return self._signed_set(namespace, scopes, [0] * len(scopes))
-        keys = [self._key(namespace, s) for s in scopes]
+        keys = [self._key(namespace, _RECORD), *(self._key(namespace, s) for s in scopes)]
         args = [self.channel, self._ttl_ms, namespace, *scopes]
         values = [int(v) for v in self._run("bump", lambda script, client: script(keys=keys, args=args, client=client))]
         self._notify(namespace, list(zip(scopes, values, strict=True)))
@@ -228,7 +365,7 @@ class RedisGenerations(GenerationStore):
         self._ensure_watching()
         if namespace in self._seals:
             return self._signed_set(namespace, scopes, floors)
-        keys = [self._key(namespace, s) for s in scopes]
+        keys = [self._key(namespace, _RECORD), *(self._key(namespace, s) for s in scopes)]
         args = [self.channel, self._ttl_ms, namespace, *scopes, *(str(f) for f in floors)]
         raised = self._run("raise", lambda script, client: script(keys=keys, args=args, client=client))
         values = [int(v) for v in raised]
@@ -264,23 +401,33 @@ class RedisGenerations(GenerationStore):
         now = _now_us()
         values = [max(now, floor + 1) for floor in floors]
         keys = [self._key(namespace, s) for s in scopes]
+        junk = [b""] * len(scopes)  # per counter: the text to overwrite whatever its number ("=" + text)
         for _ in range(_SIGNED_ATTEMPTS):
             # Compare-and-set on the counters' numbers: a value is set only above the current one (a client whose
-            # clock is behind must not move a counter back), else the script answers the current numbers.
+            # clock is behind must not move a counter back), else the script answers the current texts.
             sealed = [seal.seal_text(namespace, scope, value) for scope, value in zip(scopes, values, strict=True)]
             lines = [f"{scope}\t{text}" for scope, text in zip(scopes, sealed, strict=True)]
-            args = [self.channel, self._ttl_ms, namespace, *sealed, *lines, *(str(v) for v in values)]
+            args = [self.channel, self._ttl_ms, namespace, *sealed, *lines, *(str(v) for v in values), *junk]
             behind = self._run("signed_set", functools.partial(_run_script, keys=keys, args=args))
             if not behind:
                 self._notify(namespace, list(zip(scopes, values, strict=True)))
                 return values
-            for index, current in zip(behind[::2], behind[1::2], strict=True):
-                values[int(index) - 1] = int(current) + 1
+            for index, seen in zip(behind[::2], behind[1::2], strict=True):
+                position = int(index) - 1
+                current = seal.open_text(namespace, scopes[position], seen[1:]) if seen else None
+                if current is not None:  # a valid value ahead (another bump): go above it
+                    values[position], junk[position] = max(values[position], current + 1), b""
+                elif seen:  # issue 19: junk is untrusted input, never a number to go above; overwritten
+                    if junk[position] != seen:
+                        self._refuse(f"generation counter {keys[position]!r}")
+                    junk[position] = seen
+                else:  # the junk is gone meanwhile: set as an absent counter
+                    junk[position] = b""
             if max(values) > _LARGEST:
                 break
         raise DriverError(
-            f"could not set the sealed generations of {namespace!r} above their current values (a counter set to "
-            "an out-of-range number by another client?); this process uses private generations meanwhile"
+            f"could not set the sealed generations of {namespace!r} above their current values (5 attempts, each "
+            "overtaken by another bump?); this process uses private generations meanwhile"
         )
 
     def entries_live(self, namespace: str, seconds: float | None) -> None:
@@ -383,6 +530,15 @@ class RedisGenerations(GenerationStore):
 
 def _run_script(script: Any, client: Any, *, keys: list[str], args: list[Any]) -> Any:
     return script(keys=keys, args=args, client=client)
+
+
+def _counter(raw: bytes | str) -> int:
+    """An unsigned counter's value; another client's junk (not a number below 2^53) is a private generation."""
+    try:
+        value = int(raw)
+    except ValueError:
+        return private_value()
+    return value if 0 < value < COUNTER_LIMIT else private_value()
 
 
 def _now_us() -> int:

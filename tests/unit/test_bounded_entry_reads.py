@@ -122,3 +122,77 @@ def test_a_redis_tier_reads_at_most_the_limit(redis_url: str, redis_prefix: str)
     client = redis.Redis.from_url(redis_url)
     _read_with_junk(cache, lambda key, blob: client.set(redis_prefix + key, blob))
     client.close()
+
+
+def _batch_with_junk(cache: Cache, plant: Callable[[str, bytes], None], read: Callable[[list[str]], Any]) -> None:
+    """``get_many`` (or an async twin run by ``read``) over a good key and a planted one: bounded, counted."""
+    cache.set("good", {"id": "good"})
+    plant(cache._full_key("junk"), b"\x00" * JUNK)
+    errors = cache.errors
+    tracemalloc.start()
+    try:
+        found = read(["good", "junk"])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "junk" not in found  # never a value: the caller loads it from the source
+    assert cache.errors == errors + 1  # counted as a corrupt entry
+    assert peak < 8 * LIMIT, f"a get_many over a planted {JUNK}-byte entry allocated {peak} bytes"
+    assert cache.get_many(["good"]) == {"good": {"id": "good"}}  # the driver still answers
+    cache.close()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+@pytest.mark.parametrize("server", ["redis", "cluster"])
+def test_redis_get_many_reads_at_most_the_limit(
+    request: pytest.FixtureRequest, redis_prefix: str, flavour: str, server: str
+) -> None:
+    """Before, ``get_many`` was one MGET of whole values: 32 MiB of junk under one key cost a reader 100 MB."""
+    import asyncio
+
+    import redis
+    from redis.cluster import RedisCluster
+
+    url = request.getfixturevalue("redis_url" if server == "redis" else "redis_cluster_url")
+    config = {"url": url, "key_prefix": redis_prefix, "max_value_bytes": LIMIT}
+    cache = Cache("redis", namespace="bounded", config=config)
+    plain = url.replace("redis+cluster://", "redis://")
+    client = redis.Redis.from_url(plain) if server == "redis" else RedisCluster.from_url(plain)
+
+    def read(keys: list[str]) -> Any:
+        if flavour == "sync":
+            return cache.get_many(keys)
+        return asyncio.run(cache.aget_many(keys))
+
+    _batch_with_junk(cache, lambda key, blob: client.set(redis_prefix + key, blob), read)
+    client.close()
+
+
+@pytest.mark.redis
+def test_async_redis_get_with_expiry_reads_at_most_the_limit(redis_url: str, redis_prefix: str) -> None:
+    """The async GET + PTTL of a tier read was a whole GET."""
+    import asyncio
+
+    import redis
+
+    from cachekit.errors import CorruptEntryError
+
+    config = {"url": redis_url, "key_prefix": redis_prefix, "max_value_bytes": LIMIT}
+    cache = Cache("redis", namespace="bounded", config=config)
+    client = redis.Redis.from_url(redis_url)
+    client.set(redis_prefix + "bounded-raw", b"\x00" * JUNK, ex=60)
+
+    async def read() -> None:
+        with pytest.raises(CorruptEntryError):
+            await cache.driver.aget_with_expiry("bounded-raw")
+
+    tracemalloc.start()
+    try:
+        asyncio.run(read())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * LIMIT
+    client.close()
+    cache.close()

@@ -1,7 +1,7 @@
 """Generation stores do not grow with reads, and stay bounded under writes (issue 19, item 5).
 
 Reads of ids that do not exist (attacker-chosen) must not create a record on the filesystem (no write
-transaction on the read path) and, on Redis, create counters that live no longer than the entries they guard.
+transaction on the read path) nor, on Redis, a counter (a scope never bumped reads as its namespace's floor).
 Writes of attacker-chosen ids keep the filesystem store within its cap, and a dropped scope never reads below a
 value it had (its namespace's floor is raised first).
 """
@@ -71,17 +71,29 @@ def test_the_filesystem_store_keeps_its_cap_and_never_goes_back(tmp_path: Path) 
 
 
 @pytest.mark.redis
-def test_counters_a_read_creates_live_as_long_as_the_entries(redis_url: str, redis_prefix: str) -> None:
+def test_reads_of_scopes_never_bumped_create_no_redis_key(redis_url: str, redis_prefix: str) -> None:
+    """10,000 reads of ids that do not exist: before, 10,000 counters (each living as long as the entries)."""
     import redis
 
     cache = Cache("redis", namespace="growth", ttl=300, config={"url": redis_url, "key_prefix": redis_prefix})
-    users = Users(cache)
-    for index in range(1000):
-        users.get(f"nobody-{index}")
+    store = cache._gens.store
     client = redis.Redis.from_url(redis_url)
-    counters = list(client.scan_iter(match=redis_prefix + "~gen/*", count=1000))
-    assert counters
-    ttls = [client.pttl(key) for key in counters]
-    assert max(ttls) <= 300_000  # the entries' TTL (a day before)
+
+    def records() -> list[bytes]:
+        return list(client.scan_iter(match=redis_prefix + "~gen/*", count=1000))
+
+    store.read("growth", ["users/item/warm-up"])  # the namespace's own record (its floor), once
+    before = records()
+    assert len(before) <= 1
+    for start in range(0, 10_000, 100):  # as untrusted reads send them: one script per batch of scopes
+        store.read("growth", [f"users/item/nobody-{index}" for index in range(start, start + 100)])
+    users = Users(cache)
+    for index in range(200):  # and through the decorator
+        users.get(f"nobody-{index}")
+    assert records() == before
+    (bumped,) = store.bump("growth", ["users/item/nobody-7"])  # a bump creates its counter
+    assert len(records()) == len(before) + 1
+    assert store.read("growth", ["users/item/nobody-7"]) == [bumped]
+    assert store.read("growth", ["users/item/nobody-8"])[0] < bumped  # never bumped: still the floor
     client.close()
     cache.close()

@@ -54,16 +54,22 @@ def test_a_counter_that_disappears_comes_back_higher(redis_url: str, redis_prefi
     store = store_for(cache.driver)
     assert isinstance(store, RedisGenerations)
     first = store.read("gens", ["repo/agg"])[0]
-    assert first > 1_600_000_000 * 10**6  # created at the server's clock in microseconds
+    assert first > 1_600_000_000 * 10**6  # the namespace's floor, created at the server's clock in microseconds
     bumped = store.bump("gens", ["repo/agg"])[0]
-    assert bumped == first + 1
+    assert bumped > first
+    assert store.bump("gens", ["repo/agg"])[0] == bumped + 1
+    bumped += 1
     client = redis.Redis.from_url(redis_url)
     try:
-        client.delete(store._key("gens", "repo/agg"))  # as an allkeys-lru eviction or an empty restart would
+        client.delete(store._key("gens", "repo/agg"))  # as an allkeys-lru eviction would
         assert client.pttl(store._key("gens", "repo/item/x")) == -2
+        assert store.read("gens", ["repo/agg"])[0] > bumped  # its filter bits say it was bumped: above the top
+        again = store.read("gens", ["repo/agg"])[0]
+        client.delete(store._key("gens", "repo/agg"), store._key("gens", "~floor"))  # both, or an empty restart
+        assert store.read("gens", ["repo/agg"])[0] > again  # the record restarts at the clock
+        assert store.read("gens", ["repo/other"])[0] > again
     finally:
         client.close()
-    assert store.read("gens", ["repo/agg"])[0] > bumped
     cache.close()
 
 
@@ -99,3 +105,31 @@ def test_a_tier_hit_cannot_resurrect_an_invalidated_value(redis_url: str, redis_
     memory_tier.clear()
     assert repo.get("a") == 2  # L2 holds the old value under the old key only
     repo.cache.close()
+
+
+def test_the_namespace_record_starts_over_above_every_value(redis_url: str, redis_prefix: str) -> None:
+    """The record of an unsigned namespace (floor, top, Bloom filter of bumped counters; issue 19) when its filter
+    is full (past 100,000 counters marked) and when another client overwrote it: never a value given before."""
+    import redis
+
+    cache = redis_cache(redis_url, redis_prefix)
+    store = store_for(cache.driver)
+    assert isinstance(store, RedisGenerations)
+    record = store._key("gens", "~floor")
+    client = redis.Redis.from_url(redis_url)
+    try:
+        floor = store.read("gens", ["repo/never"])[0]
+        (first,) = store.bump("gens", ["repo/item/a"])
+        assert first > floor
+        client.setrange(record, 40, b"%020d" % 100_000)  # as after 100,000 counters marked
+        (second,) = store.bump("gens", ["repo/item/b"])
+        assert client.strlen(record) == 60  # the filter is cleared
+        assert store.read("gens", ["repo/never"])[0] > second  # the floor moved above the top
+        client.delete(store._key("gens", "repo/item/a"))  # lost after the filter was cleared: reads the floor,
+        assert store.read("gens", ["repo/item/a"])[0] > first  # above every value it had
+        client.set(record, b"junk")
+        assert store.read("gens", ["repo/never"])[0] > second  # an unreadable record starts over at the clock
+        assert store.bump("gens", ["repo/item/c"])[0] > second
+    finally:
+        client.close()
+    cache.close()
