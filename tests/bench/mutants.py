@@ -37,6 +37,7 @@ TIERS = [f"{DIFF}::test_the_l1_bypass_reads_what_the_generic_tier_walk_reads",
          "tests/contract/test_reader_contract.py"]  # fmt: skip
 _LRU_MOVE = ("                {move}\n            except KeyError:  # deleted by another thread between the two calls; "
              "the value read is still valid\n                pass\n        return entry[0], entry[1]")
+FUSED_L1 = f"{DIFF}::test_the_fused_l1_reader_reads_what_the_generic_body_reads"  # D2, run first for D3 mutants
 _L1_MOVE = ("                {move}\n            except KeyError:  # deleted by another thread since the lookup; the "
             "entry read is still valid\n                pass\n        tier.hits")
 ASYNC_API = "tests/unit/test_async_api_differential.py"
@@ -198,19 +199,19 @@ MUTANTS = [
            "return call(*args, **skip_inner(self.__wrapped__, kwargs))", "return call(*args, **kwargs)", (*CALLS,)),
     # -- issue 22: the tiered driver's fused L1 reader (memory.tier_reader) ------------------------------------
     Mutant("D3-hit", "the fused L1 reader forgets the tier's hit", "cachekit/drivers/memory.py",
-           "        tier.hits += 1", "        pass", (*READS,)),
+           "        tier.hits += 1", "        pass", (FUSED_L1, *READS)),
     Mutant("D3-idle", "the fused L1 reader reads L1 while it is quarantined or its breaker is open",
            "cachekit/drivers/memory.py",
            "        if tier._pending_prefixes or tier._pending_keys or tier.breaker._state != CLOSED:",
-           "        if False:", (*READS,)),
+           "        if False:", (FUSED_L1, *READS)),
     Mutant("D3-envelope", "the fused L1 reader serves a kept copy past its envelope deadline",
            "cachekit/drivers/memory.py",
            "deadline <= clock():\n                return generic(key)  # expired by its envelope",
-           "False:\n                return generic(key)  # expired by its envelope", (*READS,)),
+           "False:\n                return generic(key)  # expired by its envelope", (FUSED_L1, *READS)),
     Mutant("D3-copy", "the fused L1 reader hands out the kept value itself, not a copy", "cachekit/drivers/memory.py",
-           "        value = entry[2](entry[3])", "        value = entry[3]", (*READS,)),
+           "        value = entry[2](entry[3])", "        value = entry[3]", (FUSED_L1, *READS)),
     Mutant("D3-lru", "the fused L1 reader skips the LRU move of a hit", "cachekit/drivers/memory.py",
-           _L1_MOVE.format(move="move(full)"), _L1_MOVE.format(move="pass"), (*READS,)),
+           _L1_MOVE.format(move="move(full)"), _L1_MOVE.format(move="pass"), (FUSED_L1, *READS)),
     # -- issue 18, driver capabilities instead of class checks ---------------------------------------------------
     Mutant("CAP-inherit", "a memory driver subclass inherits holds_blobs_in_process (its get may differ)",
            "cachekit/drivers/base.py", "        if \"holds_blobs_in_process\" not in cls.__dict__:",
