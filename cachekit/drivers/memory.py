@@ -42,6 +42,7 @@ from typing import Any, TypeAlias
 
 from .._options import check_flag, reject_unknown_options
 from .._types import MISSING, Clock, Missing
+from ..breaker import CLOSED, CircuitBreaker
 from ..codecs._copies import plan
 from ..errors import ConfigurationError
 from ._tinylfu import TinyLFU
@@ -667,3 +668,60 @@ def tier_decoder(
         return copy(entry[3])
 
     return decoded
+
+
+def tier_reader(
+    driver: MemoryDriver,
+    tier: Any,
+    generic: Reader,
+    counts: ReadCounter,
+    decode: Callable[[Any], Any] | None,
+    decode_at: Callable[[str, Any], Any] | None,
+    deadline_of: Callable[[Any], float | None] | None,
+    clock: Callable[[], float],
+) -> Reader:
+    """The reader of a tiered driver whose first tier (``tier``, a running ``TierState``) is ``driver``.
+
+    ``generic`` is the tiered driver's reader (the generic body over ``TieredDriver.get`` and
+    :func:`tier_decoder`). The hit it answers most, an L1 hit of a value already kept in its entry with the tier
+    idle (nothing to replay, breaker closed), is answered here in one frame: ``TieredDriver.get``'s L1 bypass,
+    ``MemoryDriver.get`` and :func:`tier_decoder` fused, with the same counts (the tier's hit, the cache's hit),
+    the same LRU move and the same two deadline checks (the entry's, on the driver's clock; the envelope's, on
+    ``clock``). Anything else (a miss, an expired entry, a first hit, a tier not idle, a clock that raises) is
+    ``generic(key)``, called before this frame changed anything. Without a kept value to copy (an unsigned
+    codec, a memory tier that keeps values, a plain ``get``) it is ``generic`` itself.
+    """
+    if (decode is None or decode_at is not None or deadline_of is None or driver.kept_budget <= 0
+            or type(driver).get is not MemoryDriver.get or type(tier.breaker) is not CircuitBreaker):  # fmt: skip
+        return generic
+    data, own_clock, prefix, lru = driver._data, driver._clock, driver._prefix, driver._lru
+    lookup, move = data.get, driver._touch
+
+    def read(key: str) -> Any:
+        # TierState.idle, MemoryDriver.get and tier_decoder in one frame: every line runs on every L1 hit.
+        if tier._pending_prefixes or tier._pending_keys or tier.breaker._state != CLOSED:
+            return generic(key)
+        full = prefix + key if prefix else key
+        entry = lookup(full)
+        if entry is None or entry[2] is None:  # a miss, or the entry's first hit: nothing kept to copy yet
+            return generic(key)
+        try:
+            deadline = entry[1]
+            if deadline is not None and deadline <= own_clock():
+                return generic(key)  # expired: the generic body drops it and walks the other tiers
+            deadline = entry[5]
+            if deadline is not None and deadline <= clock():
+                return generic(key)  # expired by its envelope: a tier hit and a cache miss, as generic counts them
+        except Exception:  # a failing clock: the generic body reports it
+            return generic(key)
+        if lru:
+            try:
+                move(full)
+            except KeyError:  # deleted by another thread since the lookup; the entry read is still valid
+                pass
+        tier.hits += 1
+        value = entry[2](entry[3])
+        counts.hits += 1
+        return value
+
+    return read

@@ -50,6 +50,7 @@ from cachekit._types import MISSING, Missing, normalize_ttl
 from cachekit.drivers._tier import Outcome, TierGuard, TierState, in_service, raise_if_all_failed
 from cachekit.drivers._tier_config import STRATEGIES, Tier, bounded_ttl, build_tiers, check_strategy
 from cachekit.drivers.base import HOST, NETWORK, PROCESS, Driver, ReadCounter, Reader
+from cachekit.drivers.memory import MemoryDriver, tier_reader
 from cachekit.errors import ConfigurationError, DriverError
 from cachekit.generations import GenerationStore, store_for
 
@@ -159,8 +160,12 @@ class TieredDriver(Driver):
         """The generic body over :meth:`get` (whose L1 fast path serves a healthy first tier's hits without the
         tier walk); over a plain memory first tier and an unsigned codec, its hits are answered from the value
         decoded at the entry's first hit (:func:`~cachekit.drivers.memory.tier_decoder`)."""
-        decode_at = self.blob_decoder(decode, decode_at=decode_at, deadline_of=deadline_of, clock=clock)
-        return super().reader(counts, failed, decode, decode_at=decode_at, get=get)
+        decoded = self.blob_decoder(decode, decode_at=decode_at, deadline_of=deadline_of, clock=clock)
+        read = super().reader(counts, failed, decode, decode_at=decoded, get=get)
+        first = self._tiers[0]
+        if get is not None or type(self).get is not TieredDriver.get or not isinstance(first.driver, MemoryDriver):
+            return read
+        return tier_reader(first.driver, first, read, counts, decode, decode_at, deadline_of, clock or self._clock)
 
     def blob_decoder(
         self,

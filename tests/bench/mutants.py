@@ -37,6 +37,9 @@ TIERS = [f"{DIFF}::test_the_l1_bypass_reads_what_the_generic_tier_walk_reads",
          "tests/contract/test_reader_contract.py"]  # fmt: skip
 _LRU_MOVE = ("                {move}\n            except KeyError:  # deleted by another thread between the two calls; "
              "the value read is still valid\n                pass\n        return entry[0], entry[1]")
+FUSED_L1 = f"{DIFF}::test_the_fused_l1_reader_reads_what_the_generic_body_reads"  # D2, run first for D3 mutants
+_L1_MOVE = ("                {move}\n            except KeyError:  # deleted by another thread since the lookup; the "
+            "entry read is still valid\n                pass\n        tier.hits")
 ASYNC_API = "tests/unit/test_async_api_differential.py"
 _MEMO_CHECK = ("        if entry is not None and entry[1] == entry[2].epoch:\n"
                "            key = entry[0]  # never a skip_cache call")
@@ -98,7 +101,8 @@ MUTANTS = [
            "return await ns._aload(key, self.action, functools.partial(wrapped, *args, **kwargs), self.ttl)",
            "return await wrapped(*args, **kwargs)", (*CALLS,)),
     Mutant("R2-hit", "R2 (memory reader) forgets to count a hit", "cachekit/drivers/memory.py",
-           "        counts.hits += 1", "        pass", (*READS,)),
+           "        counts.hits += 1\n        return value\n\n    return read\n\n\ndef _decoding",
+           "        pass\n        return value\n\n    return read\n\n\ndef _decoding", (*READS,)),
     Mutant("R2-lru", "R2 skips the LRU move of a hit", "cachekit/drivers/memory.py",
            "                        move(full)", "                        pass", (*READS,)),
     Mutant("R4-miss", "R4 counts a corrupt entry as a miss too (the bug fixed in this step)",
@@ -130,8 +134,8 @@ MUTANTS = [
            "not handed to them)", "cachekit/cache.py", "        return decode_at, blobs",
            "        return decode_at, decode_at", ("tests/unit/test_decoded_copies.py", *READS)),
     Mutant("D1-probe", "a reader drops the generation store's probed get", "cachekit/drivers/tiered.py",
-           "return super().reader(counts, failed, decode, decode_at=decode_at, get=get)",
-           "return super().reader(counts, failed, decode, decode_at=decode_at)",
+           "read = super().reader(counts, failed, decode, decode_at=decoded, get=get)",
+           "read = super().reader(counts, failed, decode, decode_at=decoded)",
            ("tests/unit/test_redis_generations.py", *READS)),
     Mutant("OBS-miss", "the observation wrapper counts a miss as a hit", "cachekit/_instrument.py",
            "                counters.misses += 1\n                if miss_listeners:",
@@ -193,6 +197,21 @@ MUTANTS = [
            "        if False:  # the coroutine's result", (*CALLS,)),
     Mutant("HELP-stacked", "uncached of a stacked cache reads the inner cache", "cachekit/_cached_state.py",
            "return call(*args, **skip_inner(self.__wrapped__, kwargs))", "return call(*args, **kwargs)", (*CALLS,)),
+    # -- issue 22: the tiered driver's fused L1 reader (memory.tier_reader) ------------------------------------
+    Mutant("D3-hit", "the fused L1 reader forgets the tier's hit", "cachekit/drivers/memory.py",
+           "        tier.hits += 1", "        pass", (FUSED_L1, *READS)),
+    Mutant("D3-idle", "the fused L1 reader reads L1 while it is quarantined or its breaker is open",
+           "cachekit/drivers/memory.py",
+           "        if tier._pending_prefixes or tier._pending_keys or tier.breaker._state != CLOSED:",
+           "        if False:", (FUSED_L1, *READS)),
+    Mutant("D3-envelope", "the fused L1 reader serves a kept copy past its envelope deadline",
+           "cachekit/drivers/memory.py",
+           "deadline <= clock():\n                return generic(key)  # expired by its envelope",
+           "False:\n                return generic(key)  # expired by its envelope", (FUSED_L1, *READS)),
+    Mutant("D3-copy", "the fused L1 reader hands out the kept value itself, not a copy", "cachekit/drivers/memory.py",
+           "        value = entry[2](entry[3])", "        value = entry[3]", (FUSED_L1, *READS)),
+    Mutant("D3-lru", "the fused L1 reader skips the LRU move of a hit", "cachekit/drivers/memory.py",
+           _L1_MOVE.format(move="move(full)"), _L1_MOVE.format(move="pass"), (FUSED_L1, *READS)),
     # -- issue 18, driver capabilities instead of class checks ---------------------------------------------------
     Mutant("CAP-inherit", "a memory driver subclass inherits holds_blobs_in_process (its get may differ)",
            "cachekit/drivers/base.py", "        if \"holds_blobs_in_process\" not in cls.__dict__:",

@@ -213,7 +213,9 @@ def test_a_memory_driver_whose_get_is_overridden_reads_through_the_generic_body(
     assert mine.driver.gets == 1  # type: ignore[attr-defined]
     assert Cache(driver=SameMemory(), namespace="mr")._read.__module__ == READER_MODULE  # get as is: fused
     tiered = Cache(drivers=[{"driver": "memory"}, {"driver": "memory"}], namespace="mr")
-    assert tiered._read.__module__ == "cachekit.drivers.base"
+    assert tiered._read.__module__ == READER_MODULE  # a plain memory first tier: the fused L1 reader
+    overridden = Cache(drivers=[MyMemory(), {"driver": "memory"}], namespace="mr")
+    assert overridden._read.__module__ == "cachekit.drivers.base"  # its L1 get overridden: the generic body
     assert Cache(driver="null", namespace="mr")._read.__module__ == "cachekit.drivers.base"
 
 

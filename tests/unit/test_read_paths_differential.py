@@ -335,6 +335,75 @@ def test_aget_and_get_many_over_tiers_read_what_the_tiered_reader_reads(
         twins.close()
 
 
+# -- D2: the tiered driver's fused L1 reader against the generic body -----------------------------------------
+
+L1_STEPS = st.one_of(
+    st.tuples(st.just("quarantine"), KEYS),  # L1 missed an invalidation of the key: it must be replayed first
+    st.tuples(st.just("tripped"), KEYS),  # a read while L1's breaker is open (closed again after it)
+)
+
+
+def unfused(driver: Any, counts: Any, failed: Any, decode: Any, *, decode_at: Any = None, get: Any = None,
+            trusted: bool = False, deadline_of: Any = None, clock: Any = None) -> Any:
+    """What ``TieredDriver.reader`` is without the fused L1 reader: the generic body over ``TieredDriver.get``
+    (its L1 bypass) and the tiers' blob decoder (a memory first tier's kept values)."""
+    decoded = driver.blob_decoder(decode, decode_at=decode_at, deadline_of=deadline_of, clock=clock)
+    return Driver.reader(driver, counts, failed, decode, decode_at=decoded, get=get)
+
+
+@SETTINGS
+@given(ops=st.lists(st.one_of(STEPS, L1_STEPS, READ, READ, READ), max_size=40))
+@example(ops=[("set", "a", {"x": [1]}, 5.0), ("read", "a"), ("read", "a"), ("read", "a"), ("advance", 6.0),
+              ("read", "a")])  # fmt: skip
+@example(ops=[("set", "a", [1], None), ("read", "a"), ("read", "a"), ("tripped", "a"), ("read", "a"),
+              ("quarantine", "a"), ("read", "a"), ("read", "a")])  # fmt: skip
+@example(ops=[("set", "a", [1], None), ("read", "a"), ("clock", True), ("read", "a"), ("clock", False),
+              ("read", "a")])  # fmt: skip
+# A fused hit of the older of two L1 entries moves it in L1's LRU order (compared by tier_state).
+@example(ops=[("set", "a", [1], None), ("set", "b", [2], None), ("read", "a"), ("read", "b"), ("read", "a")])
+def test_the_fused_l1_reader_reads_what_the_generic_body_reads(tiers: Drivers, ops: list[tuple[Any, ...]]) -> None:
+    """``TieredDriver.reader`` over a memory first tier (``memory.tier_reader``: an L1 hit of a kept value in one
+    frame) against the generic body over the same tiers: same values (type-exact), counters, stored keys, tier
+    counters and kept values, whether L1 is idle, quarantined (a missed invalidation) or its breaker open."""
+    for driver in tiers.pair:  # the drivers outlive an example: start each with healthy tiers
+        for tier in driver._tiers:  # type: ignore[attr-defined]
+            tier.breaker.reset()
+            tier._pending_prefixes.clear()
+            tier._pending_keys.clear()
+            tier._collapsed = None
+    twins = tiers.twins("l1")
+    assert twins.fast._read.__module__ == "cachekit.drivers.memory"  # the copy under test is installed
+    firsts = [cache.driver._tiers[0] for cache in (twins.fast, twins.slow)]  # type: ignore[attr-defined]
+    try:
+        for op in ops:
+            if op[0] == "quarantine":
+                for cache, first in zip((twins.fast, twins.slow), firsts, strict=True):
+                    first.queue(keys=[cache._full_key(op[1])], cause=None)
+                continue
+            if op[0] != "tripped" and twins.step(op):
+                continue
+            if op[0] == "tripped":
+                for first in firsts:
+                    first.breaker.record_failure(RuntimeError("down"), trip=True)
+            try:
+                got = twins.fast._read(twins.fast._full_key(op[1]))
+                expected = twins.slow._reader(unfused)(twins.slow._full_key(op[1]))
+            finally:
+                if op[0] == "tripped":
+                    for first in firsts:
+                        first.breaker.reset()
+            twins.check(op, got, expected)
+            if got is not MISSING:
+                vandalize(got)  # a caller's mutation: later reads must not see it
+            broken, twins.clock.broken = twins.clock.broken, False
+            try:
+                assert tier_state(twins.fast) == tier_state(twins.slow), op
+            finally:
+                twins.clock.broken = broken
+    finally:
+        twins.close()
+
+
 # -- R5-R7: observed reads ---------------------------------------------------------------------------------
 
 
