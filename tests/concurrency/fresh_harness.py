@@ -8,7 +8,6 @@ A read whose load fails with nothing servable raises; it is counted as an error,
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 import threading
 import time
@@ -16,7 +15,7 @@ from typing import Any
 
 from cachekit import Cache, cached, invalidates
 
-from .harness import Outcome, Source, thread_source, write_once
+from .harness import Outcome, Source, run_roles, thread_source, write_once
 
 TTL = 0.05
 POLICY = {"get": {"ttl": TTL, "stale_while_revalidate": 0.02, "stale_if_error": 30.0, "early_refresh": True}}
@@ -93,7 +92,7 @@ def run_threads(cache: Cache, *, seconds: float, threads: int = 8, keys: int = 3
 def _process_main(
     role: str, spec: dict[str, Any], shared: tuple[Any, ...], seconds: float, keys: int, queue: Any
 ) -> None:
-    versions, completed, completed_at, lock, start = shared
+    versions, completed, completed_at, lock, start, _finished = shared
     source = Source(versions, completed, completed_at, lock)
     cache = Cache(**spec)
     repo = FreshRecords(cache, source)
@@ -118,32 +117,9 @@ def _process_main(
 
 def run_two_processes(spec: dict[str, Any], *, seconds: float, keys: int = 50) -> dict[str, Any]:
     """A writer process (which also reads) and a reader process on ``Cache(**spec)``; their results by role."""
-    context = multiprocessing.get_context("spawn")
-    lock = context.Lock()
-    shared = (
-        context.Array("q", keys, lock=False),
-        context.Array("q", keys, lock=False),
-        context.Array("d", keys, lock=False),
-        lock,
-        context.Barrier(3),
-    )
-    queue = context.Queue()
-    processes = [
-        context.Process(target=_process_main, args=(role, spec, shared, seconds, keys, queue))
-        for role in ("writer", "reader")
-    ]
-    for process in processes:
-        process.start()
-    try:
-        shared[4].wait(60)
-        results = {}
-        for _ in processes:
-            role, reads, writes, stale, windows, errors, counts = queue.get(timeout=seconds + 90)
-            results[role] = {"outcome": Outcome(reads, writes, stale, 0, windows), "errors": errors, "counts": counts}
-    finally:
-        for process in processes:
-            process.join(10)
-            if process.is_alive():
-                process.kill()
-                process.join(5)
-    return results
+    results = run_roles(_process_main, lambda shared, queue: (spec, shared, seconds, keys, queue), keys=keys,
+                        seconds=seconds)  # fmt: skip
+    found = {}
+    for role, (reads, writes, stale, windows, errors, counts) in results.items():
+        found[role] = {"outcome": Outcome(reads, writes, stale, 0, windows), "errors": errors, "counts": counts}
+    return found

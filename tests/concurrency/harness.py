@@ -16,7 +16,7 @@ import multiprocessing
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -245,20 +245,35 @@ def run_two_processes(
 ) -> tuple[Outcome, Outcome]:
     """A writer process (``writes`` writes, 2 ms apart) and a reader process reading until the writer is done, on
     ``Cache(**spec)`` each; ``seconds`` bounds the run. Returns (writer, reader) outcomes."""
+    results = run_roles(_process_main, lambda shared, queue: (spec, shared, writes, seconds, keys, queue),
+                        keys=keys, seconds=seconds)  # fmt: skip
+    def outcome(role: str) -> Outcome:
+        reads, writes_done, stale, windows, hits = results[role]
+        return Outcome(reads, writes_done, stale, hits, windows)
+
+    return outcome("writer"), outcome("reader")
+
+
+def run_roles(
+    target: Callable[..., None], arguments: Callable[[tuple[Any, ...], Any], tuple[Any, ...]], *, keys: int,
+    seconds: float,
+) -> dict[str, tuple[Any, ...]]:
+    """Spawn a ``"writer"`` and a ``"reader"`` process, ``target(role, *arguments(shared, queue))``, and return what
+    each put on ``queue`` after its role, by role. ``shared``: versions, completed versions and their times per
+    id (shared arrays), a lock, a start barrier the caller also waits on, and a ``finished`` event. A process still
+    alive 10 s after the results is killed."""
     context = multiprocessing.get_context("spawn")
-    lock = context.Lock()
     shared = (
         context.Array("q", keys, lock=False),
         context.Array("q", keys, lock=False),
         context.Array("d", keys, lock=False),
-        lock,
+        context.Lock(),
         context.Barrier(3),
         context.Event(),
     )
     queue = context.Queue()
     processes = [
-        context.Process(target=_process_main, args=(role, spec, shared, writes, seconds, keys, queue))
-        for role in ("writer", "reader")
+        context.Process(target=target, args=(role, *arguments(shared, queue))) for role in ("writer", "reader")
     ]
     for process in processes:
         process.start()
@@ -266,15 +281,15 @@ def run_two_processes(
         shared[4].wait(60)
         results = {}
         for _ in processes:
-            role, reads, writes_done, stale, windows, hits = queue.get(timeout=seconds + 90)
-            results[role] = Outcome(reads, writes_done, stale, hits, windows)
+            role, *rest = queue.get(timeout=seconds + 90)
+            results[role] = tuple(rest)
     finally:
         for process in processes:
             process.join(10)
             if process.is_alive():
                 process.kill()
                 process.join(5)
-    return results["writer"], results["reader"]
+    return results
 
 
 def outage(server: RedisServer, how: str, stop: threading.Event, down_at: float, up_at: float) -> None:
