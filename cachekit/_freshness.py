@@ -304,11 +304,16 @@ class FreshState:
         try:
             return self._load(key, action, fresh, loader, ttl)
         except Exception as exc:
-            if fallback is MISSING:
-                raise
-            self.counter(resource, action).stale_on_error += 1
-            self._log_error(resource, action, exc, "load")
-            return fallback
+            return self._served_on_error(resource, action, exc, fallback)
+
+    def _served_on_error(self, resource: str, action: str, exc: Exception, fallback: Any) -> Any:
+        """A load failed (raised inside its ``except``): ``stale_if_error``'s value, counted and logged, or the
+        error again when there is none."""
+        if fallback is MISSING:
+            raise exc
+        self.counter(resource, action).stale_on_error += 1
+        self._log_error(resource, action, exc, "load")
+        return fallback
 
     def _decide(self, found: Any, fresh: Freshness) -> tuple[Any, float | None, bool, Any]:
         """What the record beside a missed entry allows, for the sync and the async read alike: ``(value to serve,
@@ -455,11 +460,7 @@ class FreshState:
         try:
             return await self._aload(key, action, fresh, loader, ttl)
         except Exception as exc:
-            if fallback is MISSING:
-                raise
-            self.counter(resource, action).stale_on_error += 1
-            self._log_error(resource, action, exc, "load")
-            return fallback
+            return self._served_on_error(resource, action, exc, fallback)
 
     async def _aload(
         self, key: str, action: str, fresh: Freshness, loader: Callable[[], Awaitable[Any]], ttl: Any

@@ -166,9 +166,9 @@ MUTANTS = [
            "            counters.errors += 1", "            pass", (*OBSERVED,)),
     Mutant("FR1-error", "an async read whose load fails raises instead of serving stale_if_error's value",
            "cachekit/_freshness.py", "            return await self._aload(key, action, fresh, loader, ttl)\n"
-           "        except Exception as exc:\n            if fallback is MISSING:",
+           "        except Exception as exc:\n            return self._served_on_error(",
            "            return await self._aload(key, action, fresh, loader, ttl)\n"
-           "        except Exception as exc:\n            if True:", FRESH),
+           "        except Exception as exc:\n            raise\n            return self._served_on_error(", FRESH),
     Mutant("FR2-count", "an async stale read does not count the refresh it starts", "cachekit/_freshness.py",
            "        task.add_done_callback(self.tasks.discard)\n"
            "        self.counter(resource, action).refreshes_started += 1",
