@@ -8,15 +8,13 @@ against ``invalidation="resource"`` (every write clears the whole resource, as t
 
 from __future__ import annotations
 
-import gc
 import json
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ._core import Batch, BatchRunner, Case, Outcome, Section, Settings, batch_timer, make_row, measure, per_op_timer
+from ._core import Case, Outcome, Section, Settings, batch_timer, make_row, measure, per_op_timer
 from ._instructions import count_instructions, instructions_off
 from ._services import Services
 
@@ -89,27 +87,6 @@ def _speedup(section: Section, settings: Settings, client: Any) -> None:
     _instructions(section, settings, client)
 
 
-def _after(setup: Callable[[], object], op: Callable[[], object]) -> BatchRunner:
-    """Time each ``op()`` alone, ``setup()`` run untimed before each (per-operation samples, GC off)."""
-
-    def run(ops: int) -> Batch:
-        clock, samples = time.perf_counter_ns, [0] * ops
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            for i in range(ops):
-                setup()
-                start = clock()
-                op()
-                samples[i] = clock() - start
-        finally:
-            if enabled:
-                gc.enable()
-        return Batch(sum(samples), ops, samples)
-
-    return run
-
-
 def _cold_page(section: Section, settings: Settings, client: Any) -> None:
     """A cold ``page(1, 25)`` of 500 documents, against a plain S3 list of 25 keys and 25 GETs (the original's)."""
     database, items = _database(client, f"page-{uuid.uuid4().hex[:8]}", "precise")
@@ -147,9 +124,9 @@ def _cold_page(section: Section, settings: Settings, client: Any) -> None:
         rounds, ops = settings.rounds_s3, max(2, settings.ops_s3 // 10)
         cases = [
             Case("plugin_page_cold", f"page(1, {_PAGE_SIZE}) cold, count cold ({_PAGE_DOCUMENTS} documents)",
-                 _after(cold, page), ops),
+                 per_op_timer(page, setup=cold), ops),
             Case("plugin_page_cold_count_warm", f"page(1, {_PAGE_SIZE}) cold, count() cached",
-                 _after(cold_count_warm, page), ops),
+                 per_op_timer(page, setup=cold_count_warm), ops),
             Case("s3_page_reference", f"plain S3: list {_PAGE_SIZE} keys + {_PAGE_SIZE} GETs (the original's work)",
                  per_op_timer(reference), ops),
             Case("s3_page_reference_parallel", f"plain S3: list {_PAGE_SIZE} keys + {_PAGE_SIZE} GETs on 8 threads",
