@@ -11,10 +11,10 @@ read) and a memory tier in front of one (``tiered``, the hits served by L1). Usa
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 import sys
 import tempfile
+
+from cachekit._tools.bench._instructions import callgrind_instructions
 
 CHILD = r'''
 import sys, time
@@ -46,12 +46,7 @@ MODES = ["off", "fleet"]
 
 def instructions(mode: str, layout: str, n: int) -> int:
     with tempfile.TemporaryDirectory() as directory:
-        out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-                              "-c", CHILD, mode, str(n), layout, directory],
-                             capture_output=True, text=True, check=True).stderr
-    found = re.search(r"Collected : (\d+)", out)
-    assert found, out
-    return int(found.group(1))
+        return callgrind_instructions(["-c", CHILD, mode, str(n), layout, directory])
 
 
 def main() -> None:

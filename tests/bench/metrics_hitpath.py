@@ -11,9 +11,9 @@ again first (it must cost what ``baseline`` costs). Usage, from the repository r
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 import sys
+
+from cachekit._tools.bench._instructions import callgrind_instructions
 
 CHILD = r'''
 import sys
@@ -52,11 +52,7 @@ MODES = ["baseline", "after_disable", "prometheus", "otel", "both", "events"]
 
 
 def instructions(mode: str, store: str, n: int) -> int:
-    out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c",
-                          CHILD, mode, str(n), store], capture_output=True, text=True, check=True).stderr
-    found = re.search(r"Collected : (\d+)", out)
-    assert found, out
-    return int(found.group(1))
+    return callgrind_instructions(["-c", CHILD, mode, str(n), store])
 
 
 def main() -> None:

@@ -11,14 +11,15 @@ machine's Redis (127.0.0.1:6379, db 0; its keys are under a prefix of its own, r
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 import sys
+
+from cachekit._tools.bench._instructions import callgrind_instructions
 
 CHILD = r'''
 import sys, uuid
 n, mode = int(sys.argv[2]), sys.argv[1]
 import redis
+
 prefix = "cachekit-instr:" + uuid.uuid4().hex[:8] + ":"
 REC = {"id": "u1", "name": "Ann", "age": 41}
 if mode == "redis_py":
@@ -43,11 +44,7 @@ if keys: c2.unlink(*keys)
 
 
 def instructions(mode: str, n: int) -> int:
-    out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c",
-                          CHILD, mode, str(n)], capture_output=True, text=True, check=True).stderr
-    found = re.search(r"Collected : (\d+)", out)
-    assert found is not None, out[-2000:]
-    return int(found.group(1))
+    return callgrind_instructions(["-c", CHILD, mode, str(n)])
 
 
 def main() -> None:

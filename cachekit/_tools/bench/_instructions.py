@@ -14,13 +14,20 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ._core import Outcome, Section, Settings
 
-__all__ = ["INSTRUCTION_TARGETS", "add_instruction_counts", "count_instructions", "instructions_off", "project_root"]
+__all__ = [
+    "INSTRUCTION_TARGETS",
+    "add_instruction_counts",
+    "callgrind_instructions",
+    "count_instructions",
+    "instructions_off",
+    "project_root",
+]
 
 #: Row id -> the largest instructions ratio to cachetools ``@cachedmethod`` (issue 11).
 INSTRUCTION_TARGETS = {"cachekit_objects": 1.3, "cachekit_msgpack": 2.5}
@@ -35,20 +42,27 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[3]  # cachekit/_tools/bench/_instructions.py
 
 
-def _collected(valgrind: str, row_id: str, hits: int, args: Sequence[str]) -> int:
-    root = str(project_root())
-    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get(
-        "PYTHONPATH")]))}
+def callgrind_instructions(python_args: Sequence[str], *, env: Mapping[str, str] | None = None,
+                           valgrind: str = "valgrind") -> int:
+    """The instructions valgrind's callgrind collects running ``python *python_args`` (``RuntimeError`` with the
+    last line of its output when the run fails). The hit-cost scripts take one hit's cost as the difference of a
+    child run with N hits and with 0."""
     result = subprocess.run(
-        [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c", _CHILD, row_id,
-         str(hits), *args],
-        capture_output=True, text=True, env=env, timeout=_TIMEOUT, check=False,
+        [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, *python_args],
+        capture_output=True, text=True, env=None if env is None else dict(env), timeout=_TIMEOUT, check=False,
     )
     found = _COLLECTED.search(result.stderr)
     if result.returncode != 0 or found is None:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"callgrind run of {row_id} failed (status {result.returncode}): {tail}")
+        raise RuntimeError(f"callgrind run of {' '.join(python_args[2:4])} failed (status {result.returncode}): {tail}")
     return int(found.group(1))
+
+
+def _collected(valgrind: str, row_id: str, hits: int, args: Sequence[str]) -> int:
+    root = str(project_root())
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get(
+        "PYTHONPATH")]))}
+    return callgrind_instructions(["-c", _CHILD, row_id, str(hits), *args], env=env, valgrind=valgrind)
 
 
 def count_instructions(row_ids: Sequence[str], hits: int, args: Sequence[str] = ()) -> dict[str, float] | str:
