@@ -19,7 +19,6 @@ CHILD = r'''
 import sys, uuid
 n, mode = int(sys.argv[2]), sys.argv[1]
 import redis
-
 prefix = "cachekit-instr:" + uuid.uuid4().hex[:8] + ":"
 REC = {"id": "u1", "name": "Ann", "age": 41}
 if mode == "redis_py":
