@@ -155,38 +155,10 @@ end
 return out
 """
 
-# KEYS: the namespace record, then the counters; ARGV: channel, TTL, namespace, the scopes.
-_BUMP = _NAMESPACE + """
-local t = redis.call('TIME')
-local base = t[1] * 1000000 + t[2]
-local floor, top, marked = namespace_of(KEYS[1], base, ARGV[2])
-local lines = {ARGV[3]}
-local out = {}
-local names = {}
-local created = 0
-for i = 2, #KEYS do
-  local key = KEYS[i]
-  local value
-  if counter_of(redis.pcall('GET', key)) then
-    value = redis.call('INCR', key)
-    redis.call('PEXPIRE', key, ARGV[2])
-  else
-    value = math.max(base, top + 1)
-    redis.call('SET', key, string.format('%d', value), 'PX', ARGV[2])
-    created = created + 1
-  end
-  top = math.max(top, value)
-  names[#names + 1] = key
-  out[i - 1] = string.format('%d', value)
-  lines[#lines + 1] = ARGV[i + 2] .. '\\t' .. out[i - 1]
-end
-bumped(KEYS[1], names, created, floor, top, marked, ARGV[2], base)
-redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
-return out
-"""
-
-# Issue 19: the highest of the counter + 1 and the caller's floor + 1 (a counter set back, or restarted empty,
-# below what a process saw), published like a bump. ARGV: as _BUMP's, then the callers' floors.
+# A bump: each counter goes to the highest of its value + 1 and the caller's floor + 1 (issue 19: a counter set
+# back, or restarted empty, below what a process saw; a plain bump passes floors of 0), and the new values are
+# published. A missing or junk counter restarts above the namespace's top. KEYS: the namespace record, then the
+# counters; ARGV: channel, TTL, namespace, the scopes, then the floors.
 _RAISE = _NAMESPACE + """
 local t = redis.call('TIME')
 local base = t[1] * 1000000 + t[2]
@@ -270,7 +242,7 @@ redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
 return behind
 """
 
-_SCRIPTS = {"read": _READ, "bump": _BUMP, "raise": _RAISE, "signed_read": _SIGNED_READ, "signed_set": _SIGNED_SET}
+_SCRIPTS = {"read": _READ, "raise": _RAISE, "signed_read": _SIGNED_READ, "signed_set": _SIGNED_SET}
 
 _READ_SHA = hashlib.sha1(_READ.encode()).hexdigest()  # the script's name in Redis
 
@@ -352,14 +324,7 @@ class RedisGenerations(GenerationStore):
         return [_counter(v) for v in values]
 
     def bump(self, namespace: str, scopes: Sequence[str]) -> list[int]:
-        self._ensure_watching()
-        if namespace in self._seals:
-            return self._signed_set(namespace, scopes, [0] * len(scopes))
-        keys = [self._key(namespace, _RECORD), *(self._key(namespace, s) for s in scopes)]
-        args = [self.channel, self._ttl_ms, namespace, *scopes]
-        values = [int(v) for v in self._run("bump", lambda script, client: script(keys=keys, args=args, client=client))]
-        self._notify(namespace, list(zip(scopes, values, strict=True)))
-        return values
+        return self.raise_above(namespace, scopes, [0] * len(scopes))
 
     def raise_above(self, namespace: str, scopes: Sequence[str], floors: Sequence[int]) -> list[int]:
         self._ensure_watching()
