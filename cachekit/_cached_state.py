@@ -293,22 +293,25 @@ class CachedState:
                 return wrapped(*args, **skip_inner(wrapped, kwargs))
             return wrapped(*args, **kwargs)
         name = self.resource or resource_name(instance, self.fallback_name)
-        memo = ns._key_memo
+        # No entry is ever stored under None. One lookup per branch: a plain call pays nothing for the packed memo.
         if args:
             slot = memo_key(self, name, args, kwargs)
+            entry = ns._key_memo.get(slot)
         elif kwargs:  # keyword-only calls (the plugin's reads, partitioned or not): memo_key's packing, inline
             try:
                 slot = pack(kwargs)  # its size is checked before it is stored (storable)
             except (TypeError, ValueError, OverflowError):
                 slot = memo_key(self, name, args, kwargs)
+                entry = ns._key_memo.get(slot)
             else:  # the bytes alone in this state's own memo (namespace and resource fixed), else the tuple
                 if self.packed_memo is None:
                     slot = (self, name, slot)
+                    entry = ns._key_memo.get(slot)
                 else:
-                    memo = self.packed_memo
+                    entry = self.packed_memo.get(slot)
         else:
             slot = (self, name)
-        entry = memo.get(slot)  # no entry is ever stored under None
+            entry = ns._key_memo.get(slot)
         key: str | None
         if entry is not None and entry[1] == entry[2].epoch:
             key = entry[0]  # never a skip_cache call: the slot of one is never stored (the check below)
@@ -317,6 +320,7 @@ class CachedState:
                 if kwargs.pop("skip_cache"):
                     return wrapped(*args, **skip_inner(wrapped, kwargs))
                 return self(wrapped, instance, args, kwargs)  # skip_cache=False: the call without it
+            memo = self.packed_memo if type(slot) is bytes else None  # a bare bytes slot: the state's own memo
             key = self.memo_lookup(ns, name, instance, args, kwargs, slot, memo)
             if key is None:
                 return wrapped(*args, **kwargs)
