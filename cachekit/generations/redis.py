@@ -395,6 +395,15 @@ class RedisGenerations(GenerationStore):
             "overtaken by another bump?); this process uses private generations meanwhile"
         )
 
+    def probe(self) -> bool:
+        breaker = self._driver.breaker
+        breaker.expedite()
+        try:
+            self._driver.call(lambda client: client.ping(), name="PING (generations probe)")
+        except Exception:
+            return False
+        return True
+
     def entries_live(self, namespace: str, seconds: float | None) -> None:
         if seconds is not None and 0 < seconds < self._generation_ttl:
             self._read_ttl_ms[namespace] = str(max(int(seconds * 1000), 1))
