@@ -82,7 +82,9 @@ def _setup(redis_url: str, redis_prefix: str) -> tuple[Users, Users, dict[str, s
     reader, writer = Users(_cache(redis_url, redis_prefix), rows), Users(_cache(redis_url, redis_prefix), rows)
     for cache in (reader.cache, writer.cache):
         assert wait_until(lambda c=cache: store_for(c.driver).trusted("gens"))
-    assert reader.get("alice") == "guest"  # the pre-update entry, signed, stored under the first generation
+    # The item's counter exists from its first bump (a read creates none, only its group's record).
+    writer.update("alice", "guest")
+    assert reader.get("alice") == "guest"  # the pre-update entry, signed, stored under the item's counter
     return reader, writer, rows
 
 
