@@ -9,10 +9,14 @@ another's write within about one interval, and its own writes at once.
   never culled, created at the clock in microseconds and then incremented inside a transaction, so they only
   grow, even when one expires after ``generation_ttl`` seconds unused (which bounds their number). Records are
   written and parsed by cachekit (:mod:`._records`): inline integers only, never a pickle or a file; a record
-  cachekit did not write reads as a private generation.
+  cachekit did not write reads as a private generation. In a signed namespace a scope without a record reads
+  as its group's (:mod:`._groups`), so another writer of the directory deleting a bumped scope's record does
+  not bring back the floor its pre-bump entries were stored under.
 * :class:`TokenGenerations`: a fresh random token per bump, written through the driver itself under
-  ``~gen/{namespace}/{scope}`` (S3 has no atomic increment; a new token is all a generation needs). Give the
-  whole ``key_prefix`` one lifecycle rule, so tokens never outlive the entries stored before them.
+  ``~gen/{namespace}/{scope}`` (S3 has no atomic increment; a new token is all a generation needs). A scope
+  without a token reads as its group's token (signed or not: deleting a token needs no key), and a bump writes
+  the group's fresh token before the scope's. Give the whole ``key_prefix`` one lifecycle rule, so tokens never
+  outlive the entries stored before them.
 """
 
 from __future__ import annotations
@@ -143,9 +147,10 @@ class PolledGenerations(GenerationStore):
 class FilesystemGenerations(PolledGenerations):
     """Generations of a filesystem cache directory (see the module docstring).
 
-    Bounded (issue 19, item 5): reads never write; at most :attr:`limit` scope records are kept (checked every
-    ``_SWEEP_EVERY`` bumps and every minute), the least recently bumped dropped first after raising their
-    namespace's floor record (``{namespace}/~floor``), which is what a scope without a record reads as.
+    Bounded (issue 19, item 5): reads never write (signed namespaces: only their group records); at most
+    :attr:`limit` scope records are kept (checked every ``_SWEEP_EVERY`` bumps and every minute), the least
+    recently bumped dropped first after raising their namespace's floor record (``{namespace}/~floor``), which is
+    what a scope without a record reads as (signed: its group's value; group records are never dropped).
     """
 
     interval = 0.05
@@ -205,7 +210,9 @@ class FilesystemGenerations(PolledGenerations):
 
     def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         """Read only (issue 19, item 5): no record is created, no write transaction is opened; a scope never
-        bumped (or whose record was dropped for the cap) reads as its namespace's floor."""
+        bumped (or whose record was dropped for the cap) reads as its namespace's floor. Signed namespaces: such a
+        scope reads as its group's value, and a missing or refused group record is written (at most
+        :data:`~._groups.GROUPS` per namespace)."""
 
         signed = namespace in self._seals
 

@@ -8,8 +8,12 @@ become reachable again. Counters expire after ``generation_ttl`` seconds without
 
 An unsigned read creates no counter (issue 19): a scope never bumped reads as its namespace's floor, kept with a
 Bloom filter of the counters ever bumped in the namespace's record ``.../~floor`` (see ``_NAMESPACE``), so a
-counter that was bumped and then lost is told from one never bumped. Signed namespaces still create a sealed
-counter on a read: their record is not authenticated, and a deleted counter must never read as an older value.
+counter that was bumped and then lost is told from one never bumped. Signed namespaces create no counter on a
+read either: that record is not authenticated (a deleted counter whose bits were cleared would read as the floor
+its pre-bump entries were stored under), so a signed scope without a counter reads as its *group*'s
+(:mod:`._groups`): one of 1024 sealed group counters per namespace, the only keys a signed read creates. A signed
+bump raises the scope's group before its counter, in one script, so a deleted counter never reads as an older
+value.
 
 Every bump is published on ``{key_prefix}~gen`` in the same script. Each process subscribes in a daemon thread;
 while the subscription is confirmed, local copies are trusted (a hit costs no extra round trip); when it drops,
