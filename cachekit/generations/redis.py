@@ -302,8 +302,8 @@ class RedisGenerations(GenerationStore):
         self.channel = prefix + "~gen"
         self._ttl_ms = str(int(generation_ttl * 1000))
         self._generation_ttl = generation_ttl
-        # Issue 19, item 5: a counter a read creates (signed; unsigned: a lost one restarted) lives as long as the
-        # namespace's entries, not a day.
+        # Issue 19, item 5: a counter an unsigned read creates (a lost one restarted) lives as long as the
+        # namespace's entries, not a day. Signed reads create only group counters (at most GROUPS, generation_ttl).
         self._read_ttl_ms: dict[str, str] = {}
         self._scripts: dict[str, Any] = {}
         self._subscribed = threading.Event()
