@@ -18,6 +18,7 @@ read.
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -324,3 +325,33 @@ def test_group_scope_names_are_reserved() -> None:
     for reserved in ("~group", "~group/0417", "~GROUP"):
         with pytest.raises(ConfigurationError):
             resource_scope(reserved, fold=True)
+
+
+@pytest.mark.redis
+@pytest.mark.cluster
+def test_signed_groups_on_a_redis_cluster(redis_cluster_url: str) -> None:
+    """Groups share their namespace's hash tag with its counters: the read and bump scripts run in one slot."""
+    from redis.cluster import RedisCluster
+
+    from tests.servers import LOOPBACK
+
+    prefix = f"cachekit-test:{uuid.uuid4().hex[:12]}:"
+    config = {"url": redis_cluster_url, "key_prefix": prefix, "signing_key": SIGNING_KEY}
+    raw = RedisCluster(host=LOOPBACK, port=int(redis_cluster_url.rsplit(":", 1)[1]))
+    rows = {"alice": "v1"}
+    repo = Users(Cache("redis", namespace="gens", config=config), rows)
+    try:
+        assert repo.get("alice") == "v1"
+        repo.update("alice", "v2")
+        assert repo.get("alice") == "v2"
+        keys = [k.decode() for k in raw.scan_iter(match=prefix + "~gen/*")]
+        (item,) = [k for k in keys if "/users/item/" in k]
+        assert raw.delete(item) == 1
+        fresh = Users(Cache("redis", namespace="gens", config=config), rows)
+        assert fresh.get("alice") == "v2"
+        fresh.cache.close()
+    finally:
+        repo.cache.close()
+        for key in raw.scan_iter(match=prefix + "*"):
+            raw.delete(key)
+        raw.close()
