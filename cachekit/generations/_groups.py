@@ -8,9 +8,11 @@ group, which only invalidates, never rolls back. Reads of scopes never bumped th
 :data:`GROUPS` records per namespace, whatever the number of distinct ids read.
 
 A bump of a scope first raises its group to a fresh value (above every value the scope or the group had, for
-ordered stores; a new random token otherwise), then sets the scope's own value above the group's new one. So
-deleting a bumped scope's own record makes it read its group's current value, under which none of its
-pre-bump entries were stored: no rollback without a recorded older value (see ``docs/architecture.md``).
+ordered stores; a new random token otherwise), then gives the scope that same value. So deleting a bumped
+scope's own record (or losing it: expired, evicted, dropped for a cap) makes it read its group's current value:
+the scope's current value, or a later one, never one its pre-bump entries were stored under. No rollback
+without a recorded older value (see ``docs/architecture.md``), and a process that knew the scope's value reads
+the same one again (no regression against its high-water mark, no bump).
 
 Group raises are not published: scopes that read as the group value were not written, so the copies other
 processes hold stay correct; a process that reads such a scope afresh misses once (collateral misses).

@@ -313,21 +313,21 @@ class FilesystemGenerations(PolledGenerations):
         self, cache: Any, namespace: str, scopes: Sequence[str], floors: Sequence[int] | None, floor: int, now: float
     ) -> list[int]:
         """A signed bump (inside the caller's transaction): each scope's group first goes to a fresh value (at or
-        above the clock, 2 above its own and 1 above each of its scopes' values, above the floors), then each scope
-        to 1 above its group's new value. A scope whose record is deleted later reads its group's value, under
-        which none of its entries were stored (issue 19)."""
+        above the clock, above its own, each of its scopes' values and the floors), then each scope to that value.
+        A scope whose record is deleted later reads its group's value: its current one or a later one, never one
+        its earlier entries were stored under (issue 19)."""
         values = [0] * len(scopes)
         for name, indexes in groups_of(scopes).items():
             found = self._parsed(namespace, name, select_record(cache._sql, f"{namespace}/{name}", now))
-            top = max(_now_us(), floor + 1, found + 2 if isinstance(found, int) else 0)
+            top = max(_now_us(), floor + 1, found + 1 if isinstance(found, int) else 0)
             for index in indexes:
                 scope = scopes[index]
                 old = self._parsed(namespace, scope, select_record(cache._sql, f"{namespace}/{scope}", now))
                 top = max(top, old + 1 if isinstance(old, int) else 0, floors[index] + 1 if floors is not None else 0)
             cache.set(f"{namespace}/{name}", self._record(namespace, name, top))
             for index in indexes:
-                values[index] = top + 1
-                cache.set(f"{namespace}/{scopes[index]}", self._record(namespace, scopes[index], top + 1))
+                values[index] = top
+                cache.set(f"{namespace}/{scopes[index]}", self._record(namespace, scopes[index], top))
         return values
 
     def _bumps_since_sweep(self) -> int:
@@ -462,8 +462,9 @@ class TokenGenerations(PolledGenerations):
         value = None if blob is MISSING else self._opened(namespace, name, blob, seal)
         return self._write_token(namespace, name, seal) if value is None else value
 
-    def _write_token(self, namespace: str, scope: str, seal: GenerationSeal | None) -> int:
-        token = random.getrandbits(48) + 1
+    def _write_token(self, namespace: str, scope: str, seal: GenerationSeal | None, token: int = 0) -> int:
+        """Write ``token`` (a fresh random one when 0) as the scope's, sealed when the namespace is signed."""
+        token = token or random.getrandbits(48) + 1
         blob = seal.seal_bytes(namespace, scope, token) if seal is not None else token.to_bytes(8, "big")
         self._driver.set(f"~gen/{namespace}/{scope}", blob, None)
         return token
@@ -477,12 +478,12 @@ class TokenGenerations(PolledGenerations):
         return blob if blob is MISSING else bytes(blob)[: size + 1]
 
     def _bump(self, namespace: str, scopes: Sequence[str], floors: Sequence[int] | None) -> list[int]:
-        """Fresh tokens for the scopes' groups first, then for the scopes: a crash in between only invalidates, and
-        a scope whose token is deleted later reads a group token none of its entries was stored under."""
+        """A fresh token for each of the scopes' groups first, then the same token for its scopes: a crash in
+        between only invalidates, and a scope whose token is deleted later reads its group's token, its current
+        one or a later one, never one its earlier entries were stored under."""
         seal = self._seals.get(namespace)
-        for name in groups_of(scopes):
-            self._write_token(namespace, name, seal)
-        return [self._write_token(namespace, scope, seal) for scope in scopes]
+        tokens = {name: self._write_token(namespace, name, seal) for name in groups_of(scopes)}
+        return [self._write_token(namespace, scope, seal, tokens[group_of(scope)]) for scope in scopes]
 
     def _driver_closed(self) -> bool:
         return bool(getattr(self._driver, "_closed", False))

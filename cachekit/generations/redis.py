@@ -12,8 +12,8 @@ counter that was bumped and then lost is told from one never bumped. Signed name
 read either: that record is not authenticated (a deleted counter whose bits were cleared would read as the floor
 its pre-bump entries were stored under), so a signed scope without a counter reads as its *group*'s
 (:mod:`._groups`): one of 1024 sealed group counters per namespace, the only keys a signed read creates. A signed
-bump raises the scope's group before its counter, in one script, so a deleted counter never reads as an older
-value.
+bump raises the scope's group to a fresh value and gives the counter that value, in one script, so a deleted
+counter never reads as an older value.
 
 Every bump is published on ``{key_prefix}~gen`` in the same script. Each process subscribes in a daemon thread;
 while the subscription is confirmed, local copies are trusted (a hit costs no extra round trip); when it drops,
@@ -420,8 +420,8 @@ class RedisGenerations(GenerationStore):
         self, namespace: str, scopes: Sequence[str], floors: Sequence[int], *, refresh: dict[str, bytes] | None = None
     ) -> dict[str, int]:
         """A signed bump: in one script, raise each scope's group to a fresh sealed value (at or above the clock in
-        µs, 2 above the group's and 1 above each of its scopes' current values, above each floor), then set each
-        scope's counter 1 above its group's new value; publish the scopes' values. ``refresh``: groups refused by
+        µs, above the group's and each of its scopes' current values and each floor), then set each scope's
+        counter to its group's new value; publish the scopes' values. ``refresh``: groups refused by
         their MAC on a read (with the text seen, ``"="`` first) to set afresh, unpublished. Returns the new value
         of every scope and group set."""
         seal = self._seals[namespace]
@@ -439,11 +439,11 @@ class RedisGenerations(GenerationStore):
         for _ in range(_SIGNED_ATTEMPTS):
             # Compare-and-set on the numbers: set only above the current ones (a client whose clock is behind must
             # not move a counter back), else the script answers the current texts.
-            values = [tops[group_at[i]] + 1 for i in range(count)]
+            values = [tops[group_at[i]] for i in range(count)]
             sealed = [seal.seal_text(namespace, s, v) for s, v in zip(scopes, values, strict=True)]
             sealed += [seal.seal_text(namespace, name, tops[name]) for name in names]
             lines = [f"{s}\t{text}" for s, text in zip(scopes, sealed[:count], strict=True)] + [""] * len(names)
-            below = [str(tops[group_at[i]]) for i in range(count)] + [str(tops[name] - 1) for name in names]
+            below = [str(tops[group_at[i]]) for i in range(count)] + [str(tops[name]) for name in names]
             args = [self.channel, self._ttl_ms, namespace, *sealed, *lines, *below, *junk]
             behind = self._run("signed_set", functools.partial(_run_script, keys=keys, args=args))
             if not behind:
@@ -452,18 +452,18 @@ class RedisGenerations(GenerationStore):
                 return {**tops, **dict(zip(scopes, values, strict=True))}
             for index, seen in zip(behind[::2], behind[1::2], strict=True):
                 at = int(index) - 1
-                name, step = (scopes[at], 1) if at < count else (names[at - count], 2)
+                name = scopes[at] if at < count else names[at - count]
                 group = group_at[at] if at < count else name
                 current = seal.open_text(namespace, name, seen[1:]) if seen else None
                 if current is not None:  # a valid value ahead (another bump): go above it
-                    tops[group], junk[at] = max(tops[group], current + step), b""
+                    tops[group], junk[at] = max(tops[group], current + 1), b""
                 elif seen:  # issue 19: junk is untrusted input, never a number to go above; overwritten
                     if junk[at] != seen:
                         self._refuse(f"generation counter {keys[at]!r}")
                     junk[at] = seen
                 else:  # the junk is gone meanwhile: set as an absent counter
                     junk[at] = b""
-            if max(tops.values()) + 1 > _LARGEST:
+            if max(tops.values()) > _LARGEST:
                 break
         raise DriverError(
             f"could not set the sealed generations of {namespace!r} above their current values (5 attempts, each "

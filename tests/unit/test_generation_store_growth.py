@@ -185,3 +185,24 @@ def test_s3_reads_create_at_most_the_groups(s3_client: Any, s3_bucket: str) -> N
     assert found
     assert [k for k in found if "/~group/" not in k] == []  # group tokens only, never one per scope
     cache.close()
+
+
+def test_a_signed_filesystem_scope_dropped_for_the_cap_reads_its_value_or_later(tmp_path: Path) -> None:
+    """Signed: a scope whose record was dropped reads its group's value, at or above every value it had."""
+    from cachekit.generations._signing import GenerationSeal
+
+    store = FilesystemGenerations(tmp_path)
+    store.use_seal("ns", GenerationSeal(SIGNING_KEY))
+    store.limit = 100
+    try:
+        first = store.bump("ns", ["users/item/0"])[0]
+        for index in range(1, 2500):
+            store.bump("ns", [f"users/item/{index}"])
+        assert store.dropped_records >= 2500 - store.limit - _SWEEP_EVERY
+        assert _rows(tmp_path) <= store.limit + _SWEEP_EVERY + GROUPS + 2  # and the groups, never swept
+        (again,) = store.read("ns", ["users/item/0"])
+        assert again >= first
+        (bumped,) = store.bump("ns", ["users/item/0"])
+        assert bumped > again
+    finally:
+        store.close()
