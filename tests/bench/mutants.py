@@ -212,6 +212,16 @@ MUTANTS = [
            "        value = entry[2](entry[3])", "        value = entry[3]", (FUSED_L1, *READS)),
     Mutant("D3-lru", "the fused L1 reader skips the LRU move of a hit", "cachekit/drivers/memory.py",
            _L1_MOVE.format(move="move(full)"), _L1_MOVE.format(move="pass"), (FUSED_L1, *READS)),
+    # -- issue 22: an entry keeps a decoded value from its second hit (one-hit entries hold none) --------------
+    Mutant("K1-first", "an entry's first hit keeps the decoded value (one-off keys each hold a copy)",
+           "cachekit/drivers/memory.py", "    if len(entry) == 3:  # the first hit", "    if False:  # the first hit",
+           ("tests/unit/test_decoded_copies.py", *READS)),
+    Mutant("K1-mark", "the first hit's \"hit once\" mark puts back an entry written since its lookup",
+           "cachekit/drivers/memory.py",
+           "            if self._data.get(full) is entry:\n"
+           "                self._data[full] = (entry[0], entry[1], None, None)",
+           "            if True:\n                self._data[full] = (entry[0], entry[1], None, None)",
+           ("tests/unit/test_decoded_copies.py", *READS)),
     # -- issue 18, driver capabilities instead of class checks ---------------------------------------------------
     Mutant("CAP-inherit", "a memory driver subclass inherits holds_blobs_in_process (its get may differ)",
            "cachekit/drivers/base.py", "        if \"holds_blobs_in_process\" not in cls.__dict__:",
