@@ -591,11 +591,15 @@ def memory_reader(
             if entry is None:
                 counts.misses += 1
                 return MISSING
-            if first is None:
-                value = entry[0]
-            else:
-                copy = entry[2]
-                value = first(full, entry) if copy is None else copy(entry[3])
+            if first is None:  # objects mode: the entry is the value
+                counts.hits += 1
+                return entry[0]
+            copy = entry[2]
+            if copy is not None:  # a copy of the value kept at its second hit (a trusted codec: never MISSING)
+                value = copy(entry[3])
+                counts.hits += 1
+                return value
+            value = first(full, entry)
         except Exception as exc:  # a corrupt blob, a failing clock: fail open like the generic body
             failed(key, exc)
             return MISSING
