@@ -203,6 +203,7 @@ class Resource(ResourceStorage):
         cursor: str | None = None,
         partition: str | None = None,
         partition_values: Mapping[str, Any] | None = None,
+        total: bool = True,
     ) -> dict[str, Any]:
         """One page of documents ordered by id.
 
@@ -211,25 +212,34 @@ class Resource(ResourceStorage):
         since - and ``page`` is not used for positioning; the returned ``"page"`` is then the page number the
         first item falls on.
 
+        :param total: ``False`` skips the count (s3db.js ``skipCount``): ``"total"`` is then ``None``, and a
+            numbered page within the first 999 ids costs one listing cut after the page and its GETs, nothing
+            more (no listing of the whole scope, no ``count()``). The other fields are the same.
         :returns: ``{"items": [...], "page": n, "size": size, "total": total, "next_cursor": id or None}``;
-            ``next_cursor`` is the last item's id, ``None`` on the last page.
+            ``next_cursor`` is the last item's id, ``None`` on the last page; ``total`` is the number of
+            documents in scope, ``None`` with ``total=False``.
 
         A numbered page within the first 999 ids lists only the keys up to it (``MaxKeys``) when that proves
         which ids come first (see ``_first_ids``), and takes ``total`` from a count run meanwhile: the
         resource's count hook (the cache plugin puts its cached ``count()`` there), else a listing of ids.
-        :raises ValidationError: when ``page`` or ``size`` is below 1.
+        A page with a cursor, past the first 999 ids, or of ids the cut listing cannot prove lists every id of
+        the scope, whatever ``total`` says.
+        :raises ValidationError: when ``page`` or ``size`` is below 1, or ``total`` is not a bool.
 
         E.g.::
 
             first = users.page(page=1, size=2)
             second = users.page(size=2, cursor=first["next_cursor"])
+            quick = users.page(page=1, size=25, total=False)    # quick["total"] is None
         """
         _check_positive(page, "page")
         _check_positive(size, "size")
         if cursor is not None and not isinstance(cursor, str):
             raise ValidationError(f"cursor must be None or the id string from next_cursor, not {cursor!r}")
+        if not isinstance(total, bool):
+            raise ValidationError(f"total must be True (count the scope) or False (skip the count), not {total!r}")
         if cursor is None and page * size < 1000:
-            found = self._numbered_page(page, size, partition, partition_values)
+            found = self._numbered_page(page, size, partition, partition_values, total)
             if found is not None:
                 return found
         ids = self._scope_ids(partition, partition_values)
@@ -240,17 +250,22 @@ class Resource(ResourceStorage):
             "items": self._fetch(chunk),
             "page": page if cursor is None else start // size + 1,
             "size": size,
-            "total": len(ids),
+            "total": len(ids) if total else None,
             "next_cursor": chunk[-1] if chunk and more else None,
         }
 
     def _numbered_page(
-        self, page: int, size: int, partition: str | None, partition_values: Mapping[str, Any] | None
+        self, page: int, size: int, partition: str | None, partition_values: Mapping[str, Any] | None, total: bool
     ) -> dict[str, Any] | None:
-        """:meth:`page` from a listing cut after the page, or ``None`` when that listing proves nothing."""
+        """:meth:`page` from a listing cut after the page, or ``None`` when that listing proves nothing.
+
+        With ``total`` the count (the resource's hook, else a listing of ids) runs on a worker meanwhile.
+        """
         prefix, suffix = self._scope_listing(partition, partition_values)
-        counter = self.page_total or self._count_ids
-        total = self._database._submit(lambda: counter(partition, partition_values))
+        counting: Future[int] | None = None
+        if total:
+            counter = self.page_total or self._count_ids
+            counting = self._database._submit(lambda: counter(partition, partition_values))
         try:
             listed = self._first_ids(prefix, suffix, page * size)
             if listed is None:
@@ -259,9 +274,12 @@ class Resource(ResourceStorage):
             chunk = ids[(page - 1) * size : page * size]
             items = self._fetch(chunk)
             more = page * size < len(ids)  # the cut listing holds one id past the page
-            counted = len(ids) if complete else max(total.result(), page * size + 1)
+            counted: int | None = None
+            if counting is not None:
+                counted = len(ids) if complete else max(counting.result(), page * size + 1)
         finally:
-            wait([total])  # never leave the count running behind the caller
+            if counting is not None:
+                wait([counting])  # never leave the count running behind the caller
         return {"items": items, "page": page, "size": size, "total": counted,
                 "next_cursor": chunk[-1] if chunk and more else None}
 

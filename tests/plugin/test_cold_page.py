@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from cachekit import CachePlugin
-from cachekit.s3db import Database, Resource
+from cachekit.s3db import Database, Resource, ValidationError
 
 pytestmark = pytest.mark.s3
 
@@ -111,5 +111,141 @@ def test_with_the_plugin_the_total_is_the_cached_count(s3_client: Any, s3_bucket
         plugin.stop()
         assert resource.page_total is None
         assert resource.page(page=1, size=25)["total"] == 60
+    finally:
+        database.close()
+
+
+# -- page(..., total=False): the original's skipCount (issue 22, item 2) -------------------------------------------
+
+
+def _without_total(expected: dict[str, Any]) -> dict[str, Any]:
+    return {**expected, "total": None}
+
+
+@pytest.mark.parametrize("names", [PLAIN, TRICKY], ids=["plain", "tricky"])
+def test_a_page_without_total_is_the_page_with_total_none(store: tuple[Database, Resource], names: list[str]) -> None:
+    _, resource = store
+    docs = {name: {"id": name, "kind": "x" if i % 3 else "y", "n": i} for i, name in enumerate(names)}
+    resource.insert_many(list(docs.values()))
+    ids = list(docs)
+    for size in (1, 7, 25):
+        last = max(1, -(-len(ids) // size))
+        for page in sorted({1, 2, last, last + 1}):
+            got = resource.page(page=page, size=size, total=False)
+            assert got == _without_total(_expected(ids, page, size, docs)), (page, size)
+    scoped = {i: d for i, d in docs.items() if d["kind"] == "x"}
+    got = resource.page(page=1, size=4, partition="by_kind", partition_values={"kind": "x"}, total=False)
+    assert got == _without_total(_expected(list(scoped), 1, 4, scoped))
+    first = resource.page(page=1, size=3, total=False)
+    after = resource.page(size=3, cursor=first["next_cursor"], total=False)
+    assert after == _without_total(_expected(ids, 2, 3, docs))
+    assert resource.page(page=2, size=999, total=False) == _without_total(_expected(ids, 2, 999, docs))
+
+
+def _requests(client: Any) -> tuple[list[tuple[str, dict[str, Any]]], Any]:
+    """Record the S3 operations ``client`` sends (botocore's own event; the requests still reach moto)."""
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        sent.append((model.name, dict(params.get("query_string") or {})))
+
+    client.meta.events.register("before-call.s3", record)
+    return sent, record
+
+
+def test_a_page_without_total_lists_one_page_and_reads_no_count(s3_client: Any, s3_bucket: str) -> None:
+    database = Database(client=s3_client, bucket=s3_bucket, prefix="cold-skip")
+    database.use_plugin(CachePlugin(driver="memory"))
+    try:
+        resource = database.create_resource("things")
+        resource.insert_many([{"id": name} for name in PLAIN])
+        sent, record = _requests(s3_client)
+        try:
+            got = resource.page(page=1, size=25, total=False)
+        finally:
+            s3_client.meta.events.unregister("before-call.s3", record)
+        assert [doc["id"] for doc in got["items"]] == sorted(PLAIN)[:25]
+        assert got["total"] is None
+        assert got["next_cursor"] == sorted(PLAIN)[24]
+        listings = [params for name, params in sent if name == "ListObjectsV2"]
+        assert len(listings) == 1, sent  # the cut listing only: no full listing for a total
+        assert str(listings[0].get("max-keys")) == "26"
+        assert sorted(name for name, _ in sent if name != "ListObjectsV2") == ["GetObject"] * 25
+        misses = resource.cache.stats().misses
+        assert resource.count() == 60  # the page never asked the cached count()
+        assert resource.cache.stats().misses == misses + 1
+    finally:
+        database.close()
+
+
+def test_pages_with_and_without_total_are_two_cache_entries(s3_client: Any, s3_bucket: str) -> None:
+    database = Database(client=s3_client, bucket=s3_bucket, prefix="cold-keys")
+    database.use_plugin(CachePlugin(driver="memory"))
+    try:
+        resource = database.create_resource("things")
+        resource.insert_many([{"id": name} for name in PLAIN])
+        cache = resource.cache
+        assert cache.key_for("page", {"page": 1, "size": 25, "total": False}) != cache.key_for(
+            "page", {"page": 1, "size": 25})
+        assert cache.key_for("page", {"page": 1, "size": 25, "total": True}) == cache.key_for(
+            "page", {"page": 1, "size": 25})  # the default adds nothing: existing keys stay as they were
+        assert resource.page(page=1, size=25)["total"] == 60
+        assert resource.page(page=1, size=25, total=False)["total"] is None
+        assert resource.page(page=1, size=25)["total"] == 60
+        hits = cache.stats().hits
+        assert resource.page(page=1, size=25, total=True)["total"] == 60
+        assert resource.page(page=1, size=25, total=False)["total"] is None
+        assert cache.stats().hits == hits + 2
+    finally:
+        database.close()
+
+
+@pytest.mark.parametrize("invalidation", ["precise", "resource"])
+def test_a_page_without_total_is_never_stale_after_a_write(
+    s3_client: Any, s3_bucket: str, invalidation: str
+) -> None:
+    database = Database(client=s3_client, bucket=s3_bucket, prefix=f"cold-stale-{invalidation}")
+    database.use_plugin(CachePlugin(driver="memory", invalidation=invalidation))
+    try:
+        resource = database.create_resource("things", partitions={"by_kind": ["kind"]})
+        docs = {name: {"id": name, "kind": "x" if i % 2 else "y", "n": i} for i, name in enumerate(PLAIN[:10])}
+        resource.insert_many(list(docs.values()))
+        scope = {"partition": "by_kind", "partition_values": {"kind": "x"}}
+
+        def check() -> None:
+            for page in (1, 2):
+                assert resource.page(page=page, size=3, total=False) == _without_total(
+                    _expected(list(docs), page, 3, docs)), page
+            scoped = {i: d for i, d in docs.items() if d["kind"] == "x"}
+            assert resource.page(page=1, size=3, total=False, **scope) == _without_total(
+                _expected(list(scoped), 1, 3, scoped))
+
+        check()
+        check()  # from the cache
+        resource.insert({"id": "a", "kind": "x", "n": -1})  # a new first id, in the partition
+        docs["a"] = {"id": "a", "kind": "x", "n": -1}
+        check()
+        resource.update("d001", {"n": 100})
+        docs["d001"] = {**docs["d001"], "n": 100}
+        check()
+        resource.update("d003", {"kind": "y"})  # leaves the partition
+        docs["d003"] = {**docs["d003"], "kind": "y"}
+        check()
+        resource.delete("d000")
+        del docs["d000"]
+        check()
+        resource.delete_all()
+        docs.clear()
+        check()
+    finally:
+        database.close()
+
+
+def test_total_must_be_a_bool(s3_client: Any, s3_bucket: str) -> None:
+    database = Database(client=s3_client, bucket=s3_bucket, prefix="cold-bad")
+    try:
+        resource = database.create_resource("things")
+        with pytest.raises(ValidationError, match="total must be True"):
+            resource.page(total="no")  # type: ignore[arg-type]
     finally:
         database.close()

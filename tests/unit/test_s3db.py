@@ -538,7 +538,7 @@ def test_method_signatures_match_the_key_resolvers() -> None:
         "list": ["limit", "offset", "partition", "partition_values"],
         "list_ids": ["limit", "offset", "partition", "partition_values"],
         "count": ["partition", "partition_values"],
-        "page": ["page", "size", "cursor", "partition", "partition_values"],
+        "page": ["page", "size", "cursor", "partition", "partition_values", "total"],
         "query": ["filter", "limit", "offset", "partition", "partition_values"],
         "get_from_partition": ["id", "partition", "partition_values"],
     }
@@ -547,6 +547,7 @@ def test_method_signatures_match_the_key_resolvers() -> None:
         assert list(signature.parameters)[1:] == params, name
     page = inspect.signature(Resource.page).parameters
     assert (page["page"].default, page["size"].default, page["cursor"].default) == (1, 25, None)
+    assert page["total"].default is True  # left at its default it adds nothing to a page's cache key
 
 
 # -- database ------------------------------------------------------------------------------------------------
