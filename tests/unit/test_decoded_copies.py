@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import threading
 import time
+import types
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -732,6 +733,27 @@ def test_records_of_one_shape_share_one_plan() -> None:
     assert first is not None
     assert first is second
     assert same_value(first(_record(3)), _record(3))
+
+
+@pytest.mark.parametrize("containers", [0, 1, 2, 3, 4, 5])
+def test_a_dict_copier_copies_every_container_whatever_their_number(containers: int) -> None:
+    """Dicts with one to three containers to copy get an unrolled copier, more a loop: each copies them all."""
+    value = {"id": 1, "name": "x", **{f"c{i}": [i, {"n": i}] for i in range(containers)}, "last": None}
+    copier = copier_for(value)
+    assert copier is not None
+    for _ in range(2):
+        copy = copier(value)
+        assert same_value(copy, value)
+        assert copy is not value
+        assert not {id(part) for part in mutable_parts(copy)} & {id(part) for part in mutable_parts(value)}
+
+
+def test_copiers_are_python_functions_that_run_in_the_readers_loop() -> None:
+    """A hit calls its copier from Python code: a plain function runs in the caller's evaluation loop, where a
+    ``functools.partial`` is a C call that enters a new one (about 600 instructions a hit, issue 22)."""
+    for value in (_record(1), [[1], [2]], ([1], 2), {"a": {"b": [1]}}, {str(i): [i] for i in range(5)}):
+        copier = copier_for(value)
+        assert type(copier) is types.FunctionType, (value, copier)
 
 
 def test_memory_tier_kept_values_live_in_the_tier_entries(tmp_path: Any) -> None:
