@@ -36,6 +36,7 @@ SCRIPT: list[tuple[Any, ...]] = [
     ("set", "b", "short", 5),
     ("read", "a"),
     ("read", "a"),
+    ("read", "a"),  # a memory driver keeps a decoded value at an entry's second hit: this one is its copy
     ("read", "b"),
     ("envelope", "e", {"kept": [1]}, 5),  # stored with no TTL of the driver's, an envelope deadline in 5 s
     ("read", "e"),

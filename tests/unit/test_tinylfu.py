@@ -40,7 +40,7 @@ def _check_invariants(driver: Any, max_size: int, max_bytes: int | None) -> None
         assert len(data) <= max_size
     if max_bytes is not None:
         assert driver.memory_usage_bytes <= max_bytes
-    kept = sum(entry[4] for entry in data.values() if len(entry) > 3)
+    kept = sum(entry[4] for entry in data.values() if len(entry) > 4)
     assert driver.kept_bytes == kept, "an evicted or replaced entry's decoded value is still counted"
     assert driver.memory_usage_bytes == sum(len(e[0]) + _key_bytes(k) for k, e in data.items()) + kept
 
