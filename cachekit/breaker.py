@@ -93,6 +93,7 @@ class CircuitBreaker:
         self._consecutive = 0
         self._opened_at = 0.0
         self._probe_started: float | None = None
+        self._expedited = False  # half-opened by expedite(): its probe failing is no new trip
         self._last_failure = ""
         self.trips = self.rejected = self.failures = 0
         self._listeners: list[Callable[[CircuitBreaker, str, str], None]] = []
@@ -162,6 +163,20 @@ class CircuitBreaker:
     def record_failure(self, exc: BaseException, *, trip: bool = False) -> None:
         """Count a failure observed outside :meth:`guard` (e.g. a whole batch that failed)."""
         self._failed(exc, trip=trip, probe=False)
+
+    def expedite(self) -> None:
+        """Let the next call be the probe now rather than after the cool-down.
+
+        For a caller that must learn at once that the backend is back (a pending invalidation: other processes
+        read the recovered backend as soon as it answers). A probe that fails opens the breaker again for a full
+        cool-down, without counting a trip. No-op unless open.
+        """
+        with self._lock:
+            if self._state != OPEN:
+                return
+            self._state, self._expedited = HALF_OPEN, True
+        if self._listeners:
+            self._changed(OPEN, HALF_OPEN)
 
     def reset(self) -> None:
         """Close the breaker and forget the failures (e.g. after reconfiguring the backend)."""
@@ -234,6 +249,7 @@ class CircuitBreaker:
             recovered = self._state != CLOSED and (probe or self._state == HALF_OPEN)
             if self._state == CLOSED or recovered:
                 self._state, self._consecutive, self._probe_started = CLOSED, 0, None
+                self._expedited = False
             elif probe:
                 self._probe_started = None
         if recovered:
@@ -254,8 +270,10 @@ class CircuitBreaker:
                 or (self._state == CLOSED and (trip or self._consecutive >= self.failure_threshold))
             )
             if opening:
+                if not (old == HALF_OPEN and self._expedited):
+                    self.trips += 1
                 self._state, self._opened_at, self._probe_started = OPEN, self._clock(), None
-                self.trips += 1
+                self._expedited = False
         if opening:
             log_once_per_interval(
                 logging.WARNING,

@@ -154,7 +154,7 @@ class Driver(abc.ABC):
     leaves_orphans: bool = False
     #: True when :meth:`get` returns the very blob :meth:`set` was given, and nothing outside this process (no
     #: other process, no file, no network) can change it: a :class:`~cachekit.Cache` then trusts the blobs without
-    #: the codec's checksum, and values decoded at an entry's first hit may be kept and copied for later hits
+    #: the codec's checksum, and values decoded from an entry's blob may be kept and copied for later hits
     #: (``trusted`` of :meth:`reader`). The plain memory driver. Not inherited: a subclass (which may change
     #: :meth:`get`) has it only when its own class body declares it again.
     holds_blobs_in_process: ClassVar[bool] = False
@@ -198,7 +198,7 @@ class Driver(abc.ABC):
             to its key).
         :param get: the get to read through (a generation store may wrap :meth:`get` with a probe).
         :param trusted: the blobs never leave this process and the codec trusts them as written (the plain
-            memory driver): values decoded at an entry's first hit may be kept and copied for later hits.
+            memory driver): values decoded from an entry's blob may be kept and copied for later hits.
         :param deadline_of: the codec's envelope deadline of a blob, given for an unsigned codec: a driver may
             keep decoded values for its in-process entries if it checks that deadline on each hit.
         :param clock: the cache's clock, for ``deadline_of``.

@@ -15,8 +15,12 @@ and the container's cgroup limit (v2 ``memory.max`` or v1 ``memory.limit_in_byte
 An entry is one tuple in one ``OrderedDict`` (no per-entry object or dict of our own):
 
 * ``(blob, expires_at, None)``: as written (objects mode: ``(object, expires_at, None)``);
-* ``(blob, expires_at, copier, value, value_bytes, envelope_deadline)``: a bytes-mode entry that was hit, with
-  the value decoded at its first hit and the plan that copies it for each later hit
+* ``(blob, expires_at, None, None)``: a bytes-mode entry hit once. Its first hit decoded the blob and handed
+  that decoding to the caller, keeping nothing: most entries of a cache that sees one-off keys are never hit
+  again, and a kept value is most of an entry's memory (issue 22). The length alone tells it apart: the hit body
+  reads nothing more than for a new entry;
+* ``(blob, expires_at, copier, value, value_bytes, envelope_deadline)``: an entry hit twice or more, with the
+  value decoded at its second hit and the plan that copies it for each later hit
   (:meth:`MemoryDriver.reader`, :mod:`cachekit.codecs._copies`). ``value_bytes`` is what the value holds
   (estimated once, when kept), counted in the driver's bytes and in ``decoded_cache_bytes``; the value lives and
   dies with its entry (eviction, expiry, overwrite, delete, clear). An entry whose value has no plan keeps
@@ -56,8 +60,8 @@ _OPTIONS = ("max_size", "eviction_policy", "max_memory_bytes", "max_memory_perce
             "enable_stats", "clock", "decoded_cache_bytes")
 #: The default of ``decoded_cache_bytes``: up to 4 MiB of decoded values kept in entries for their hits to copy.
 DEFAULT_DECODED_CACHE_BYTES = 4 << 20
-#: ``(blob or object, expires_at, None)``, or a kept entry ``(blob, expires_at, copier, value, value_bytes,
-#: envelope_deadline)``: see the module docstring.
+#: ``(blob or object, expires_at, None)``, ``(blob, expires_at, None, None)`` once hit, or a kept entry ``(blob,
+#: expires_at, copier, value, value_bytes, envelope_deadline)``: see the module docstring.
 Entry: TypeAlias = tuple[Any, ...]
 _CGROUP_LIMIT_FILES = (
     Path("/sys/fs/cgroup/memory.max"),
@@ -108,11 +112,12 @@ class MemoryDriver(Driver):
     :param store: ``"bytes"`` or ``"objects"`` (see the module docstring).
     :param key_prefix: prepended to every key.
     :param clock: wall clock for TTL deadlines (``time.time``).
-    :param decoded_cache_bytes: in bytes mode, an entry's first hit keeps the decoded value in the entry, and
+    :param decoded_cache_bytes: in bytes mode, an entry's second hit keeps the decoded value in the entry, and
         later hits get a copy of it rather than a fresh decoding (several times faster; each caller still gets
-        its own object). At most this many bytes of decoded values are kept at once (their real size, estimated
-        when kept; one value at most an eighth of it), counted in ``max_memory_bytes`` too, of which they take
-        at most half; a value goes with its entry. ``0`` decodes every hit. Default 4 MiB.
+        its own object; an entry hit once keeps nothing). At most this many bytes of decoded values are kept
+        at once (their real size, estimated when kept; one value at most an eighth of it), counted in
+        ``max_memory_bytes`` too, of which they take at most half; a value goes with its entry. ``0`` decodes
+        every hit. Default 4 MiB.
     """
 
     name = "memory"
@@ -198,7 +203,7 @@ class MemoryDriver(Driver):
         clock: Callable[[], float] | None = None,
     ) -> Reader:
         """The fused reader (:func:`memory_reader`): :meth:`get` and the decode in one frame, and with
-        ``trusted`` a copy of the value decoded at the entry's first hit. A subclass that overrides :meth:`get`,
+        ``trusted`` a copy of the value decoded at the entry's second hit. A subclass that overrides :meth:`get`,
         or a wrapped ``get``, reads through the generic body instead."""
         if get is not None or type(self).get is not MemoryDriver.get:
             return super().reader(counts, failed, decode, decode_at=decode_at, get=get)
@@ -363,7 +368,7 @@ class MemoryDriver(Driver):
         whether it was kept.
         """
         with self._lock:
-            if self._data.get(full) is not entry or len(entry) != 3 or self.kept_bytes + size > self.kept_budget:
+            if self._data.get(full) is not entry or entry[2] is not None or self.kept_bytes + size > self.kept_budget:
                 return False
             self._data[full] = (entry[0], entry[1], copier, value, size, deadline)
             self.kept_bytes += size
@@ -372,12 +377,20 @@ class MemoryDriver(Driver):
                 self._trim()
             return True
 
+    def _seen(self, full: str, entry: Entry) -> None:
+        """Mark ``entry`` (stored under ``full``, just hit for the first time) as hit once: ``(blob, expires_at,
+        None, None)``, so that its next hit keeps the value. Under the lock, and only while ``entry`` is still the
+        one stored (a write since the hit is not marked)."""
+        with self._lock:
+            if self._data.get(full) is entry:
+                self._data[full] = (entry[0], entry[1], None, None)
+
     def _forget(self, full: str, entry: Entry) -> None:
         """Take ``entry`` (stored under ``full``, just removed or replaced) out of the byte counts."""
         if self.stores_objects:
             return
         self._bytes -= len(entry[0]) + _key_bytes(full)
-        if len(entry) > 3:
+        if len(entry) > 4:
             self._bytes -= entry[4]
             self.kept_bytes -= entry[4]
 
@@ -528,7 +541,7 @@ def _memory_limit(
 # -- the reader (Driver.reader) --------------------------------------------------------------------------------
 # The generic body (drivers.base.generic_reader) over MemoryDriver.get is three Python calls and a few dozen
 # attribute lookups per hit. This one is a closure over the driver's dict, clock and policy: a hit is a dict
-# lookup, a deadline check, an LRU move and, in bytes mode, a copy of the value decoded at the entry's first hit
+# lookup, a deadline check, an LRU move and, in bytes mode, a copy of the value decoded at the entry's second hit
 # (cachekit.codecs._copies). It reads what the generic body reads: tests/unit/test_memory_reader.py (hypothesis)
 # and tests/contract/test_reader_contract.py hold it to it.
 
@@ -553,7 +566,8 @@ def memory_reader(
     """
     data, clock, prefix, lru = driver._data, driver._clock, driver._prefix, driver._lru
     lookup, move = data.get, driver._touch  # the LRU move, or the TinyLFU read buffer's append
-    first: Callable[[str, Entry], Any] | None = None  # the entry's first hit (objects mode: none, entries are values)
+    # A hit of an entry with nothing kept (its first and second hits); objects mode: none, entries are values.
+    first: Callable[[str, Entry], Any] | None = None
     if decode_at is not None:  # a signing codec binds each entry to its key: decoded on every hit, never kept
         first = _keyed_decoding(decode_at, len(prefix or ""))
     elif decode is not None:
@@ -577,11 +591,15 @@ def memory_reader(
             if entry is None:
                 counts.misses += 1
                 return MISSING
-            if first is None:
-                value = entry[0]
-            else:
-                copy = entry[2]
-                value = first(full, entry) if copy is None else copy(entry[3])
+            if first is None:  # objects mode: the entry is the value
+                counts.hits += 1
+                return entry[0]
+            copy = entry[2]
+            if copy is not None:  # a copy of the value kept at its second hit (a trusted codec: never MISSING)
+                value = copy(entry[3])
+                counts.hits += 1
+                return value
+            value = first(full, entry)
         except Exception as exc:  # a corrupt blob, a failing clock: fail open like the generic body
             failed(key, exc)
             return MISSING
@@ -614,18 +632,25 @@ def first_hit(
     decode: Callable[[Any], Any],
     deadline_of: Callable[[Any], float | None] | None,
 ) -> Any:
-    """Decode the blob of ``entry`` (stored under ``full``) and keep the value in it when it fits: its value.
+    """A hit of ``entry`` (stored under ``full``) with nothing kept in it: decode its blob; its value.
 
-    A value with a plan (:func:`cachekit.codecs._copies.plan`) is kept if its bytes fit in the driver's
-    ``kept_budget`` (one value at most an eighth of it) and the caller gets a copy; a value with no plan, or too
-    large, keeps ``decode`` in its place (later hits decode without trying to plan again). With the budget full
-    nothing is kept: a later hit tries again, once evictions, expiries or writes have freed some.
+    The entry's first hit (a 3-tuple, as written) keeps nothing: it marks the entry as hit once
+    (:meth:`MemoryDriver._seen`) and returns the decoding itself, which no one else holds. Later hits keep the
+    value when it fits: a value with a plan (:func:`cachekit.codecs._copies.plan`) is kept if its bytes fit in
+    the driver's ``kept_budget`` (one value at most an eighth of it) and the caller gets a copy; a value with no
+    plan, or too large, keeps ``decode`` in its place (later hits decode without trying to plan again). With the
+    budget full nothing is kept: a later hit tries again, once evictions, expiries or writes have freed some.
     ``deadline_of``: the envelope's deadline of a blob, for a reader that must check it on each hit.
     """
     blob = entry[0]
     value = decode(blob)
+    if value is MISSING:
+        return value
+    if len(entry) == 3:  # the first hit: most entries get no second, and a kept value is most of an entry
+        driver._seen(full, entry)
+        return value
     budget = driver.kept_budget
-    if value is MISSING or driver.kept_bytes >= budget:
+    if driver.kept_bytes >= budget:
         return value
     copier, size = plan(value)
     if copier is None or size > budget >> 3:
@@ -646,9 +671,10 @@ def tier_decoder(
     tier it is).
 
     A blob that is the very object ``driver`` holds under ``key`` is answered from that entry (a copy of the
-    value kept there, see :func:`first_hit`), with the envelope's deadline checked as ``decode`` would (when
-    ``deadline_of`` is given: ``None`` for a codec that trusts the driver's own deadlines); a blob from another
-    tier is decoded. The kept value is the entry's: evicted, expired or replaced with it.
+    value kept there from its second hit, see :func:`first_hit`), with the envelope's deadline checked as
+    ``decode`` would (when ``deadline_of`` is given: ``None`` for a codec that trusts the driver's own
+    deadlines); a blob from another tier is decoded. The kept value is the entry's: evicted, expired or
+    replaced with it.
     """
     data, prefix = driver._data, driver._prefix
     if driver.kept_budget <= 0:
@@ -687,8 +713,8 @@ def tier_reader(
     idle (nothing to replay, breaker closed), is answered here in one frame: ``TieredDriver.get``'s L1 bypass,
     ``MemoryDriver.get`` and :func:`tier_decoder` fused, with the same counts (the tier's hit, the cache's hit),
     the same LRU move and the same two deadline checks (the entry's, on the driver's clock; the envelope's, on
-    ``clock``). Anything else (a miss, an expired entry, a first hit, a tier not idle, a clock that raises) is
-    ``generic(key)``, called before this frame changed anything. Without a kept value to copy (an unsigned
+    ``clock``). Anything else (a miss, an expired entry, a first or second hit, a tier not idle, a clock that
+    raises) is ``generic(key)``, called before this frame changed anything. Without a kept value to copy (an unsigned
     codec, a memory tier that keeps values, a plain ``get``) it is ``generic`` itself.
     """
     if (decode is None or decode_at is not None or deadline_of is None or driver.kept_budget <= 0
@@ -703,7 +729,7 @@ def tier_reader(
             return generic(key)
         full = prefix + key if prefix else key
         entry = lookup(full)
-        if entry is None or entry[2] is None:  # a miss, or the entry's first hit: nothing kept to copy yet
+        if entry is None or entry[2] is None:  # a miss, or the entry's first or second hit: nothing kept yet
             return generic(key)
         try:
             deadline = entry[1]

@@ -159,7 +159,7 @@ class TieredDriver(Driver):
     ) -> Reader:
         """The generic body over :meth:`get` (whose L1 fast path serves a healthy first tier's hits without the
         tier walk); over a plain memory first tier and an unsigned codec, its hits are answered from the value
-        decoded at the entry's first hit (:func:`~cachekit.drivers.memory.tier_decoder`)."""
+        decoded at the entry's second hit (:func:`~cachekit.drivers.memory.tier_decoder`)."""
         decoded = self.blob_decoder(decode, decode_at=decode_at, deadline_of=deadline_of, clock=clock)
         read = super().reader(counts, failed, decode, decode_at=decoded, get=get)
         first = self._tiers[0]

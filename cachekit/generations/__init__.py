@@ -99,6 +99,15 @@ class GenerationStore(abc.ABC):
         """
         return self.bump(namespace, scopes)
 
+    def probe(self) -> bool:
+        """One round trip to the backend now, even while its circuit breaker is open (as the breaker's probe):
+        True when it answered. A view with pending bumps calls it every :data:`view.PENDING_PROBE` seconds, so
+        a pending invalidation reaches a recovered backend at once, not after the breaker's cool-down (issue 23:
+        other processes read the recovered backend as soon as it answers). The default, for stores without a
+        breaker of their own, says True: the retry itself is the probe.
+        """
+        return True
+
     def use_seal(self, namespace: str, seal: GenerationSeal | None) -> None:
         """Authenticate ``namespace``'s values and notifications with ``seal`` (a signed namespace)."""
         if seal is not None:

@@ -9,10 +9,14 @@ another's write within about one interval, and its own writes at once.
   never culled, created at the clock in microseconds and then incremented inside a transaction, so they only
   grow, even when one expires after ``generation_ttl`` seconds unused (which bounds their number). Records are
   written and parsed by cachekit (:mod:`._records`): inline integers only, never a pickle or a file; a record
-  cachekit did not write reads as a private generation.
+  cachekit did not write reads as a private generation. In a signed namespace a scope without a record reads
+  as its group's (:mod:`._groups`), so another writer of the directory deleting a bumped scope's record does
+  not bring back the floor its pre-bump entries were stored under.
 * :class:`TokenGenerations`: a fresh random token per bump, written through the driver itself under
-  ``~gen/{namespace}/{scope}`` (S3 has no atomic increment; a new token is all a generation needs). Give the
-  whole ``key_prefix`` one lifecycle rule, so tokens never outlive the entries stored before them.
+  ``~gen/{namespace}/{scope}`` (S3 has no atomic increment; a new token is all a generation needs). A scope
+  without a token reads as its group's token (signed or not: deleting a token needs no key), and a bump writes
+  the group's fresh token before the scope's. Give the whole ``key_prefix`` one lifecycle rule, so tokens never
+  outlive the entries stored before them.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from typing import Any
 
 from .._types import MISSING
 from . import GenerationStore
+from ._groups import GROUP_PREFIX, group_of, groups_of
 from ._records import ABSENT, EPOCH_SIZE, UNPARSABLE, RecordDisk, parse_counter, select_record
-from ._signing import SEALED_SIZE
+from ._signing import SEALED_SIZE, GenerationSeal
 from ._values import private_value
 
 __all__ = ["FilesystemGenerations", "PolledGenerations", "TokenGenerations"]
@@ -142,9 +147,10 @@ class PolledGenerations(GenerationStore):
 class FilesystemGenerations(PolledGenerations):
     """Generations of a filesystem cache directory (see the module docstring).
 
-    Bounded (issue 19, item 5): reads never write; at most :attr:`limit` scope records are kept (checked every
-    ``_SWEEP_EVERY`` bumps and every minute), the least recently bumped dropped first after raising their
-    namespace's floor record (``{namespace}/~floor``), which is what a scope without a record reads as.
+    Bounded (issue 19, item 5): reads never write (signed namespaces: only their group records); at most
+    :attr:`limit` scope records are kept (checked every ``_SWEEP_EVERY`` bumps and every minute), the least
+    recently bumped dropped first after raising their namespace's floor record (``{namespace}/~floor``), which is
+    what a scope without a record reads as (signed: its group's value; group records are never dropped).
     """
 
     interval = 0.05
@@ -204,19 +210,54 @@ class FilesystemGenerations(PolledGenerations):
 
     def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         """Read only (issue 19, item 5): no record is created, no write transaction is opened; a scope never
-        bumped (or whose record was dropped for the cap) reads as its namespace's floor."""
+        bumped (or whose record was dropped for the cap) reads as its namespace's floor. Signed namespaces: such a
+        scope reads as its group's value, and a missing or refused group record is written (at most
+        :data:`~._groups.GROUPS` per namespace)."""
+
+        signed = namespace in self._seals
 
         def read(cache: Any) -> list[int]:
             now = time.time()
             floor = self._floor(cache, namespace, now)
             values = []
-            for scope in scopes:
+            wanted: dict[str, list[int]] = {}
+            for index, scope in enumerate(scopes):
                 key = f"{namespace}/{scope}"
                 found = self._parsed(namespace, scope, select_record(cache._sql, key, now))
+                if found == ABSENT and signed:  # its group's value (issue 19: a deleted record never rolls back)
+                    wanted.setdefault(group_of(scope), []).append(index)
+                    found = 0
                 values.append(floor if found == ABSENT else found if isinstance(found, int) else self._refused(key))
+            if wanted:
+                for name, value in self._groups(cache, namespace, list(wanted), floor, now).items():
+                    for index in wanted[name]:
+                        values[index] = value
             return values
 
         return list(self._using(read))
+
+    def _groups(self, cache: Any, namespace: str, names: list[str], floor: int, now: float) -> dict[str, int]:
+        """The values of a signed namespace's groups (:mod:`._groups`); one without a valid record (never created,
+        deleted, refused by its MAC) gets a fresh value above the clock and the floor, in one transaction: at most
+        :data:`~._groups.GROUPS` records per namespace are ever written by reads, and they only invalidate."""
+        values: dict[str, int] = {}
+        for name in names:
+            found = self._parsed(namespace, name, select_record(cache._sql, f"{namespace}/{name}", now))
+            if isinstance(found, int):
+                values[name] = found
+        unknown = [name for name in names if name not in values]
+        if unknown:
+            seal = self._seals[namespace]
+            with cache.transact():
+                for name in unknown:
+                    key = f"{namespace}/{name}"
+                    record = select_record(cache._sql, key, now)  # created meanwhile by another process?
+                    value = seal.open_bytes(namespace, name, record) if isinstance(record, bytes) else None
+                    if value is None:
+                        value = max(_now_us(), floor + 1)
+                        cache.set(key, self._record(namespace, name, value))
+                    values[name] = value
+        return values
 
     def _parsed(self, namespace: str, scope: str, found: int | bytes | str) -> int | str:
         """A counter (verified by the namespace's seal when signed), :data:`ABSENT`, else :data:`UNPARSABLE`."""
@@ -250,6 +291,8 @@ class FilesystemGenerations(PolledGenerations):
             with cache.transact():
                 now = time.time()
                 floor = max(self._floor(cache, namespace, now), 0)
+                if namespace in self._seals:
+                    return self._grouped_bump(cache, namespace, scopes, floors, floor, now)
                 for index, scope in enumerate(scopes):
                     key = f"{namespace}/{scope}"
                     old = self._parsed(namespace, scope, select_record(cache._sql, key, now))
@@ -264,6 +307,27 @@ class FilesystemGenerations(PolledGenerations):
         values = list(self._using(bump))
         if self._bumps_since_sweep() >= _SWEEP_EVERY:
             self._using(self._sweep)
+        return values
+
+    def _grouped_bump(
+        self, cache: Any, namespace: str, scopes: Sequence[str], floors: Sequence[int] | None, floor: int, now: float
+    ) -> list[int]:
+        """A signed bump (inside the caller's transaction): each scope's group first goes to a fresh value (at or
+        above the clock, above its own, each of its scopes' values and the floors), then each scope to that value.
+        A scope whose record is deleted later reads its group's value: its current one or a later one, never one
+        its earlier entries were stored under (issue 19)."""
+        values = [0] * len(scopes)
+        for name, indexes in groups_of(scopes).items():
+            found = self._parsed(namespace, name, select_record(cache._sql, f"{namespace}/{name}", now))
+            top = max(_now_us(), floor + 1, found + 1 if isinstance(found, int) else 0)
+            for index in indexes:
+                scope = scopes[index]
+                old = self._parsed(namespace, scope, select_record(cache._sql, f"{namespace}/{scope}", now))
+                top = max(top, old + 1 if isinstance(old, int) else 0, floors[index] + 1 if floors is not None else 0)
+            cache.set(f"{namespace}/{name}", self._record(namespace, name, top))
+            for index in indexes:
+                values[index] = top
+                cache.set(f"{namespace}/{scopes[index]}", self._record(namespace, scopes[index], top))
         return values
 
     def _bumps_since_sweep(self) -> int:
@@ -289,7 +353,7 @@ class FilesystemGenerations(PolledGenerations):
             return rows
 
         now = time.time()
-        kept = f"key NOT LIKE '%/{_EPOCH}' AND key NOT LIKE '%/{_FLOOR}'"
+        kept = f"key NOT LIKE '%/{_EPOCH}' AND key NOT LIKE '%/{_FLOOR}' AND key NOT LIKE '%/{GROUP_PREFIX}%'"
         rows = ours(cache._sql(
             f"SELECT rowid, key FROM Cache WHERE raw = 1 AND {kept} AND expire_time IS NOT NULL "
             "AND expire_time <= ? LIMIT 10000", (now,),
@@ -358,23 +422,52 @@ class TokenGenerations(PolledGenerations):
         super().__init__(identity=_driver_identity(driver))
         self._driver = driver
         self.interval = interval
+        #: Tokens of unsigned namespaces found that cachekit did not write (signed: :attr:`refused_values`).
+        self.refused_records = 0
 
     def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
+        """Each scope's token; a scope without one reads as its group's (:mod:`._groups`), and a group without a
+        token of ours (never written, deleted, junk) gets a fresh one: a missing token never reads as an older
+        value (issue 19: a client with only delete rights rolled a fresh process back to the pre-bump entries)."""
         seal = self._seals.get(namespace)
         values = []
+        groups: dict[str, int] = {}
         for scope in scopes:
-            key = f"~gen/{namespace}/{scope}"
-            blob = self._token(key, SEALED_SIZE if seal is not None else EPOCH_SIZE)
+            blob = self._token(f"~gen/{namespace}/{scope}", SEALED_SIZE if seal is not None else EPOCH_SIZE)
             if blob is MISSING:
-                values.append(0)  # never bumped (a deleted token: the view keeps the one it knew)
+                name = group_of(scope)
+                value = groups.get(name)
+                if value is None:
+                    value = groups[name] = self._group(namespace, name, seal)
+                values.append(value)
                 continue
-            value = seal.open_bytes(namespace, scope, blob) if seal is not None else _plain_token(blob)
-            if value is None or not 0 < value < 1 << 49:
-                if seal is not None:
-                    self._refuse(f"generation token {key!r}")
-                value = private_value()  # not a token of ours: unknown, private (issue 19)
-            values.append(value)
+            value = self._opened(namespace, scope, blob, seal)
+            values.append(private_value() if value is None else value)  # not a token of ours: unknown, private
         return values
+
+    def _opened(self, namespace: str, scope: str, blob: bytes, seal: GenerationSeal | None) -> int | None:
+        """The token in ``blob``, or ``None`` (counted) when it is not one cachekit wrote (issue 19)."""
+        value = seal.open_bytes(namespace, scope, blob) if seal is not None else _plain_token(blob)
+        if value is not None and 0 < value < 1 << 49:
+            return value
+        if seal is not None:
+            self._refuse(f"generation token {f'~gen/{namespace}/{scope}'!r}")
+        else:
+            self.refused_records += 1
+        return None
+
+    def _group(self, namespace: str, name: str, seal: GenerationSeal | None) -> int:
+        """The token of group ``name``; a fresh one (written) when it has none of ours: that only invalidates."""
+        blob = self._token(f"~gen/{namespace}/{name}", SEALED_SIZE if seal is not None else EPOCH_SIZE)
+        value = None if blob is MISSING else self._opened(namespace, name, blob, seal)
+        return self._write_token(namespace, name, seal) if value is None else value
+
+    def _write_token(self, namespace: str, scope: str, seal: GenerationSeal | None, token: int = 0) -> int:
+        """Write ``token`` (a fresh random one when 0) as the scope's, sealed when the namespace is signed."""
+        token = token or random.getrandbits(48) + 1
+        blob = seal.seal_bytes(namespace, scope, token) if seal is not None else token.to_bytes(8, "big")
+        self._driver.set(f"~gen/{namespace}/{scope}", blob, None)
+        return token
 
     def _token(self, key: str, size: int = EPOCH_SIZE) -> Any:
         """At most ``size`` + 1 bytes of a token (a ranged GET where the driver has one), or MISSING."""
@@ -385,14 +478,12 @@ class TokenGenerations(PolledGenerations):
         return blob if blob is MISSING else bytes(blob)[: size + 1]
 
     def _bump(self, namespace: str, scopes: Sequence[str], floors: Sequence[int] | None) -> list[int]:
+        """A fresh token for each of the scopes' groups first, then the same token for its scopes: a crash in
+        between only invalidates, and a scope whose token is deleted later reads its group's token, its current
+        one or a later one, never one its earlier entries were stored under."""
         seal = self._seals.get(namespace)
-        values = []
-        for scope in scopes:
-            token = random.getrandbits(48) + 1
-            blob = seal.seal_bytes(namespace, scope, token) if seal is not None else token.to_bytes(8, "big")
-            self._driver.set(f"~gen/{namespace}/{scope}", blob, None)
-            values.append(token)
-        return values
+        tokens = {name: self._write_token(namespace, name, seal) for name in groups_of(scopes)}
+        return [self._write_token(namespace, scope, seal, tokens[group_of(scope)]) for scope in scopes]
 
     def _driver_closed(self) -> bool:
         return bool(getattr(self._driver, "_closed", False))

@@ -8,8 +8,12 @@ become reachable again. Counters expire after ``generation_ttl`` seconds without
 
 An unsigned read creates no counter (issue 19): a scope never bumped reads as its namespace's floor, kept with a
 Bloom filter of the counters ever bumped in the namespace's record ``.../~floor`` (see ``_NAMESPACE``), so a
-counter that was bumped and then lost is told from one never bumped. Signed namespaces still create a sealed
-counter on a read: their record is not authenticated, and a deleted counter must never read as an older value.
+counter that was bumped and then lost is told from one never bumped. Signed namespaces create no counter on a
+read either: that record is not authenticated (a deleted counter whose bits were cleared would read as the floor
+its pre-bump entries were stored under), so a signed scope without a counter reads as its *group*'s
+(:mod:`._groups`): one of 1024 sealed group counters per namespace, the only keys a signed read creates. A signed
+bump raises the scope's group to a fresh value and gives the counter that value, in one script, so a deleted
+counter never reads as an older value.
 
 Every bump is published on ``{key_prefix}~gen`` in the same script. Each process subscribes in a daemon thread;
 while the subscription is confirmed, local copies are trusted (a hit costs no extra round trip); when it drops,
@@ -40,6 +44,7 @@ from typing import Any
 
 from ..errors import DriverError
 from . import GenerationStore
+from ._groups import groups_of
 from ._notifications import REFUSED, parse_notification
 from ._signing import GenerationSeal
 from ._values import COUNTER_LIMIT, private_value
@@ -187,26 +192,45 @@ return out
 """
 
 # Signed namespaces (issue 19): values are "{value}.{mac}", sealed by the client (the key never reaches Redis).
-# A read creates an absent counter with the sealed value the client proposes; a bump sets the sealed values the
-# client computed (fresh: above the clock and the caller's floor) and publishes them.
+# A read creates no counter for a scope: an absent one reads as its group's (:mod:`._groups`), and only an absent
+# group (or one not a string) is created, with the sealed value the client proposes: at most GROUPS keys per
+# namespace. KEYS: the scopes' counters (ARGV[2] of them), then their groups; ARGV: the groups' TTL, the number
+# of scopes, each scope's group (its position among the groups), then the proposed sealed value of each group.
+# Answers the texts of the counters ("" for an absent one), then of the groups ("" for one no absent counter
+# needed).
 _SIGNED_READ = """
+local n = tonumber(ARGV[2])
 local out = {}
-for i, key in ipairs(KEYS) do
-  local value = redis.pcall('GET', key)
-  if type(value) == 'table' then
-    value = '~'  -- not a string: refused by its MAC, then overwritten
+local wanted = {}
+for i = 1, n do
+  local value = redis.pcall('GET', KEYS[i])
+  if type(value) == 'table' or value == '' then
+    value = '~'  -- not a string, or empty: refused by its MAC, then overwritten
   elseif not value then
-    redis.call('SET', key, ARGV[i + 1], 'PX', ARGV[1])
-    value = ARGV[i + 1]
+    wanted[tonumber(ARGV[2 + i])] = true
+    value = ''
   end
   out[i] = value
+end
+for j = 1, #KEYS - n do
+  local value = ''
+  if wanted[j] then
+    value = redis.pcall('GET', KEYS[n + j])
+    if type(value) ~= 'string' then  -- absent (never created, expired, deleted) or not a string: fresh
+      value = ARGV[2 + n + j]
+      redis.call('SET', KEYS[n + j], value, 'PX', ARGV[1])
+    end
+  end
+  out[n + j] = value
 end
 return out
 """
 
-# A compare-and-set on the counters' numbers. A counter whose text is not a sealed value's shape, or whose
-# number is implausibly large, is answered like one ahead: the client opens it, and only a valid MAC makes it go
-# above the number; junk (issue 19) is named back in ARGV (after "=") and overwritten if it is still the same.
+# A compare-and-set on the counters' numbers (a bump sets the scopes' groups and counters in one script). A
+# counter whose text is not a sealed value's shape, or whose number is implausibly large, is answered like one
+# ahead: the client opens it, and only a valid MAC makes it go above the number; junk (issue 19) is named back in
+# ARGV (after "=") and overwritten if it is still the same. ARGV per counter: its sealed text, its notification
+# line ("" for a group: group raises are not published), the number the present value must be below, the junk.
 # Answers: index, "=" .. text of a present counter ("" of an absent one), for every counter not set.
 _SIGNED_SET = """
 local n = #KEYS
@@ -236,9 +260,13 @@ end
 local lines = {ARGV[3]}
 for i, key in ipairs(KEYS) do
   redis.call('SET', key, ARGV[i + 3], 'PX', ARGV[2])
-  lines[#lines + 1] = ARGV[i + 3 + n]
+  if ARGV[i + 3 + n] ~= '' then
+    lines[#lines + 1] = ARGV[i + 3 + n]
+  end
 end
-redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
+if #lines > 1 then
+  redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
+end
 return behind
 """
 
@@ -274,8 +302,8 @@ class RedisGenerations(GenerationStore):
         self.channel = prefix + "~gen"
         self._ttl_ms = str(int(generation_ttl * 1000))
         self._generation_ttl = generation_ttl
-        # Issue 19, item 5: a counter a read creates (signed; unsigned: a lost one restarted) lives as long as the
-        # namespace's entries, not a day.
+        # Issue 19, item 5: a counter an unsigned read creates (a lost one restarted) lives as long as the
+        # namespace's entries, not a day. Signed reads create only group counters (at most GROUPS, generation_ttl).
         self._read_ttl_ms: dict[str, str] = {}
         self._scripts: dict[str, Any] = {}
         self._subscribed = threading.Event()
@@ -329,7 +357,8 @@ class RedisGenerations(GenerationStore):
     def raise_above(self, namespace: str, scopes: Sequence[str], floors: Sequence[int]) -> list[int]:
         self._ensure_watching()
         if namespace in self._seals:
-            return self._signed_set(namespace, scopes, floors)
+            signed = self._signed_set(namespace, scopes, floors)
+            return [signed[scope] for scope in scopes]
         keys = [self._key(namespace, _RECORD), *(self._key(namespace, s) for s in scopes)]
         args = [self.channel, self._ttl_ms, namespace, *scopes, *(str(f) for f in floors)]
         raised = self._run("raise", lambda script, client: script(keys=keys, args=args, client=client))
@@ -340,60 +369,115 @@ class RedisGenerations(GenerationStore):
     def _signed_read(
         self, namespace: str, scopes: Sequence[str], keys: list[str], seal: GenerationSeal
     ) -> list[int]:
-        """Read sealed counters; one that fails its MAC is refused and replaced by a fresh sealed value."""
+        """Read sealed counters; an absent one reads as its group's value (:mod:`._groups`; an absent group is
+        created with a fresh sealed value). A counter that fails its MAC is refused and replaced by a fresh
+        sealed value (a bump); a group that fails it is refused and replaced by a fresh value (not published)."""
+        groups = groups_of(scopes)
+        names = list(groups)
+        position = [0] * len(scopes)
+        for number, name in enumerate(names, 1):
+            for index in groups[name]:
+                position[index] = number
         start = _now_us()
-        proposed = [seal.seal_text(namespace, scope, start) for scope in scopes]
-        args = [self._read_ttl_ms.get(namespace, self._ttl_ms), *proposed]
-        raw = self._run("signed_read", lambda script, client: script(keys=keys, args=args, client=client))
+        proposed = [seal.seal_text(namespace, name, start) for name in names]
+        all_keys = [*keys, *(self._key(namespace, name) for name in names)]
+        args = [self._ttl_ms, str(len(scopes)), *(str(p) for p in position), *proposed]
+        raw = self._run("signed_read", lambda script, client: script(keys=all_keys, args=args, client=client))
+        texts, group_texts = raw[: len(scopes)], raw[len(scopes) :]
+        opened: dict[str, int | None] = {}
+        refused_groups: dict[str, bytes] = {}
         values: list[int] = []
         refused: list[int] = []
-        for index, (scope, text) in enumerate(zip(scopes, raw, strict=True)):
+        for index, (scope, text) in enumerate(zip(scopes, texts, strict=True)):
+            if not text:  # no counter of its own: its group's value
+                name = names[position[index] - 1]
+                if name not in opened:
+                    found = group_texts[position[index] - 1]
+                    opened[name] = seal.open_text(namespace, name, found)
+                    if opened[name] is None:
+                        self._refuse(f"generation group {self._key(namespace, name)!r}")
+                        refused_groups[name] = b"=" + (found if isinstance(found, bytes) else str(found).encode())
+                values.append(opened[name] or 0)
+                continue
             value = seal.open_text(namespace, scope, text)
             if value is None:
                 self._refuse(f"generation counter {keys[index]!r}")
                 refused.append(index)
                 value = 0
             values.append(value)
+        if refused_groups:  # never adopted: a fresh group value (only invalidates, so no one need hear of it)
+            fresh = self._signed_set(namespace, [], [], refresh=refused_groups)
+            for index in range(len(scopes)):
+                if not texts[index] and names[position[index] - 1] in fresh:
+                    values[index] = fresh[names[position[index] - 1]]
         if refused:  # never adopted: overwritten with a fresh value, which every process then hears of
-            fresh = self._signed_set(namespace, [scopes[i] for i in refused], [0] * len(refused))
-            for index, value in zip(refused, fresh, strict=True):
+            bumped = self.raise_above(namespace, [scopes[i] for i in refused], [0] * len(refused))
+            for index, value in zip(refused, bumped, strict=True):
                 values[index] = value
         return values
 
-    def _signed_set(self, namespace: str, scopes: Sequence[str], floors: Sequence[int]) -> list[int]:
-        """Set fresh sealed values (above the clock in µs and each floor) and publish them."""
+    def _signed_set(
+        self, namespace: str, scopes: Sequence[str], floors: Sequence[int], *, refresh: dict[str, bytes] | None = None
+    ) -> dict[str, int]:
+        """A signed bump: in one script, raise each scope's group to a fresh sealed value (at or above the clock in
+        µs, above the group's and each of its scopes' current values and each floor), then set each scope's
+        counter to its group's new value; publish the scopes' values. ``refresh``: groups refused by
+        their MAC on a read (with the text seen, ``"="`` first) to set afresh, unpublished. Returns the new value
+        of every scope and group set."""
         seal = self._seals[namespace]
+        groups = groups_of(scopes)
+        for name in refresh or ():
+            groups.setdefault(name, [])
+        names = list(groups)
         now = _now_us()
-        values = [max(now, floor + 1) for floor in floors]
-        keys = [self._key(namespace, s) for s in scopes]
-        junk = [b""] * len(scopes)  # per counter: the text to overwrite whatever its number ("=" + text)
+        tops = {name: max([now, *(floors[i] + 1 for i in groups[name])]) for name in names}
+        group_at = {i: name for name in names for i in groups[name]}
+        keys = [*(self._key(namespace, s) for s in scopes), *(self._key(namespace, name) for name in names)]
+        count = len(scopes)
+        # Per counter: the text to overwrite whatever its number ("=" + text); a refused group's from the read.
+        junk = [b""] * count + [(refresh or {}).get(name, b"") for name in names]
         for _ in range(_SIGNED_ATTEMPTS):
-            # Compare-and-set on the counters' numbers: a value is set only above the current one (a client whose
-            # clock is behind must not move a counter back), else the script answers the current texts.
-            sealed = [seal.seal_text(namespace, scope, value) for scope, value in zip(scopes, values, strict=True)]
-            lines = [f"{scope}\t{text}" for scope, text in zip(scopes, sealed, strict=True)]
-            args = [self.channel, self._ttl_ms, namespace, *sealed, *lines, *(str(v) for v in values), *junk]
+            # Compare-and-set on the numbers: set only above the current ones (a client whose clock is behind must
+            # not move a counter back), else the script answers the current texts.
+            values = [tops[group_at[i]] for i in range(count)]
+            sealed = [seal.seal_text(namespace, s, v) for s, v in zip(scopes, values, strict=True)]
+            sealed += [seal.seal_text(namespace, name, tops[name]) for name in names]
+            lines = [f"{s}\t{text}" for s, text in zip(scopes, sealed[:count], strict=True)] + [""] * len(names)
+            below = [str(tops[group_at[i]]) for i in range(count)] + [str(tops[name]) for name in names]
+            args = [self.channel, self._ttl_ms, namespace, *sealed, *lines, *below, *junk]
             behind = self._run("signed_set", functools.partial(_run_script, keys=keys, args=args))
             if not behind:
-                self._notify(namespace, list(zip(scopes, values, strict=True)))
-                return values
+                if scopes:
+                    self._notify(namespace, list(zip(scopes, values, strict=True)))
+                return {**tops, **dict(zip(scopes, values, strict=True))}
             for index, seen in zip(behind[::2], behind[1::2], strict=True):
-                position = int(index) - 1
-                current = seal.open_text(namespace, scopes[position], seen[1:]) if seen else None
+                at = int(index) - 1
+                name = scopes[at] if at < count else names[at - count]
+                group = group_at[at] if at < count else name
+                current = seal.open_text(namespace, name, seen[1:]) if seen else None
                 if current is not None:  # a valid value ahead (another bump): go above it
-                    values[position], junk[position] = max(values[position], current + 1), b""
+                    tops[group], junk[at] = max(tops[group], current + 1), b""
                 elif seen:  # issue 19: junk is untrusted input, never a number to go above; overwritten
-                    if junk[position] != seen:
-                        self._refuse(f"generation counter {keys[position]!r}")
-                    junk[position] = seen
+                    if junk[at] != seen:
+                        self._refuse(f"generation counter {keys[at]!r}")
+                    junk[at] = seen
                 else:  # the junk is gone meanwhile: set as an absent counter
-                    junk[position] = b""
-            if max(values) > _LARGEST:
+                    junk[at] = b""
+            if max(tops.values()) > _LARGEST:
                 break
         raise DriverError(
             f"could not set the sealed generations of {namespace!r} above their current values (5 attempts, each "
             "overtaken by another bump?); this process uses private generations meanwhile"
         )
+
+    def probe(self) -> bool:
+        breaker = self._driver.breaker
+        breaker.expedite()
+        try:
+            self._driver.call(lambda client: client.ping(), name="PING (generations probe)")
+        except Exception:
+            return False
+        return True
 
     def entries_live(self, namespace: str, seconds: float | None) -> None:
         if seconds is not None and 0 < seconds < self._generation_ttl:

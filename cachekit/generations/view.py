@@ -12,7 +12,10 @@ When the store cannot be reached:
 * a bump that fails (after its retries) gives its scopes a *private* generation, a random negative number no
   other process uses, so this process never reads what it invalidated; the bump is kept pending (coalesced,
   collapsed to whole resources past ``pending_limit`` scopes) and retried at most once per ``retry_interval``
-  seconds, and on the store's return;
+  seconds by a write, on the store's return, and by a background retrier that probes the store every
+  :data:`PENDING_PROBE` seconds (:meth:`GenerationStore.probe`, past the breaker's cool-down) and retries as
+  soon as it answers: other processes read a recovered backend at once, so a pending invalidation must reach
+  it within that probe interval, not after this process's breaker cool-down (issue 23);
 * a read whose generations cannot be fetched uses the last values this view knew (or, never known, a private
   one), so a memory tier in front of a dead Redis keeps serving what it holds. What other processes write
   during the outage is seen once the store is back; entries of the outage are bounded by the tier's TTL.
@@ -24,6 +27,7 @@ import logging
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 
 from ..errors import CircuitOpenError
@@ -38,6 +42,8 @@ logger = logging.getLogger("cachekit")
 #: Memo entries rendered while the store is not trusted carry this epoch, which no resource ever has.
 UNTRUSTED = -1
 _KNOWN_LIMIT = 100_000
+#: Seconds between the background retrier's probes of the store while bumps are pending.
+PENDING_PROBE = 0.05
 
 
 class _Cell:
@@ -100,6 +106,9 @@ class GenerationView:
         self._lock = threading.Lock()
         self._bump_lock = threading.Lock()
         self._retry_at = 0.0
+        self._retrier: threading.Thread | None = None
+        self._stuck = False  # see _retry_when_reachable
+        self._closed = False
         self.failures = 0
         #: The last error the store raised (for the log line of a failed invalidation).
         self.last_error: BaseException | None = None
@@ -349,11 +358,11 @@ class GenerationView:
         with self._bump_lock:
             return self._flush_locked()
 
-    def _flush_locked(self) -> bool:
+    def _flush_locked(self, *, now_or_never: bool = False) -> bool:
         if not self._pending:
             return True
         now = self._clock()
-        if now < self._retry_at:
+        if now < self._retry_at and not now_or_never:
             return False
         scopes = sorted(self._pending)
         try:
@@ -384,6 +393,29 @@ class GenerationView:
             if len(pending) > self._pending_limit:
                 self._collapse()
             self._moved(list(changed))
+            if self._retrier is None and not self._closed:
+                self._retrier = threading.Thread(
+                    target=_retry_pending, args=(weakref.ref(self),), name="cachekit-pending", daemon=True
+                )
+                self._retrier.start()
+
+    def _retry_when_reachable(self) -> bool:
+        """The background retrier's turn: when the store answers a probe, retry the pending bumps now. False
+        (and the retrier gone) once none is left or the view is closed."""
+        if not self._closed and self._pending:
+            if self.store.probe():
+                with self._bump_lock:
+                    # The store answers but a retry failed: a failing bump, not an outage; back to the retry
+                    # interval rather than a retry per probe.
+                    self._flush_locked(now_or_never=not self._stuck)
+                    self._stuck = bool(self._pending)
+            else:
+                self._stuck = False
+        with self._lock:
+            if self._pending and not self._closed:
+                return True
+            self._retrier = None
+            return False
 
     def _collapse(self) -> None:
         """Too many pending scopes: keep whole resources instead (and the whole namespace past that)."""
@@ -475,6 +507,17 @@ class GenerationView:
         logger.debug("cachekit: could not %s of namespace %r: %s", what, self.namespace, exc)
 
     def close(self) -> None:
-        """Stop listening to the store."""
+        """Stop listening to the store (and retrying pending bumps in the background)."""
+        self._closed = True
         self.store.unwatch(self.namespace, self)
 
+
+
+def _retry_pending(view_ref: weakref.ref[GenerationView]) -> None:
+    """The background retrier of one view's pending bumps; holds the view weakly, ends when none is left."""
+    while True:
+        time.sleep(PENDING_PROBE)
+        view = view_ref()
+        if view is None or not view._retry_when_reachable():
+            return
+        del view

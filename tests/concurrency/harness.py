@@ -241,12 +241,14 @@ def _process_main(
 
 
 def run_two_processes(
-    spec: dict[str, Any], *, writes: int = 400, seconds: float = 60.0, keys: int = 100
+    spec: dict[str, Any], *, writes: int = 400, seconds: float = 60.0, keys: int = 100,
+    on_start: Callable[[], None] | None = None,
 ) -> tuple[Outcome, Outcome]:
     """A writer process (``writes`` writes, 2 ms apart) and a reader process reading until the writer is done, on
-    ``Cache(**spec)`` each; ``seconds`` bounds the run. Returns (writer, reader) outcomes."""
+    ``Cache(**spec)`` each; ``seconds`` bounds the run, ``on_start`` is called when both start. Returns (writer,
+    reader) outcomes."""
     results = run_roles(_process_main, lambda shared, queue: (spec, shared, writes, seconds, keys, queue),
-                        keys=keys, seconds=seconds)  # fmt: skip
+                        keys=keys, seconds=seconds, on_start=on_start)  # fmt: skip
     def outcome(role: str) -> Outcome:
         reads, writes_done, stale, windows, hits = results[role]
         return Outcome(reads, writes_done, stale, hits, windows)
@@ -256,12 +258,13 @@ def run_two_processes(
 
 def run_roles(
     target: Callable[..., None], arguments: Callable[[tuple[Any, ...], Any], tuple[Any, ...]], *, keys: int,
-    seconds: float,
+    seconds: float, on_start: Callable[[], None] | None = None,
 ) -> dict[str, tuple[Any, ...]]:
     """Spawn a ``"writer"`` and a ``"reader"`` process, ``target(role, *arguments(shared, queue))``, and return what
     each put on ``queue`` after its role, by role. ``shared``: versions, completed versions and their times per
-    id (shared arrays), a lock, a start barrier the caller also waits on, and a ``finished`` event. A process still
-    alive 10 s after the results is killed."""
+    id (shared arrays), a lock, a start barrier the caller also waits on, and a ``finished`` event. ``on_start`` is
+    called once both processes are past the barrier (their clocks start). A process still alive 10 s after the
+    results is killed."""
     context = multiprocessing.get_context("spawn")
     shared = (
         context.Array("q", keys, lock=False),
@@ -279,6 +282,8 @@ def run_roles(
         process.start()
     try:
         shared[4].wait(60)
+        if on_start is not None:
+            on_start()
         results = {}
         for _ in processes:
             role, *rest = queue.get(timeout=seconds + 90)

@@ -45,16 +45,29 @@ def _tiers(redis_url: str, redis_prefix: str, **_: Any) -> dict[str, Any]:
     }
 
 
+def _signed(make: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """The same spec with a signing key: sealed generations, scopes without a record read as their group's."""
+
+    def spec(**options: Any) -> dict[str, Any]:
+        made = make(**options)
+        made["config"] = {**made["config"], "signing_key": b"stale-reads-signing-key-012345"}
+        return made
+
+    return spec
+
+
 SPECS: dict[str, Callable[..., dict[str, Any]]] = {
     "memory": _memory,
     "filesystem": _filesystem,
     "redis": _redis,
     "memory->redis": _tiers,
+    "filesystem-signed": _signed(_filesystem),
+    "redis-signed": _signed(_redis),
 }
 
 
 def _spec(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
-    if name in ("redis", "memory->redis"):
+    if name in ("redis", "memory->redis", "redis-signed"):
         return SPECS[name](
             redis_url=request.getfixturevalue("redis_url"), redis_prefix=request.getfixturevalue("redis_prefix")
         )
@@ -74,7 +87,7 @@ def test_eight_threads_never_read_stale(name: str, request: pytest.FixtureReques
     assert outcome.stale == 0, f"{outcome.stale} stale reads of {outcome.reads} (windows {outcome.windows[:10]})"
 
 
-@pytest.mark.parametrize("name", ["redis", "filesystem", "memory->redis"])
+@pytest.mark.parametrize("name", ["redis", "filesystem", "memory->redis", "redis-signed", "filesystem-signed"])
 def test_a_reader_process_sees_a_writer_process_within_100_ms(
     name: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -96,7 +96,7 @@ def test_clearing_one_s3_instance_never_deletes_another_instances_objects(
     users.count()
     users.get("u1")
     before = object_keys(s3_client, s3_bucket, "app/plugin=cache--cold-er/")
-    assert len(before) == 2
+    assert len([k for k in before if "/~gen/" not in k]) == 2  # two entries (and the group tokens reads created)
     assert cold.clear_all_cache() == 2
     # Only the generation tokens of the cleared namespace stay (they are what makes the clear O(1)).
     assert [k for k in object_keys(s3_client, s3_bucket, "app/plugin=cache--cold/") if "/~gen/" not in k] == []

@@ -178,3 +178,22 @@ def test_transitions_are_logged_once_with_the_secret_redacted(
 def test_options_are_validated(failures: object, cooldown: object, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         CircuitBreaker("x", failures=failures, cooldown=cooldown)  # type: ignore[arg-type]
+
+
+def test_expedite_lets_the_next_call_probe_before_the_cooldown(breaker: CircuitBreaker, ticks: FakeClock) -> None:
+    # A pending invalidation must learn at once that the backend is back (issue 23): it does not wait out the
+    # cool-down. A failed expedited probe opens it for a full cool-down again, without counting a trip.
+    fail(breaker, TimedOut())
+    breaker.expedite()
+    assert breaker.state == HALF_OPEN
+    fail(breaker, Refused())
+    assert breaker.state == OPEN
+    assert breaker.stats()["trips"] == 1
+    with pytest.raises(CircuitOpenError):
+        succeed(breaker)  # reads still fail fast: the cool-down started again
+    breaker.expedite()
+    succeed(breaker)  # the backend answers: closed, long before the cool-down ended
+    assert breaker.state == CLOSED
+    breaker.expedite()  # no-op while closed
+    assert breaker.state == CLOSED
+    assert breaker.stats()["trips"] == 1

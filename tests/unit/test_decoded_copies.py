@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import threading
 import time
+import types
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -269,16 +270,18 @@ def counting_cache(**config: Any) -> tuple[Cache, CountingJson]:
     return Cache(driver="memory", namespace="dc-b", config=options), pair
 
 
-def test_by_default_a_blob_is_decoded_once_for_any_number_of_hits() -> None:
+def test_by_default_a_blob_is_decoded_at_its_first_two_hits_only() -> None:
+    """The first hit decodes and keeps nothing (issue 22: most entries are hit once), the second decodes and
+    keeps the value, every later hit copies it."""
     cache, pair = counting_cache()
     cache.set("k", {"a": [1, 2]})
     for _ in range(5):
         assert cache.get("k") == {"a": [1, 2]}
-    assert pair.loads == 1
+    assert pair.loads == 2
     cache.set("k", {"a": [3]})
     for _ in range(5):
         assert cache.get("k") == {"a": [3]}
-    assert pair.loads == 2
+    assert pair.loads == 4
 
 
 def test_zero_decodes_every_hit() -> None:
@@ -298,7 +301,7 @@ def test_a_value_over_an_eighth_of_the_budget_is_decoded_every_hit() -> None:
     for _ in range(4):
         assert cache.get("small") == ["x" * 800]
         assert cache.get("big") == ["x" * 1000]
-    assert pair.loads == 1 + 4
+    assert pair.loads == 2 + 4  # "small": its first two hits (the second keeps it); "big": every hit
     assert 800 < cache.driver.kept_bytes < 1000  # type: ignore[attr-defined]
 
 
@@ -308,22 +311,23 @@ def test_a_full_budget_keeps_nothing_more_until_an_entry_goes() -> None:
     for key in keys:
         cache.set(key, [key, "x" * 800])
     for key in keys:
-        cache.get(key)  # 8 values of ~ 930 bytes: all kept (< 8000)
-    assert pair.loads == 8
+        cache.get(key)  # first hits: nothing kept
+        cache.get(key)  # second hits: 8 values of ~ 930 bytes, all kept (< 8000)
+    assert pair.loads == 16
     for key in keys:
         assert cache.get(key) == [key, "x" * 800]
-    assert pair.loads == 8
+    assert pair.loads == 16
     cache.set("k8", ["k8", "x" * 800])
     for _ in range(3):
         assert cache.get("k8") == ["k8", "x" * 800]  # would go over the budget: not kept, decoded every hit
-    assert pair.loads == 11
+    assert pair.loads == 19
     for key in keys:
         assert cache.get(key) == [key, "x" * 800]
-    assert pair.loads == 11  # the others are still kept
+    assert pair.loads == 19  # the others are still kept
     cache.delete("k0")  # its value goes with it
     assert cache.get("k8") == ["k8", "x" * 800]  # now fits: kept
     assert cache.get("k8") == ["k8", "x" * 800]
-    assert pair.loads == 12
+    assert pair.loads == 20
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "4MiB", None])
@@ -522,11 +526,12 @@ def test_memory_under_max_size_stays_bounded_whatever_the_number_of_distinct_key
     try:
         for i in range(1000):
             cache.set(f"k{i}", _record(i))
-            assert cache.get(f"k{i}") == _record(i)
+            assert cache.get(f"k{i}") == cache.get(f"k{i}") == _record(i)  # the second hit keeps the value
         gc.collect()
         before = tracemalloc.get_traced_memory()[0]
         for i in range(1000, 4000):
             cache.set(f"k{i}", _record(i))
+            cache.get(f"k{i}")
             cache.get(f"k{i}")
         gc.collect()
         grown = tracemalloc.get_traced_memory()[0] - before
@@ -538,12 +543,93 @@ def test_memory_under_max_size_stays_bounded_whatever_the_number_of_distinct_key
     assert 200 * 400 < driver.kept_bytes < 200 * 1200  # type: ignore[attr-defined]
 
 
+def test_a_capped_driver_of_entries_hit_once_holds_no_decoded_values() -> None:
+    """Issue 22: a first hit keeps nothing, so a capped driver that sees one-off keys (each written, then hit
+    once) holds blobs and keys alone: about 370 B per live entry of the 10-field record, where keeping a decoded
+    copy at the first hit made it about 975. tracemalloc starts after the warm-up, as ``memory_bound.py`` does,
+    so every live entry counts as growth; the bound is per entry of ``max_size``."""
+    import gc
+    import tracemalloc
+
+    max_size = 200
+    cache = Cache(driver="memory", namespace="dc-once", config={"max_size": max_size})
+    driver: Any = cache.driver
+
+    def write_and_hit_once(i: int) -> None:
+        cache.set(f"user:{i}", _record(i))
+        assert cache.get(f"user:{i}") == _record(i)
+
+    for i in range(1000):
+        write_and_hit_once(i)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(1000, 6000):
+            write_and_hit_once(i)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < max_size * 512, f"{grown / max_size:.0f} B per entry of max_size"
+    assert len(driver._data) == max_size
+    assert driver.kept_bytes == 0
+    assert driver.memory_usage_bytes == sum(len(entry[0]) + len(key) for key, entry in driver._data.items())
+
+
+def test_a_first_hit_hands_over_its_decoding_and_the_second_keeps_one() -> None:
+    """The first hit's value is the decoding itself (the caller's own: nothing else holds it); the entry then
+    says "hit once" by its length alone, and the second hit decodes again and keeps the value for later hits to
+    copy. No caller's mutation reaches another hit."""
+    cache = Cache(driver="memory", namespace="dc-second")
+    driver: Any = cache.driver
+    cache.set("k", _record(1))
+    full = cache._full_key("k")
+    blob_bytes = driver.memory_usage_bytes
+    decodes = count_decodes(cache)
+    first = cache.get("k")
+    assert first == _record(1)
+    assert (driver.kept_bytes, driver.memory_usage_bytes, len(driver._data[full])) == (0, blob_bytes, 4)
+    vandalize(first)
+    second = cache.get("k")
+    assert second == _record(1)
+    assert driver.kept_bytes > 400
+    assert driver.memory_usage_bytes == blob_bytes + driver.kept_bytes
+    vandalize(second)
+    for _ in range(3):
+        hit = cache.get("k")
+        assert hit == _record(1)
+        vandalize(hit)
+    assert decodes[0] == 2
+    assert cache.hits == 5
+
+
+def test_a_first_hit_never_marks_an_entry_written_since_its_lookup() -> None:
+    """The "hit once" mark replaces the entry's tuple under the lock only while it is still the one stored: a
+    hit that looked up the old entry before a write must not put the old blob back."""
+    from cachekit.drivers.memory import first_hit
+
+    cache = Cache(driver="memory", namespace="dc-race")
+    driver: Any = cache.driver
+    assert cache.codec is not None
+    cache.set("k", {"v": 1})
+    full = cache._full_key("k")
+    stale = driver._data[full]
+    cache.set("k", {"v": 2})  # a write between a hit's lookup and its mark
+    assert first_hit(driver, full, stale, cache.codec.decode, None) == {"v": 1}  # what that hit read
+    assert len(driver._data[full]) == 3  # the new entry: unmarked
+    assert cache.get("k") == cache.get("k") == cache.get("k") == {"v": 2}
+    assert driver.memory_usage_bytes == len(driver._data[full][0]) + len(full) + driver.kept_bytes
+
+
 def test_kept_values_are_counted_and_dropped_with_their_entry(clock: Any) -> None:
     cache = Cache(driver="memory", namespace="dc-drop", clock=clock, config={"max_size": 3})
     driver: Any = cache.driver
     assert driver.kept_bytes == 0
     cache.set("a", _record(1), ttl=10)
     blob_bytes = driver.memory_usage_bytes
+    assert cache.get("a") == _record(1)
+    assert (driver.kept_bytes, driver.memory_usage_bytes) == (0, blob_bytes)  # a first hit keeps nothing
     assert cache.get("a") == _record(1)
     kept = driver.kept_bytes
     assert 400 < kept < 1200  # the record's dict, strings, list and inner dict, estimated when kept
@@ -552,7 +638,7 @@ def test_kept_values_are_counted_and_dropped_with_their_entry(clock: Any) -> Non
 
     cache.set("a", _record(2))  # overwrite: the old entry and its value are gone
     assert driver.kept_bytes == 0
-    assert cache.get("a") == _record(2)
+    assert cache.get("a") == cache.get("a") == _record(2)
     assert driver.kept_bytes == kept
     cache.delete("a")  # delete
     assert driver.kept_bytes == 0
@@ -560,6 +646,7 @@ def test_kept_values_are_counted_and_dropped_with_their_entry(clock: Any) -> Non
 
     for key in "bcd":
         cache.set(key, _record(3), ttl=5)
+        cache.get(key)
         cache.get(key)
     assert driver.kept_bytes == 3 * kept
     cache.set("e", _record(4))  # evicts b (LRU, max_size 3)
@@ -637,7 +724,7 @@ def test_concurrent_writers_and_readers_under_eviction_never_read_stale() -> Non
     assert hits[0] > 100
     driver: Any = cache.driver
     with driver._lock:
-        expected = sum(e[4] for e in driver._data.values() if len(e) > 3)
+        expected = sum(e[4] for e in driver._data.values() if len(e) > 4)
         assert driver.kept_bytes == expected  # the accounting agrees with what the entries hold
 
 
@@ -648,12 +735,35 @@ def test_records_of_one_shape_share_one_plan() -> None:
     assert same_value(first(_record(3)), _record(3))
 
 
+@pytest.mark.parametrize("containers", [0, 1, 2, 3, 4, 5])
+def test_a_dict_copier_copies_every_container_whatever_their_number(containers: int) -> None:
+    """Dicts with one to three containers to copy get an unrolled copier, more a loop: each copies them all."""
+    value = {"id": 1, "name": "x", **{f"c{i}": [i, {"n": i}] for i in range(containers)}, "last": None}
+    copier = copier_for(value)
+    assert copier is not None
+    for _ in range(2):
+        copy = copier(value)
+        assert same_value(copy, value)
+        assert copy is not value
+        assert not {id(part) for part in mutable_parts(copy)} & {id(part) for part in mutable_parts(value)}
+
+
+def test_copiers_are_python_functions_that_run_in_the_readers_loop() -> None:
+    """A hit calls its copier from Python code: a plain function runs in the caller's evaluation loop, where a
+    ``functools.partial`` is a C call that enters a new one (about 600 instructions a hit, issue 22)."""
+    for value in (_record(1), [[1], [2]], ([1], 2), {"a": {"b": [1]}}, {str(i): [i] for i in range(5)}):
+        copier = copier_for(value)
+        assert type(copier) is types.FunctionType, (value, copier)
+
+
 def test_memory_tier_kept_values_live_in_the_tier_entries(tmp_path: Any) -> None:
     from tests.conftest import FakeClock
 
     cache = _tiered(tmp_path, FakeClock())
     tier: Any = cache.driver._tiers[0].driver  # type: ignore[attr-defined]
     cache.set("k", _record(1))
+    assert cache.get("k") == _record(1)
+    assert tier.kept_bytes == 0  # a first hit keeps nothing
     assert cache.get("k") == cache.get("k") == _record(1)
     assert tier.kept_bytes > 400
     cache.delete("k")
@@ -690,8 +800,9 @@ def test_aget_and_get_many_of_a_memory_tier_hit_copy_the_kept_value(tmp_path: An
     value = {"id": 7, "tags": ["a", "b"], "pair": (1, [2]), "when": dt.datetime(2024, 1, 1), "d": Decimal("1.5")}
     cache.set("k", value)
     decodes = count_decodes(cache)
-    assert same_value(cache.get("k"), value)  # the first hit decodes and keeps the value in the L1 entry
-    assert decodes[0] == 1
+    assert same_value(cache.get("k"), value)  # the first hit decodes and keeps nothing
+    assert same_value(cache.get("k"), value)  # the second decodes and keeps the value in the L1 entry
+    assert decodes[0] == 2
 
     class Repo:
         name = "things"
@@ -706,13 +817,14 @@ def test_aget_and_get_many_of_a_memory_tier_hit_copy_the_kept_value(tmp_path: An
     repo = Repo()
 
     async def reads() -> list[Any]:
-        await repo.get("x")  # a miss: loaded, stored, decoded at its first hit below
-        return [await cache.aget("k"), await cache.aget("k"), await repo.get("x"), await repo.get("x")]
+        await repo.get("x")  # a miss: loaded, stored, decoded at its first two hits below
+        return [await cache.aget("k"), await cache.aget("k"), await repo.get("x"), await repo.get("x"),
+                await repo.get("x")]  # fmt: skip
 
     hits = asyncio.run(reads())
-    assert decodes[0] == 2  # only the first hit of "x" (it keeps the value): "k" and the second "x" are copies
+    assert decodes[0] == 4  # only the first two hits of "x" (the second keeps it): "k" and the third "x" copy
     hits += [cache.get_many(["k"])["k"], cache.get_many(["k", "absent", "k"])["k"]]
-    assert decodes[0] == 2  # warm L1 hits: copies of the kept value, never a decode
+    assert decodes[0] == 4  # warm L1 hits: copies of the kept value, never a decode
     for hit in hits:
         assert same_value(hit, value if hit["id"] == 7 else dict(value, id="x"))
         hit["tags"].append("mutated")
@@ -721,7 +833,7 @@ def test_aget_and_get_many_of_a_memory_tier_hit_copy_the_kept_value(tmp_path: An
     assert same_value(asyncio.run(cache.aget("k")), value)
     assert same_value(cache.get_many(["k"])["k"], value)
     assert same_value(asyncio.run(repo.get("x")), dict(value, id="x"))
-    assert decodes[0] == 2
+    assert decodes[0] == 4
 
 
 def test_aget_and_get_many_of_a_plain_memory_hit_copy_the_kept_value() -> None:
@@ -734,15 +846,17 @@ def test_aget_and_get_many_of_a_plain_memory_hit_copy_the_kept_value() -> None:
     cache.set("k", value)
     cache.set("j", value)
     decodes = count_decodes(cache)
-    assert same_value(cache.get("k"), value)  # the reader's first hit: decoded and kept
-    assert decodes[0] == 1
+    assert same_value(cache.get("k"), value)  # the reader's first hit: decoded, nothing kept
+    assert same_value(cache.get("k"), value)  # its second: decoded and kept
+    assert decodes[0] == 2
 
     async def reads() -> list[Any]:
-        return [await cache.aget("k"), await cache.aget("k"), await cache.aget("j"), await cache.aget("j")]
+        return [await cache.aget("k"), await cache.aget("k"), await cache.aget("j"), await cache.aget("j"),
+                await cache.aget("j")]  # fmt: skip
 
-    hits = asyncio.run(reads())  # "j" is decoded (and kept) at its first aget, its second is a copy
+    hits = asyncio.run(reads())  # "j" is decoded at its first two agets (the second keeps it), the third copies
     hits += [cache.get_many(["k"])["k"], cache.get_many(["k", "absent", "j"])["j"], cache.get("j")]
-    assert decodes[0] == 2
+    assert decodes[0] == 4
     for hit in hits:
         assert same_value(hit, value)
         hit["tags"].append("mutated")
@@ -775,13 +889,13 @@ def test_holding_blobs_in_process_is_a_declared_capability_not_a_class_check() -
         decodes = count_decodes(cache)
         hits = [cache.get("k"), cache.get("k"), asyncio_get(cache, "k"), cache.get_many(["k"])["k"]]
         assert all(hit == {"a": [1]} for hit in hits)
-        assert decodes[0] == (1 if trusted else 4), type(driver).__name__
+        assert decodes[0] == (2 if trusted else 4), type(driver).__name__  # trusted: the third and fourth copy
         tiered = Cache(drivers=[{"driver": driver}, {"driver": "memory"}], namespace="dc-capability-tiers")
         tiered.set("k", {"a": [1]})
         decodes = count_decodes(tiered)
         hits = [tiered.get("k"), tiered.get("k"), asyncio_get(tiered, "k"), tiered.get_many(["k"])["k"]]
         assert all(hit == {"a": [1]} for hit in hits)
-        assert decodes[0] == (1 if trusted else 4), f"tier {type(driver).__name__}"
+        assert decodes[0] == (2 if trusted else 4), f"tier {type(driver).__name__}"
 
 
 def asyncio_get(cache: Cache, key: str) -> Any:

@@ -79,10 +79,15 @@ def _cache(url: str, prefix: str) -> Cache:
 
 def _setup(redis_url: str, redis_prefix: str) -> tuple[Users, Users, dict[str, str]]:
     rows = {"alice": "guest"}
-    reader, writer = Users(_cache(redis_url, redis_prefix), rows), Users(_cache(redis_url, redis_prefix), rows)
-    for cache in (reader.cache, writer.cache):
-        assert wait_until(lambda c=cache: store_for(c.driver).trusted("gens"))
-    assert reader.get("alice") == "guest"  # the pre-update entry, signed, stored under the first generation
+    writer = Users(_cache(redis_url, redis_prefix), rows)
+    assert wait_until(lambda: store_for(writer.cache.driver).trusted("gens"))
+    # The item's counter exists from its first bump (a read creates none, only its group's record). The reader
+    # subscribes after it: that bump's notification never lands while its first read is in flight (a read that
+    # overlaps a notification is not remembered, so the reader would have no high-water mark for the item).
+    writer.update("alice", "guest")
+    reader = Users(_cache(redis_url, redis_prefix), rows)
+    assert wait_until(lambda: store_for(reader.cache.driver).trusted("gens"))
+    assert reader.get("alice") == "guest"  # the pre-update entry, signed, stored under the item's counter
     return reader, writer, rows
 
 

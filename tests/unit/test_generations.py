@@ -13,6 +13,7 @@ from cachekit.drivers.memory import MemoryDriver
 from cachekit.generations import GenerationStore, MemoryGenerations, store_for
 from cachekit.generations.view import GenerationView
 from cachekit.scopes import NAMESPACE_SCOPE
+from tests.servers import wait_until
 
 
 class CountingDriver(MemoryDriver):
@@ -44,7 +45,13 @@ class FlakyStore(MemoryGenerations):
     def __init__(self) -> None:
         super().__init__()
         self.failing = False
+        self.answers_probes = True
         self.bumps = 0
+        self.probes = 0
+
+    def probe(self) -> bool:
+        self.probes += 1
+        return self.answers_probes and not self.failing
 
     def read(self, namespace: str, scopes: Sequence[str]) -> list[int]:
         if self.failing:
@@ -259,6 +266,7 @@ def test_invalidate_returns_the_scopes_it_bumped() -> None:
 
 def test_a_pending_bump_is_retried_at_most_once_a_second(clock: Any) -> None:
     driver = FlakyStoreDriver()
+    driver.store.answers_probes = False  # writes alone retry here (the background retrier: the next test)
     cache = Cache(driver, namespace="flaky", retry_delay=0, clock=clock)
     users = Users(cache)
     users.get("u1")
@@ -274,6 +282,32 @@ def test_a_pending_bump_is_retried_at_most_once_a_second(clock: Any) -> None:
     assert not cache.pending_invalidations  # retried first, then this write's own bump
     assert driver.store.bumps == bumps + 3
     assert [users.get(f"u{i}")["v"] for i in (1, 2, 3)] == [1, 1, 1]
+
+
+def test_a_pending_bump_reaches_the_store_as_soon_as_it_answers_without_a_write(clock: Any) -> None:
+    # Issue 23: other processes read a recovered backend at once, so a pending invalidation must not wait for this
+    # process's next write past the retry interval (or the breaker's cool-down): a background retrier probes the
+    # store and retries as soon as it answers. The clock is frozen: no retry interval ever passes.
+    driver = FlakyStoreDriver()
+    cache = Cache(driver, namespace="flaky", retry_delay=0, clock=clock)
+    users = Users(cache)
+    users.get("u1")
+    driver.store.failing = True
+    users.update("u1", {"v": 1})
+    assert cache.pending_invalidations
+    assert wait_until(lambda: driver.store.probes >= 2)  # probing while the store is down
+    assert cache.pending_invalidations
+    driver.store.failing = False
+    assert wait_until(lambda: not cache.pending_invalidations), "the pending bump never reached the store"
+    other = Cache(driver, namespace="flaky")  # another process's view of the same store and source
+    reader = Users(other)
+    reader.rows = users.rows
+    assert reader.get("u1")["v"] == 1  # not the entry stored before the write
+    probes = driver.store.probes
+    assert wait_until(lambda: False, timeout=0.3) is False
+    assert driver.store.probes == probes, "the retrier must end once nothing is pending"
+    cache.close()
+    other.close()
 
 
 class _UnwatchedStore(MemoryGenerations):

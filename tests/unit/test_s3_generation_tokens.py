@@ -50,8 +50,11 @@ def test_real_tokens_still_round_trip(s3_client: Any, s3_bucket: str) -> None:
                                                            "key_prefix": "t/"})
     try:
         store = store_for(cache.driver)
-        assert store.read("tokens", ["users"]) == [0]  # never bumped
+        (group,) = store.read("tokens", ["users"])  # never bumped: its group's token (written once)
+        assert group > 0
+        assert store.read("tokens", ["users"]) == [group]
         (bumped,) = store.bump("tokens", ["users"])
+        assert bumped != group
         assert store.read("tokens", ["users"]) == [bumped]
         s3_client.put_object(Bucket=s3_bucket, Key="t/~gen/tokens/users", Body=b"")  # emptied by another writer
         assert store.read("tokens", ["users"])[0] < 0
