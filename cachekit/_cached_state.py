@@ -92,6 +92,12 @@ class CachedState:
         self.action = action
         self.namespace = namespace
         self.resource = resource
+        #: The key memo of keyword-only calls, by their packed arguments alone, when the namespace and the resource
+        #: are fixed at decoration (the plugin's reads): in this memo a slot needs no ``(state, name, ...)`` tuple
+        #: around its bytes (see :mod:`cachekit._memo`); ``None`` otherwise (the namespace's memo, tuple slots).
+        self.packed_memo: dict[bytes, tuple[str, int, Any, KeyTemplate]] | None = (
+            {} if namespace is not None and resource else None
+        )
         self.fallback_name = getattr(fn, "__name__", "function")
         self.ttl = ttl
         self.resolver = get_key_resolver(action)
@@ -155,10 +161,22 @@ class CachedState:
         return self.memo_lookup(ns, name, instance, args, kwargs, memo_key(self, name, args, kwargs))
 
     def memo_lookup(
-        self, ns: Cache, name: str, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], slot: Any
+        self,
+        ns: Cache,
+        name: str,
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        slot: Any,
+        memo: dict[Any, Any] | None = None,
     ) -> str | None:
-        """The key in memo slot ``slot`` (``None``: the call has none), rendered again when its epoch moved."""
-        memo = ns._key_memo
+        """The key in memo slot ``slot`` (``None``: the call has none), rendered again when its epoch moved.
+
+        ``memo`` is the memo ``slot`` belongs to: the namespace's by default, :attr:`packed_memo` for a bare
+        ``bytes`` slot of a keyword-only call.
+        """
+        if memo is None:
+            memo = ns._key_memo
         if slot is None and self.ignore:  # an ignored argument (a session) does not pack: slot the others
             slot = memo_key(self, name, (), keyed_params(self, instance, args, kwargs))
         entry = memo.get(slot) if slot is not None else None
@@ -275,16 +293,25 @@ class CachedState:
                 return wrapped(*args, **skip_inner(wrapped, kwargs))
             return wrapped(*args, **kwargs)
         name = self.resource or resource_name(instance, self.fallback_name)
+        # No entry is ever stored under None. One lookup per branch: a plain call pays nothing for the packed memo.
         if args:
             slot = memo_key(self, name, args, kwargs)
+            entry = ns._key_memo.get(slot)
         elif kwargs:  # keyword-only calls (the plugin's reads, partitioned or not): memo_key's packing, inline
             try:
-                slot = (self, name, pack(kwargs))  # its size is checked before it is stored (storable)
+                slot = pack(kwargs)  # its size is checked before it is stored (storable)
             except (TypeError, ValueError, OverflowError):
                 slot = memo_key(self, name, args, kwargs)
+                entry = ns._key_memo.get(slot)
+            else:  # the bytes alone in this state's own memo (namespace and resource fixed), else the tuple
+                if self.packed_memo is None:
+                    slot = (self, name, slot)
+                    entry = ns._key_memo.get(slot)
+                else:
+                    entry = self.packed_memo.get(slot)
         else:
             slot = (self, name)
-        entry = ns._key_memo.get(slot)  # no entry is ever stored under None
+            entry = ns._key_memo.get(slot)
         key: str | None
         if entry is not None and entry[1] == entry[2].epoch:
             key = entry[0]  # never a skip_cache call: the slot of one is never stored (the check below)
@@ -293,7 +320,8 @@ class CachedState:
                 if kwargs.pop("skip_cache"):
                     return wrapped(*args, **skip_inner(wrapped, kwargs))
                 return self(wrapped, instance, args, kwargs)  # skip_cache=False: the call without it
-            key = self.memo_lookup(ns, name, instance, args, kwargs, slot)
+            memo = self.packed_memo if type(slot) is bytes else None  # a bare bytes slot: the state's own memo
+            key = self.memo_lookup(ns, name, instance, args, kwargs, slot, memo)
             if key is None:
                 return wrapped(*args, **kwargs)
         value = ns._read(key)

@@ -9,7 +9,10 @@ be shared by two calls whose keys may differ:
   bytes are made from the arguments' *current* contents, so a caller that mutates its dict gets a new slot,
   never the old key. Packing is C: a partitioned read's ``partition_values={"region": "eu"}`` costs about as
   much as hashing one string;
-* a packed slot is ``(state, resource, bytes)``: no other slot has ``bytes`` there (see :func:`storable`);
+* a packed slot is ``(state, resource, bytes)``: no other slot has ``bytes`` there (see :func:`storable`). A
+  keyword-only call of a state whose namespace and resource are fixed at decoration (the plugin's reads) keys
+  its state's own memo (``CachedState.packed_memo``) by the bare ``bytes``: state, resource and namespace are
+  then constants of that memo, so the bytes alone are the same slot, without a tuple to build, hash and compare;
 * what does not pack (a tuple, a set, an int past 64 bits) is frozen by :func:`freeze` instead; anything else,
   or arguments over :data:`PACKED_LIMIT` bytes or :data:`FREEZE_LIMIT` values, has no slot (its key is
   computed on every call).
@@ -96,8 +99,11 @@ def storable(slot: Any) -> bool:
     keyword-only calls inline and leave this check to the miss that would store the slot).
 
     A packed slot is the only one whose third item is ``bytes``: a single argument takes the scalar form only
-    for str/int/None, and :func:`freeze` refuses bytes.
+    for str/int/None, and :func:`freeze` refuses bytes. A bare ``bytes`` slot is a keyword-only call's packed
+    arguments in the memo of its own state (``CachedState.packed_memo``).
     """
+    if type(slot) is bytes:
+        return len(slot) <= PACKED_LIMIT
     return len(slot) != 3 or type(slot[2]) is not bytes or len(slot[2]) <= PACKED_LIMIT
 
 

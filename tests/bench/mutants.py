@@ -32,6 +32,7 @@ READS = ["tests/unit/test_read_paths_differential.py", "tests/unit/test_memory_r
 CALLS = ["tests/unit/test_call_paths_differential.py", "tests/unit/test_lean_binding.py",
          "tests/unit/test_decorators.py", "tests/unit/test_async_cached.py"]  # fmt: skip
 DIFF = "tests/unit/test_read_paths_differential.py"
+MEMO_SLOTS = "tests/unit/test_memo_slots.py"
 TIERS = [f"{DIFF}::test_the_l1_bypass_reads_what_the_generic_tier_walk_reads",
          f"{DIFF}::test_an_observed_cache_reads_what_an_unobserved_one_reads", "tests/unit/test_tiered_driver.py",
          "tests/contract/test_reader_contract.py"]  # fmt: skip
@@ -185,7 +186,14 @@ MUTANTS = [
     Mutant("H2-epoch", "H2 serves a memo slot without checking its epoch", "cachekit/_cached_state.py",
            _MEMO_CHECK, _MEMO_CHECK.replace(" and entry[1] == entry[2].epoch", ""), (*CALLS,)),
     Mutant("H2-kwslot", "H2 gives every keyword-only call of a read one memo slot", "cachekit/_cached_state.py",
-           "slot = (self, name, pack(kwargs))", "slot = (self, name)", (*CALLS,)),
+           "slot = pack(kwargs)  # its size", "slot = b''  # its size", (*CALLS, MEMO_SLOTS)),
+    # -- issue 22, item 3: a keyword-only call's packed bytes alone, in the memo of its own state ----------------
+    Mutant("H2-packed-ns", "a state whose namespace comes with each call keys its packed memo by bytes alone",
+           "cachekit/_cached_state.py", "{} if namespace is not None and resource else None",
+           "{} if resource else None", (MEMO_SLOTS, *CALLS)),
+    Mutant("H2-packed-limit", "a keyword call packing past PACKED_LIMIT is kept in the state's packed memo",
+           "cachekit/_memo.py", "        return len(slot) <= PACKED_LIMIT", "        return True",
+           (MEMO_SLOTS, *CALLS)),
     Mutant("HELP-unbound", "the helpers through the class drop the instance from the uncached call",
            "cachekit/_binding.py", "call = functools.partial(self.__wrapped__, instance) if unbound else",
            "call = self.__wrapped__ if unbound else", (*CALLS,)),
