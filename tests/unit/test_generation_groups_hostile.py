@@ -25,31 +25,16 @@ from typing import Any
 
 import pytest
 
-from cachekit import Cache, cached, invalidates
+from cachekit import Cache
 from cachekit.generations import store_for
 from cachekit.generations._signing import GenerationSeal
 from tests.servers import wait_until
 
-from .test_generation_auth_hostile import acl_client
+from .test_generation_auth_hostile import Users, acl_client
 
 __all__ = ["acl_client"]  # the fixture, imported for the tests below
 
 SIGNING_KEY = b"tenant-b-signing-key-0123456789"
-
-
-class Users:
-    name = "users"
-
-    def __init__(self, cache: Cache, rows: dict[str, str]) -> None:
-        self.cache, self.rows = cache, rows
-
-    @cached(action="get")
-    def get(self, id: str) -> str:
-        return self.rows[id]
-
-    @invalidates("update")
-    def update(self, id: str, role: str) -> None:
-        self.rows[id] = role
 
 
 class Backend:
