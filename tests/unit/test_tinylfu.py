@@ -115,20 +115,22 @@ def test_a_scan_does_not_flush_the_hot_keys_under_tinylfu_but_does_under_lru() -
     assert survivors["tinylfu"] >= 45, survivors
 
 
-def test_a_loop_a_little_larger_than_the_cache_keeps_a_stable_resident_half() -> None:
+@pytest.mark.parametrize(("span", "floor"), [(2000, 0.45), (1100, 0.85)])
+def test_a_loop_a_little_larger_than_the_cache_keeps_a_stable_resident_half(span: int, floor: float) -> None:
     """Issue 22, item 3: a loop over twice the capacity. Every key is counted once a pass, so the window's
     candidate, counted just now, led probation's least recent key (whose next read is still to come) by one, won,
     and swapped it out just before its reuse: 41-42 % of reads hit (theine 45-46 %). A lead of one access is a tie
-    now; the residents stay, and about half the reads after the first pass hit."""
+    now; the residents stay, and about half the reads after the first pass hit (0.47; over 1.1 times the
+    capacity 0.876, where the old rule's 0.81 is told apart under every hash seed, as 0.42-0.46 is not)."""
     driver = MemoryDriver(eviction_policy="tinylfu", max_size=1000)
     hits = 0
     for i in range(40_000):
-        key = f"l{i % 2000}"
+        key = f"l{i % span}"
         if driver.get(key) is MISSING:
             driver.set(key, b"v")
         else:
             hits += 1
-    assert hits / 40_000 >= 0.45, hits / 40_000
+    assert hits / 40_000 >= floor, hits / 40_000
 
 
 def test_keys_leave_the_window_while_main_has_room_so_their_reads_protect_them() -> None:
