@@ -160,6 +160,13 @@ MUTANTS = [
     Mutant("GEN-local", "a view of an in-process store renders through the store's fetch path (issue 22)",
            "cachekit/generations/view.py", "        if self._reads_in_process:\n            read = self.store",
            "        if False:\n            read = self.store", ("tests/unit/test_generation_bounds.py",)),
+    Mutant("PR1-retrier", "a view with pending bumps starts no background retrier (issue 23: they waited for a write "
+           "past the retry interval and the breaker's cool-down)", "cachekit/generations/view.py",
+           "            if self._retrier is None and not self._closed:", "            if False:",
+           ("tests/unit/test_generations.py",)),
+    Mutant("PR2-expedite", "expedite() leaves the breaker open until its cool-down", "cachekit/breaker.py",
+           "            self._state, self._expedited = HALF_OPEN, True", "            return",
+           ("tests/unit/test_breaker.py",)),
     Mutant("TLFU-tie", "a window candidate one access ahead displaces probation's least recent key (issue 22)",
            "cachekit/drivers/_tinylfu.py", "> self.sketch.frequency(incumbent) + 1:",
            "> self.sketch.frequency(incumbent):", ("tests/unit/test_tinylfu.py",)),
