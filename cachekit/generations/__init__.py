@@ -26,9 +26,10 @@ import abc
 import logging
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol
 
+from ..breaker import CircuitBreaker
 from ..errors import ConfigurationError
 from ._signing import GenerationSeal
 
@@ -106,6 +107,17 @@ class GenerationStore(abc.ABC):
         other processes read the recovered backend as soon as it answers). The default, for stores without a
         breaker of their own, says True: the retry itself is the probe.
         """
+        return True
+
+    @staticmethod
+    def _probe_through(breaker: CircuitBreaker, call: Callable[[], object]) -> bool:
+        """:meth:`probe` for a store behind ``breaker``: ``call()`` now, as the breaker's probe even while it is
+        open (:meth:`CircuitBreaker.expedite`); True when it succeeded."""
+        breaker.expedite()
+        try:
+            call()
+        except Exception:
+            return False
         return True
 
     def use_seal(self, namespace: str, seal: GenerationSeal | None) -> None:

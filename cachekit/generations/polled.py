@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .._types import MISSING
+from ..breaker import CircuitBreaker
 from . import GenerationStore
 from ._groups import GROUP_PREFIX, group_of, groups_of
 from ._records import ABSENT, EPOCH_SIZE, UNPARSABLE, RecordDisk, parse_counter, select_record
@@ -487,6 +488,14 @@ class TokenGenerations(PolledGenerations):
 
     def _driver_closed(self) -> bool:
         return bool(getattr(self._driver, "_closed", False))
+
+    def probe(self) -> bool:
+        """A ranged read of a few bytes through the driver's breaker, let through at once (a driver without a
+        breaker: True, the retry itself is the probe)."""
+        breaker = getattr(self._driver, "breaker", None)
+        if not isinstance(breaker, CircuitBreaker):
+            return True
+        return self._probe_through(breaker, lambda: self._token(f"~gen/{_EPOCH}"))
 
     def _read_epoch(self, namespace: str) -> bytes | None:
         blob = self._token(f"~gen/{namespace}/{_EPOCH}")  # a few bytes, however large the object

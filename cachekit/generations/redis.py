@@ -471,13 +471,8 @@ class RedisGenerations(GenerationStore):
         )
 
     def probe(self) -> bool:
-        breaker = self._driver.breaker
-        breaker.expedite()
-        try:
-            self._driver.call(lambda client: client.ping(), name="PING (generations probe)")
-        except Exception:
-            return False
-        return True
+        driver = self._driver
+        return self._probe_through(driver.breaker, lambda: driver.call(lambda c: c.ping(), name="PING (generations)"))
 
     def entries_live(self, namespace: str, seconds: float | None) -> None:
         if seconds is not None and 0 < seconds < self._generation_ttl:

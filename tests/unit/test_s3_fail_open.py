@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import MotoServer, unavailable
+from tests.servers import MotoServer, unavailable, wait_until
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
@@ -166,3 +166,50 @@ def test_a_hung_s3_costs_one_timeout_then_fails_fast_until_the_probe(private_mot
     assert driver.get("k") == b"v"
     assert driver.stats()["breaker"]["state"] == "closed"
     driver.close()
+
+
+def test_a_pending_invalidation_reaches_a_restarted_s3_without_waiting_for_the_breaker(
+    private_moto: MotoServer,
+) -> None:
+    # Issue 23's cross-process gap, on S3: a write made while S3 was down leaves its bump pending. Other processes
+    # read the restarted S3 at once; the pending bump must reach it as soon as S3 answers, not after this
+    # process's breaker cool-down (30 s here, so that only the background retrier's probe can be in time).
+    from cachekit import Cache, cached, invalidates
+
+    bucket = f"cachekit-pending-{uuid.uuid4().hex[:8]}"
+    create_bucket(private_moto.endpoint_url, bucket)
+    config = {"bucket": bucket, "endpoint_url": private_moto.endpoint_url, "region": "us-east-1", **CREDENTIALS,
+              "connect_timeout": 0.5, "read_timeout": 1.0, "max_attempts": 1, "breaker_cooldown": 30.0}
+    cache = Cache(driver="s3", namespace="pending", ttl=300, retry_delay=0, config=config)
+
+    class Users:
+        name = "users"
+
+        def __init__(self) -> None:
+            self.cache, self.rows = cache, {"u1": {"id": "u1", "v": 0}}
+
+        @cached(action="get")
+        def get(self, id: str) -> dict[str, Any]:
+            return dict(self.rows[id])
+
+        @invalidates("update")
+        def update(self, id: str, v: int) -> None:
+            self.rows[id]["v"] = v
+
+    users = Users()
+    restarted: MotoServer | None = None
+    try:
+        assert users.get("u1")["v"] == 0
+        private_moto.stop()
+        users.update("u1", 1)  # its bump cannot reach S3: pending, the breaker open for 30 s
+        assert cache.pending_invalidations
+        assert users.get("u1")["v"] == 1  # this process reads under a private generation meanwhile
+        restarted = MotoServer(port=private_moto.port).start()
+        create_bucket(restarted.endpoint_url, bucket)
+        assert wait_until(lambda: not cache.pending_invalidations, timeout=15.0), (
+            "the pending invalidation did not reach the restarted S3 (it waited for the breaker's cool-down)"
+        )
+    finally:
+        if restarted is not None:
+            restarted.stop()
+        cache.close()
