@@ -225,7 +225,7 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
     at decoration time in closure cells. Every line runs on every hit; nothing is allocated but the memo slot.
     """
     fn, action, ttl, what, explicit = state.fn, state.action, state.ttl, state.what, state.namespace
-    resource = state.resource or None  # "" names no resource either
+    resource, fallback = state.resource or None, state.fallback_name  # "" names no resource either
     typed = state.typed  # a typed return (cachekit._typed_returns), else None: one test per hit
     keyed = _miss_key(state)
 
@@ -250,7 +250,7 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
             except AttributeError:
                 name = None
             if name is None:
-                name = resource_name(instance, state.fallback_name)
+                name = resource_name(instance, fallback)
         # ``name`` is checked only after a miss: the memo holds slots of valid names (non-empty strings) alone,
         # and a str subclass equal to one names that very resource (resource_name): no other name finds a slot.
         if not kwargs and not rest and (type(first) is str or type(first) is int or first is None):
