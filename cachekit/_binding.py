@@ -211,7 +211,8 @@ def _fresh_hit(state: CachedState) -> Callable[[Any, tuple[Any, ...], Cache], An
             key = lookup(ns, name, instance, args, {}, slot)
             if key is None:
                 return fn(instance, *args)
-        value = ns._read(key)
+        read = ns._read  # an attribute, not a method: see _hit_path
+        value = read(key)
         if value is not MISSING:
             return value
         return ns._fresh.after_miss(key, name, action, own, functools.partial(fn, instance, *args), ttl)
@@ -223,9 +224,10 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
     """The ``__call__`` of a method's lean binding: :meth:`CachedState.__call__`'s steps, with everything fixed
     at decoration time in closure cells. Every line runs on every hit; nothing is allocated but the memo slot.
     """
-    fn, action, ttl, what = state.fn, state.action, state.ttl, state.what
-    explicit, resource, fallback, lookup = state.namespace, state.resource, state.fallback_name, state.memo_lookup
+    fn, action, ttl, what, explicit = state.fn, state.action, state.ttl, state.what, state.namespace
+    resource, fallback = state.resource or None, state.fallback_name  # "" names no resource either
     typed = state.typed  # a typed return (cachekit._typed_returns), else None: one test per hit
+    keyed = _miss_key(state)
 
     def __call__(self: BoundCached, first: Any = _NO_ARGUMENT, /, *rest: Any, **kwargs: Any) -> Any:
         # The first positional argument comes as ``first``: a one-argument call builds no tuple (about 400
@@ -233,40 +235,42 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
         instance = self.__self__
         ns = explicit
         if ns is None:
-            try:
+            try:  # the memo is read from a Cache only; anything else (None, a facade) finds its Cache the long way
                 ns = instance.cache
+                memo = ns._key_memo
             except AttributeError:
-                ns = None
-            if type(ns) is not Cache:
                 ns = cache_of(instance, None, what)
-        if ns.disabled_actions and action in ns.disabled_actions:
-            if kwargs:  # skip_cache and all: the generic path handles it
-                return state(types.MethodType(fn, instance), instance, _arguments(first, rest), kwargs)
-            return fn(instance, *_arguments(first, rest))
+                memo = ns._key_memo
+        else:
+            memo = ns._key_memo
         name = resource
-        if not name:
+        if name is None:
             try:
                 name = instance.name
             except AttributeError:
                 name = None
-            if type(name) is not str or not name:
+            if name is None:
                 name = resource_name(instance, fallback)
+        # ``name`` is checked only after a miss: the memo holds slots of valid names (non-empty strings) alone,
+        # and a str subclass equal to one names that very resource (resource_name): no other name finds a slot.
         if not kwargs and not rest and (type(first) is str or type(first) is int or first is None):
             slot: Any = (state, name, first)
         else:
             slot = memo_key(state, name, _arguments(first, rest), kwargs)
-        entry = ns._key_memo.get(slot)
-        key: str | None
+        try:
+            entry = memo.get(slot)
+        except TypeError:  # an unhashable name
+            entry = None
         if entry is not None and entry[1] == entry[2].epoch:
-            key = entry[0]  # never a skip_cache call: the slot of one is never stored (the check below)
+            # Never a skip_cache call (the slot of one is never stored), nor an action the namespace disables
+            # (no slot of one is stored either: CachedState.memo_lookup).
+            key = entry[0]
         else:
-            args = _arguments(first, rest)
-            if "skip_cache" in kwargs:
-                return state(types.MethodType(fn, instance), instance, args, kwargs)
-            key = lookup(ns, name, instance, args, kwargs, slot)
+            key, result = keyed(instance, ns, name, _arguments(first, rest), kwargs, slot)
             if key is None:
-                return fn(instance, *args, **kwargs)
-        value = ns._read(key)
+                return result
+        read = ns._read  # an attribute, not a method: LOAD_METHOD would take its slow path (~120 instructions)
+        value = read(key)
         if typed is not None:
             if value is not MISSING:
                 value = typed.hit(ns, key, value)
@@ -279,6 +283,32 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
         return ns._load(key, action, functools.partial(fn, instance, *_arguments(first, rest), **kwargs), ttl)
 
     return __call__
+
+
+def _miss_key(
+    state: CachedState,
+) -> Callable[[Any, Cache, Any, tuple[Any, ...], dict[str, Any], Any], tuple[str | None, Any]]:
+    """What the lean hit path does when the memo has no current key for a call: ``(key, None)``, or
+    ``(None, result)`` when the call ran uncached (an action the namespace disables, ``skip_cache``, arguments
+    that cannot be keyed)."""
+    fn, action, fallback, lookup = state.fn, state.action, state.fallback_name, state.memo_lookup
+
+    def keyed(
+        instance: Any, ns: Cache, name: Any, args: tuple[Any, ...], kwargs: dict[str, Any], slot: Any
+    ) -> tuple[str | None, Any]:
+        if "skip_cache" in kwargs or (ns.disabled_actions and action in ns.disabled_actions):
+            if kwargs:  # skip_cache and all: the generic path handles it
+                return None, state(types.MethodType(fn, instance), instance, args, kwargs)
+            return None, fn(instance, *args)
+        if type(name) is not str or not name:  # an empty name, another type: the resource it resolves to
+            name = resource_name(instance, fallback)
+            slot = memo_key(state, name, args, kwargs)
+        key = lookup(ns, name, instance, args, kwargs, slot)
+        if key is None:
+            return None, fn(instance, *args, **kwargs)
+        return key, None
+
+    return keyed
 
 
 #: What the lean binding's ``first`` is when the call has no positional argument.

@@ -190,7 +190,8 @@ class CachedState:
                 return None
             template = found
         key, epoch = ns._gens.render(template)
-        _remember(memo, slot, key, epoch, template)
+        if self.action not in ns.disabled_actions:  # the hit paths skip the check for a slot they find
+            _remember(memo, slot, key, epoch, template)
         return key
 
     async def akey(self, ns: Cache, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
@@ -213,7 +214,8 @@ class CachedState:
                 return None
             template = found
         key, epoch = await ns._gens.arender(template)
-        _remember(memo, slot, key, epoch, template)
+        if self.action not in ns.disabled_actions:  # as memo_lookup
+            _remember(memo, slot, key, epoch, template)
         return key
 
     def _template_or_none(
@@ -288,10 +290,6 @@ class CachedState:
             ns = getattr(instance, "cache", None)
             if type(ns) is not Cache:
                 ns = cache_of(instance, None, self.what)
-        if ns.disabled_actions and self.action in ns.disabled_actions:
-            if "skip_cache" in kwargs and kwargs.pop("skip_cache"):
-                return wrapped(*args, **skip_inner(wrapped, kwargs))
-            return wrapped(*args, **kwargs)
         name = self.resource or resource_name(instance, self.fallback_name)
         # No entry is ever stored under None. One lookup per branch: a plain call pays nothing for the packed memo.
         if args:
@@ -314,8 +312,14 @@ class CachedState:
             entry = ns._key_memo.get(slot)
         key: str | None
         if entry is not None and entry[1] == entry[2].epoch:
-            key = entry[0]  # never a skip_cache call: the slot of one is never stored (the check below)
+            # Never a skip_cache call (the slot of one is never stored, the check below), nor an action the
+            # namespace disables (memo_lookup stores no slot of one).
+            key = entry[0]
         else:
+            if ns.disabled_actions and self.action in ns.disabled_actions:
+                if "skip_cache" in kwargs and kwargs.pop("skip_cache"):
+                    return wrapped(*args, **skip_inner(wrapped, kwargs))
+                return wrapped(*args, **kwargs)
             if "skip_cache" in kwargs:
                 if kwargs.pop("skip_cache"):
                     return wrapped(*args, **skip_inner(wrapped, kwargs))
@@ -324,7 +328,8 @@ class CachedState:
             key = self.memo_lookup(ns, name, instance, args, kwargs, slot, memo)
             if key is None:
                 return wrapped(*args, **kwargs)
-        value = ns._read(key)
+        read = ns._read  # an attribute, not a method: LOAD_METHOD would take its slow path (~120 instructions)
+        value = read(key)
         typed = self.typed
         if typed is not None:  # a typed return (cachekit._typed_returns): decode the hit, store the typed form
             if value is not MISSING:

@@ -73,11 +73,14 @@ def signatures(fn: Any) -> tuple[Signature, Signature]:
 
 
 def resource_name(instance: Any, fallback: str) -> str:
+    """The resource a call on ``instance`` reads: its ``name`` when that is a non-empty string (a ``str``
+    subclass, a ``StrEnum`` member say, by its value), else its class's name in lower case (``fallback`` for
+    a call with no instance)."""
     if instance is None:
         return fallback
     name = getattr(instance, "name", None)
-    if type(name) is str and name:
-        return name
+    if isinstance(name, str) and name:
+        return name if type(name) is str else str.__str__(name)
     cls = instance if isinstance(instance, type) else type(instance)
     return cls.__name__.lower()
 

@@ -286,7 +286,8 @@ class FreshState:
     def read(self, key: str, resource: str, action: str, fresh: Freshness, fn: Callable[..., Any],
              args: tuple[Any, ...], kwargs: dict[str, Any], ttl: Any) -> Any:
         """A read of ``key`` by a callable with policies of its own: a plain hit, else :meth:`after_miss`."""
-        value = self.cache._read(key)
+        read = self.cache._read  # an attribute, not a method: LOAD_METHOD would take its slow path
+        value = read(key)
         if value is not MISSING:
             return value
         return self.after_miss(key, resource, action, fresh, functools.partial(fn, *args, **kwargs), ttl)

@@ -294,7 +294,8 @@ class Cache:
         Returns ``default`` on a miss; a cached ``None`` is a hit and returns ``None``. Never raises for a
         broken backend: that is a miss, counted in ``stats().errors``.
         """
-        value = self._read(self._full_key(key))
+        read = self._read  # an attribute, not a method: LOAD_METHOD would take its slow path
+        value = read(self._full_key(key))
         return default if value is MISSING else value
 
     def set(self, key: str, value: Any, ttl: TTL = DEFAULT) -> bool:

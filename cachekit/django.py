@@ -186,7 +186,8 @@ class CachekitCache(BaseCache):  # type: ignore[misc]  # django ships no type in
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         """The value under ``key``, or ``default``; a broken backend is a miss."""
-        value = self.cache._read(self._key(key, version))
+        read = self.cache._read  # an attribute, not a method: LOAD_METHOD would take its slow path
+        value = read(self._key(key, version))
         return default if value is MISSING else value
 
     def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:

@@ -578,27 +578,27 @@ def memory_reader(
         try:
             full = prefix + key if prefix else key
             entry = lookup(full)
-            if entry is not None:
-                deadline = entry[1]
-                if deadline is not None and deadline <= clock():
-                    driver._expire(full, entry)
-                    entry = None
-                elif lru:
-                    try:
-                        move(full)
-                    except KeyError:  # deleted by another thread since the lookup; the entry read is still valid
-                        pass
             if entry is None:
                 counts.misses += 1
                 return MISSING
-            if first is None:  # objects mode: the entry is the value
-                counts.hits += 1
-                return entry[0]
+            deadline = entry[1]
+            if deadline is not None and deadline <= clock():
+                driver._expire(full, entry)
+                counts.misses += 1
+                return MISSING
+            if lru:
+                try:
+                    move(full)
+                except KeyError:  # deleted by another thread since the lookup; the entry read is still valid
+                    pass
             copy = entry[2]
             if copy is not None:  # a copy of the value kept at its second hit (a trusted codec: never MISSING)
                 value = copy(entry[3])
                 counts.hits += 1
                 return value
+            if first is None:  # objects mode: the entry is the value (its third item is always None)
+                counts.hits += 1
+                return entry[0]
             value = first(full, entry)
         except Exception as exc:  # a corrupt blob, a failing clock: fail open like the generic body
             failed(key, exc)

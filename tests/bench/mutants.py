@@ -33,6 +33,7 @@ CALLS = ["tests/unit/test_call_paths_differential.py", "tests/unit/test_lean_bin
          "tests/unit/test_decorators.py", "tests/unit/test_async_cached.py"]  # fmt: skip
 DIFF = "tests/unit/test_read_paths_differential.py"
 MEMO_SLOTS = "tests/unit/test_memo_slots.py"
+LEAN = "tests/unit/test_lean_binding.py"
 TIERS = [f"{DIFF}::test_the_l1_bypass_reads_what_the_generic_tier_walk_reads",
          f"{DIFF}::test_an_observed_cache_reads_what_an_unobserved_one_reads", "tests/unit/test_tiered_driver.py",
          "tests/contract/test_reader_contract.py"]  # fmt: skip
@@ -43,7 +44,7 @@ _L1_MOVE = ("                {move}\n            except KeyError:  # deleted by 
             "entry read is still valid\n                pass\n        tier.hits")
 ASYNC_API = "tests/unit/test_async_api_differential.py"
 _MEMO_CHECK = ("        if entry is not None and entry[1] == entry[2].epoch:\n"
-               "            key = entry[0]  # never a skip_cache call")
+               "            # Never a skip_cache call (the slot of one is never stored")
 FLIGHTS = ("tests/unit/test_decorators.py", "tests/unit/test_async_single_flight_tiers.py")
 FRESH = ("tests/unit/test_freshness_differential.py", "tests/unit/test_freshness.py")
 OBSERVED = ["tests/unit/test_read_paths_differential.py", "tests/unit/test_metrics.py", "tests/unit/test_events.py"]
@@ -89,8 +90,8 @@ MUTANTS = [
            "            if False:  # skip_cache and all: the generic path handles it", (*CALLS,)),
     # -- planted for issue 18's tests-first step ---------------------------------------------------------------
     Mutant("H2-kwargs", "H2 calls a disabled action with its keyword arguments dropped", "cachekit/_cached_state.py",
-           "            return wrapped(*args, **kwargs)\n        name = self.resource",
-           "            return wrapped(*args)\n        name = self.resource", (*CALLS,)),
+           "                return wrapped(*args, **kwargs)\n            if \"skip_cache\" in kwargs:",
+           "                return wrapped(*args)\n            if \"skip_cache\" in kwargs:", (*CALLS,)),
     Mutant("H2-skip-false", "H2 treats skip_cache=False as skip_cache=True", "cachekit/_cached_state.py",
            "return self(wrapped, instance, args, kwargs)  # skip_cache=False",
            "return wrapped(*args, **kwargs)  # skip_cache=False", (*CALLS,)),
@@ -105,7 +106,7 @@ MUTANTS = [
            "        counts.hits += 1\n        return value\n\n    return read\n\n\ndef _decoding",
            "        pass\n        return value\n\n    return read\n\n\ndef _decoding", (*READS,)),
     Mutant("R2-lru", "R2 skips the LRU move of a hit", "cachekit/drivers/memory.py",
-           "                        move(full)", "                        pass", (*READS,)),
+           "                    move(full)", "                    pass", (*READS,)),
     Mutant("R4-miss", "R4 counts a corrupt entry as a miss too (the bug fixed in this step)",
            "cachekit/cache.py", "failed += 1  # counted in errors", "pass  # counted in errors", (*READS,)),
     Mutant("D1-miss", "D1 (tiered L1 bypass) forgets the L1 miss", "cachekit/drivers/tiered.py",
@@ -187,6 +188,13 @@ MUTANTS = [
            (*CALLS,)),
     Mutant("H1-rest", "H1 keys a call by its first argument alone, whatever follows it", "cachekit/_binding.py",
            "if not kwargs and not rest and (type(first) is str", "if not kwargs and (type(first) is str", (*CALLS,)),
+    Mutant("H1-name", "H1 keys a miss by a name that is not a non-empty string (the hit path checks it only then)",
+           "cachekit/_binding.py", "        if type(name) is not str or not name:  # an empty name, another type",
+           "        if False:  # an empty name, another type", (LEAN,)),
+    Mutant("H-disabled-memo", "a key rendered for an action the namespace disables is kept in the memo (the hit "
+           "paths then serve it)", "cachekit/_cached_state.py",
+           "        if self.action not in ns.disabled_actions:  # the hit paths skip the check for a slot they find",
+           "        if True:  # the hit paths skip the check for a slot they find", (LEAN,)),
     Mutant("H1-noarg", "H1 passes its no-argument marker to a call without positional arguments",
            "cachekit/_binding.py", "return () if first is _NO_ARGUMENT else (first, *rest)", "return (first, *rest)",
            (*CALLS,)),

@@ -159,3 +159,21 @@ def test_the_instruction_child_runs_the_cachekit_being_benchmarked() -> None:
     import cachekit
 
     assert (project_root() / "cachekit" / "__init__.py").resolve() == Path(cachekit.__file__).resolve()
+
+
+def test_the_memory_instruction_child_looks_the_method_up_on_every_hit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The instruction rows count what a caller pays: ``repo.get("u1")``, the binding included (hoisting the
+    lookup out of the loop hid about 1,500 instructions of cachekit's binding that cachetools does not pay)."""
+    from cachekit._tools.bench import _child, _memory
+
+    lookups = []
+
+    class Counted:
+        def __getattribute__(self, name: str) -> Any:
+            lookups.append(name)
+            return lambda id: id
+
+    monkeypatch.setattr(_memory, "contender", lambda row_id: Counted())
+    monkeypatch.setattr(sys, "argv", ["child", "cachekit_objects", "7"])
+    _child.child()
+    assert lookups == ["get"] * (_child._WARMUP + 7)

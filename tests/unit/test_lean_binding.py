@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import enum
 import inspect
 import threading
 import types
@@ -329,6 +330,84 @@ def test_a_disabled_action_calls_through(repo: Repo) -> None:
     assert repo.get("u1")["n"] == 1
     assert repo.get("u1")["n"] == 2
     assert repo.cache.hits == repo.cache.misses == 0
+
+
+def test_no_memo_slot_is_kept_for_a_disabled_action(repo: Repo) -> None:
+    """The hit paths skip the disabled-action check for a slot they find in the memo: none may be there."""
+    repo.cache = Cache(driver="memory", namespace="lb-off-memo", method_policies={"get": False})
+    state = type(repo.get)._state  # type: ignore[attr-defined]
+    key = state.memo_lookup(repo.cache, "users", repo, ("u1",), {}, (state, "users", "u1"))
+    assert key is not None
+    assert key.startswith("lb-off-memo/resource=users/action=get/")
+    assert repo.cache._key_memo == {}  # rendered, never remembered
+    assert repo.get.refresh("u1")["n"] == 1  # stores an entry under that key whatever the policies say
+    assert repo.cache.get(key) is not None
+    assert repo.get("u1")["n"] == 2  # which a disabled read never serves
+    assert repo.get("u1")["n"] == 3
+    enabled = Cache(driver="memory", namespace="lb-on-memo")
+    state.memo_lookup(enabled, "users", repo, ("u1",), {}, (state, "users", "u1"))
+    assert len(enabled._key_memo) == 1
+
+
+def test_a_cache_attribute_that_is_not_a_cache() -> None:
+    """The hit path reads the memo of whatever ``cache`` holds; anything but a Cache takes the long way."""
+
+    class Facade:  # a resource facade exposes its Cache as namespace_cache
+        def __init__(self, cache: Cache) -> None:
+            self.namespace_cache = cache
+
+    class Mine(Cache):
+        pass
+
+    inner = Cache(driver="memory", namespace="lb-facade")
+    repo = Repo(inner)
+    repo.cache = Facade(inner)  # type: ignore[assignment]
+    assert repo.get("u1")["n"] == 1
+    assert repo.get("u1")["n"] == 1
+    assert inner.hits == 1
+    repo.cache = Mine(driver="memory", namespace="lb-subclass")
+    assert repo.get("u1")["n"] == 2
+    assert repo.get("u1")["n"] == 2
+    assert repo.cache.hits == 1
+    for bad in (None, {"_key_memo": {}}, "cache"):
+        repo.cache = bad  # type: ignore[assignment]
+        with pytest.raises(Exception, match="has no cache"):
+            repo.get("u1")
+
+
+@pytest.mark.parametrize("odd", [None, "", 0, ["users"], b"users"])
+def test_a_name_that_is_not_a_non_empty_string_reads_the_class_resource(odd: Any) -> None:
+    """The hit path checks ``name`` only after a miss: any name but a non-empty string still keys by the class."""
+
+    class Odd(Repo):
+        name = odd  # type: ignore[assignment]
+
+    cache = Cache(driver="memory", namespace="lb-odd")
+    obj, plain = Odd(cache), Repo(cache)
+    assert "/resource=odd/" in obj.get.cache_key("u1")
+    assert obj.get("u1")["n"] == 1
+    assert obj.get("u1")["n"] == 1  # cached, under the class's resource
+    assert plain.get("u1")["n"] == 1  # resource "users": an entry of its own
+    assert obj.get("u1")["by"] == "Odd"
+    assert cache.hits == 2
+    assert all(type(slot[1]) is str and slot[1] for slot in cache._key_memo)  # no slot of an odd name
+
+
+def test_a_str_subclass_name_names_its_value() -> None:
+    """A StrEnum member (any str subclass) names the resource of its value, on every path."""
+
+    class Resources(enum.StrEnum):
+        USERS = "users"
+
+    class Enumed(Repo):
+        name = Resources.USERS  # type: ignore[assignment]
+
+    cache = Cache(driver="memory", namespace="lb-enum")
+    obj, plain = Enumed(cache), Repo(cache)
+    assert obj.get.cache_key("u1") == plain.get.cache_key("u1")
+    assert obj.get("u1")["by"] == "Enumed"
+    assert plain.get("u1")["by"] == "Enumed"  # one resource: the entry the first call stored
+    assert Enumed.get(obj, "u1")["by"] == "Enumed"  # the wrapt path too
 
 
 def test_unkeyable_arguments_call_through_uncached(repo: Repo) -> None:

@@ -29,8 +29,8 @@ __all__ = [
     "project_root",
 ]
 
-#: Row id -> the largest instructions ratio to cachetools ``@cachedmethod`` (issue 11).
-INSTRUCTION_TARGETS = {"cachekit_objects": 1.3, "cachekit_msgpack": 2.5}
+#: Row id -> the largest instructions ratio to cachetools ``@cachedmethod`` (issue 22; issue 11 asked 1.3x / 2.5x).
+INSTRUCTION_TARGETS = {"cachekit_objects": 1.0, "cachekit_msgpack": 1.5}
 _REFERENCE = "cachetools_cachedmethod"
 _CHILD = "from cachekit._tools.bench._child import child; child()"
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")

@@ -6,6 +6,7 @@ binding of the method, are part of the cost), and the method returns a 10-field 
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from ._core import RECORD, Case, Outcome, Section, Settings, batch_timer, make_row, measure
@@ -75,7 +76,9 @@ def _peer_repos(notes: list[str]) -> dict[str, tuple[str, Any]]:
                                                             key=cachetools.keys.methodkey)(_load)})
         per_instance = type("Repo", (), {
             "__init__": lambda self: setattr(self, "_cache", cachetools.LRUCache(maxsize=1024)),
-            "get": cachetools.cachedmethod(lambda self: self._cache)(_load),
+            # The cache found by a C getter, as in cachetools' docs and shared/tools/hitpath_instr.py (a lambda
+            # would add a Python frame to the reference).
+            "get": cachetools.cachedmethod(operator.attrgetter("_cache"))(_load),
         })
         repos[_REFERENCE] = ("cachetools @cached(LRUCache, key=methodkey) method", shared())
         repos["cachetools_cachedmethod"] = ("cachetools @cachedmethod(LRUCache per instance)", per_instance())

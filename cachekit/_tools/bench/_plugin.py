@@ -24,7 +24,8 @@ __all__ = ["instruction_child", "run_plugin"]
 _BUCKET = "cachekit-bench-plugin"
 _DOCUMENTS = 50
 _PARTITIONS = {"by_region": ["region"]}
-_TARGET = 1.5
+#: Issue 22's goal for a warm partitioned count() against a plain one, in time and instructions (issue 11: 1.5x).
+_TARGET = 1.3
 _PAGE_DOCUMENTS = 500
 _PAGE_SIZE = 25
 #: Issue 22's goal, for the page without a total (the original's work: a list of 25 keys and 25 GETs).
