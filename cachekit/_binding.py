@@ -259,7 +259,7 @@ def _hit_path(state: CachedState) -> Callable[..., Any]:
             slot = memo_key(state, name, _arguments(first, rest), kwargs)
         try:
             entry = memo.get(slot)
-        except TypeError:  # an unhashable name
+        except Exception:  # a name that does not hash (or compare): it has no slot, the miss resolves it
             entry = None
         if entry is not None and entry[1] == entry[2].epoch:
             # Never a skip_cache call (the slot of one is never stored), nor an action the namespace disables

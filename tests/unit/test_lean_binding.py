@@ -375,7 +375,12 @@ def test_a_cache_attribute_that_is_not_a_cache() -> None:
             repo.get("u1")
 
 
-@pytest.mark.parametrize("odd", [None, "", 0, ["users"], b"users"])
+class _Unhashing:
+    def __hash__(self) -> int:
+        raise ValueError("no hash")
+
+
+@pytest.mark.parametrize("odd", [None, "", 0, ["users"], b"users", _Unhashing()])
 def test_a_name_that_is_not_a_non_empty_string_reads_the_class_resource(odd: Any) -> None:
     """The hit path checks ``name`` only after a miss: any name but a non-empty string still keys by the class."""
 
