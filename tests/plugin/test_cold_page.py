@@ -7,6 +7,7 @@ the cache plugin, and after writes.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,6 +39,21 @@ def store(request: pytest.FixtureRequest, s3_client: Any, s3_bucket: str) -> Ite
         database.use_plugin(CachePlugin(driver="memory"))
     yield database, database.create_resource("things", partitions={"by_kind": ["kind"]})
     database.close()
+
+
+@contextlib.contextmanager
+def _things(s3_client: Any, s3_bucket: str, prefix: str, plugin: CachePlugin | None = None) -> Iterator[Resource]:
+    """A resource ``things`` holding PLAIN's documents, in a database of its own under ``prefix`` (closed after),
+    with ``plugin`` installed first when given."""
+    database = Database(client=s3_client, bucket=s3_bucket, prefix=prefix)
+    if plugin is not None:
+        database.use_plugin(plugin)
+    try:
+        resource = database.create_resource("things")
+        resource.insert_many([{"id": name} for name in PLAIN])
+        yield resource
+    finally:
+        database.close()
 
 
 def _check_pages(resource: Resource, docs: dict[str, dict[str, Any]]) -> None:
@@ -82,27 +98,18 @@ def test_a_page_past_the_first_thousand_ids_still_lists_them_all(store: tuple[Da
 
 
 def test_the_cut_listing_is_used_for_plain_ids_and_refused_for_tricky_ones(s3_client: Any, s3_bucket: str) -> None:
-    database = Database(client=s3_client, bucket=s3_bucket, prefix="cold-proof")
-    try:
-        resource = database.create_resource("things")
-        resource.insert_many([{"id": name} for name in PLAIN])
+    with _things(s3_client, s3_bucket, "cold-proof") as resource:
         prefix, suffix = resource._scope_listing(None, None)
         listed = resource._first_ids(prefix, suffix, 25)
         assert listed == (sorted(PLAIN)[:26], False)
         resource.insert_many([{"id": "d000-x"}, {"id": "d00"}])  # d00 is a prefix of d000-x cut before "-"
         assert resource._first_ids(prefix, suffix, 1) is None or resource._first_ids(prefix, suffix, 1)[0][0] == "d00"
         assert resource._first_ids(prefix, suffix, 200) == (sorted([*PLAIN, "d000-x", "d00"]), True)
-    finally:
-        database.close()
 
 
 def test_with_the_plugin_the_total_is_the_cached_count(s3_client: Any, s3_bucket: str) -> None:
-    database = Database(client=s3_client, bucket=s3_bucket, prefix="cold-count")
     plugin = CachePlugin(driver="memory")
-    database.use_plugin(plugin)
-    try:
-        resource = database.create_resource("things")
-        resource.insert_many([{"id": name} for name in PLAIN])
+    with _things(s3_client, s3_bucket, "cold-count", plugin) as resource:
         assert resource.page_total is not None
         assert resource.page(page=1, size=25)["total"] == 60
         hits = resource.cache.stats().hits
@@ -111,8 +118,6 @@ def test_with_the_plugin_the_total_is_the_cached_count(s3_client: Any, s3_bucket
         plugin.stop()
         assert resource.page_total is None
         assert resource.page(page=1, size=25)["total"] == 60
-    finally:
-        database.close()
 
 
 # -- page(..., total=False): the original's skipCount (issue 22, item 2) -------------------------------------------
@@ -154,11 +159,7 @@ def _requests(client: Any) -> tuple[list[tuple[str, dict[str, Any]]], Any]:
 
 
 def test_a_page_without_total_lists_one_page_and_reads_no_count(s3_client: Any, s3_bucket: str) -> None:
-    database = Database(client=s3_client, bucket=s3_bucket, prefix="cold-skip")
-    database.use_plugin(CachePlugin(driver="memory"))
-    try:
-        resource = database.create_resource("things")
-        resource.insert_many([{"id": name} for name in PLAIN])
+    with _things(s3_client, s3_bucket, "cold-skip", CachePlugin(driver="memory")) as resource:
         sent, record = _requests(s3_client)
         try:
             got = resource.page(page=1, size=25, total=False)
@@ -174,16 +175,10 @@ def test_a_page_without_total_lists_one_page_and_reads_no_count(s3_client: Any, 
         misses = resource.cache.stats().misses
         assert resource.count() == 60  # the page never asked the cached count()
         assert resource.cache.stats().misses == misses + 1
-    finally:
-        database.close()
 
 
 def test_pages_with_and_without_total_are_two_cache_entries(s3_client: Any, s3_bucket: str) -> None:
-    database = Database(client=s3_client, bucket=s3_bucket, prefix="cold-keys")
-    database.use_plugin(CachePlugin(driver="memory"))
-    try:
-        resource = database.create_resource("things")
-        resource.insert_many([{"id": name} for name in PLAIN])
+    with _things(s3_client, s3_bucket, "cold-keys", CachePlugin(driver="memory")) as resource:
         cache = resource.cache
         assert cache.key_for("page", {"page": 1, "size": 25, "total": False}) != cache.key_for(
             "page", {"page": 1, "size": 25})
@@ -196,8 +191,6 @@ def test_pages_with_and_without_total_are_two_cache_entries(s3_client: Any, s3_b
         assert resource.page(page=1, size=25, total=True)["total"] == 60
         assert resource.page(page=1, size=25, total=False)["total"] is None
         assert cache.stats().hits == hits + 2
-    finally:
-        database.close()
 
 
 @pytest.mark.parametrize("invalidation", ["precise", "resource"])
